@@ -1,0 +1,170 @@
+"""MNIST as whole tensors: verify the raw files, load each split once, normalise once, slice batches.
+
+No ``DataLoader`` and no per-sample ``ToTensor`` in the training loop: the 60,000 training images fit in 188 MB as
+float32, so a batch is just ``X[idx]`` for a slice ``idx`` of a random permutation.
+"""
+
+import hashlib
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from .errors import UserError
+
+MEAN, STD = 0.1307, 0.3081  # of the MNIST training pixels, scaled to [0, 1]
+DEFAULT_ROOT = "data"
+ENV_ROOT = "MNIST_LAB_DATA"
+
+# The uncompressed IDX files as torchvision lays them out, with their sizes and published MD5 sums.
+RAW_FILES = {
+    "train-images-idx3-ubyte": (47_040_016, "6bbc9ace898e44ae57da46a324031adb"),
+    "train-labels-idx1-ubyte": (60_008, "a25bea736e30d166cdddb491f175f624"),
+    "t10k-images-idx3-ubyte": (7_840_016, "2646ac647ad5339dbf082846283269ea"),
+    "t10k-labels-idx1-ubyte": (10_008, "27ae3e4e09519cfbb04c329615203637"),
+}
+
+
+def data_root(root=None):
+    """Return the data folder: ``root`` if given, else ``$MNIST_LAB_DATA``, else ``./data``."""
+    return Path(root or os.environ.get(ENV_ROOT) or DEFAULT_ROOT)
+
+
+def raw_dir(root):
+    return Path(root) / "MNIST" / "raw"
+
+
+def _md5(path):
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_problem(path, size, md5):
+    """Return why the raw file at ``path`` is unusable (Japanese), or ``None`` when it is the right file."""
+    if not path.is_file():
+        return f"{path} がありません"
+    actual = path.stat().st_size
+    if actual != size:
+        return f"{path} の大きさが {actual} バイトです（正しくは {size} バイト）"
+    if _md5(path) != md5:
+        return f"{path} のチェックサム（MD5）が一致しません"
+    return None
+
+
+def _missing_message(folder):
+    names = "、".join(RAW_FILES)
+    return (f"MNIST が見つからず、ダウンロードもできませんでした。4つのファイル（{names}）を {folder}/ に置くか、"
+            f"環境変数 {ENV_ROOT} または --data でそれがある場所を指定してください。")
+
+
+def ensure_mnist(root=None, download=True):
+    """Make sure the four raw MNIST files are present and intact under ``root``; return the root.
+
+    Downloads through torchvision when files are missing and ``download`` is true. Raises :class:`UserError`
+    naming the first wrong file, or saying where to put the files when they cannot be downloaded.
+    """
+    root = data_root(root)
+    folder = raw_dir(root)
+    if download and not all((folder / name).is_file() for name in RAW_FILES):
+        from torchvision.datasets import MNIST
+
+        try:
+            MNIST(root, train=True, download=True)
+            MNIST(root, train=False, download=True)
+        except (OSError, RuntimeError) as e:  # URLError is an OSError; torchvision raises RuntimeError when all mirrors fail
+            raise UserError(_missing_message(folder)) from e
+    problems = [(name, file_problem(folder / name, *spec)) for name, spec in RAW_FILES.items()]
+    missing = [name for name, problem in problems if problem and not (folder / name).is_file()]
+    if missing:
+        raise UserError(_missing_message(folder))
+    for name, problem in problems:
+        if problem:
+            raise UserError(f"{problem}。このファイルを削除して再実行すると取り直します（オフラインなら正しいファイルをコピーしてください）。")
+    return root
+
+
+def normalize(images):
+    """Turn uint8 images ``(N, 28, 28)`` into float ``(N, 1, 28, 28)`` with MNIST's mean 0 and std 1."""
+    return ((images.float() / 255 - MEAN) / STD).unsqueeze(1)
+
+
+def denormalize(X):
+    """Undo :func:`normalize`: pixel values back in [0, 1], shape ``(N, 28, 28)``."""
+    return (X * STD + MEAN).clamp(0, 1).squeeze(1)
+
+
+@dataclass
+class MNISTData:
+    """The MNIST splits as tensors: ``X_*`` normalised ``(N, 1, 28, 28)``, ``y_*`` int64 labels.
+
+    ``X_val``/``y_val`` are empty unless a validation split was carved from the training set.
+    """
+
+    X_train: torch.Tensor
+    y_train: torch.Tensor
+    X_val: torch.Tensor
+    y_val: torch.Tensor
+    X_test: torch.Tensor
+    y_test: torch.Tensor
+
+    def to(self, device):
+        """Return the same data on ``device`` (a no-op for tensors already there)."""
+        return MNISTData(**{k: v.to(device) for k, v in vars(self).items()})
+
+    def head(self, n_train, n_test):
+        """Return only the first ``n_train`` training and ``n_test`` val/test samples (for ``--dry-run``)."""
+        return replace(self, X_train=self.X_train[:n_train], y_train=self.y_train[:n_train],
+                       X_val=self.X_val[:n_test], y_val=self.y_val[:n_test],
+                       X_test=self.X_test[:n_test], y_test=self.y_test[:n_test])
+
+    def eval_split(self):
+        """Return ``(name, X, y)`` of the split used to watch training: validation if there is one, else test."""
+        if len(self.y_val):
+            return "val", self.X_val, self.y_val
+        return "test", self.X_test, self.y_test
+
+    def __repr__(self):
+        return f"MNISTData(train={len(self.y_train)}, val={len(self.y_val)}, test={len(self.y_test)})"
+
+
+def read_split(root, train):
+    """Return the raw ``(images uint8 (N, 28, 28), labels int64 (N,))`` of one split (files must be verified)."""
+    from torchvision.datasets import MNIST
+
+    ds = MNIST(root, train=train, download=False)
+    return ds.data, ds.targets
+
+
+def load_mnist(root=None, val_size=0, seed=0, download=True):
+    """Load, verify and normalise MNIST once; optionally hold out ``val_size`` training images for validation.
+
+    The validation images are chosen by a permutation seeded with ``seed``, so they are the same every run and on
+    every device. The test set is never used to choose anything.
+    """
+    root = ensure_mnist(root, download)
+    images, labels = read_split(root, train=True)
+    if not 0 <= val_size < len(labels):
+        raise UserError(f"検証データの数 {val_size} は 0 以上 {len(labels)} 未満にしてください。")
+    test_images, test_labels = read_split(root, train=False)
+    X, y = normalize(images), labels
+    X_val, y_val = X[:0], y[:0]
+    if val_size:
+        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+        val, train = order[:val_size], order[val_size:]
+        X_val, y_val, X, y = X[val], y[val], X[train], y[train]
+    return MNISTData(X, y, X_val, y_val, normalize(test_images), test_labels)
+
+
+def shuffled_batches(X, y, batch_size, generator=None):
+    """Yield ``(X_batch, y_batch)`` of at most ``batch_size`` samples, in an order drawn from ``generator``.
+
+    The permutation is drawn on the CPU (so a seed gives the same batches on every device) and applied on the data's
+    own device. (For a fixed order, ``zip(X.split(n), y.split(n))`` is all it takes.)
+    """
+    order = torch.randperm(len(y), generator=generator).to(y.device)
+    for idx in order.split(batch_size):
+        yield X[idx], y[idx]

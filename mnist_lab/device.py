@@ -1,0 +1,64 @@
+"""Choosing the compute device and looking at GPU memory (one helper, like d2l's ``try_gpu``)."""
+
+import gc
+
+import torch
+
+from .errors import UserError
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _mps_available():
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
+def try_gpu(name="auto"):
+    """Return the device to compute on: CUDA, then Apple MPS, then CPU for ``"auto"``, else the one named.
+
+    >>> try_gpu("cpu")
+    device(type='cpu')
+    """
+    if name not in DEVICE_CHOICES:
+        raise UserError(f"デバイス '{name}' は使えません。{', '.join(DEVICE_CHOICES)} のどれかを指定してください。")
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if _mps_available() else torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("CUDA の GPU が見つかりません。--device cpu（または auto）で実行するか、GPU サーバーで実行してください。")
+    if name == "mps" and not _mps_available():
+        raise UserError("Apple の MPS が使えません。--device cpu（または auto）で実行してください。")
+    return torch.device(name)
+
+
+def describe_device(device):
+    """Return a one-line human description of ``device``, e.g. ``'cuda (NVIDIA H100, 79.2 GiB)'``."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        return f"cuda ({props.name}, {props.total_memory / 2**30:.1f} GiB)"
+    if device.type == "mps":
+        return "mps (Apple GPU)"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def gpu_memory_mib(device=None):
+    """Return ``{"allocated": MiB, "reserved": MiB}`` held by this process on a CUDA device (zeros without one)."""
+    if not torch.cuda.is_available():
+        return {"allocated": 0.0, "reserved": 0.0}
+    return {
+        "allocated": torch.cuda.memory_allocated(device) / 2**20,
+        "reserved": torch.cuda.memory_reserved(device) / 2**20,
+    }
+
+
+def free_gpu_memory():
+    """Collect garbage and give PyTorch's cached CUDA memory back; returns :func:`gpu_memory_mib` afterwards.
+
+    Only tensors nobody references any more are freed: delete your variables first (``del model``).
+    """
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return gpu_memory_mib()

@@ -1,0 +1,120 @@
+"""Turning any picture of a digit into what the model was trained on, the way MNIST itself was made.
+
+MNIST's digits are white ink on black, the ink's bounding box scaled so its longer side is 20 pixels (keeping the
+aspect ratio, with anti-aliasing), placed in a 28x28 field so that the ink's centre of mass sits at the centre.
+:func:`preprocess_drawing` does the same for a drawing-pad canvas or a photo of any size and either polarity, and
+the CLI's ``predict`` uses it too, so both see exactly what the model sees.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from .data import MEAN, STD
+from .errors import UserError
+
+BOX, SIZE = 20, 28  # MNIST: ink fitted into 20x20, centred by mass in 28x28
+MAX_SIDE = 1024  # larger pictures are shrunk first: a digit needs no more, and it keeps memory small
+
+
+class EmptyImageError(UserError):
+    """The picture holds no ink (a blank canvas or a plain image)."""
+
+    def __init__(self):
+        super().__init__("何も書かれていません（インクが見つかりません）。何か書いてください。")
+
+
+def load_image(path):
+    """Return the PIL image stored at ``path``; :class:`UserError` when it is missing or not an image."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"画像 {path} が見つかりません。パスを確かめてください。")
+    try:
+        with Image.open(path) as image:
+            image.draft("L", (MAX_SIDE, MAX_SIDE))  # JPEG: decode at reduced size straight away
+            image.load()
+            return image.copy()
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as e:
+        raise UserError(f"{path} は画像として読めません。PNG か JPEG の画像を指定してください。") from e
+
+
+def _gray_from_pil(image):
+    """Return a float array in [0, 1] (0 = black). Transparency is flattened onto white or black, whichever
+    leaves the drawing visible (black strokes on a transparent canvas need white behind them, and vice versa)."""
+    image.thumbnail((MAX_SIDE, MAX_SIDE))
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        candidates = []
+        for background in ((255, 255, 255, 255), (0, 0, 0, 255)):
+            flat = Image.alpha_composite(Image.new("RGBA", rgba.size, background), rgba).convert("L")
+            candidates.append(np.asarray(flat, dtype=np.float32) / 255)
+        return max(candidates, key=np.std)
+    return np.asarray(image.convert("L"), dtype=np.float32) / 255
+
+
+def to_gray(image):
+    """Return ``image`` (PIL image, 2-D array/tensor, or H x W x 3/4 uint8 array) as a 2-D float array in [0, 1]."""
+    if isinstance(image, Image.Image):
+        return _gray_from_pil(image.copy())
+    array = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    if array.ndim == 3 and array.shape[2] in (3, 4):
+        return _gray_from_pil(Image.fromarray(array.astype(np.uint8)))
+    if array.ndim != 2 or array.size == 0:
+        raise UserError(f"画像の形 {array.shape} は扱えません。2次元の白黒画像かカラー画像を渡してください。")
+    array = array.astype(np.float32)
+    return array / 255 if array.max() > 1 else array
+
+
+def ink_from_gray(gray):
+    """Return the ink as values in [0, 1] on a 0 background, whatever the polarity; EmptyImageError if none.
+
+    The background is the median of the border pixels: a light border means dark ink on paper, so it is inverted.
+    """
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    background = float(np.median(border))
+    ink = gray - background if background < 0.5 else background - gray
+    ink = np.clip(ink, 0, None)
+    if ink.max() < 0.1:
+        raise EmptyImageError()
+    return ink / ink.max()
+
+
+def _fit_box(ink):
+    """Crop ``ink`` to its bounding box and scale the longer side to 20 pixels with anti-aliasing."""
+    rows, cols = np.nonzero(ink > 0.05)
+    crop = torch.from_numpy(np.ascontiguousarray(ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]))
+    h, w = crop.shape
+    scale = BOX / max(h, w)
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    box = F.interpolate(crop[None, None], size=size, mode="bilinear", antialias=True, align_corners=False)[0, 0]
+    return box.clamp(0, 1)
+
+
+def _centred(box):
+    """Place ``box`` in a 28x28 field with its centre of mass at pixel (14, 14), as MNIST did."""
+    h, w = box.shape
+    mass = box.sum()
+    cy = (box.sum(1) * torch.arange(h)).sum() / mass
+    cx = (box.sum(0) * torch.arange(w)).sum() / mass
+    top = min(max(round(SIZE / 2 - cy.item()), 0), SIZE - h)
+    left = min(max(round(SIZE / 2 - cx.item()), 0), SIZE - w)
+    field = torch.zeros(SIZE, SIZE)
+    field[top:top + h, left:left + w] = box
+    return field
+
+
+def mnist_like(image):
+    """Return the 28x28 MNIST-like picture (float tensor in [0, 1], white ink on black) of any digit image."""
+    return _centred(_fit_box(ink_from_gray(to_gray(image))))
+
+
+def preprocess_drawing(image):
+    """Return the ``1 x 1 x 28 x 28`` normalised tensor a model reads, from any picture of one digit.
+
+    Crops to the ink, scales its longer side to 20 px, centres it by mass in 28x28, then normalises like the
+    training data. Raises :class:`EmptyImageError` ("何か書いてください") when there is no ink.
+    """
+    return ((mnist_like(image) - MEAN) / STD).view(1, 1, SIZE, SIZE)
