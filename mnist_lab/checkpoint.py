@@ -5,6 +5,7 @@ code when it is opened.
 """
 
 import pickle
+import warnings
 from pathlib import Path
 
 import torch
@@ -33,7 +34,9 @@ def read_checkpoint(path):
     if not path.is_file():
         raise UserError(f"チェックポイント {path} が見つかりません。パスを確かめるか、先に `python -m mnist_lab train` で作ってください。")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a foreign pickle's protocol warning would only confuse a student
+            warnings.simplefilter("ignore", UserWarning)
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
         raise UserError(f"{path} は mnist_lab のチェックポイントとして読めません（壊れているか別の形式です）。"
                         "`python -m mnist_lab train` が書いた model.pt を指定してください。") from e

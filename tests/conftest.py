@@ -1,0 +1,43 @@
+"""Shared fixtures: the real MNIST copy (never skipped under CI=true) and one model trained on it."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from mnist_lab.data import ENV_ROOT, RAW_FILES, load_mnist, raw_dir
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _mnist_root():
+    return Path(os.environ.get(ENV_ROOT) or REPO / "data")
+
+
+@pytest.fixture(scope="session")
+def mnist_root():
+    """The folder holding MNIST/raw/*: $MNIST_LAB_DATA, else ./data. Missing data fails under CI, skips elsewhere."""
+    root = _mnist_root()
+    if not all((raw_dir(root) / name).is_file() for name in RAW_FILES):
+        message = f"real MNIST not found under {root}; set {ENV_ROOT} to a folder holding MNIST/raw/"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return root
+
+
+@pytest.fixture(scope="session")
+def mnist(mnist_root):
+    return load_mnist(mnist_root, download=False)
+
+
+@pytest.fixture(scope="session")
+def trained(mnist, tmp_path_factory):
+    """``(model, history, checkpoint path)`` of one quick-preset run on the real data (about 5 s on 2 cores)."""
+    from mnist_lab import build_model, fit, make_config, save_checkpoint
+
+    config = make_config("quick")
+    model = build_model(config.model, seed=config.seed)
+    history = fit(model, mnist, config, device="cpu", progress=False)
+    path = save_checkpoint(tmp_path_factory.mktemp("run") / "model.pt", model, "quick", vars(config))
+    return model, history, path

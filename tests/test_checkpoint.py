@@ -1,0 +1,63 @@
+import pytest
+import torch
+
+from mnist_lab import UserError, build_model, load_checkpoint, predict_proba, save_checkpoint
+from mnist_lab.checkpoint import read_checkpoint
+
+
+def test_roundtrip_predicts_the_same(tmp_path):
+    model = build_model("seed", seed=0).eval()
+    path = save_checkpoint(tmp_path / "a" / "model.pt", model, "seed", {"lr": 0.01}, {"test_accuracy": 0.5})
+    loaded, ckpt = load_checkpoint(path)
+    X = torch.randn(8, 1, 28, 28)
+    assert torch.equal(predict_proba(model, X), predict_proba(loaded, X))
+    assert ckpt["config"] == {"lr": 0.01} and ckpt["metrics"] == {"test_accuracy": 0.5} and ckpt["model"] == "seed"
+
+
+def test_checkpoint_holds_only_plain_data(tmp_path):
+    path = save_checkpoint(tmp_path / "m.pt", build_model("quick"), "quick")
+    ckpt = torch.load(path, weights_only=True)  # would raise if anything but tensors and plain data were inside
+    assert set(ckpt) == {"format", "model", "state_dict", "config", "metrics"}
+
+
+def test_loading_into_another_architecture_is_explained(tmp_path):
+    path = save_checkpoint(tmp_path / "m.pt", build_model("quick"), "quick")
+    with pytest.raises(UserError, match="'quick' モデルのチェックポイント"):
+        load_checkpoint(path, model=build_model("seed"))
+
+
+def test_mismatched_weights_are_explained(tmp_path):
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, build_model("quick"), "quick")
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["model"] = "seed"  # a quick model's weights labelled as seed
+    torch.save(ckpt, path)
+    with pytest.raises(UserError, match="形に合いません"):
+        load_checkpoint(path)
+
+
+def test_pickled_model_is_refused(tmp_path):
+    path = tmp_path / "pickled.pt"
+    torch.save(build_model("seed"), path)  # the seed scripts' habit: a whole pickled model
+    with pytest.raises(UserError, match="読めません"):
+        read_checkpoint(path)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint", b"\x80\x04K\x01."])
+def test_garbage_is_refused(tmp_path, content):
+    path = tmp_path / "bad.pt"
+    path.write_bytes(content)
+    with pytest.raises(UserError, match="mnist_lab のチェックポイント"):
+        read_checkpoint(path)
+
+
+def test_foreign_state_dict_is_refused(tmp_path):
+    path = tmp_path / "sd.pt"
+    torch.save(build_model("seed").state_dict(), path)
+    with pytest.raises(UserError, match="ではありません"):
+        read_checkpoint(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(UserError, match="見つかりません"):
+        read_checkpoint(tmp_path / "none.pt")

@@ -1,0 +1,114 @@
+"""The CLI end to end: real runs, and every bad input ending in exit status 2 with one Japanese line."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+from mnist_lab.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_main(capsys, *argv):
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as e:  # argparse's usage errors
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, *fragments):
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("エラー: "), err
+    assert "Traceback" not in err and all(f in lines[0] for f in fragments), lines[0]
+
+
+def digit_image(path, mode="RGB", ink="black", paper="white", size=(300, 400)):
+    image = Image.new(mode, size, paper)
+    w, h = size
+    seven = [(0.27 * w, 0.2 * h), (0.73 * w, 0.2 * h), (0.4 * w, 0.88 * h)]
+    ImageDraw.Draw(image).line(seven, fill=ink, width=max(2, w // 12))
+    image.save(path)
+    return path
+
+
+def test_train_dry_run_writes_metrics_and_checkpoint(capsys, tmp_path, mnist_root):
+    out = tmp_path / "run"
+    code, stdout, _ = run_main(capsys, "train", "--preset", "seed", "--dry-run", "--data", mnist_root,
+                               "--device", "cpu", "--out", out)
+    assert code == 0 and "テスト正解率" in stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"test_accuracy", "train_seconds", "epochs", "model", "device", "history"} <= set(metrics)
+    assert metrics["model"] == "seed" and metrics["epochs"] == 1 and metrics["dry_run"] is True
+    assert 0 <= metrics["test_accuracy"] <= 1 and len(metrics["history"]["records"]) == 1
+    assert (out / "model.pt").is_file()
+
+
+def test_evaluate_prints_accuracy_and_table(capsys, trained, mnist_root):
+    code, out, _ = run_main(capsys, "evaluate", trained[2], "--data", mnist_root, "--device", "cpu")
+    assert code == 0 and "テスト正解率" in out
+    accuracy = float(out.split("テスト正解率: ")[1].split("%")[0])
+    assert accuracy > 98
+    assert "precision" in out and "support" in out and len(out.splitlines()) >= 12
+
+
+def test_predict_reads_drawn_digits_of_any_kind(capsys, trained, tmp_path):
+    images = [digit_image(tmp_path / "black_on_white.png"),
+              digit_image(tmp_path / "white_on_black.jpg", ink="white", paper="black", size=(64, 90)),
+              digit_image(tmp_path / "transparent.png", mode="RGBA", ink=(0, 0, 0, 255), paper=(0, 0, 0, 0)),
+              digit_image(tmp_path / "gray.png", mode="L", ink=30, paper=220)]
+    code, out, err = run_main(capsys, "predict", trained[2], *images, "--device", "cpu")
+    assert code == 0, err
+    assert [line.split(": ")[1][0] for line in out.splitlines()] == ["7"] * 4, out
+
+
+def test_predict_keeps_going_past_a_bad_image(capsys, trained, tmp_path):
+    blank = tmp_path / "blank.png"
+    Image.new("L", (50, 50), 255).save(blank)
+    code, out, err = run_main(capsys, "predict", trained[2], blank, digit_image(tmp_path / "seven.png"))
+    assert code == 2 and "seven.png: 7" in out and "何か書いてください" in err and "blank.png" in err
+
+
+@pytest.mark.parametrize("argv, fragments", [
+    (["train", "--preset", "turbo"], ["turbo"]),
+    (["train", "--epochs", "0"], ["epochs"]),
+    (["train", "--epochs", "two"], ["two"]),
+    (["train", "--data", "TMP/nowhere", "--dry-run", "--out", "TMP/o"], ["4つのファイル"]),
+    (["evaluate", "TMP/missing.pt"], ["見つかりません"]),
+    (["evaluate", "TMP/notes.txt"], ["読めません"]),
+    (["predict", "TMP/missing.pt", "TMP/x.png"], ["見つかりません"]),
+    (["predict", "CKPT", "TMP/missing.png"], ["missing.png", "見つかりません"]),
+    (["predict", "CKPT", "TMP/notes.txt"], ["画像として読めません"]),
+    (["predict", "CKPT", "TMP/empty.png"], ["何か書いてください"]),
+    (["predict", "CKPT"], ["IMAGE"]),
+])
+def test_bad_input_is_one_japanese_line(capsys, tmp_path, trained, argv, fragments):
+    (tmp_path / "notes.txt").write_text("not a checkpoint nor an image")
+    Image.new("RGB", (40, 40), "white").save(tmp_path / "empty.png")
+    argv = [a.replace("CKPT", str(trained[2])).replace("TMP", str(tmp_path)) for a in argv]
+    code, _, err = run_main(capsys, *argv)
+    assert_one_line_error(code, err, *fragments)
+    assert not (tmp_path / "o").exists()  # nothing half-written
+
+
+def test_the_real_command_exits_2_without_a_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "mnist_lab", "predict", str(tmp_path / "nope.pt"), "x.png"],
+                            check=False, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert_one_line_error(result.returncode, result.stderr, "nope.pt")
+
+
+def test_every_flag_states_its_default():
+    from mnist_lab.cli import build_parser
+
+    parser = build_parser()
+    subparsers = parser._subparsers._group_actions[0].choices
+    for name, sub in subparsers.items():
+        for action in sub._actions:
+            if action.option_strings and action.dest != "help":
+                assert "既定" in (action.help or ""), f"{name} {action.option_strings}"
+    assert set(subparsers) >= {"train", "evaluate", "predict"}

@@ -1,0 +1,104 @@
+import shutil
+import urllib.error
+
+import pytest
+import torch
+
+from mnist_lab import UserError
+from mnist_lab import data as D
+
+
+def copy_raw(mnist_root, tmp_path):
+    D.raw_dir(tmp_path).mkdir(parents=True)
+    for name in D.RAW_FILES:
+        shutil.copy(D.raw_dir(mnist_root) / name, D.raw_dir(tmp_path) / name)
+    return tmp_path
+
+
+def test_real_data_shapes_and_normalisation(mnist):
+    assert mnist.X_train.shape == (60000, 1, 28, 28) and mnist.X_test.shape == (10000, 1, 28, 28)
+    assert mnist.y_train.dtype == torch.int64 and set(mnist.y_test.unique().tolist()) == set(range(10))
+    assert abs(mnist.X_train.mean().item()) < 1e-3 and abs(mnist.X_train.std().item() - 1) < 1e-3
+    assert len(mnist.y_val) == 0 and mnist.eval_split()[0] == "test"
+
+
+def test_validation_split_is_fixed_and_disjoint(mnist_root):
+    a = D.load_mnist(mnist_root, val_size=5000, seed=3, download=False)
+    b = D.load_mnist(mnist_root, val_size=5000, seed=3, download=False)
+    assert len(a.y_val) == 5000 and len(a.y_train) == 55000 and a.eval_split()[0] == "val"
+    assert torch.equal(a.X_val, b.X_val)
+    full = D.load_mnist(mnist_root, download=False)
+    # every training image lands in exactly one of the two parts: the pixel sums add up
+    assert torch.allclose(a.X_train.sum() + a.X_val.sum(), full.X_train.sum(), rtol=1e-5)
+    c = D.load_mnist(mnist_root, val_size=5000, seed=4, download=False)
+    assert not torch.equal(a.y_val, c.y_val)
+
+
+def test_val_size_out_of_range(mnist_root):
+    with pytest.raises(UserError, match="検証データ"):
+        D.load_mnist(mnist_root, val_size=60000, download=False)
+
+
+def test_normalize_roundtrip():
+    images = torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8)
+    assert torch.allclose(D.denormalize(D.normalize(images)), images.float() / 255, atol=1e-6)
+
+
+def test_shuffled_batches_cover_every_sample_once():
+    X = torch.arange(10.0).view(10, 1, 1, 1)
+    y = torch.arange(10)
+    seen = [b for _, yb in D.shuffled_batches(X, y, 3, torch.Generator().manual_seed(0)) for b in yb.tolist()]
+    assert sorted(seen) == list(range(10)) and seen != list(range(10))
+    again = [b for _, yb in D.shuffled_batches(X, y, 3, torch.Generator().manual_seed(0)) for b in yb.tolist()]
+    assert again == seen
+
+
+def test_data_root_precedence(monkeypatch, tmp_path):
+    monkeypatch.delenv(D.ENV_ROOT, raising=False)
+    assert str(D.data_root()) == "data"
+    monkeypatch.setenv(D.ENV_ROOT, str(tmp_path))
+    assert D.data_root() == tmp_path
+    assert str(D.data_root("elsewhere")) == "elsewhere"
+
+
+def test_missing_files_offline_say_where_to_put_them(tmp_path):
+    with pytest.raises(UserError) as e:
+        D.ensure_mnist(tmp_path, download=False)
+    message = str(e.value)
+    assert str(D.raw_dir(tmp_path)) in message and all(name in message for name in D.RAW_FILES)
+    assert "\n" not in message
+
+
+def test_failed_download_gives_the_same_clear_message(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", no_network)
+    with pytest.raises(UserError, match="4つのファイル"):
+        D.ensure_mnist(tmp_path, download=True)
+
+
+def test_truncated_file_is_named(mnist_root, tmp_path):
+    root = copy_raw(mnist_root, tmp_path)
+    path = D.raw_dir(root) / "t10k-labels-idx1-ubyte"
+    path.write_bytes(path.read_bytes()[:-1])
+    with pytest.raises(UserError, match="t10k-labels-idx1-ubyte の大きさ"):
+        D.ensure_mnist(root, download=False)
+
+
+def test_corrupted_file_is_named(mnist_root, tmp_path):
+    root = copy_raw(mnist_root, tmp_path)
+    path = D.raw_dir(root) / "train-labels-idx1-ubyte"
+    content = bytearray(path.read_bytes())
+    content[100] ^= 0xFF
+    path.write_bytes(bytes(content))
+    with pytest.raises(UserError, match="train-labels-idx1-ubyte のチェックサム") as e:
+        D.ensure_mnist(root, download=False)
+    assert "削除" in str(e.value)
+
+
+def test_head_keeps_the_first_samples(mnist):
+    small = mnist.head(7, 3)
+    assert len(small.y_train) == 7 and len(small.y_test) == 3 and torch.equal(small.y_test, mnist.y_test[:3])

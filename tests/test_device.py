@@ -1,0 +1,34 @@
+import pytest
+import torch
+
+from mnist_lab import UserError, describe_device, free_gpu_memory, gpu_memory_mib, try_gpu
+
+
+def test_auto_prefers_cuda_then_mps_then_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert try_gpu() == torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr("mnist_lab.device._mps_available", lambda: True)
+    assert try_gpu() == torch.device("mps")
+    monkeypatch.setattr("mnist_lab.device._mps_available", lambda: False)
+    assert try_gpu() == torch.device("cpu") == try_gpu("cpu")
+
+
+def test_unknown_device_is_a_user_error():
+    with pytest.raises(UserError, match="tpu"):
+        try_gpu("tpu")
+
+
+def test_asking_for_a_missing_gpu_explains_what_to_do(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr("mnist_lab.device._mps_available", lambda: False)
+    with pytest.raises(UserError, match="--device cpu"):
+        try_gpu("cuda")
+    with pytest.raises(UserError, match="MPS"):
+        try_gpu("mps")
+    assert gpu_memory_mib() == {"allocated": 0.0, "reserved": 0.0}
+    assert free_gpu_memory() == {"allocated": 0.0, "reserved": 0.0}
+
+
+def test_describe_cpu():
+    assert describe_device("cpu") == f"cpu ({torch.get_num_threads()} threads)"

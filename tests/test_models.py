@@ -1,0 +1,39 @@
+import pytest
+import torch
+
+from mnist_lab import MODELS, UserError, build_model, count_parameters, layer_shapes
+from mnist_lab.models import SeedCNN, model_name
+
+
+def test_seed_cnn_is_exactly_the_seed_architecture():
+    model = SeedCNN()
+    conv, bn, relu, pool = model.conv
+    assert (conv.in_channels, conv.out_channels, conv.kernel_size, conv.padding) == (1, 32, (5, 5), (2, 2))
+    assert isinstance(bn, torch.nn.BatchNorm2d) and bn.num_features == 32
+    assert isinstance(relu, torch.nn.ReLU) and pool.kernel_size == 2
+    assert (model.fc.in_features, model.fc.out_features) == (6272, 10)
+    assert count_parameters(model) == (1 * 25 * 32 + 32) + 2 * 32 + (6272 * 10 + 10)
+
+
+def test_seed_cnn_shapes_follow_the_document():
+    shapes = [shape for _, shape in layer_shapes(SeedCNN())]
+    assert shapes == [(32, 28, 28), (32, 28, 28), (32, 28, 28), (32, 14, 14), (6272,), (10,)]
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_model_maps_a_batch_to_ten_scores(name):
+    model = build_model(name, seed=0)
+    assert model(torch.randn(5, 1, 28, 28)).shape == (5, 10)
+    assert model_name(model) == name
+
+
+def test_seed_makes_weights_reproducible():
+    a, b = build_model("quick", seed=1), build_model("quick", seed=1)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    c = build_model("quick", seed=2)
+    assert not all(torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters()))
+
+
+def test_unknown_model_is_a_user_error():
+    with pytest.raises(UserError, match="モデル 'resnet'"):
+        build_model("resnet")
