@@ -27,8 +27,8 @@ from torchvision import transforms
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mnist_lab.data import data_root, ensure_mnist  # noqa: E402
-from mnist_lab.models import SeedCNN  # noqa: E402
+from mnist_lab.data import data_root, ensure_mnist
+from mnist_lab.models import SeedCNN
 
 
 def seed_pipeline_epoch(root):

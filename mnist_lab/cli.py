@@ -1,4 +1,4 @@
-"""``python -m mnist_lab``: train, evaluate and predict from the command line.
+"""``python -m mnist_lab``: train, evaluate, predict and report from the command line.
 
 Mistakes a user can fix (a missing file, a wrong checkpoint, an unknown preset...) end with exit status 2 and one
 Japanese line saying what to do, never a traceback.
@@ -65,6 +65,11 @@ def build_parser():
     p.add_argument("images", nargs="+", metavar="IMAGE", help="画像ファイル（大きさ・色・白黒の向きは自由）")
     p.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="計算に使うデバイス（既定: auto）")
     p.set_defaults(func=predict_command)
+
+    r = sub.add_parser("report", help="train の結果フォルダに学習曲線・予測例・混同行列・間違えた画像の PNG を書く")
+    r.add_argument("run_dir", metavar="RUN_DIR", help="train の --out で指定したフォルダ")
+    _add_data_and_device(r)
+    r.set_defaults(func=report_command)
     return parser
 
 
@@ -119,6 +124,14 @@ def predict_command(args):
         digit = int(probs.argmax())
         print(f"{path}: {digit}（確率 {probs[digit]:.1%}）")
     return 2 if failed else 0
+
+
+def report_command(args):
+    from .report import write_report  # matplotlib is only needed here
+
+    for path in write_report(args.run_dir, args.data, try_gpu(args.device)):
+        print(f"書きました: {path}")
+    return 0
 
 
 def main(argv=None):

@@ -62,3 +62,21 @@ def free_gpu_memory():
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return gpu_memory_mib()
+
+
+def environment_report(device=None):
+    """Return a few lines on Python, PyTorch, CUDA and the device in use, in Japanese, for the lesson's first cell."""
+    import platform
+
+    import torchvision
+
+    device = torch.device(device) if device is not None else try_gpu()
+    lines = [f"Python {platform.python_version()} / PyTorch {torch.__version__} / torchvision {torchvision.__version__}",
+             f"CUDA（PyTorch に組み込み）: {torch.version.cuda or 'なし（CPU 版の PyTorch）'}",
+             f"使うデバイス: {describe_device(device)}"]
+    if device.type == "cuda":
+        free, total = torch.cuda.mem_get_info(device)
+        lines.append(f"GPU メモリ: 空き {free / 2**30:.1f} GiB / 全体 {total / 2**30:.1f} GiB（他の人の分も含む）")
+    elif device.type == "cpu":
+        lines.append("GPU は見つかりませんでした。CPU でもすべてのセルが動きます（学習に少し時間がかかるだけです）。")
+    return "\n".join(lines)

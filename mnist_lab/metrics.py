@@ -9,7 +9,8 @@
    - FN (false negative): true ``k``, predicted not ``k``   = row ``k`` minus TP
    - TN (true negative):  neither                          = everything else
 
-3. Every metric is a formula over those counts (:func:`accuracy`, :func:`precision`, :func:`recall`, :func:`f1`);
+3. Every metric is a formula over those counts (:func:`accuracy`, :func:`precision`, :func:`recall`, :func:`f1`,
+   :func:`specificity`);
    a 0/0 is decided in one place, :func:`_divide`: the result is 0 and an :class:`UndefinedMetricWarning` is issued,
    as scikit-learn does by default.
 4. Averages over the ten digits: ``macro`` (plain mean), ``weighted`` (mean weighted by support, the number of true
@@ -112,6 +113,11 @@ def recall(c):
 def f1(c):
     """2 TP / (2 TP + FP + FN): the harmonic mean of precision and recall."""
     return _divide(2 * c.TP, 2 * c.TP + c.FP + c.FN, "f1")
+
+
+def specificity(c):
+    """TN / (TN + FP): of the images that were not the digit, the share predicted as not it."""
+    return _divide(c.TN, c.TN + c.FP, "specificity")
 
 
 def multiclass_accuracy(C):

@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -50,7 +51,11 @@ def make_config(preset="quick", **overrides):
     unknown = set(overrides) - {f.name for f in fields(TrainConfig)}
     if unknown:
         raise TypeError(f"unknown TrainConfig fields: {sorted(unknown)}")
-    config = replace(PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
+    return checked_config(replace(PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}))
+
+
+def checked_config(config):
+    """Return ``config`` unchanged if every value is usable, else raise :class:`UserError` saying which is not."""
     if config.model not in MODELS:
         raise UserError(f"モデル '{config.model}' はありません。{', '.join(MODELS)} のどれかを指定してください。")
     if config.schedule not in SCHEDULES:
@@ -63,6 +68,27 @@ def make_config(preset="quick", **overrides):
     if config.val_size < 0:
         raise UserError(f"val_size は 0 以上にしてください（今は {config.val_size}）。")
     return config
+
+
+ENV_PREFIX = "MNIST_LAB_"
+
+
+def with_env_overrides(config, environ=None):
+    """Return ``config`` with the fields set as ``MNIST_LAB_<FIELD>`` in the environment (e.g. ``MNIST_LAB_EPOCHS=1``).
+
+    This lets CI run the notebook fast without editing it. Values are checked like :func:`make_config`'s.
+    """
+    environ = os.environ if environ is None else environ
+    changes = {}
+    for f in fields(TrainConfig):
+        value = environ.get(ENV_PREFIX + f.name.upper())
+        if value is not None:
+            kind = type(getattr(config, f.name))
+            try:
+                changes[f.name] = kind(value)
+            except ValueError as e:
+                raise UserError(f"環境変数 {ENV_PREFIX + f.name.upper()}={value!r} は {kind.__name__} になりません。") from e
+    return checked_config(replace(config, **changes))
 
 
 @dataclass
