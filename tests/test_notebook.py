@@ -10,6 +10,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "main.ipynb"
 SECTIONS = ["はじめに", "環境の確認", "設定", "データ", "モデル", "学習", "評価", "練習問題", "間違えた画像",
+            "自分で書いた数字を認識させよう",
             "モデルの保存と読み込み", "GPU メモリの解放"]
 
 

@@ -1,0 +1,94 @@
+import gc
+import re
+import weakref
+
+import torch
+
+from mnist_lab import History, build_model
+from mnist_lab.metrics import confusion_matrix, one_vs_rest
+from mnist_lab.widgets import DrawPad, LiveCurves, OneVsRestExplorer
+
+
+def draw_one(pad):
+    pad.pen_down(140, 40)
+    for y in range(40, 250, 15):
+        pad.pen_move(140 + (y - 40) // 30, y)
+    pad.pen_up(0, 0)
+
+
+def draw_zero(pad):
+    import math
+
+    points = [(140 + 60 * math.sin(t / 20 * 2 * math.pi), 140 - 95 * math.cos(t / 20 * 2 * math.pi)) for t in range(21)]
+    pad.pen_down(*points[0])
+    for p in points[1:]:
+        pad.pen_move(*p)
+    pad.pen_up(0, 0)
+
+
+def test_empty_pad_asks_for_a_drawing():
+    pad = DrawPad(build_model("quick", seed=0))
+    assert pad.predict() is None and "何か書いてください" in pad.prediction.value
+    assert all(bar.value == 0 for bar in pad.bars)
+
+
+def test_drawn_digits_are_read_by_a_trained_model(trained):
+    model = trained[0]
+    pad = DrawPad(model)
+    draw_one(pad)
+    probs = pad.probabilities
+    assert probs is not None and abs(float(probs.sum()) - 1) < 1e-5
+    shown = int(re.search(r"class='digit'>(\d)<", pad.prediction.value).group(1))
+    assert shown == int(probs.argmax()) == 1
+    assert [round(bar.value, 6) for bar in pad.bars] == [round(float(p), 6) for p in probs]
+    assert "data:image/png;base64," in pad.seen.value
+    pad.clear()
+    assert "何か書いてください" in pad.prediction.value
+    draw_zero(pad)
+    assert int(pad.probabilities.argmax()) == 0
+
+
+def test_moving_without_pressing_draws_nothing():
+    pad = DrawPad(build_model("quick", seed=0))
+    pad.pen_move(10, 10)
+    pad.pen_move(200, 200)
+    pad.pen_up(0, 0)
+    assert pad.probabilities is None and pad.image.getextrema() == (255, 255)
+
+
+def test_closing_the_pad_lets_the_model_go():
+    model = build_model("quick", seed=0)
+    ref = weakref.ref(model)
+    pad = DrawPad(model)
+    draw_one(pad)
+    pad.close()
+    del model, pad
+    gc.collect()
+    assert ref() is None
+
+
+def test_explorer_shows_the_library_counts():
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 10, (500,), generator=g)
+    probs = torch.rand(500, 10, generator=g)
+    probs[torch.arange(500), y] += 0.6  # mostly right
+    X = torch.randn(500, 1, 28, 28, generator=g)
+    explorer = OneVsRestExplorer(X, y, probs, digit=0)
+    C = confusion_matrix(y, probs.argmax(1))
+    for k in (0, 7, 3):
+        explorer.digit.value = k
+        c = one_vs_rest(C, k)
+        for name in ("TP", "FP", "FN", "TN"):
+            assert f"class='ovr-{name}'" in explorer.matrix.value
+            shown = re.search(rf"class='ovr-{name}'[^>]*><b>{name}</b><br>(\d+)<", explorer.matrix.value).group(1)
+            assert int(shown) == getattr(c, name)
+        assert f"{c.TP} / ({c.TP} + {c.FP})" in explorer.formulas.value
+        assert explorer.examples.value.count("<img") <= 3 * explorer.n_examples
+        assert "TP（当たり）" in explorer.examples.value
+
+
+def test_live_curves_print_a_line_outside_jupyter(capsys):
+    history = History(records=[{"epoch": 1, "train_loss": 0.5, "eval_accuracy": 0.9, "train_accuracy": 0.8,
+                                "eval_loss": 0.4}])
+    LiveCurves()(history)
+    assert capsys.readouterr().out.strip() == "epoch 1: train loss 0.5000, test accuracy 0.9000"
