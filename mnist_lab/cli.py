@@ -86,7 +86,7 @@ def train_command(args):
         data, config = data.head(config.batch_size, config.batch_size), replace(config, epochs=1)
     model = build_model(config.model, seed=config.seed)
     start = time.perf_counter()
-    history = fit(model, data, config, device)
+    history = fit(model, data, config, device, progress=sys.stderr.isatty())  # no bar spam in logs
     seconds = time.perf_counter() - start
     test_loss, test_accuracy = evaluate(model, data.X_test, data.y_test)
     metrics = {"test_accuracy": test_accuracy, "test_loss": test_loss, "train_seconds": seconds,

@@ -1,0 +1,27 @@
+"""JupyterLab server settings baked into the image (see Dockerfile). Safe on a server many students share."""
+
+import os
+import sys
+
+c = get_config()  # noqa: F821 -- provided by Jupyter when it loads this file
+
+token = os.environ.get("JUPYTER_TOKEN", "")
+if len(token) < 16:
+    sys.exit("JUPYTER_TOKEN が設定されていないか短すぎます（16文字以上）。"
+             "`python docker/make_env.py` で .env を作ってから `docker compose up -d` してください。")
+
+c.IdentityProvider.token = token  # every request needs it; never empty
+c.ServerApp.ip = "0.0.0.0"  # inside the container only: compose publishes the port on the host's 127.0.0.1
+c.ServerApp.port = 8888
+c.ServerApp.open_browser = False
+c.ServerApp.allow_root = False
+c.ServerApp.allow_origin = ""  # same origin only (never "*")
+c.ServerApp.allow_remote_access = True  # requests arrive through the container's network, from ssh -L
+c.ServerApp.root_dir = "/work"
+c.ServerApp.terminals_enabled = True
+
+# A forgotten kernel gives its GPU memory back: shut down after 30 minutes of no activity, even with a tab open.
+c.MappingKernelManager.cull_idle_timeout = 30 * 60
+c.MappingKernelManager.cull_interval = 5 * 60
+c.MappingKernelManager.cull_connected = True
+c.MappingKernelManager.cull_busy = False  # never stop a kernel that is still training
