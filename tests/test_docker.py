@@ -4,6 +4,7 @@ stand-in base and serves JupyterLab with a required token, as a non-root user, a
 
 import json
 import os
+import runpy
 import shutil
 import socket
 import stat
@@ -19,7 +20,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "docker"))
 
-import make_env  # noqa: E402
+import make_env
 
 
 def compose_binary():
@@ -113,7 +114,7 @@ def load_server_config(token):
     os.environ.clear()
     os.environ.update(env)
     try:
-        exec((REPO / "docker" / "jupyter_server_config.py").read_text(), namespace)
+        runpy.run_path(str(REPO / "docker" / "jupyter_server_config.py"), init_globals=namespace)
     finally:
         os.environ.clear()
         os.environ.update(old)
