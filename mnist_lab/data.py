@@ -121,6 +121,18 @@ class MNISTData:
                        X_val=self.X_val[:n_test], y_val=self.y_val[:n_test],
                        X_test=self.X_test[:n_test], y_test=self.y_test[:n_test])
 
+    def with_validation(self, val_size, seed=0):
+        """Return the data with ``val_size`` training images moved to the validation split (the same images every
+        time for the same ``seed``, on every device); unchanged when it already has a validation split."""
+        if len(self.y_val) or not val_size:
+            return self
+        if not 0 < val_size < len(self.y_train):
+            raise UserError(f"検証データの数 {val_size} は 0 以上 {len(self.y_train)} 未満にしてください。")
+        order = torch.randperm(len(self.y_train), generator=torch.Generator().manual_seed(seed)).to(self.y_train.device)
+        val, train = order[:val_size], order[val_size:]
+        return replace(self, X_train=self.X_train[train], y_train=self.y_train[train],
+                       X_val=self.X_train[val], y_val=self.y_train[val])
+
     def eval_split(self):
         """Return ``(name, X, y)`` of the split used to watch training: validation if there is one, else test."""
         if len(self.y_val):
@@ -147,16 +159,12 @@ def load_mnist(root=None, val_size=0, seed=0, download=True):
     """
     root = ensure_mnist(root, download)
     images, labels = read_split(root, train=True)
-    if not 0 <= val_size < len(labels):
+    if val_size < 0:
         raise UserError(f"検証データの数 {val_size} は 0 以上 {len(labels)} 未満にしてください。")
     test_images, test_labels = read_split(root, train=False)
-    X, y = normalize(images), labels
-    X_val, y_val = X[:0], y[:0]
-    if val_size:
-        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
-        val, train = order[:val_size], order[val_size:]
-        X_val, y_val, X, y = X[val], y[val], X[train], y[train]
-    return MNISTData(X, y, X_val, y_val, normalize(test_images), test_labels)
+    X = normalize(images)
+    data = MNISTData(X, labels, X[:0], labels[:0], normalize(test_images), test_labels)
+    return data.with_validation(val_size, seed)
 
 
 def shuffled_batches(X, y, batch_size, generator=None):

@@ -50,7 +50,53 @@ class QuickCNN(nn.Module):
         return self.fc(self.flatten(self.features(X)))
 
 
-MODELS = {"seed": SeedCNN, "quick": QuickCNN}
+class LeNet5(nn.Module):
+    """LeNet-5 (LeCun et al., 1998), for history: tanh, average pooling, three fully connected layers.
+
+    28x28 (padded as in the paper's 32x32) -> 6 x 28x28 -> 6 x 14x14 -> 16 x 10x10 -> 16 x 5x5 -> 120 -> 84 -> 10.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 6, 5, padding=2), nn.Tanh(), nn.AvgPool2d(2),
+            nn.Conv2d(6, 16, 5), nn.Tanh(), nn.AvgPool2d(2),
+        )
+        self.flatten = nn.Flatten()
+        self.classifier = nn.Sequential(nn.Linear(16 * 5 * 5, 120), nn.Tanh(), nn.Linear(120, 84), nn.Tanh(),
+                                        nn.Linear(84, 10))
+
+    def forward(self, X):
+        return self.classifier(self.flatten(self.features(X)))
+
+
+def _conv_block(c_in, c_out):
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU())
+
+
+class DeepCNN(nn.Module):
+    """The deeper CNN of the ``best`` preset: BatchNorm after every convolution, dropout before the classifier.
+
+    Two 3x3 convolutions at each of 28x28 and 14x14 before pooling, then one at 7x7:
+    28x28 -> 32 ch -> 32 ch, 14x14 -> 64 ch -> 64 ch, 7x7 -> 128 ch, 3x3 -> dropout -> 10 class scores.
+    """
+
+    def __init__(self, dropout=0.3):
+        super().__init__()
+        self.features = nn.Sequential(
+            _conv_block(1, 32), _conv_pool_block(32, 32),
+            _conv_block(32, 64), _conv_pool_block(64, 64),
+            _conv_pool_block(64, 128),
+        )
+        self.flatten = nn.Flatten()
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(128 * 3 * 3, 10)
+
+    def forward(self, X):
+        return self.fc(self.dropout(self.flatten(self.features(X))))
+
+
+MODELS = {"seed": SeedCNN, "quick": QuickCNN, "lenet5": LeNet5, "deep": DeepCNN}
 
 
 def build_model(name, seed=None):

@@ -134,3 +134,19 @@ def plot_misclassified(X, y, probs, n=24, ncols=8):
         ax.set_title(f"{int(y[i])}→{pred} ({probs[i, pred]:.0%})", color=WRONG, fontsize=9)
     fig.suptitle("Misclassified: true → predicted (confidence)")
     return fig
+
+
+def plot_comparison(table):
+    """Return test errors (out of the test set) and training time per model, from ``train.compare``'s table."""
+    fig = Figure(figsize=(10, 3.6), layout="constrained")
+    ax_err, ax_time = fig.subplots(1, 2)
+    names = list(table.index)
+    ax_err.bar(names, table["errors"], color="tab:red")
+    ax_err.set_title("Test errors (lower is better)")
+    ax_time.bar(names, table["seconds"], color="tab:blue")
+    ax_time.set_title("Training time [s]")
+    for ax, column, fmt in ((ax_err, "errors", "{:d}"), (ax_time, "seconds", "{:.0f}")):
+        for i, value in enumerate(table[column]):
+            ax.text(i, value, fmt.format(int(value) if column == "errors" else value), ha="center", va="bottom")
+        ax.grid(axis="y", alpha=0.3)
+    return fig

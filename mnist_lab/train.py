@@ -11,12 +11,14 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .augment import random_affine
 from .data import shuffled_batches
 from .device import describe_device, try_gpu
 from .errors import UserError
 from .models import MODELS
 
-SCHEDULES = ("constant", "onecycle")
+SCHEDULES = ("constant", "onecycle", "cosine", "step")
+BEST_EPOCHS = 15
 
 
 @dataclass(frozen=True)
@@ -27,9 +29,11 @@ class TrainConfig:
     epochs: int = 1
     batch_size: int = 128
     lr: float = 0.01  # Adam's learning rate; the peak rate for the one-cycle schedule
-    schedule: str = "onecycle"
+    schedule: str = "onecycle"  # constant | onecycle | cosine (to 0 over the run) | step (x0.1 at 1/3 and 2/3)
     seed: int = 0
     val_size: int = 0  # training images held out for validation (0: watch the test set, choose nothing by it)
+    augment: bool = False  # random rotations, shifts and scalings of every batch (mnist_lab.augment)
+    patience: int = 0  # early stopping: stop after this many epochs without a better validation accuracy (0: off)
 
 
 PRESETS = {
@@ -37,6 +41,10 @@ PRESETS = {
     "seed": TrainConfig(model="seed", epochs=10, batch_size=64, lr=0.01, schedule="constant"),
     # The fastest recipe to >= 99 % we measured on 2 CPU cores (benchmarks/speed.py): one epoch, one cycle.
     "quick": TrainConfig(model="quick", epochs=1, batch_size=128, lr=0.01, schedule="onecycle"),
+    # The most accurate (benchmarks/best.py): deeper CNN, augmentation, one cycle; the epoch kept is chosen on
+    # 5,000 held-out training images, never on the test set.
+    "best": TrainConfig(model="deep", epochs=BEST_EPOCHS, batch_size=128, lr=0.005, schedule="onecycle",
+                        val_size=5000, augment=True, patience=0),
 }
 
 
@@ -67,6 +75,11 @@ def checked_config(config):
         raise UserError(f"学習率 lr は正の数にしてください（今は {config.lr}）。")
     if config.val_size < 0:
         raise UserError(f"val_size は 0 以上にしてください（今は {config.val_size}）。")
+    if config.patience < 0:
+        raise UserError(f"patience は 0 以上にしてください（今は {config.patience}）。")
+    if config.patience and not config.val_size:
+        raise UserError("早期終了（patience）には検証データが要ります。val_size（--val-size）を 1 以上にしてください"
+                        "（テストデータで止めどころを選ぶのは反則です）。")
     return config
 
 
@@ -85,23 +98,36 @@ def with_env_overrides(config, environ=None):
         if value is not None:
             kind = type(getattr(config, f.name))
             try:
-                changes[f.name] = kind(value)
+                changes[f.name] = _parse_bool(value) if kind is bool else kind(value)
             except ValueError as e:
                 raise UserError(f"環境変数 {ENV_PREFIX + f.name.upper()}={value!r} は {kind.__name__} になりません。") from e
     return checked_config(replace(config, **changes))
 
 
+def _parse_bool(text):
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
 @dataclass
 class History:
-    """Per-epoch records of a run: ``train_loss, train_accuracy, eval_loss, eval_accuracy, seconds, lr``.
+    """Per-epoch records of a run: ``train_loss, train_accuracy, eval_loss, eval_accuracy, seconds, lr`` (the rate
+    of the epoch's last step).
 
     ``eval_split`` says whether ``eval_*`` was measured on the validation or the test set; ``interrupted`` is true
-    when Ctrl+C stopped the run (the epochs finished before it are kept).
+    when Ctrl+C stopped the run (the epochs finished before it are kept). With a validation split, ``best_epoch`` is
+    the epoch of the best validation accuracy, whose weights the model keeps, and ``stopped_early`` says whether
+    early stopping ended the run.
     """
 
     records: list = field(default_factory=list)
     eval_split: str = "test"
     interrupted: bool = False
+    best_epoch: int = 0  # with a validation split: the epoch whose weights the model ends with
+    stopped_early: bool = False
 
     def __len__(self):
         return len(self.records)
@@ -159,25 +185,34 @@ def predict_proba(model, X, batch_size=1000):
 
 
 def _scheduler(optimizer, config, steps_per_epoch):
+    """The learning-rate schedule, stepped once per batch."""
+    total = config.epochs * steps_per_epoch
+    lr = torch.optim.lr_scheduler
     if config.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr,
-                                                   total_steps=config.epochs * steps_per_epoch)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+        return lr.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total)
+    if config.schedule == "cosine":
+        return lr.CosineAnnealingLR(optimizer, T_max=total)
+    if config.schedule == "step":
+        return lr.StepLR(optimizer, step_size=max(1, total // 3), gamma=0.1)
+    return lr.LambdaLR(optimizer, lambda step: 1.0)
 
 
 def _train_epoch(model, data, config, optimizer, scheduler, generator, bar):
-    """Run one epoch of updates; return ``(mean training loss, training accuracy)`` over the epoch."""
+    """Run one epoch of updates; return ``(mean training loss, training accuracy, learning rate of the last step)``."""
     model.train()
     device = _device_of(model)
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     for step, (X, y) in enumerate(shuffled_batches(data.X_train, data.y_train, config.batch_size, generator)):
+        if config.augment:
+            X = random_affine(X, generator)
         with _autocast(device):
             y_hat = model(X)
             loss = F.cross_entropy(y_hat.float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
         loss_sum += loss.detach() * len(y)  # kept on the device: no CPU-GPU sync per step
         correct += (y_hat.argmax(1) == y).sum()
@@ -185,7 +220,7 @@ def _train_epoch(model, data, config, optimizer, scheduler, generator, bar):
         if step % 50 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
     n = len(data.y_train)
-    return loss_sum.item() / n, correct.item() / n
+    return loss_sum.item() / n, correct.item() / n, lr
 
 
 def fit(model, data, config, device=None, progress=True, on_epoch_end=None):
@@ -193,13 +228,16 @@ def fit(model, data, config, device=None, progress=True, on_epoch_end=None):
 
     The device is CUDA, then MPS, then CPU unless given, and is printed once. After every epoch the model is
     evaluated on the validation split (or the test split when there is none) and ``on_epoch_end(history)`` is
-    called, e.g. to redraw a plot. Ctrl+C stops training cleanly: the finished epochs are kept and returned.
+    called, e.g. to redraw a plot. ``config.val_size`` training images are held out for validation unless ``data``
+    already has a validation split; with one, the model ends with the weights of its best validation epoch, and
+    ``config.patience`` stops the run early. The test set is never used to choose anything.
+    Ctrl+C stops training cleanly: the finished epochs are kept and returned.
     """
     device = torch.device(device) if device is not None else try_gpu()
     print(f"学習デバイス: {describe_device(device)}")
     torch.manual_seed(config.seed)
     model.to(device, memory_format=torch.channels_last)  # NHWC is the faster layout for CPU (oneDNN) and GPU convs
-    data = data.to(device)
+    data = data.with_validation(config.val_size, config.seed).to(device)
     eval_split, X_eval, y_eval = data.eval_split()
     history = History(eval_split=eval_split)
     steps = -(-len(data.y_train) // config.batch_size)
@@ -207,23 +245,97 @@ def fit(model, data, config, device=None, progress=True, on_epoch_end=None):
     scheduler = _scheduler(optimizer, config, steps)
     generator = torch.Generator().manual_seed(config.seed)
     bar = tqdm(total=config.epochs * steps, desc="学習", unit="batch", disable=not progress)
+    best = _BestOnValidation(model) if eval_split == "val" else None
     try:
         for epoch in range(1, config.epochs + 1):
             start = time.perf_counter()
-            train_loss, train_acc = _train_epoch(model, data, config, optimizer, scheduler, generator, bar)
+            train_loss, train_acc, lr = _train_epoch(model, data, config, optimizer, scheduler, generator, bar)
             eval_loss, eval_acc = evaluate(model, X_eval, y_eval)
             history.records.append({
                 "epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
                 "eval_loss": eval_loss, "eval_accuracy": eval_acc,
-                "seconds": time.perf_counter() - start, "lr": optimizer.param_groups[0]["lr"],
+                "seconds": time.perf_counter() - start, "lr": lr,
             })
             bar.set_postfix(epoch=epoch, **{f"{eval_split}_acc": f"{eval_acc:.4f}"})
             if on_epoch_end is not None:
                 on_epoch_end(history)
+            if best is not None and best.update(epoch, eval_acc) >= config.patience > 0:
+                history.stopped_early = True
+                print(f"\n検証の正解率が {config.patience} エポック上がらなかったので、{epoch} エポックで止めました。")
+                break
     except KeyboardInterrupt:
         history.interrupted = True
         print(f"\n中断しました。終わった {len(history)} エポック分の履歴とモデルはそのまま使えます。")
     finally:
         bar.close()
+        if best is not None and best.epoch:
+            history.best_epoch = best.restore()
         model.eval()
     return history
+
+
+def compare(data, configs, device=None, progress=False):
+    """Train one model per ``{name: TrainConfig}`` and return a table: test accuracy, mistakes out of the test set,
+    parameters, epochs run and training seconds. Each model's epoch is chosen on validation when it has one; the
+    test set is only measured, once, at the end."""
+    import pandas as pd
+
+    from .models import build_model, count_parameters
+
+    rows = {}
+    for name, config in configs.items():
+        model = build_model(config.model, seed=config.seed)
+        start = time.perf_counter()
+        history = fit(model, data, config, device, progress=progress)
+        seconds = time.perf_counter() - start
+        _, accuracy = evaluate(model, data.X_test, data.y_test)
+        rows[name] = {"model": config.model, "test_accuracy": accuracy,
+                      "errors": round((1 - accuracy) * len(data.y_test)), "parameters": count_parameters(model),
+                      "epochs": len(history), "seconds": seconds}
+    return pd.DataFrame(rows).T.astype({"test_accuracy": float, "errors": int, "parameters": int, "epochs": int,
+                                        "seconds": float})
+
+
+class TensorBoardLogger:
+    """An ``on_epoch_end`` callback writing each epoch's losses, accuracies and learning rate for TensorBoard.
+
+    Needs the ``tensorboard`` package; without it, creating the logger raises a :class:`UserError` saying how to
+    install it. View with ``tensorboard --logdir DIR``.
+    """
+
+    def __init__(self, log_dir):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as e:
+            raise UserError("TensorBoard が入っていません。`pip install tensorboard` してから --tensorboard を使うか、"
+                            "--tensorboard を外してください。") from e
+        self.writer = SummaryWriter(log_dir=str(log_dir))
+
+    def __call__(self, history):
+        record = history.records[-1]
+        for key in ("loss", "accuracy"):
+            self.writer.add_scalars(key, {"train": record[f"train_{key}"], history.eval_split: record[f"eval_{key}"]},
+                                    record["epoch"])
+        self.writer.add_scalar("lr", record["lr"], record["epoch"])
+        self.writer.flush()
+
+    def close(self):
+        self.writer.close()
+
+
+class _BestOnValidation:
+    """Remembers the weights of the epoch with the best validation accuracy (a CPU copy) and restores them."""
+
+    def __init__(self, model):
+        self.model, self.epoch, self.accuracy, self.state = model, 0, -1.0, None
+
+    def update(self, epoch, accuracy):
+        """Record this epoch; return how many epochs have passed since the best one."""
+        if accuracy > self.accuracy:
+            self.epoch, self.accuracy = epoch, accuracy
+            self.state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        return epoch - self.epoch
+
+    def restore(self):
+        self.model.load_state_dict(self.state)
+        return self.epoch

@@ -112,3 +112,16 @@ def test_every_flag_states_its_default():
             if action.option_strings and action.dest != "help":
                 assert "既定" in (action.help or ""), f"{name} {action.option_strings}"
     assert set(subparsers) >= {"train", "evaluate", "predict"}
+
+
+def test_train_best_preset_switches_and_tensorboard(capsys, tmp_path, mnist_root):
+    out, logs = tmp_path / "run", tmp_path / "tb"
+    code, _, err = run_main(capsys, "train", "--preset", "best", "--dry-run", "--data", mnist_root,
+                                 "--device", "cpu", "--out", out, "--no-augment", "--schedule", "cosine",
+                                 "--tensorboard", logs)
+    assert code == 0, err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["model"] == "deep" and metrics["config"]["augment"] is False
+    assert metrics["config"]["schedule"] == "cosine" and metrics["config"]["val_size"] == 5000
+    assert metrics["history"]["eval_split"] == "val" and metrics["best_epoch"] == 1
+    assert list(logs.rglob("events.out.tfevents.*"))

@@ -37,3 +37,22 @@ def test_seed_makes_weights_reproducible():
 def test_unknown_model_is_a_user_error():
     with pytest.raises(UserError, match="モデル 'resnet'"):
         build_model("resnet")
+
+
+def test_lenet5_has_the_papers_61706_parameters():
+    from mnist_lab.models import LeNet5
+
+    assert count_parameters(LeNet5()) == 61_706
+    assert [shape for _, shape in layer_shapes(LeNet5())][:6] == [(6, 28, 28), (6, 28, 28), (6, 14, 14),
+                                                                 (16, 10, 10), (16, 10, 10), (16, 5, 5)]
+
+
+def test_deep_cnn_uses_batchnorm_and_dropout():
+    model = build_model("deep", seed=0)
+    kinds = {type(m) for m in model.modules()}
+    assert {torch.nn.BatchNorm2d, torch.nn.Dropout} <= kinds
+    model.train()
+    X = torch.randn(4, 1, 28, 28)
+    assert not torch.equal(model(X), model(X))  # dropout is active while training...
+    model.eval()
+    assert torch.equal(model(X), model(X))  # ...and off for evaluation

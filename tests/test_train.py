@@ -3,8 +3,9 @@ import json
 import pytest
 import torch
 
-from mnist_lab import History, UserError, build_model, evaluate, fit, make_config, predict_proba
+from mnist_lab import History, UserError, build_model, count_parameters, evaluate, fit, make_config, predict_proba
 from mnist_lab.data import MNISTData
+from mnist_lab.train import TensorBoardLogger, compare, with_env_overrides
 
 
 def tiny_data(n=256, seed=0):
@@ -25,7 +26,8 @@ def test_presets_match_their_documents():
 
 @pytest.mark.parametrize("overrides, match", [
     ({"epochs": 0}, "epochs"), ({"batch_size": -1}, "batch_size"), ({"lr": 0.0}, "lr"),
-    ({"model": "vgg"}, "vgg"), ({"schedule": "cosine"}, "cosine"), ({"val_size": -5}, "val_size"),
+    ({"model": "vgg"}, "vgg"), ({"schedule": "linear"}, "linear"), ({"val_size": -5}, "val_size"),
+    ({"patience": -1}, "patience"), ({"patience": 3}, "検証データ"),
 ])
 def test_bad_settings_are_user_errors(overrides, match):
     with pytest.raises(UserError, match=match):
@@ -94,3 +96,113 @@ def test_quick_preset_on_real_mnist_is_far_above_chance(trained, mnist):
     assert len(history) == 1
     assert history.records[-1]["train_accuracy"] > 0.9
     assert evaluate(model, mnist.X_test, mnist.y_test)[1] > 0.98
+
+
+def with_val(data, n=64):
+    """``data`` with its last ``n`` training samples moved to a validation split."""
+    return MNISTData(data.X_train[:-n], data.y_train[:-n], data.X_train[-n:], data.y_train[-n:], data.X_test,
+                     data.y_test)
+
+
+@pytest.mark.parametrize("schedule", ["constant", "onecycle", "cosine", "step"])
+def test_every_schedule_trains_and_records_its_rate(schedule):
+    config = make_config("quick", epochs=3, batch_size=32, lr=0.01, schedule=schedule)
+    history = fit(build_model("quick", seed=0), tiny_data(), config, device="cpu", progress=False)
+    lrs = history.column("lr")
+    if schedule == "constant":
+        assert lrs == [0.01] * 3
+    elif schedule == "step":
+        assert lrs == pytest.approx([0.01, 0.001, 0.0001])
+    else:
+        assert lrs[-1] < 1e-4  # annealed to (almost) zero at the end of the run
+    assert history.column("eval_accuracy")[-1] > 0.5
+
+
+def test_validation_chooses_the_kept_epoch_and_never_looks_at_the_test_set():
+    data = with_val(tiny_data(512))
+    data.X_test[:] = float("nan")  # any use of the test set during training would show up as nan
+    model = build_model("quick", seed=0)
+    history = fit(model, data, make_config("quick", epochs=4, batch_size=32, val_size=64), device="cpu",
+                  progress=False)
+    assert history.eval_split == "val"
+    accs = history.column("eval_accuracy")
+    assert history.best_epoch == 1 + accs.index(max(accs))
+    assert evaluate(model, data.X_val, data.y_val)[1] == max(accs)  # the model holds the best epoch's weights
+
+
+def test_early_stopping_after_patience_epochs(capsys):
+    data = with_val(tiny_data(512))
+    config = make_config("quick", epochs=30, batch_size=32, lr=1e-6, schedule="constant", val_size=64, patience=2)
+    history = fit(build_model("quick", seed=0), data, config, device="cpu", progress=False)
+    assert history.stopped_early and len(history) < 30
+    assert len(history) - history.best_epoch == 2
+    assert "止めました" in capsys.readouterr().out
+
+
+def test_augmentation_changes_training_but_not_evaluation():
+    data = tiny_data()
+    plain = fit(build_model("quick", seed=0), data, make_config("quick", epochs=1, batch_size=32), "cpu",
+                progress=False)
+    augmented = fit(build_model("quick", seed=0), data, make_config("quick", epochs=1, batch_size=32, augment=True),
+                    "cpu", progress=False)
+    assert plain.column("train_loss") != augmented.column("train_loss")
+
+
+def test_env_overrides_parse_each_type():
+    config = with_env_overrides(make_config("seed"), {"MNIST_LAB_AUGMENT": "true", "MNIST_LAB_LR": "0.5",
+                                                      "MNIST_LAB_MODEL": "lenet5"})
+    assert (config.augment, config.lr, config.model) == (True, 0.5, "lenet5")
+    with pytest.raises(UserError, match="MNIST_LAB_EPOCHS"):
+        with_env_overrides(make_config("seed"), {"MNIST_LAB_EPOCHS": "many"})
+    with pytest.raises(UserError, match="MNIST_LAB_AUGMENT"):
+        with_env_overrides(make_config("seed"), {"MNIST_LAB_AUGMENT": "maybe"})
+
+
+def test_tensorboard_logs_every_epoch(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logger = TensorBoardLogger(tmp_path)
+    fit(build_model("quick", seed=0), tiny_data(), make_config("quick", epochs=2, batch_size=64), "cpu",
+        progress=False, on_epoch_end=logger)
+    logger.close()
+    runs = {path.parent.name for path in tmp_path.rglob("events.out.tfevents.*")}
+    assert {"loss_train", "loss_test", "accuracy_train", "accuracy_test"} <= runs
+    events = EventAccumulator(str(tmp_path / "accuracy_test")).Reload()
+    assert [e.step for e in events.Scalars("accuracy")] == [1, 2]
+
+
+def test_tensorboard_missing_is_explained(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name.startswith("torch.utils.tensorboard"):
+            raise ModuleNotFoundError("No module named 'tensorboard'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    with pytest.raises(UserError, match="pip install tensorboard"):
+        TensorBoardLogger("anywhere")
+
+
+def test_compare_tabulates_each_model():
+    data = tiny_data()
+    table = compare(data, {"a": make_config("quick", epochs=1, batch_size=64),
+                           "b": make_config("seed", model="lenet5", epochs=2, batch_size=64)}, device="cpu")
+    assert list(table.index) == ["a", "b"] and list(table["model"]) == ["quick", "lenet5"]
+    assert list(table["epochs"]) == [1, 2] and (table["seconds"] > 0).all()
+    for name in ("a", "b"):
+        assert table.loc[name, "errors"] == round((1 - table.loc[name, "test_accuracy"]) * len(data.y_test))
+    assert table.loc["b", "parameters"] == count_parameters(build_model("lenet5"))
+
+
+def test_config_val_size_carves_the_same_validation_split_as_loading():
+    data = tiny_data(512)
+    data.X_test[:] = float("nan")  # untouched during training
+    history = fit(build_model("quick", seed=0), data, make_config("quick", epochs=1, batch_size=64, val_size=100),
+                  device="cpu", progress=False)
+    assert history.eval_split == "val" and history.best_epoch == 1
+    carved = data.with_validation(100, seed=0)
+    assert len(carved.y_val) == 100 and len(carved.y_train) == len(data.y_train) - 100
+    assert torch.equal(carved.y_val, data.with_validation(100, seed=0).y_val)

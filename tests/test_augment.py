@@ -1,0 +1,52 @@
+import torch
+
+from mnist_lab.augment import BACKGROUND, random_affine
+
+
+def digit_batch(n=8):
+    X = torch.full((n, 1, 28, 28), BACKGROUND)
+    X[:, :, 8:20, 12:16] = 2.8  # a bar: bright ink on a black background, like normalised MNIST
+    return X
+
+
+def test_identity_parameters_change_nothing():
+    X = digit_batch()
+    assert torch.allclose(random_affine(X, degrees=0, shift=0, scale=(1, 1)), X, atol=1e-5)
+
+
+def test_background_stays_black_and_ink_is_kept():
+    X = digit_batch()
+    Y = random_affine(X, torch.Generator().manual_seed(0))
+    assert Y.shape == X.shape
+    assert torch.isclose(Y[:, :, 0, 0], torch.tensor(BACKGROUND)).all()  # corners: new pixels are black
+    ink = (Y - BACKGROUND).sum((1, 2, 3)) / (X - BACKGROUND).sum((1, 2, 3))
+    assert ((ink > 0.7) & (ink < 1.3)).all()  # scaled by at most 10 %: the ink's area stays within ~20 %
+
+
+def test_each_image_moves_differently_and_a_seed_repeats_it():
+    X = digit_batch()
+    a = random_affine(X, torch.Generator().manual_seed(1))
+    b = random_affine(X, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+    assert not torch.allclose(a[0], a[1])
+
+
+def test_shift_moves_the_centre_by_at_most_the_limit():
+    X = digit_batch(64)
+    Y = random_affine(X, torch.Generator().manual_seed(2), degrees=0, shift=2.0, scale=(1, 1))
+    w = (Y - BACKGROUND).clamp(min=0)[:, 0]
+    i = torch.arange(28.0)
+    cy = (w.sum(2) * i).sum(1) / w.sum((1, 2))
+    cx = (w.sum(1) * i).sum(1) / w.sum((1, 2))
+    w0 = (X - BACKGROUND)[0, 0]
+    cy0 = ((w0.sum(1) * i).sum() / w0.sum()).item()
+    cx0 = ((w0.sum(0) * i).sum() / w0.sum()).item()
+    assert (cy - cy0).abs().max() <= 2.05 and (cx - cx0).abs().max() <= 2.05
+    assert (cy - cy0).abs().max() > 1  # and it does move
+
+
+def test_large_rotations_turn_a_bar():
+    Y = random_affine(digit_batch(32), torch.Generator().manual_seed(3), degrees=90, shift=0, scale=(1, 1))
+    w = (Y - BACKGROUND).clamp(min=0)[:, 0]
+    wide = (w.sum(1) > 0.5).sum(1) > (w.sum(2) > 0.5).sum(1)  # wider than tall: turned by more than ~45 degrees
+    assert wide.any() and (~wide).any()
