@@ -18,11 +18,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run(seed, device):
+def run(seed, device, epochs=None):
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
+        extra = ["--epochs", str(epochs)] if epochs else []
         subprocess.run([sys.executable, "-m", "mnist_lab", "train", "--preset", "best", "--seed", str(seed),
-                        "--device", device, "--out", out], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+                        "--device", device, "--out", out, *extra], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
         wall = time.perf_counter() - start
         return json.loads((Path(out) / "metrics.json").read_text()), wall
 
@@ -31,10 +32,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds to run (default: 0 1 2)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    parser.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (default: preset's)")
     args = parser.parse_args()
     accuracies = []
     for seed in args.seeds:
-        metrics, wall = run(seed, args.device)
+        metrics, wall = run(seed, args.device, args.epochs)
         accuracies.append(metrics["test_accuracy"])
         print(f"seed {seed}: test accuracy {metrics['test_accuracy']:.2%} "
               f"({round((1 - metrics['test_accuracy']) * 10000)} errors), epoch kept {metrics['best_epoch']} of "
