@@ -35,6 +35,10 @@ def section_times(path):
 
 
 def main():
+    sys.path.insert(0, str(REPO))
+    from mnist_lab.device import describe_device, try_gpu
+
+    print(f"device: {describe_device(try_gpu())}")
     rows, total = section_times(REPO / "main.ipynb")
     for name, seconds in rows:
         print(f"{seconds:7.1f} s  {name}")

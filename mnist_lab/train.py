@@ -1,4 +1,5 @@
-"""Training: presets, ``fit`` (same code on CPU and GPU), ``evaluate`` and ``predict_proba``."""
+"""Training: presets, ``fit`` (same code on CPU and GPU), ``evaluate``, ``predict_proba``, ``compare`` and the
+``on_epoch_end`` callbacks' TensorBoard logger."""
 
 import contextlib
 import json
@@ -18,7 +19,6 @@ from .errors import UserError
 from .models import MODELS
 
 SCHEDULES = ("constant", "onecycle", "cosine", "step")
-BEST_EPOCHS = 15
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ PRESETS = {
     "quick": TrainConfig(model="quick", epochs=1, batch_size=128, lr=0.01, schedule="onecycle"),
     # The most accurate (benchmarks/best.py): deeper CNN, augmentation, one cycle; the epoch kept is chosen on
     # 5,000 held-out training images, never on the test set.
-    "best": TrainConfig(model="deep", epochs=BEST_EPOCHS, batch_size=128, lr=0.005, schedule="onecycle",
+    "best": TrainConfig(model="deep", epochs=15, batch_size=128, lr=0.005, schedule="onecycle",
                         val_size=5000, augment=True, patience=0),
 }
 
