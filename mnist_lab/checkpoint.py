@@ -11,19 +11,18 @@ from pathlib import Path
 import torch
 
 from .errors import UserError
-from .models import MODELS, build_model
+from .models import MODELS, build_model, model_name
 
 FORMAT = "mnist_lab/1"
 
 
-def save_checkpoint(path, model, model_name, config=None, metrics=None):
+def save_checkpoint(path, model, config=None, metrics=None):
     """Write ``model``'s weights with its registry name, its training config and metrics to ``path``."""
-    if model_name not in MODELS:
-        raise ValueError(f"unknown model name {model_name!r}")
+    name = model_name(model)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    torch.save({"format": FORMAT, "model": model_name, "state_dict": state,
+    torch.save({"format": FORMAT, "model": name, "state_dict": state,
                 "config": dict(config or {}), "metrics": dict(metrics or {})}, path)
     return path
 

@@ -106,7 +106,7 @@ def train_command(args):
                "preset": args.preset, "device": str(device),
                "dry_run": args.dry_run, "interrupted": history.interrupted, "config": asdict(config)}
     out = _out_dir(args)
-    save_checkpoint(out / "model.pt", model, config.model, asdict(config), metrics)
+    save_checkpoint(out / "model.pt", model, asdict(config), metrics)
     (out / "metrics.json").write_text(json.dumps({**metrics, "history": history.to_dict()}, indent=2))
     print(f"テスト正解率 {test_accuracy:.2%}（学習 {seconds:.1f} 秒, {len(history)} エポック）→ {out}/model.pt, {out}/metrics.json")
     return 0

@@ -39,5 +39,5 @@ def trained(mnist, tmp_path_factory):
     config = make_config("quick")
     model = build_model(config.model, seed=config.seed)
     history = fit(model, mnist, config, device="cpu", progress=False)
-    path = save_checkpoint(tmp_path_factory.mktemp("run") / "model.pt", model, "quick", vars(config))
+    path = save_checkpoint(tmp_path_factory.mktemp("run") / "model.pt", model, vars(config))
     return model, history, path

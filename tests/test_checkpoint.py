@@ -7,7 +7,7 @@ from mnist_lab.checkpoint import read_checkpoint
 
 def test_roundtrip_predicts_the_same(tmp_path):
     model = build_model("seed", seed=0).eval()
-    path = save_checkpoint(tmp_path / "a" / "model.pt", model, "seed", {"lr": 0.01}, {"test_accuracy": 0.5})
+    path = save_checkpoint(tmp_path / "a" / "model.pt", model, {"lr": 0.01}, {"test_accuracy": 0.5})
     loaded, ckpt = load_checkpoint(path)
     X = torch.randn(8, 1, 28, 28)
     assert torch.equal(predict_proba(model, X), predict_proba(loaded, X))
@@ -15,20 +15,20 @@ def test_roundtrip_predicts_the_same(tmp_path):
 
 
 def test_checkpoint_holds_only_plain_data(tmp_path):
-    path = save_checkpoint(tmp_path / "m.pt", build_model("quick"), "quick")
+    path = save_checkpoint(tmp_path / "m.pt", build_model("quick"))
     ckpt = torch.load(path, weights_only=True)  # would raise if anything but tensors and plain data were inside
     assert set(ckpt) == {"format", "model", "state_dict", "config", "metrics"}
 
 
 def test_loading_into_another_architecture_is_explained(tmp_path):
-    path = save_checkpoint(tmp_path / "m.pt", build_model("quick"), "quick")
+    path = save_checkpoint(tmp_path / "m.pt", build_model("quick"))
     with pytest.raises(UserError, match="'quick' モデルのチェックポイント"):
         load_checkpoint(path, model=build_model("seed"))
 
 
 def test_mismatched_weights_are_explained(tmp_path):
     path = tmp_path / "m.pt"
-    save_checkpoint(path, build_model("quick"), "quick")
+    save_checkpoint(path, build_model("quick"))
     ckpt = torch.load(path, weights_only=True)
     ckpt["model"] = "seed"  # a quick model's weights labelled as seed
     torch.save(ckpt, path)
@@ -61,3 +61,8 @@ def test_foreign_state_dict_is_refused(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(UserError, match="見つかりません"):
         read_checkpoint(tmp_path / "none.pt")
+
+
+def test_only_registered_models_can_be_saved(tmp_path):
+    with pytest.raises(ValueError, match="not a registered model"):
+        save_checkpoint(tmp_path / "m.pt", torch.nn.Linear(2, 2))
