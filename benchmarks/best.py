@@ -18,10 +18,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run(seed, device, epochs=None):
+def run(seed, device, epochs=None, ema=None):
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        extra = ["--epochs", str(epochs)] if epochs else []
+        extra = (["--epochs", str(epochs)] if epochs else []) + (["--ema", str(ema)] if ema is not None else [])
         subprocess.run([sys.executable, "-m", "mnist_lab", "train", "--preset", "best", "--seed", str(seed),
                         "--device", device, "--out", out, *extra], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
         wall = time.perf_counter() - start
@@ -33,10 +33,11 @@ def main():
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds to run (default: 0 1 2)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     parser.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (default: preset's)")
+    parser.add_argument("--ema", type=float, default=None, help="override the preset's EMA decay (default: preset's)")
     args = parser.parse_args()
     accuracies = []
     for seed in args.seeds:
-        metrics, wall = run(seed, args.device, args.epochs)
+        metrics, wall = run(seed, args.device, args.epochs, args.ema)
         accuracies.append(metrics["test_accuracy"])
         print(f"seed {seed}: test accuracy {metrics['test_accuracy']:.2%} "
               f"({round((1 - metrics['test_accuracy']) * 10000)} errors), epoch kept {metrics['best_epoch']} of "

@@ -50,7 +50,8 @@ def build_parser():
                                 ("--schedule", SCHEDULES, "学習率スケジュール"),
                                 ("--val-size", int, "学習データから取り分ける検証データの枚数"),
                                 ("--augment", bool, "データ拡張（回転・平行移動・拡大縮小）: --augment / --no-augment"),
-                                ("--patience", int, "早期終了: 検証の正解率がこのエポック数上がらなければ止める（0: しない）")):
+                                ("--patience", int, "早期終了: 検証の正解率がこのエポック数上がらなければ止める（0: しない）"),
+                                ("--ema", float, "重みの指数移動平均の減衰率、例 0.999（0: 使わない）")):
         defaults = ", ".join(f"{name}: {getattr(c, flag[2:].replace('-', '_'))}" for name, c in PRESETS.items())
         options = ({"action": argparse.BooleanOptionalAction} if kind is bool else
                    {"choices": kind} if isinstance(kind, tuple) else {"type": kind})
@@ -88,7 +89,7 @@ def _out_dir(args):
 def train_command(args):
     config = make_config(args.preset, model=args.model, epochs=args.epochs, batch_size=args.batch_size,
                          lr=args.lr, seed=args.seed, schedule=args.schedule, val_size=args.val_size,
-                         augment=args.augment, patience=args.patience)
+                         augment=args.augment, patience=args.patience, ema=args.ema)
     device = try_gpu(args.device)
     logger = TensorBoardLogger(args.tensorboard) if args.tensorboard else None
     data = load_mnist(args.data, val_size=config.val_size, seed=config.seed)

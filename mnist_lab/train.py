@@ -34,6 +34,7 @@ class TrainConfig:
     val_size: int = 0  # training images held out for validation (0: watch the test set, choose nothing by it)
     augment: bool = False  # random rotations, shifts and scalings of every batch (mnist_lab.augment)
     patience: int = 0  # early stopping: stop after this many epochs without a better validation accuracy (0: off)
+    ema: float = 0.0  # decay of an exponential moving average of the weights, e.g. 0.999 (0: off)
 
 
 PRESETS = {
@@ -75,6 +76,8 @@ def checked_config(config):
         raise UserError(f"学習率 lr は正の数にしてください（今は {config.lr}）。")
     if config.val_size < 0:
         raise UserError(f"val_size は 0 以上にしてください（今は {config.val_size}）。")
+    if not 0 <= config.ema < 1:
+        raise UserError(f"ema は 0 以上 1 未満にしてください（例: 0.999。今は {config.ema}）。")
     if config.patience < 0:
         raise UserError(f"patience は 0 以上にしてください（今は {config.patience}）。")
     if config.patience and not config.val_size:
@@ -197,7 +200,7 @@ def _scheduler(optimizer, config, steps_per_epoch):
     return lr.LambdaLR(optimizer, lambda step: 1.0)
 
 
-def _train_epoch(model, data, config, optimizer, scheduler, generator, bar):
+def _train_epoch(model, data, config, optimizer, scheduler, generator, bar, ema=None):
     """Run one epoch of updates; return ``(mean training loss, training accuracy, learning rate of the last step)``."""
     model.train()
     device = _device_of(model)
@@ -212,6 +215,8 @@ def _train_epoch(model, data, config, optimizer, scheduler, generator, bar):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if ema is not None:
+            ema.update_parameters(model)
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
         loss_sum += loss.detach() * len(y)  # kept on the device: no CPU-GPU sync per step
@@ -246,11 +251,13 @@ def fit(model, data, config, device=None, progress=True, on_epoch_end=None):
     generator = torch.Generator().manual_seed(config.seed)
     bar = tqdm(total=config.epochs * steps, desc="学習", unit="batch", disable=not progress)
     best = _BestOnValidation(model) if eval_split == "val" else None
+    ema = _ema(model, config.ema)
+    watched = ema.module if ema is not None else model  # the weights that are evaluated and kept
     try:
         for epoch in range(1, config.epochs + 1):
             start = time.perf_counter()
-            train_loss, train_acc, lr = _train_epoch(model, data, config, optimizer, scheduler, generator, bar)
-            eval_loss, eval_acc = evaluate(model, X_eval, y_eval)
+            train_loss, train_acc, lr = _train_epoch(model, data, config, optimizer, scheduler, generator, bar, ema)
+            eval_loss, eval_acc = evaluate(watched, X_eval, y_eval)
             history.records.append({
                 "epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
                 "eval_loss": eval_loss, "eval_accuracy": eval_acc,
@@ -259,7 +266,7 @@ def fit(model, data, config, device=None, progress=True, on_epoch_end=None):
             bar.set_postfix(epoch=epoch, **{f"{eval_split}_acc": f"{eval_acc:.4f}"})
             if on_epoch_end is not None:
                 on_epoch_end(history)
-            if best is not None and best.update(epoch, eval_acc) >= config.patience > 0:
+            if best is not None and best.update(epoch, eval_acc, watched) >= config.patience > 0:
                 history.stopped_early = True
                 print(f"\n検証の正解率が {config.patience} エポック上がらなかったので、{epoch} エポックで止めました。")
                 break
@@ -268,10 +275,21 @@ def fit(model, data, config, device=None, progress=True, on_epoch_end=None):
         print(f"\n中断しました。終わった {len(history)} エポック分の履歴とモデルはそのまま使えます。")
     finally:
         bar.close()
+        if ema is not None:
+            model.load_state_dict(ema.module.state_dict())
         if best is not None and best.epoch:
             history.best_epoch = best.restore()
         model.eval()
     return history
+
+
+def _ema(model, decay):
+    """An exponential moving average of ``model``'s weights and BatchNorm statistics, or ``None`` when off."""
+    if not decay:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def compare(data, configs, device=None, progress=False):
@@ -329,11 +347,11 @@ class _BestOnValidation:
     def __init__(self, model):
         self.model, self.epoch, self.accuracy, self.state = model, 0, -1.0, None
 
-    def update(self, epoch, accuracy):
-        """Record this epoch; return how many epochs have passed since the best one."""
+    def update(self, epoch, accuracy, watched):
+        """Record this epoch (``watched``: the weights evaluated); return the epochs passed since the best one."""
         if accuracy > self.accuracy:
             self.epoch, self.accuracy = epoch, accuracy
-            self.state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+            self.state = {k: v.detach().to("cpu", copy=True) for k, v in watched.state_dict().items()}
         return epoch - self.epoch
 
     def restore(self):

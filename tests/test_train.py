@@ -206,3 +206,16 @@ def test_config_val_size_carves_the_same_validation_split_as_loading():
     carved = data.with_validation(100, seed=0)
     assert len(carved.y_val) == 100 and len(carved.y_train) == len(data.y_train) - 100
     assert torch.equal(carved.y_val, data.with_validation(100, seed=0).y_val)
+
+
+def test_ema_keeps_the_averaged_weights():
+    data = with_val(tiny_data(512))
+    plain = build_model("quick", seed=0)
+    fit(plain, data, make_config("quick", epochs=2, batch_size=32, val_size=64), "cpu", progress=False)
+    averaged = build_model("quick", seed=0)
+    history = fit(averaged, data, make_config("quick", epochs=2, batch_size=32, val_size=64, ema=0.9), "cpu",
+                  progress=False)
+    assert not all(torch.equal(p, q) for p, q in zip(plain.state_dict().values(), averaged.state_dict().values()))
+    assert evaluate(averaged, data.X_val, data.y_val)[1] == history.records[history.best_epoch - 1]["eval_accuracy"]
+    with pytest.raises(UserError, match="ema"):
+        make_config("quick", ema=1.0)
