@@ -99,10 +99,16 @@ class DeepCNN(nn.Module):
 MODELS = {"seed": SeedCNN, "quick": QuickCNN, "lenet5": LeNet5, "deep": DeepCNN}
 
 
-def build_model(name, seed=None):
-    """Return a fresh model of the registered ``name``; ``seed`` makes its initial weights reproducible."""
+def checked_model_name(name):
+    """Return ``name`` if it is a registered model, else raise :class:`UserError` listing the ones there are."""
     if name not in MODELS:
         raise UserError(f"モデル '{name}' はありません。{', '.join(MODELS)} のどれかを指定してください。")
+    return name
+
+
+def build_model(name, seed=None):
+    """Return a fresh model of the registered ``name``; ``seed`` makes its initial weights reproducible."""
+    checked_model_name(name)
     if seed is not None:
         torch.manual_seed(seed)
     return MODELS[name]()

@@ -16,7 +16,7 @@ from .augment import random_affine
 from .data import shuffled_batches
 from .device import describe_device, try_gpu
 from .errors import UserError
-from .models import MODELS
+from .models import checked_model_name
 
 SCHEDULES = ("constant", "onecycle", "cosine", "step")
 
@@ -65,8 +65,7 @@ def make_config(preset="quick", **overrides):
 
 def checked_config(config):
     """Return ``config`` unchanged if every value is usable, else raise :class:`UserError` saying which is not."""
-    if config.model not in MODELS:
-        raise UserError(f"モデル '{config.model}' はありません。{', '.join(MODELS)} のどれかを指定してください。")
+    checked_model_name(config.model)
     if config.schedule not in SCHEDULES:
         raise UserError(f"学習率スケジュール '{config.schedule}' はありません。{', '.join(SCHEDULES)} のどれかです。")
     for name in ("epochs", "batch_size"):
