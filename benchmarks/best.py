@@ -1,7 +1,7 @@
 """The best preset: test accuracy over 3 seeds, and how long it takes.
 
-Target: mean test accuracy >= 99.65 %. The epoch each run keeps is chosen on its 5,000 validation images; the test
-set is measured once, at the end of each run.
+Target: mean test accuracy >= 99.65 %. The preset trains two DeepCNNs that vote (``model="ensemble"``); the epoch
+each run keeps is chosen on its 5,000 validation images; the test set is measured once, at the end of each run.
 
     MNIST_LAB_DATA=../shared/mnist python benchmarks/best.py [--seeds 0 1 2] [--device auto]
 """

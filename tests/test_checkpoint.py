@@ -5,13 +5,14 @@ from mnist_lab import UserError, build_model, load_checkpoint, predict_proba, sa
 from mnist_lab.checkpoint import read_checkpoint
 
 
-def test_roundtrip_predicts_the_same(tmp_path):
-    model = build_model("seed", seed=0).eval()
+@pytest.mark.parametrize("name", ["seed", "ensemble"])
+def test_roundtrip_predicts_the_same(tmp_path, name):
+    model = build_model(name, seed=0).eval()
     path = save_checkpoint(tmp_path / "a" / "model.pt", model, {"lr": 0.01}, {"test_accuracy": 0.5})
     loaded, ckpt = load_checkpoint(path)
     X = torch.randn(8, 1, 28, 28)
     assert torch.equal(predict_proba(model, X), predict_proba(loaded, X))
-    assert ckpt["config"] == {"lr": 0.01} and ckpt["metrics"] == {"test_accuracy": 0.5} and ckpt["model"] == "seed"
+    assert ckpt["config"] == {"lr": 0.01} and ckpt["metrics"] == {"test_accuracy": 0.5} and ckpt["model"] == name
 
 
 def test_checkpoint_holds_only_plain_data(tmp_path):

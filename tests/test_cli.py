@@ -121,7 +121,7 @@ def test_train_best_preset_switches_and_tensorboard(capsys, tmp_path, mnist_root
                                  "--tensorboard", logs)
     assert code == 0, err
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["config"]["model"] == "deep" and metrics["config"]["augment"] is False
+    assert metrics["config"]["model"] == "ensemble" and metrics["config"]["augment"] is False
     assert metrics["config"]["schedule"] == "cosine" and metrics["config"]["val_size"] == 5000
     assert metrics["history"]["eval_split"] == "val" and metrics["best_epoch"] == 1
     assert list(logs.rglob("events.out.tfevents.*"))

@@ -56,3 +56,13 @@ def test_deep_cnn_uses_batchnorm_and_dropout():
     assert not torch.equal(model(X), model(X))  # dropout is active while training...
     model.eval()
     assert torch.equal(model(X), model(X))  # ...and off for evaluation
+
+
+def test_ensemble_predicts_the_mean_of_its_members_probabilities():
+    model = build_model("ensemble", seed=0).eval()
+    X = torch.randn(6, 1, 28, 28)
+    with torch.no_grad():
+        mean = torch.stack([m(X).softmax(1) for m in model.members]).mean(0)
+        assert torch.allclose(model(X).exp(), mean, atol=1e-6)
+        assert not torch.equal(model.members[0](X), model.members[1](X))  # different initial weights
+    assert count_parameters(model) == 2 * count_parameters(build_model("deep"))

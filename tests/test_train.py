@@ -219,3 +219,30 @@ def test_ema_keeps_the_averaged_weights():
     assert evaluate(averaged, data.X_val, data.y_val)[1] == history.records[history.best_epoch - 1]["eval_accuracy"]
     with pytest.raises(UserError, match="ema"):
         make_config("quick", ema=1.0)
+
+
+
+def test_each_ensemble_member_learns_from_its_own_loss():
+    from mnist_lab.models import Ensemble
+    from mnist_lab.train import training_loss
+
+    data = tiny_data()
+    X, y = data.X_train[:32], data.y_train[:32]
+    alone = [build_model("quick", seed=s) for s in (1, 2)]
+    ensemble = Ensemble([build_model("quick", seed=s) for s in (1, 2)])
+    training_loss(ensemble, X, y)[0].backward()
+    for member, model in zip(ensemble.members, alone):  # the ensemble's loss is the members' mean: half each
+        training_loss(model, X, y)[0].backward()
+        assert all(torch.allclose(p.grad, q.grad / 2, atol=1e-6) for p, q in zip(member.parameters(), model.parameters()))
+
+
+def test_an_ensemble_of_one_trains_exactly_like_its_member():
+    from mnist_lab.models import Ensemble
+
+    data, config = tiny_data(), make_config("quick", epochs=2, batch_size=32)
+    model, ensemble = build_model("quick", seed=1), Ensemble([build_model("quick", seed=1)])
+    fit(model, data, config, device="cpu", progress=False)
+    history = fit(ensemble, data, config, device="cpu", progress=False)
+    assert all(torch.equal(p, q) for p, q in zip(ensemble.members[0].parameters(), model.parameters()))
+    _, accuracy = evaluate(ensemble, data.X_test, data.y_test)
+    assert accuracy == history.records[-1]["eval_accuracy"] > 0.9
