@@ -50,7 +50,7 @@ def build_parser():
                                 ("--schedule", SCHEDULES, "学習率スケジュール"),
                                 ("--val-size", int, "学習データから取り分ける検証データの枚数"),
                                 ("--augment", bool, "データ拡張（回転・平行移動・拡大縮小）: --augment / --no-augment"),
-                                ("--patience", int, "早期終了: 検証の正解率がこのエポック数上がらなければ止める（0: しない）"),
+                                ("--patience", int, "早期終了: 検証の損失がこのエポック数下がらなければ止める（0: しない）"),
                                 ("--ema", float, "重みの指数移動平均の減衰率、例 0.999（0: 使わない）")):
         defaults = ", ".join(f"{name}: {getattr(c, flag[2:].replace('-', '_'))}" for name, c in PRESETS.items())
         options = ({"action": argparse.BooleanOptionalAction} if kind is bool else

@@ -121,7 +121,7 @@ class History:
 
     ``eval_split`` says whether ``eval_*`` was measured on the validation or the test set; ``interrupted`` is true
     when Ctrl+C stopped the run (the epochs finished before it are kept). With a validation split, ``best_epoch`` is
-    the epoch of the best validation accuracy, whose weights the model keeps, and ``stopped_early`` says whether
+    the epoch of the lowest validation loss, whose weights the model keeps, and ``stopped_early`` says whether
     early stopping ended the run.
     """
 
@@ -276,9 +276,9 @@ def fit(model, data, config, device=None, progress=True, on_epoch_end=None):
             bar.set_postfix(epoch=epoch, **{f"{eval_split}_acc": f"{eval_acc:.4f}"})
             if on_epoch_end is not None:
                 on_epoch_end(history)
-            if best is not None and best.update(epoch, eval_acc, watched) >= config.patience > 0:
+            if best is not None and best.update(epoch, eval_loss, watched) >= config.patience > 0:
                 history.stopped_early = True
-                print(f"\n検証の正解率が {config.patience} エポック上がらなかったので、{epoch} エポックで止めました。")
+                print(f"\n検証の損失が {config.patience} エポック下がらなかったので、{epoch} エポックで止めました。")
                 break
     except KeyboardInterrupt:
         history.interrupted = True
@@ -352,15 +352,19 @@ class TensorBoardLogger:
 
 
 class _BestOnValidation:
-    """Remembers the weights of the epoch with the best validation accuracy (a CPU copy) and restores them."""
+    """Remembers the weights of the epoch with the lowest validation loss (a CPU copy) and restores them.
+
+    The loss, not the accuracy: on 5,000 images the accuracy moves in steps of one image (0.02 %), so late epochs
+    tie or differ by chance and the first of them would be kept; the mean loss weighs how sure every answer is.
+    """
 
     def __init__(self, model):
-        self.model, self.epoch, self.accuracy, self.state = model, 0, -1.0, None
+        self.model, self.epoch, self.loss, self.state = model, 0, float("inf"), None
 
-    def update(self, epoch, accuracy, watched):
+    def update(self, epoch, loss, watched):
         """Record this epoch (``watched``: the weights evaluated); return the epochs passed since the best one."""
-        if accuracy > self.accuracy:
-            self.epoch, self.accuracy = epoch, accuracy
+        if loss < self.loss:
+            self.epoch, self.loss = epoch, loss
             self.state = {k: v.detach().to("cpu", copy=True) for k, v in watched.state_dict().items()}
         return epoch - self.epoch
 

@@ -125,9 +125,9 @@ def test_validation_chooses_the_kept_epoch_and_never_looks_at_the_test_set():
     history = fit(model, data, make_config("quick", epochs=4, batch_size=32, val_size=64), device="cpu",
                   progress=False)
     assert history.eval_split == "val"
-    accs = history.column("eval_accuracy")
-    assert history.best_epoch == 1 + accs.index(max(accs))
-    assert evaluate(model, data.X_val, data.y_val)[1] == max(accs)  # the model holds the best epoch's weights
+    losses = history.column("eval_loss")
+    assert history.best_epoch == 1 + losses.index(min(losses))
+    assert evaluate(model, data.X_val, data.y_val)[0] == min(losses)  # the model holds the best epoch's weights
 
 
 def test_early_stopping_after_patience_epochs(capsys):
