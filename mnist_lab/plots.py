@@ -145,8 +145,8 @@ def plot_comparison(table):
     ax_err.set_title("Test errors (lower is better)")
     ax_time.bar(names, table["seconds"], color="tab:blue")
     ax_time.set_title("Training time [s]")
-    for ax, column, fmt in ((ax_err, "errors", "{:d}"), (ax_time, "seconds", "{:.0f}")):
+    for ax, column in ((ax_err, "errors"), (ax_time, "seconds")):
         for i, value in enumerate(table[column]):
-            ax.text(i, value, fmt.format(int(value) if column == "errors" else value), ha="center", va="bottom")
+            ax.text(i, value, f"{value:.0f}", ha="center", va="bottom")
         ax.grid(axis="y", alpha=0.3)
     return fig

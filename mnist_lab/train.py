@@ -16,7 +16,7 @@ from .augment import random_affine
 from .data import shuffled_batches
 from .device import describe_device, try_gpu
 from .errors import UserError
-from .models import Ensemble, checked_model_name, combine_scores
+from .models import Ensemble, build_model, checked_model_name, combine_scores, count_parameters
 
 SCHEDULES = ("constant", "onecycle", "cosine", "step")
 
@@ -33,7 +33,7 @@ class TrainConfig:
     seed: int = 0
     val_size: int = 0  # training images held out for validation (0: watch the test set, choose nothing by it)
     augment: bool = False  # random rotations, shifts and scalings of every batch (mnist_lab.augment)
-    patience: int = 0  # early stopping: stop after this many epochs without a better validation accuracy (0: off)
+    patience: int = 0  # early stopping: stop after this many epochs without a lower validation loss (0: off)
     ema: float = 0.0  # decay of an exponential moving average of the weights, e.g. 0.999 (0: off)
 
 
@@ -235,7 +235,7 @@ def training_loss(model, X, y):
     """
     scores = model.member_scores(X) if isinstance(model, Ensemble) else model(X)[None]  # (members, N, 10)
     loss = F.cross_entropy(scores.flatten(0, 1).float(), y.repeat(len(scores)))
-    return loss, combine_scores(scores) if len(scores) > 1 else scores[0]
+    return loss, combine_scores(scores)
 
 
 def fit(model, data, config, device=None, progress=True, on_epoch_end=None):
@@ -244,7 +244,7 @@ def fit(model, data, config, device=None, progress=True, on_epoch_end=None):
     The device is CUDA, then MPS, then CPU unless given, and is printed once. After every epoch the model is
     evaluated on the validation split (or the test split when there is none) and ``on_epoch_end(history)`` is
     called, e.g. to redraw a plot. ``config.val_size`` training images are held out for validation unless ``data``
-    already has a validation split; with one, the model ends with the weights of its best validation epoch, and
+    already has a validation split; with one, the model ends with the weights of its lowest validation loss, and
     ``config.patience`` stops the run early. The test set is never used to choose anything.
     Ctrl+C stops training cleanly: the finished epochs are kept and returned.
     """
@@ -307,8 +307,6 @@ def compare(data, configs, device=None, progress=False):
     parameters, epochs run and training seconds. Each model's epoch is chosen on validation when it has one; the
     test set is only measured, once, at the end."""
     import pandas as pd
-
-    from .models import build_model, count_parameters
 
     rows = {}
     for name, config in configs.items():
