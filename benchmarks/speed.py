@@ -1,6 +1,6 @@
 """Quick preset vs. the seed document's own pipeline, measured in one run on one machine.
 
-(a) one epoch of the seed scripts' way: torchvision MNIST + ToTensor through a DataLoader, batch 64, SeedCNN,
+(a) one epoch of the seed scripts' way: torchvision MNIST + ToTensor through a DataLoader, batch 64, OriginalCNN,
     Adam lr 0.01;
 (b) ``python -m mnist_lab train --preset quick`` to completion, once per seed.
 
@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from mnist_lab.data import data_root, ensure_mnist
-from mnist_lab.models import SeedCNN
+from mnist_lab.models import OriginalCNN
 
 
 def seed_pipeline_epoch(root):
@@ -38,7 +38,7 @@ def seed_pipeline_epoch(root):
     train = torchvision.datasets.MNIST(root, train=True, transform=tf, download=False)
     test = torchvision.datasets.MNIST(root, train=False, transform=tf, download=False)
     loader = torch.utils.data.DataLoader(train, batch_size=64, shuffle=True)
-    model, loss_fn = SeedCNN(), nn.CrossEntropyLoss()
+    model, loss_fn = OriginalCNN(), nn.CrossEntropyLoss()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     start = time.perf_counter()
     model.train()

@@ -1,20 +1,23 @@
 """mnist_lab: the helper package of the MNIST lesson (data -> model -> train -> metrics -> plots / widgets).
 
-The notebook calls these; the CLI is ``python -m mnist_lab``.
+The notebook calls these; the command line is ``mnist-lab`` (or ``python -m mnist_lab``).
 """
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import MNISTData, load_mnist
 from .device import describe_device, free_gpu_memory, gpu_memory_mib, try_gpu
 from .errors import UserError
+from .history import History
+from .inference import evaluate, evaluation_mode, predict_proba
 from .metrics import classification_table, confusion_matrix, one_vs_rest
 from .models import MODELS, build_model, count_parameters, layer_shapes
 from .preprocess import preprocess_drawing
-from .train import PRESETS, History, TrainConfig, evaluate, fit, make_config, predict_proba
+from .recipes import PRESETS, TrainConfig, make_config
+from .train import fit
 
 __all__ = [
     "MODELS", "PRESETS", "History", "MNISTData", "TrainConfig", "UserError", "build_model", "classification_table",
-    "confusion_matrix", "count_parameters", "describe_device", "evaluate", "fit", "free_gpu_memory",
-    "gpu_memory_mib", "layer_shapes", "load_checkpoint", "load_mnist", "make_config", "one_vs_rest",
-    "predict_proba", "preprocess_drawing", "save_checkpoint", "try_gpu",
+    "confusion_matrix", "count_parameters", "describe_device", "evaluate", "evaluation_mode", "fit",
+    "free_gpu_memory", "gpu_memory_mib", "layer_shapes", "load_checkpoint", "load_mnist", "make_config",
+    "one_vs_rest", "predict_proba", "preprocess_drawing", "save_checkpoint", "try_gpu",
 ]

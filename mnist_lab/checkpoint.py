@@ -1,9 +1,10 @@
 """Saving and loading checkpoints: ``state_dict`` + model name + config + metrics, never a pickled model.
 
 Loading uses ``torch.load(weights_only=True)``, so a checkpoint can only hold tensors and plain data and cannot run
-code when it is opened.
+code when it is opened. Saving is atomic (:mod:`mnist_lab.files`): a crash or a full disk leaves the old file whole.
 """
 
+import io
 import pickle
 import warnings
 from pathlib import Path
@@ -11,37 +12,54 @@ from pathlib import Path
 import torch
 
 from .errors import UserError
-from .models import MODELS, build_model, model_name
+from .files import atomic_file, os_error
+from .models import MODELS, RENAMED_MODELS, build_model, model_name
 
 FORMAT = "mnist_lab/1"
+MAKE_ONE = "`mnist-lab train`（または `python -m mnist_lab train`）が書いた model.pt を指定してください。"
 
 
 def save_checkpoint(path, model, config=None, metrics=None):
     """Write ``model``'s weights with its registry name, its training config and metrics to ``path``."""
-    name = model_name(model)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise os_error(e, path.parent, "フォルダを作れません") from e
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    torch.save({"format": FORMAT, "model": name, "state_dict": state,
-                "config": dict(config or {}), "metrics": dict(metrics or {})}, path)
+    buffer = io.BytesIO()  # torch.save reports a full disk as a RuntimeError: write the bytes ourselves
+    torch.save({"format": FORMAT, "model": model_name(model), "state_dict": state,
+                "config": dict(config or {}), "metrics": dict(metrics or {})}, buffer)
+    with atomic_file(path) as f:
+        f.write(buffer.getbuffer())
     return path
 
 
 def read_checkpoint(path):
-    """Return the checkpoint dict stored at ``path``; :class:`UserError` if it is missing or not ours."""
+    """Return the checkpoint dict stored at ``path``; :class:`UserError` if it is missing, broken or not ours."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} はフォルダです。その中の model.pt のように、ファイルを指定してください。")
     if not path.is_file():
-        raise UserError(f"チェックポイント {path} が見つかりません。パスを確かめるか、先に `python -m mnist_lab train` で作ってください。")
+        raise UserError(f"チェックポイント {path} が見つかりません。パスを確かめるか、先に学習して作ってください。")
     try:
         with warnings.catch_warnings():  # a foreign pickle's protocol warning would only confuse a student
             warnings.simplefilter("ignore", UserWarning)
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except PermissionError as e:
+        raise os_error(e, path, "読めません") from e
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
-        raise UserError(f"{path} は mnist_lab のチェックポイントとして読めません（壊れているか別の形式です）。"
-                        "`python -m mnist_lab train` が書いた model.pt を指定してください。") from e
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or ckpt.get("model") not in MODELS:
-        raise UserError(f"{path} は mnist_lab のチェックポイントではありません。"
-                        "`python -m mnist_lab train` が書いた model.pt を指定してください。")
+        raise UserError(f"{path} は mnist_lab のチェックポイントとして読めません（壊れているか別の形式です）。{MAKE_ONE}") from e
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise UserError(f"{path} は mnist_lab のチェックポイントではありません。{MAKE_ONE}")
+    ckpt["model"] = RENAMED_MODELS.get(ckpt.get("model"), ckpt.get("model"))
+    if ckpt["model"] not in MODELS or not isinstance(ckpt.get("state_dict"), dict):
+        raise UserError(f"{path} は mnist_lab のチェックポイントではありません。{MAKE_ONE}")
+    broken = [k for k, v in ckpt["state_dict"].items()
+              if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:
+        raise UserError(f"{path} の重み {broken[0]} に NaN か無限大が入っています（学習が発散したモデルです）。"
+                        "学習率を下げて学習し直してください。")
     return ckpt
 
 
@@ -60,7 +78,7 @@ def load_checkpoint(path, model=None, device="cpu"):
                         f"build_model('{name}') で作ったモデルに読み込むか、model を指定せずに読み込んでください。")
     try:
         model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as e:
+    except (RuntimeError, TypeError, AttributeError) as e:
         raise UserError(f"{path} の重みが '{name}' モデルの形に合いません（別のバージョンで保存された可能性があります）。"
                         "もう一度学習し直してください。") from e
     return model.to(device).eval(), ckpt

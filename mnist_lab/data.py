@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from .errors import UserError
+from .files import os_error
 
 MEAN, STD = 0.1307, 0.3081  # of the MNIST training pixels, scaled to [0, 1]
 DEFAULT_ROOT = "data"
@@ -50,24 +51,46 @@ def file_problem(path, size, md5):
     actual = path.stat().st_size
     if actual != size:
         return f"{path} の大きさが {actual} バイトです（正しくは {size} バイト）"
-    if _md5(path) != md5:
-        return f"{path} のチェックサム（MD5）が一致しません"
+    try:
+        if _md5(path) != md5:
+            return f"{path} のチェックサム（MD5）が一致しません"
+    except OSError as e:
+        raise os_error(e, path, "読めません") from e
     return None
 
 
-def _missing_message(folder):
-    names = "、".join(RAW_FILES)
-    return (f"MNIST が見つからず、ダウンロードもできませんでした。4つのファイル（{names}）を {folder}/ に置くか、"
-            f"環境変数 {ENV_ROOT} または --data でそれがある場所を指定してください。")
+def _missing_message(folder, missing, downloaded):
+    why = "ダウンロードもできませんでした" if downloaded else "ダウンロードはしない設定です"
+    return (f"MNIST のファイル {'、'.join(missing)} が {folder}/ にありません（{why}）。4つのファイル"
+            f"（{'、'.join(RAW_FILES)}）をそこに置くか、環境変数 {ENV_ROOT} または --data でそれがある場所を指定してください。")
+
+
+def _checked_root(root):
+    """Return the data folder; :class:`UserError` when it is a file, unreadable, or a folder named by the user that
+    does not exist (a typo must not silently become a new download folder)."""
+    named = root is not None or bool(os.environ.get(ENV_ROOT))
+    root = data_root(root)
+    if root.exists() and not root.is_dir():
+        raise UserError(f"{root} はファイルです。MNIST のフォルダ（中に MNIST/raw/ がある場所）を --data に指定してください。")
+    if named and not root.exists():
+        raise UserError(f"データのフォルダ {root} がありません。パスを確かめてください（そこにダウンロードするなら、先に"
+                        f" `mkdir -p {root}` してください）。")
+    for folder in (root, raw_dir(root)):
+        try:
+            if folder.is_dir():
+                os.listdir(folder)
+        except OSError as e:
+            raise os_error(e, folder, "読めません") from e
+    return root
 
 
 def ensure_mnist(root=None, download=True):
     """Make sure the four raw MNIST files are present and intact under ``root``; return the root.
 
     Downloads through torchvision when files are missing and ``download`` is true. Raises :class:`UserError`
-    naming the first wrong file, or saying where to put the files when they cannot be downloaded.
+    naming the missing or wrong file and saying what to do.
     """
-    root = data_root(root)
+    root = _checked_root(root)
     folder = raw_dir(root)
     if download and not all((folder / name).is_file() for name in RAW_FILES):
         from torchvision.datasets import MNIST
@@ -75,13 +98,13 @@ def ensure_mnist(root=None, download=True):
         try:
             MNIST(root, train=True, download=True)
             MNIST(root, train=False, download=True)
-        except (OSError, RuntimeError) as e:  # URLError is an OSError; torchvision raises RuntimeError when all mirrors fail
-            raise UserError(_missing_message(folder)) from e
-    problems = [(name, file_problem(folder / name, *spec)) for name, spec in RAW_FILES.items()]
-    missing = [name for name, problem in problems if problem and not (folder / name).is_file()]
+        except (OSError, RuntimeError):  # URLError is an OSError; torchvision raises RuntimeError when all mirrors fail
+            pass  # the files still missing are named below
+    missing = [name for name in RAW_FILES if not (folder / name).is_file()]
     if missing:
-        raise UserError(_missing_message(folder))
-    for name, problem in problems:
+        raise UserError(_missing_message(folder, missing, download))
+    for name, spec in RAW_FILES.items():
+        problem = file_problem(folder / name, *spec)
         if problem:
             raise UserError(f"{problem}。このファイルを削除して再実行すると取り直します（オフラインなら正しいファイルをコピーしてください）。")
     return root
@@ -147,7 +170,10 @@ def read_split(root, train):
     """Return the raw ``(images uint8 (N, 28, 28), labels int64 (N,))`` of one split (files must be verified)."""
     from torchvision.datasets import MNIST
 
-    ds = MNIST(root, train=train, download=False)
+    try:
+        ds = MNIST(root, train=train, download=False)
+    except OSError as e:
+        raise os_error(e, e.filename or raw_dir(root), "読めません") from e
     return ds.data, ds.targets
 
 

@@ -1,4 +1,4 @@
-"""The one exception type for mistakes a user can fix.
+"""The exception types for mistakes a user can fix.
 
 Library code raises :class:`UserError` with a one-line Japanese message that says what is wrong and how to fix it;
 the CLI prints that line and exits with status 2 instead of showing a traceback.
@@ -7,3 +7,12 @@ the CLI prints that line and exits with status 2 instead of showing a traceback.
 
 class UserError(Exception):
     """A problem with the user's input or environment, explained in one line of Japanese."""
+
+
+class TrainingDiverged(UserError):
+    """The training loss became NaN or infinite: the run is stopped at once instead of training on garbage."""
+
+    def __init__(self, step, loss, lr):
+        super().__init__(f"学習の {step} ステップ目で損失が {loss} になりました（発散）。学習率を下げてやり直してください"
+                         f"（例: --lr {lr / 10:g}）。")
+        self.step = step

@@ -1,4 +1,4 @@
-"""The CNNs, registered by name so the CLI and the notebook can say ``model="seed"``."""
+"""The CNNs, registered by name so the CLI and the notebook can say ``model="original"``."""
 
 import math
 
@@ -6,10 +6,11 @@ import torch
 from torch import nn
 
 from .errors import UserError
+from .inference import device_of, evaluation_mode
 
 
-class SeedCNN(nn.Module):
-    """Exactly the seed document's CNN.
+class OriginalCNN(nn.Module):
+    """Exactly the original lesson's CNN (the seed document's).
 
     Conv2d(1, 32, k=5, p=2) -> BatchNorm2d(32) -> ReLU -> MaxPool2d(2) -> Linear(14*14*32 = 6272, 10):
     28x28 -> 28x28 (32 channels) -> 14x14 -> 6272 numbers -> 10 class scores.
@@ -137,11 +138,15 @@ class DeepEnsemble(Ensemble):
         super().__init__([DeepCNN(), DeepCNN()])
 
 
-MODELS = {"seed": SeedCNN, "quick": QuickCNN, "lenet5": LeNet5, "deep": DeepCNN, "ensemble": DeepEnsemble}
+MODELS = {"original": OriginalCNN, "quick": QuickCNN, "lenet5": LeNet5, "deep": DeepCNN, "ensemble": DeepEnsemble}
+
+
+RENAMED_MODELS = {"seed": "original"}  # old names, still read (e.g. from older checkpoints)
 
 
 def checked_model_name(name):
-    """Return ``name`` if it is a registered model, else raise :class:`UserError` listing the ones there are."""
+    """Return the registered name for ``name`` (old names translated), else raise :class:`UserError` listing them."""
+    name = RENAMED_MODELS.get(name, name)
     if name not in MODELS:
         raise UserError(f"モデル '{name}' はありません。{', '.join(MODELS)} のどれかを指定してください。")
     return name
@@ -149,7 +154,7 @@ def checked_model_name(name):
 
 def build_model(name, seed=None):
     """Return a fresh model of the registered ``name``; ``seed`` makes its initial weights reproducible."""
-    checked_model_name(name)
+    name = checked_model_name(name)
     if seed is not None:
         torch.manual_seed(seed)
     return MODELS[name]()
@@ -166,7 +171,7 @@ def model_name(model):
 def count_parameters(model):
     """Return the number of trainable numbers in ``model``.
 
-    >>> count_parameters(SeedCNN())
+    >>> count_parameters(OriginalCNN())
     63626
     """
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -175,19 +180,16 @@ def count_parameters(model):
 def layer_shapes(model, input_shape=(1, 1, 28, 28)):
     """Return ``[(layer name, output shape without the batch), ...]`` for each leaf layer on a dummy input.
 
-    >>> [shape for _, shape in layer_shapes(SeedCNN())][-3:]
+    >>> [shape for _, shape in layer_shapes(OriginalCNN())][-3:]
     [(32, 14, 14), (6272,), (10,)]
     """
     shapes = []
     hooks = [m.register_forward_hook(lambda m, i, o, name=name: shapes.append((name, tuple(o.shape[1:]))))
              for name, m in model.named_modules() if not list(m.children())]
-    was_training = model.training
     try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(input_shape, device=next(model.parameters()).device))
+        with evaluation_mode(model):
+            model(torch.zeros(input_shape, device=device_of(model)))
     finally:
-        model.train(was_training)
         for h in hooks:
             h.remove()
     return shapes

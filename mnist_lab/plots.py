@@ -54,9 +54,8 @@ def plot_samples(X, y, y_hat=None, ncols=8):
 
 
 def plot_history(history):
-    """Return loss and accuracy per epoch, training vs. evaluation (``History`` or its dict form)."""
-    records = history.records if hasattr(history, "records") else history["records"]
-    split = history.eval_split if hasattr(history, "eval_split") else history.get("eval_split", "test")
+    """Return loss and accuracy per epoch, training vs. evaluation, of a :class:`~mnist_lab.history.History`."""
+    records, split = history.records, history.eval_split
     epochs = [r["epoch"] for r in records]
     fig = Figure(figsize=(10, 3.8), layout="constrained")
     ax_loss, ax_acc = fig.subplots(1, 2)
@@ -67,6 +66,8 @@ def plot_history(history):
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend()
+        if not epochs:
+            ax.text(0.5, 0.5, "no finished epoch\n(interrupted)", ha="center", va="center", transform=ax.transAxes)
     if epochs:
         for ax in (ax_loss, ax_acc):
             ax.set_xticks(epochs if len(epochs) <= 12 else epochs[:: -(-len(epochs) // 12)])
@@ -137,16 +138,18 @@ def plot_misclassified(X, y, probs, n=24, ncols=8):
 
 
 def plot_comparison(table):
-    """Return test errors (out of the test set) and training time per model, from ``train.compare``'s table."""
+    """Return test errors (out of the test set) and training time per model, from ``compare``'s table; a model
+    that was not trained is labelled so instead of a bar."""
     fig = Figure(figsize=(10, 3.6), layout="constrained")
     ax_err, ax_time = fig.subplots(1, 2)
     names = list(table.index)
-    ax_err.bar(names, table["errors"], color="tab:red")
+    errors = table["errors"].astype("Float64").fillna(0).astype(float).tolist()
+    ax_err.bar(names, errors, color="tab:red")
     ax_err.set_title("Test errors (lower is better)")
     ax_time.bar(names, table["seconds"], color="tab:blue")
     ax_time.set_title("Training time [s]")
-    for ax, column in ((ax_err, "errors"), (ax_time, "seconds")):
-        for i, value in enumerate(table[column]):
-            ax.text(i, value, f"{value:.0f}", ha="center", va="bottom")
+    for ax, values in ((ax_err, errors), (ax_time, list(table["seconds"]))):
+        for i, (value, status) in enumerate(zip(values, table["status"])):
+            ax.text(i, value, f"{value:.0f}" if status != "not trained" else "not trained", ha="center", va="bottom")
         ax.grid(axis="y", alpha=0.3)
     return fig

@@ -6,15 +6,18 @@ aspect ratio, with anti-aliasing), placed in a 28x28 field so that the ink's cen
 the CLI's ``predict`` uses it too, so both see exactly what the model sees.
 """
 
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .data import MEAN, STD
 from .errors import UserError
+from .files import os_error
 
 BOX, SIZE = 20, 28  # MNIST: ink fitted into 20x20, centred by mass in 28x28
 MAX_SIDE = 1024  # larger pictures are shrunk first: a digit needs no more, and it keeps memory small
@@ -28,23 +31,44 @@ class EmptyImageError(UserError):
 
 
 def load_image(path):
-    """Return the PIL image stored at ``path``; :class:`UserError` when it is missing or not an image."""
+    """Return the still PIL image stored at ``path``, upright (its EXIF orientation applied).
+
+    :class:`UserError` when it is missing, a folder, unreadable, not an image, an animation, or too large.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} はフォルダです。画像ファイルを指定してください。")
     if not path.is_file():
         raise UserError(f"画像 {path} が見つかりません。パスを確かめてください。")
     try:
-        with Image.open(path) as image:
-            image.draft("L", (MAX_SIDE, MAX_SIDE))  # JPEG: decode at reduced size straight away
-            image.load()
-            return image.copy()
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as e:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we shrink big images at once
+            with Image.open(path) as image:
+                if getattr(image, "n_frames", 1) > 1:
+                    raise UserError(f"{path} は {image.n_frames} コマの動く画像です。数字 1 つの静止画（PNG か JPEG）を指定してください。")
+                image.draft("L", (MAX_SIDE, MAX_SIDE))  # JPEG: decode at reduced size straight away
+                image.load()
+                return ImageOps.exif_transpose(image)
+    except Image.DecompressionBombError as e:
+        raise UserError(f"{path} は大きすぎて読めません（{_pixels(e)}）。縦横それぞれ数千ピクセル以下に縮めてください。") from e
+    except PermissionError as e:
+        raise os_error(e, path, "読めません") from e
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise UserError(f"{path} は画像として読めません。PNG か JPEG の画像を指定してください。") from e
+
+
+def _pixels(error):
+    found = re.search(r"\((\d+) pixels\)", str(error))
+    return f"{int(found.group(1)):,} ピクセル" if found else "画素が多すぎます"
 
 
 def _gray_from_pil(image):
     """Return a float array in [0, 1] (0 = black). Transparency is flattened onto white or black, whichever
-    leaves the drawing visible (black strokes on a transparent canvas need white behind them, and vice versa)."""
+    leaves the drawing visible (black strokes on a transparent canvas need white behind them, and vice versa).
+    16-bit and floating-point images are scaled by their own range."""
     image.thumbnail((MAX_SIDE, MAX_SIDE))
+    if image.mode.startswith(("I", "F")):
+        return _stretched(np.asarray(image, dtype=np.float32))
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         rgba = image.convert("RGBA")
         candidates = []
@@ -55,17 +79,32 @@ def _gray_from_pil(image):
     return np.asarray(image.convert("L"), dtype=np.float32) / 255
 
 
+def _stretched(array):
+    """Scale an array of any range to [0, 1] by its own minimum and maximum."""
+    low, high = float(array.min()), float(array.max())
+    return (array - low) / (high - low) if high > low else np.zeros_like(array)
+
+
 def to_gray(image):
-    """Return ``image`` (PIL image, 2-D array/tensor, or H x W x 3/4 uint8 array) as a 2-D float array in [0, 1]."""
+    """Return ``image`` (PIL image, 2-D array/tensor, or H x W x 3/4 uint8 array) as a 2-D float array in [0, 1].
+
+    A 2-D array in [0, 1] is taken as it is, one in [0, 255] is divided by 255, any other range is stretched.
+    """
     if isinstance(image, Image.Image):
         return _gray_from_pil(image.copy())
     array = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
-    if array.ndim == 3 and array.shape[2] in (3, 4):
+    if array.dtype.kind not in "biuf":
+        raise UserError(f"画像の値の型 {array.dtype} は扱えません。数の配列を渡してください。")
+    if array.size and not np.isfinite(array).all():
+        raise UserError("画像に NaN か無限大の値が入っています。0〜255 か 0〜1 の数だけの画像を渡してください。")
+    if array.ndim == 3 and array.shape[2] in (3, 4) and array.min() >= 0 and array.max() <= 255:
         return _gray_from_pil(Image.fromarray(array.astype(np.uint8)))
     if array.ndim != 2 or array.size == 0:
         raise UserError(f"画像の形 {array.shape} は扱えません。2次元の白黒画像かカラー画像を渡してください。")
     array = array.astype(np.float32)
-    return array / 255 if array.max() > 1 else array
+    if array.min() >= 0 and array.max() <= 1:
+        return array
+    return array / 255 if array.min() >= 0 and array.max() <= 255 else _stretched(array)
 
 
 def ink_from_gray(gray):

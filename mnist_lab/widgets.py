@@ -1,7 +1,8 @@
-"""Interactive pieces for the notebook: a draw-a-digit pad, a one-vs-rest explorer and live training curves.
+"""Interactive pieces for the notebook: a draw-a-digit pad and a one-vs-rest explorer.
 
-Everything here is a thin view over :mod:`mnist_lab.preprocess`, :mod:`mnist_lab.metrics` and
-:mod:`mnist_lab.plots`: the numbers a widget shows are the library's numbers.
+Everything here is a thin view over :mod:`mnist_lab.preprocess`, :mod:`mnist_lab.inference` and
+:mod:`mnist_lab.metrics`: the numbers a widget shows are the library's numbers. (Live training curves are a
+training callback: :class:`mnist_lab.callbacks.LiveCurves`.)
 """
 
 import base64
@@ -14,8 +15,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from .data import denormalize
+from .inference import predict_proba
 from .metrics import confusion_matrix, f1, one_vs_rest, precision, recall
-from .plots import plot_history
 from .preprocess import EmptyImageError, mnist_like, preprocess_drawing
 
 
@@ -108,10 +109,7 @@ class DrawPad(widgets.HBox):
         except EmptyImageError:
             self._show(None)
             return None
-        device = next(self.model.parameters()).device
-        self.model.eval()
-        with torch.no_grad():
-            self.probabilities = torch.softmax(self.model(X.to(device)), dim=1)[0].cpu()
+        self.probabilities = predict_proba(self.model, X)[0]
         self._show(self.probabilities)
         return self.probabilities
 
@@ -180,29 +178,3 @@ class OneVsRestExplorer(widgets.VBox):
                         f"<figcaption>{int(self.y[i])}→{int(self.y_hat[i])}</figcaption></figure>"
                         for i, img in zip(idx.tolist(), images))
         return f"<div><b>{html.escape(title)}</b><div style='display:flex'>{cells}</div></div>"
-
-
-class LiveCurves:
-    """An ``on_epoch_end`` callback for :func:`mnist_lab.train.fit` that redraws the training curves every epoch.
-
-    In Jupyter the figure is updated in place; anywhere else (a terminal) it prints one line per epoch instead.
-    """
-
-    def __init__(self):
-        self.handle = None
-
-    def __call__(self, history):
-        from IPython import get_ipython
-        from IPython.display import display
-
-        shell = get_ipython()
-        if shell is None or not hasattr(shell, "kernel"):
-            r = history.records[-1]
-            print(f"epoch {r['epoch']}: train loss {r['train_loss']:.4f}, {history.eval_split} accuracy "
-                  f"{r['eval_accuracy']:.4f}")
-            return
-        figure = plot_history(history)
-        if self.handle is None:
-            self.handle = display(figure, display_id=True)
-        else:
-            self.handle.update(figure)

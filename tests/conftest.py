@@ -41,3 +41,13 @@ def trained(mnist, tmp_path_factory):
     history = fit(model, mnist, config, device="cpu", progress=False)
     path = save_checkpoint(tmp_path_factory.mktemp("run") / "model.pt", model, vars(config))
     return model, history, path
+
+
+REAL_MNIST = {"mnist_root", "mnist", "trained"}
+
+
+def pytest_collection_modifyitems(items):
+    """Every test that reads the real MNIST (and so may train on it) is ``slow``: ``-m "not slow"`` leaves them out."""
+    for item in items:
+        if REAL_MNIST & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

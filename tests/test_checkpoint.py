@@ -5,7 +5,7 @@ from mnist_lab import UserError, build_model, load_checkpoint, predict_proba, sa
 from mnist_lab.checkpoint import read_checkpoint
 
 
-@pytest.mark.parametrize("name", ["seed", "ensemble"])
+@pytest.mark.parametrize("name", ["original", "ensemble"])
 def test_roundtrip_predicts_the_same(tmp_path, name):
     model = build_model(name, seed=0).eval()
     path = save_checkpoint(tmp_path / "a" / "model.pt", model, {"lr": 0.01}, {"test_accuracy": 0.5})
@@ -24,14 +24,14 @@ def test_checkpoint_holds_only_plain_data(tmp_path):
 def test_loading_into_another_architecture_is_explained(tmp_path):
     path = save_checkpoint(tmp_path / "m.pt", build_model("quick"))
     with pytest.raises(UserError, match="'quick' モデルのチェックポイント"):
-        load_checkpoint(path, model=build_model("seed"))
+        load_checkpoint(path, model=build_model("original"))
 
 
 def test_mismatched_weights_are_explained(tmp_path):
     path = tmp_path / "m.pt"
     save_checkpoint(path, build_model("quick"))
     ckpt = torch.load(path, weights_only=True)
-    ckpt["model"] = "seed"  # a quick model's weights labelled as seed
+    ckpt["model"] = "original"  # a quick model's weights labelled as original
     torch.save(ckpt, path)
     with pytest.raises(UserError, match="形に合いません"):
         load_checkpoint(path)
@@ -39,7 +39,7 @@ def test_mismatched_weights_are_explained(tmp_path):
 
 def test_pickled_model_is_refused(tmp_path):
     path = tmp_path / "pickled.pt"
-    torch.save(build_model("seed"), path)  # the seed scripts' habit: a whole pickled model
+    torch.save(build_model("original"), path)  # the seed scripts' habit: a whole pickled model
     with pytest.raises(UserError, match="読めません"):
         read_checkpoint(path)
 
@@ -54,7 +54,7 @@ def test_garbage_is_refused(tmp_path, content):
 
 def test_foreign_state_dict_is_refused(tmp_path):
     path = tmp_path / "sd.pt"
-    torch.save(build_model("seed").state_dict(), path)
+    torch.save(build_model("original").state_dict(), path)
     with pytest.raises(UserError, match="ではありません"):
         read_checkpoint(path)
 

@@ -39,12 +39,12 @@ def digit_image(path, mode="RGB", ink="black", paper="white", size=(300, 400)):
 
 def test_train_dry_run_writes_metrics_and_checkpoint(capsys, tmp_path, mnist_root):
     out = tmp_path / "run"
-    code, stdout, _ = run_main(capsys, "train", "--preset", "seed", "--dry-run", "--data", mnist_root,
+    code, stdout, _ = run_main(capsys, "train", "--preset", "original", "--dry-run", "--data", mnist_root,
                                "--device", "cpu", "--out", out)
     assert code == 0 and "テスト正解率" in stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"test_accuracy", "train_seconds", "epochs", "model", "device", "history"} <= set(metrics)
-    assert metrics["model"] == "seed" and metrics["epochs"] == 1 and metrics["dry_run"] is True
+    assert metrics["model"] == "original" and metrics["epochs"] == 1 and metrics["dry_run"] is True
     assert 0 <= metrics["test_accuracy"] <= 1 and len(metrics["history"]["records"]) == 1
     assert (out / "model.pt").is_file()
 
@@ -78,7 +78,7 @@ def test_predict_keeps_going_past_a_bad_image(capsys, trained, tmp_path):
     (["train", "--preset", "turbo"], ["turbo"]),
     (["train", "--epochs", "0"], ["epochs"]),
     (["train", "--epochs", "two"], ["two"]),
-    (["train", "--data", "TMP/nowhere", "--dry-run", "--out", "TMP/o"], ["4つのファイル"]),
+    (["train", "--data", "TMP/nowhere", "--dry-run", "--out", "TMP/o"], ["nowhere", "がありません"]),
     (["evaluate", "TMP/missing.pt"], ["見つかりません"]),
     (["evaluate", "TMP/notes.txt"], ["読めません"]),
     (["predict", "TMP/missing.pt", "TMP/x.png"], ["見つかりません"]),
@@ -125,3 +125,22 @@ def test_train_best_preset_switches_and_tensorboard(capsys, tmp_path, mnist_root
     assert metrics["config"]["schedule"] == "cosine" and metrics["config"]["val_size"] == 5000
     assert metrics["history"]["eval_split"] == "val" and metrics["best_epoch"] == 1
     assert list(logs.rglob("events.out.tfevents.*"))
+
+
+def test_the_installed_command_works_from_any_folder(tmp_path):
+    import os
+    import shutil
+
+    command = shutil.which("mnist-lab")
+    if command is None:
+        message = "the mnist-lab command is not installed: pip install -e . (README)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    result = subprocess.run([command, "train", "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert result.returncode == 0 and result.stdout.startswith("使い方: mnist-lab train"), result.stderr
+    assert "--force" in result.stdout and "オプション" in result.stdout
+    result = subprocess.run([command, "evaluate", "nowhere.pt"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert_one_line_error(result.returncode, result.stderr, "nowhere.pt")

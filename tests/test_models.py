@@ -2,11 +2,11 @@ import pytest
 import torch
 
 from mnist_lab import MODELS, UserError, build_model, count_parameters, layer_shapes
-from mnist_lab.models import SeedCNN, model_name
+from mnist_lab.models import OriginalCNN, model_name
 
 
-def test_seed_cnn_is_exactly_the_seed_architecture():
-    model = SeedCNN()
+def test_original_cnn_is_exactly_the_seed_documents_architecture():
+    model = OriginalCNN()
     conv, bn, relu, pool = model.conv
     assert (conv.in_channels, conv.out_channels, conv.kernel_size, conv.padding) == (1, 32, (5, 5), (2, 2))
     assert isinstance(bn, torch.nn.BatchNorm2d) and bn.num_features == 32
@@ -15,8 +15,8 @@ def test_seed_cnn_is_exactly_the_seed_architecture():
     assert count_parameters(model) == (1 * 25 * 32 + 32) + 2 * 32 + (6272 * 10 + 10)
 
 
-def test_seed_cnn_shapes_follow_the_document():
-    shapes = [shape for _, shape in layer_shapes(SeedCNN())]
+def test_original_cnn_shapes_follow_the_document():
+    shapes = [shape for _, shape in layer_shapes(OriginalCNN())]
     assert shapes == [(32, 28, 28), (32, 28, 28), (32, 28, 28), (32, 14, 14), (6272,), (10,)]
 
 

@@ -38,13 +38,18 @@ def test_samples_with_predictions_colour_right_and_wrong(images):
 def test_history_curves():
     history = History(records=[{"epoch": e, "train_loss": 1 / e, "eval_loss": 1.2 / e, "train_accuracy": 1 - 0.1 / e,
                                 "eval_accuracy": 1 - 0.12 / e} for e in (1, 2, 3)], eval_split="val")
-    for source in (history, history.to_dict()):
-        fig = plots.plot_history(source)
-        loss, acc = fig.axes
-        assert loss.get_title().startswith("Loss") and acc.get_title() == "Accuracy"
-        assert [t.get_text() for t in loss.get_legend().get_texts()] == ["train", "val"]
-        assert list(acc.lines[1].get_ydata()) == pytest.approx([0.88, 0.94, 0.96])
-        assert loss.get_xlabel() == "epoch"
+    fig = plots.plot_history(history)
+    loss, acc = fig.axes
+    assert loss.get_title().startswith("Loss") and acc.get_title() == "Accuracy"
+    assert [t.get_text() for t in loss.get_legend().get_texts()] == ["train", "val"]
+    assert list(acc.lines[1].get_ydata()) == pytest.approx([0.88, 0.94, 0.96])
+    assert loss.get_xlabel() == "epoch"
+    assert not loss.texts
+
+
+def test_history_without_a_finished_epoch_says_so():
+    fig = plots.plot_history(History(interrupted=True))
+    assert all("no finished epoch" in ax.texts[0].get_text() for ax in fig.axes)
 
 
 def test_confusion_heatmap_writes_every_count():

@@ -4,8 +4,10 @@ import pytest
 import torch
 
 from mnist_lab import History, UserError, build_model, count_parameters, evaluate, fit, make_config, predict_proba
+from mnist_lab.callbacks import Callback, TensorBoardLogger
+from mnist_lab.compare import compare
 from mnist_lab.data import MNISTData
-from mnist_lab.train import TensorBoardLogger, compare, with_env_overrides
+from mnist_lab.recipes import with_env_overrides
 
 
 def tiny_data(n=256, seed=0):
@@ -19,8 +21,9 @@ def tiny_data(n=256, seed=0):
 
 
 def test_presets_match_their_documents():
-    seed = make_config("seed")
-    assert (seed.model, seed.epochs, seed.batch_size, seed.lr, seed.schedule) == ("seed", 10, 64, 0.01, "constant")
+    original = make_config("original")
+    assert (original.model, original.epochs, original.batch_size, original.lr, original.schedule) == (
+        "original", 10, 64, 0.01, "constant")
     assert make_config("quick", epochs=3, lr=None).epochs == 3
 
 
@@ -63,13 +66,14 @@ def test_same_seed_same_metrics_on_cpu():
 
 
 def test_ctrl_c_keeps_the_finished_epochs(capsys):
-    def interrupt_after_two(history):
-        if len(history) == 2:
-            raise KeyboardInterrupt
+    class InterruptAfterTwo(Callback):
+        def on_epoch_end(self, model, history):
+            if len(history) == 2:
+                raise KeyboardInterrupt
 
     model = build_model("quick", seed=0)
     history = fit(model, tiny_data(), make_config("quick", epochs=5, batch_size=64), device="cpu",
-                  progress=False, on_epoch_end=interrupt_after_two)
+                  progress=False, callbacks=[InterruptAfterTwo()])
     assert history.interrupted and len(history) == 2
     assert "中断しました" in capsys.readouterr().out
     assert not model.training
@@ -77,13 +81,13 @@ def test_ctrl_c_keeps_the_finished_epochs(capsys):
 
 def test_history_json_roundtrip(tmp_path):
     history = History(records=[{"epoch": 1, "eval_accuracy": 0.5}], eval_split="val", interrupted=True)
-    history.save(tmp_path / "h.json")
+    (tmp_path / "h.json").write_text(json.dumps(history.to_dict()))
     assert History.from_dict(json.loads((tmp_path / "h.json").read_text())) == history
 
 
 def test_evaluate_and_predict_agree():
     data = tiny_data()
-    model = build_model("seed", seed=0)
+    model = build_model("original", seed=0)
     loss, acc = evaluate(model, data.X_test, data.y_test, batch_size=7)
     probs = predict_proba(model, data.X_test, batch_size=5)
     assert probs.shape == (64, 10) and torch.allclose(probs.sum(1), torch.ones(64))
@@ -149,13 +153,13 @@ def test_augmentation_changes_training_but_not_evaluation():
 
 
 def test_env_overrides_parse_each_type():
-    config = with_env_overrides(make_config("seed"), {"MNIST_LAB_AUGMENT": "true", "MNIST_LAB_LR": "0.5",
+    config = with_env_overrides(make_config("original"), {"MNIST_LAB_AUGMENT": "true", "MNIST_LAB_LR": "0.5",
                                                       "MNIST_LAB_MODEL": "lenet5"})
     assert (config.augment, config.lr, config.model) == (True, 0.5, "lenet5")
     with pytest.raises(UserError, match="MNIST_LAB_EPOCHS"):
-        with_env_overrides(make_config("seed"), {"MNIST_LAB_EPOCHS": "many"})
+        with_env_overrides(make_config("original"), {"MNIST_LAB_EPOCHS": "many"})
     with pytest.raises(UserError, match="MNIST_LAB_AUGMENT"):
-        with_env_overrides(make_config("seed"), {"MNIST_LAB_AUGMENT": "maybe"})
+        with_env_overrides(make_config("original"), {"MNIST_LAB_AUGMENT": "maybe"})
 
 
 def test_tensorboard_logs_every_epoch(tmp_path):
@@ -163,8 +167,7 @@ def test_tensorboard_logs_every_epoch(tmp_path):
 
     logger = TensorBoardLogger(tmp_path)
     fit(build_model("quick", seed=0), tiny_data(), make_config("quick", epochs=2, batch_size=64), "cpu",
-        progress=False, on_epoch_end=logger)
-    logger.close()
+        progress=False, callbacks=[logger])
     runs = {path.parent.name for path in tmp_path.rglob("events.out.tfevents.*")}
     assert {"loss_train", "loss_test", "accuracy_train", "accuracy_test"} <= runs
     events = EventAccumulator(str(tmp_path / "accuracy_test")).Reload()
@@ -189,7 +192,7 @@ def test_tensorboard_missing_is_explained(monkeypatch):
 def test_compare_tabulates_each_model():
     data = tiny_data()
     table = compare(data, {"a": make_config("quick", epochs=1, batch_size=64),
-                           "b": make_config("seed", model="lenet5", epochs=2, batch_size=64)}, device="cpu")
+                           "b": make_config("original", model="lenet5", epochs=2, batch_size=64)}, device="cpu")
     assert list(table.index) == ["a", "b"] and list(table["model"]) == ["quick", "lenet5"]
     assert list(table["epochs"]) == [1, 2] and (table["seconds"] > 0).all()
     for name in ("a", "b"):

@@ -5,8 +5,9 @@ import weakref
 import torch
 
 from mnist_lab import History, build_model
+from mnist_lab.callbacks import LiveCurves
 from mnist_lab.metrics import confusion_matrix, one_vs_rest
-from mnist_lab.widgets import DrawPad, LiveCurves, OneVsRestExplorer
+from mnist_lab.widgets import DrawPad, OneVsRestExplorer
 
 
 def draw_one(pad):
@@ -90,5 +91,5 @@ def test_explorer_shows_the_library_counts():
 def test_live_curves_print_a_line_outside_jupyter(capsys):
     history = History(records=[{"epoch": 1, "train_loss": 0.5, "eval_accuracy": 0.9, "train_accuracy": 0.8,
                                 "eval_loss": 0.4}])
-    LiveCurves()(history)
+    assert LiveCurves().on_epoch_end(None, history) is False
     assert capsys.readouterr().out.strip() == "epoch 1: train loss 0.5000, test accuracy 0.9000"

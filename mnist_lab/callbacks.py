@@ -1,0 +1,188 @@
+"""The extras of a training run, as callbacks that :func:`mnist_lab.train.fit` calls at fixed points.
+
+The loop itself only trains and evaluates; everything else a run may do lives here: the progress bar, stopping on
+a NaN loss, averaging the weights (EMA), keeping the best epoch's weights and early stopping, TensorBoard logs and
+live training curves. Each hook receives the model; hooks a callback does not need are inherited no-ops.
+"""
+
+import torch
+from tqdm.auto import tqdm
+
+from .errors import TrainingDiverged, UserError
+
+
+class Callback:
+    """The hooks :func:`~mnist_lab.train.fit` calls; override the ones you need."""
+
+    def on_step(self, model, loss):
+        """After every optimizer step (``loss``: the batch's loss tensor)."""
+
+    def on_epoch_begin(self, model):
+        """Before the first batch of each epoch."""
+
+    def before_evaluation(self, model):
+        """After an epoch's last step, before the model is evaluated."""
+
+    def on_epoch_end(self, model, history):
+        """After the epoch's record is appended to ``history``; return ``True`` to stop training."""
+        return False
+
+    def on_train_end(self, model, history):
+        """Once at the end, also after Ctrl+C or an error."""
+
+
+def standard_callbacks(model, config, eval_split, steps_per_epoch, progress=True):
+    """Return the callbacks every run gets, in the order they must run, as ``config`` asks for them."""
+    callbacks = [ProgressBar(config.epochs * steps_per_epoch, eval_split, disable=not progress),
+                 StopOnNonFiniteLoss(config.lr)]
+    if config.ema:
+        callbacks.append(AverageWeights(model, config.ema))
+    callbacks.append(KeepWeights(by_validation=eval_split == "val", patience=config.patience))
+    return callbacks
+
+
+class ProgressBar(Callback):
+    """A tqdm bar over all the steps of the run, with the loss and the last epoch's accuracy."""
+
+    def __init__(self, total, eval_split, disable=False):
+        self.bar = tqdm(total=total, desc="学習", unit="batch", disable=disable, dynamic_ncols=True)
+        self.eval_split = eval_split
+
+    def on_step(self, model, loss):
+        self.bar.update(1)
+        if self.bar.n % 50 == 1:
+            self.bar.set_postfix(loss=f"{loss.item():.3f}")
+
+    def on_epoch_end(self, model, history):
+        record = history.records[-1]
+        self.bar.set_postfix(epoch=record["epoch"], **{f"{self.eval_split}_acc": f"{record['eval_accuracy']:.4f}"})
+
+    def on_train_end(self, model, history):
+        self.bar.close()
+
+
+class StopOnNonFiniteLoss(Callback):
+    """Stops the run at the first step whose loss is NaN or infinite (:class:`TrainingDiverged` names the step)."""
+
+    def __init__(self, lr):
+        self.lr, self.step = lr, 0
+
+    def on_step(self, model, loss):
+        self.step += 1
+        loss = loss.detach()
+        if not torch.isfinite(loss).item():
+            raise TrainingDiverged(self.step, loss.item(), self.lr)
+
+
+class AverageWeights(Callback):
+    """EMA: keeps an exponential moving average of the weights (and BatchNorm statistics); the model is evaluated,
+    kept and returned with the averaged weights, and trains on with its own between evaluations."""
+
+    def __init__(self, model, decay):
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        self.average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+        self.own = None
+
+    def on_step(self, model, loss):
+        self.average.update_parameters(model)
+
+    def before_evaluation(self, model):
+        self.own = _copy_of_weights(model)
+        model.load_state_dict(self.average.module.state_dict())
+
+    def on_epoch_begin(self, model):
+        if self.own is not None:
+            model.load_state_dict(self.own)
+
+
+class KeepWeights(Callback):
+    """Keeps a CPU copy of the weights to end with and puts them back when training ends, however it ends.
+
+    Without a validation split that is the last finished epoch's weights, so Ctrl+C in the middle of an epoch
+    leaves the model as it was at the end of the epoch before. With one (``by_validation``) it is the epoch with the
+    lowest validation loss: not the accuracy, which on 5,000 images moves in steps of one image and ties; and
+    ``patience`` > 0 stops the run after that many epochs without a lower loss.
+    """
+
+    def __init__(self, by_validation=False, patience=0):
+        self.by_validation, self.patience = by_validation, patience
+        self.epoch, self.loss, self.weights = 0, float("inf"), None
+
+    def on_epoch_end(self, model, history):
+        record = history.records[-1]
+        if not self.by_validation or record["eval_loss"] < self.loss:
+            self.epoch, self.loss, self.weights = record["epoch"], record["eval_loss"], _copy_of_weights(model)
+        history.kept_epoch = self.epoch
+        if self.by_validation:
+            history.best_epoch = self.epoch
+        if self.patience and record["epoch"] - self.epoch >= self.patience:
+            history.stopped_early = True
+            print(f"\n検証の損失が {self.patience} エポック下がらなかったので、{record['epoch']} エポックで止めました。")
+            return True
+        return False
+
+    def on_train_end(self, model, history):
+        if self.weights is not None:
+            model.load_state_dict(self.weights)
+
+
+def _copy_of_weights(model):
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+class TensorBoardLogger(Callback):
+    """Writes each epoch's losses, accuracies and learning rate for TensorBoard (``tensorboard --logdir DIR``).
+
+    Needs the ``tensorboard`` package; without it, or when ``log_dir`` cannot be a folder, creating the logger raises
+    a :class:`UserError` saying what to do.
+    """
+
+    def __init__(self, log_dir):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as e:
+            raise UserError("TensorBoard が入っていません。`pip install tensorboard` してから --tensorboard を使うか、"
+                            "--tensorboard を外してください。") from e
+        try:
+            self.writer = SummaryWriter(log_dir=str(log_dir))
+        except OSError as e:
+            raise UserError(f"TensorBoard のログを {log_dir} に書けません（{type(e).__name__}）。"
+                            "書き込めるフォルダの名前を --tensorboard に指定してください。") from e
+
+    def on_epoch_end(self, model, history):
+        record = history.records[-1]
+        for key in ("loss", "accuracy"):
+            self.writer.add_scalars(key, {"train": record[f"train_{key}"], history.eval_split: record[f"eval_{key}"]},
+                                    record["epoch"])
+        self.writer.add_scalar("lr", record["lr"], record["epoch"])
+        self.writer.flush()
+
+    def on_train_end(self, model, history):
+        self.writer.close()
+
+
+class LiveCurves(Callback):
+    """Redraws the training curves after every epoch: in place in Jupyter, one printed line per epoch elsewhere."""
+
+    def __init__(self):
+        self.handle = None
+
+    def on_epoch_end(self, model, history):
+        from IPython import get_ipython
+        from IPython.display import display
+
+        from .plots import plot_history
+
+        shell = get_ipython()
+        if shell is None or not hasattr(shell, "kernel"):
+            r = history.records[-1]
+            print(f"epoch {r['epoch']}: train loss {r['train_loss']:.4f}, {history.eval_split} accuracy "
+                  f"{r['eval_accuracy']:.4f}")
+            return False
+        figure = plot_history(history)
+        if self.handle is None:
+            self.handle = display(figure, display_id=True)
+        else:
+            self.handle.update(figure)
+        return False

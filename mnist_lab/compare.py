@@ -1,0 +1,44 @@
+"""Training several recipes on the same data and tabulating them: :func:`compare`."""
+
+import time
+
+from .inference import evaluate
+from .models import build_model, count_parameters
+from .train import fit
+
+COLUMNS = {"model": str, "status": str, "test_accuracy": float, "errors": "Int64", "parameters": int,
+           "epochs": int, "seconds": float}
+
+
+def compare(data, configs, device=None, progress=True):
+    """Train one model per ``{name: TrainConfig}``; return a table of test accuracy, mistakes out of the test set,
+    parameters, epochs run, training seconds and ``status`` (trained / interrupted / not trained).
+
+    Each model's epoch is chosen on validation when it has one; the test set is only measured, once, at the end.
+    Ctrl+C (■) stops the whole comparison: the model being trained is measured as it is, the rest are listed as
+    not trained.
+    """
+    import pandas as pd
+
+    rows, stopped = {}, False
+    for name, config in configs.items():
+        model = build_model(config.model, seed=config.seed)
+        if stopped:
+            rows[name] = _row(config, model, "not trained", None, 0, 0.0, data)
+            continue
+        print(f"--- {name} ---")
+        start = time.perf_counter()
+        history = fit(model, data, config, device, progress=progress)
+        stopped = history.interrupted
+        status = "interrupted" if stopped else "trained"
+        rows[name] = _row(config, model, status, model if len(history) else None, len(history),
+                          time.perf_counter() - start, data)
+    return pd.DataFrame(rows).T.astype(COLUMNS)
+
+
+def _row(config, model, status, trained, epochs, seconds, data):
+    """One line of the table; accuracy and errors only for a model with at least one finished epoch."""
+    accuracy = evaluate(trained, data.X_test, data.y_test)[1] if trained is not None else float("nan")
+    errors = round((1 - accuracy) * len(data.y_test)) if trained is not None else None
+    return {"model": config.model, "status": status, "test_accuracy": accuracy, "errors": errors,
+            "parameters": count_parameters(model), "epochs": epochs, "seconds": seconds}

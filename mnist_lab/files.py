@@ -1,0 +1,64 @@
+"""Files that are whole or absent: written to a temporary name, flushed to disk, then renamed into place.
+
+A crash, Ctrl+C or a full disk while writing leaves the previous file (or none) and no half-written one. OS errors
+become one Japanese line (:func:`os_error`) saying what happened to which path and what to do.
+"""
+
+import contextlib
+import errno
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import UserError
+
+DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+NO_PERMISSION = (errno.EACCES, errno.EPERM)
+
+
+def os_error(e, path, action="書けません"):
+    """Return a :class:`UserError` explaining ``e`` (an ``OSError`` on ``path``) in one line."""
+    if e.errno in DISK_FULL:
+        return UserError(f"ディスクがいっぱいで {path} を書けません。空きを作ってからやり直してください"
+                         "（前からあったファイルはそのままです）。")
+    if e.errno in NO_PERMISSION:
+        return UserError(f"{path} は権限がなくて{action}。自分が読み書きできる場所を指定するか、権限を確かめてください。")
+    if e.errno == errno.EROFS:
+        return UserError(f"{path} は読み取り専用の場所にあるので{action}。書き込める場所を指定してください。")
+    if e.errno in (errno.ENOTDIR, errno.EEXIST):
+        return UserError(f"{path} の途中にフォルダでなくファイルがあるので{action}。パスを確かめてください。")
+    return UserError(f"{path} を{action}（{e.strerror or type(e).__name__}）。パスと空き容量を確かめてください。")
+
+
+def fsync_dir(path):
+    """Flush a folder's entries (a rename in it) to disk, where the system allows it."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_file(path, mode="wb"):
+    """Yield a file open for writing under a temporary name beside ``path``; rename it to ``path`` only when the
+    block ends without an error, after flushing it to disk. OS errors become :func:`os_error`'s ``UserError``."""
+    path = Path(path)
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    except OSError as e:
+        raise os_error(e, path) from e
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+        fsync_dir(path.parent)
+    except OSError as e:
+        raise os_error(e, path) from e
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)

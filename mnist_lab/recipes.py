@@ -1,0 +1,118 @@
+"""Recipes: what decides a training run (:class:`TrainConfig`), the named presets, and checking them.
+
+A preset is a whole recipe: choosing one chooses every value in it; :func:`make_config` changes only the values
+you name. ``MNIST_LAB_<FIELD>`` environment variables can change any value without editing code (CI uses them to
+run the notebook fast).
+"""
+
+import os
+import sys
+from dataclasses import dataclass, fields, replace
+
+from .errors import UserError
+from .models import checked_model_name
+
+SCHEDULES = ("constant", "onecycle", "cosine", "step")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run (saved in every checkpoint and ``metrics.json``)."""
+
+    model: str = "quick"
+    epochs: int = 1
+    batch_size: int = 128
+    lr: float = 0.01  # Adam's learning rate; the peak rate for the one-cycle schedule
+    schedule: str = "onecycle"  # constant | onecycle | cosine (to 0 over the run) | step (x0.1 at 1/3 and 2/3)
+    seed: int = 0  # the random seed: initial weights, batch order, augmentation, validation split
+    val_size: int = 0  # training images held out for validation (0: watch the test set, choose nothing by it)
+    augment: bool = False  # random rotations, shifts and scalings of every batch (mnist_lab.augment)
+    patience: int = 0  # early stopping: stop after this many epochs without a lower validation loss (0: off)
+    ema: float = 0.0  # decay of an exponential moving average of the weights, e.g. 0.999 (0: off)
+
+
+PRESETS = {
+    # The original lesson's recipe (the seed document): Adam, lr 0.01, batch 64, 10 epochs, constant rate.
+    "original": TrainConfig(model="original", epochs=10, batch_size=64, lr=0.01, schedule="constant"),
+    # The fastest recipe to >= 99 % we measured on 2 CPU cores (benchmarks/speed.py): one epoch, one cycle.
+    "quick": TrainConfig(model="quick", epochs=1, batch_size=128, lr=0.01, schedule="onecycle"),
+    # The most accurate (benchmarks/best.py): two deeper CNNs voting, augmentation, one cycle; the epoch kept is
+    # chosen on 5,000 held-out training images, never on the test set.
+    "best": TrainConfig(model="ensemble", epochs=15, batch_size=128, lr=0.005, schedule="onecycle",
+                        val_size=5000, augment=True, patience=0),
+}
+RENAMED = {"seed": "original"}  # old preset and model names that still work, with a notice
+
+
+def preset_name(name):
+    """Return the preset's current name: an old name is translated with a one-line notice on stderr."""
+    if name in RENAMED:
+        print(f"お知らせ: プリセット '{name}' は '{RENAMED[name]}' に名前が変わりました（同じレシピです）。",
+              file=sys.stderr)
+        return RENAMED[name]
+    if name not in PRESETS:
+        raise UserError(f"プリセット '{name}' はありません。{', '.join(PRESETS)} のどれかを指定してください。")
+    return name
+
+
+def make_config(preset="quick", **changes):
+    """Return the preset's :class:`TrainConfig` with the ``changes`` that are not ``None`` applied and checked.
+
+    >>> make_config("original", epochs=2).epochs
+    2
+    """
+    unknown = set(changes) - {f.name for f in fields(TrainConfig)}
+    if unknown:
+        raise TypeError(f"unknown TrainConfig fields: {sorted(unknown)}")
+    base = PRESETS[preset_name(preset)]
+    return checked_config(replace(base, **{k: v for k, v in changes.items() if v is not None}))
+
+
+def checked_config(config):
+    """Return ``config`` unchanged if every value is usable, else raise :class:`UserError` saying which is not."""
+    checked_model_name(config.model)
+    if config.schedule not in SCHEDULES:
+        raise UserError(f"学習率スケジュール '{config.schedule}' はありません。{', '.join(SCHEDULES)} のどれかです。")
+    for name in ("epochs", "batch_size"):
+        if getattr(config, name) < 1:
+            raise UserError(f"{name} は 1 以上の整数にしてください（今は {getattr(config, name)}）。")
+    if not 0 < config.lr < float("inf"):
+        raise UserError(f"学習率 lr は正の有限の数にしてください（例: 0.01。今は {config.lr}）。")
+    if config.val_size < 0:
+        raise UserError(f"val_size は 0 以上にしてください（今は {config.val_size}）。")
+    if not 0 <= config.ema < 1:
+        raise UserError(f"ema は 0 以上 1 未満にしてください（例: 0.999。今は {config.ema}）。")
+    if config.patience < 0:
+        raise UserError(f"patience は 0 以上にしてください（今は {config.patience}）。")
+    if config.patience and not config.val_size:
+        raise UserError("早期終了（patience）には検証データが要ります。val_size（--val-size）を 1 以上にしてください"
+                        "（テストデータで止めどころを選ぶのは反則です）。")
+    return config
+
+
+ENV_PREFIX = "MNIST_LAB_"
+
+
+def with_env_overrides(config, environ=None):
+    """Return ``config`` with the fields set as ``MNIST_LAB_<FIELD>`` in the environment (e.g. ``MNIST_LAB_EPOCHS=1``).
+
+    This lets CI run the notebook fast without editing it. Values are checked like :func:`make_config`'s.
+    """
+    environ = os.environ if environ is None else environ
+    changes = {}
+    for f in fields(TrainConfig):
+        name = ENV_PREFIX + f.name.upper()
+        if name in environ:
+            changes[f.name] = _parsed(name, environ[name], type(getattr(config, f.name)))
+    return checked_config(replace(config, **changes))
+
+
+def _parsed(name, text, kind):
+    """Return ``text`` as a value of ``kind`` (bool, int, float or str); :class:`UserError` naming ``name``."""
+    words = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+    try:
+        if kind is bool:
+            return words[text.lower()]
+        return kind(text)
+    except (KeyError, ValueError) as e:
+        raise UserError(f"環境変数 {name}={text!r} は {kind.__name__} になりません。直すか、unset してください。") from e
