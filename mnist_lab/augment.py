@@ -30,3 +30,14 @@ def random_affine(X, generator=None, degrees=10.0, shift=2.0, scale=(0.9, 1.1)):
     grid = F.affine_grid(theta, list(X.shape), align_corners=False)
     # grid_sample pads with 0; shift so that 0 is the black background, then shift back
     return F.grid_sample(X - BACKGROUND, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + BACKGROUND
+
+
+def shifted(X, right=0, down=0):
+    """Return ``X`` (normalised ``N x 1 x 28 x 28``) moved ``right`` and ``down`` pixels (negative: left, up); the
+    pixels that come in are black, like MNIST's background."""
+    out = torch.full_like(X, BACKGROUND)
+    h, w = X.shape[-2:]
+    rows_to, rows_from = slice(max(down, 0), h + min(down, 0)), slice(max(-down, 0), h - max(down, 0))
+    cols_to, cols_from = slice(max(right, 0), w + min(right, 0)), slice(max(-right, 0), w - max(right, 0))
+    out[..., rows_to, cols_to] = X[..., rows_from, cols_from]
+    return out

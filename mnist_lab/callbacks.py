@@ -47,6 +47,9 @@ class ProgressBar(Callback):
     def __init__(self, total, eval_split, disable=False):
         self.bar = tqdm(total=total, desc="学習", unit="batch", disable=disable, dynamic_ncols=True)
         self.eval_split = eval_split
+        label = getattr(getattr(self.bar, "container", None), "children", [None])[0]
+        if label is not None:  # Jupyter's bar: keep its label on one line (it was shrunk to one character a line)
+            label.layout.flex, label.layout.min_width = "0 0 auto", "max-content"
 
     def on_step(self, model, loss):
         self.bar.update(1)

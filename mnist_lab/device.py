@@ -72,9 +72,9 @@ def environment_report(device=None):
 
     device = torch.device(device) if device is not None else try_gpu()
     lines = [f"Python {platform.python_version()} / PyTorch {torch.__version__} / torchvision {torchvision.__version__}",
-             f"CUDA（PyTorch に組み込み）: {torch.version.cuda or 'なし（CPU 版の PyTorch）'}",
              f"使うデバイス: {describe_device(device)}"]
     if device.type == "cuda":
+        lines.insert(1, f"CUDA（PyTorch に組み込み）: {torch.version.cuda}")
         free, total = torch.cuda.mem_get_info(device)
         lines.append(f"GPU メモリ: 空き {free / 2**30:.1f} GiB / 全体 {total / 2**30:.1f} GiB（他の人の分も含む）")
     elif device.type == "cpu":

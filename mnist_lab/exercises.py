@@ -1,17 +1,23 @@
 """Exercises with checkers in the style of Kaggle's learntools: write a function, then ``ex.NAME.check(fn)``.
 
-A check never raises, so the notebook still runs from top to bottom. It answers one of three ways:
+A check never raises, so the notebook still runs from top to bottom. It shows one of three verdicts:
 
-- ``unwritten``: the function is still the template (returns ``None`` or raises ``NotImplementedError``);
-- ``wrong``: a case gave another value (the message shows the case and a hint, not the formula);
+- ``unwritten``: the function is still the template (no ``return``, returns ``None``, or raises
+  ``NotImplementedError``);
+- ``wrong``: a case gave another value (the message shows the case and a hint, never the formula);
 - ``correct``.
 
-``ex.NAME.hint()`` gives a hint, ``ex.NAME.solution()`` the answer. The reference answers are
-:mod:`mnist_lab.metrics` itself, so the exercises and the library can never disagree.
+``ex.NAME.hint()`` shows a hint (a question, not the answer), ``ex.NAME.solution()`` the answer as code. Each shows
+itself at once, so a check and a hint in one cell are both seen. The reference answers are :mod:`mnist_lab.metrics`
+itself, so the exercises and the library can never disagree. ``ex.NAME.result(fn)`` returns the verdict instead.
 """
 
+import ast
 import html
+import inspect
 import math
+import textwrap
+import warnings
 
 import numpy as np
 
@@ -23,7 +29,8 @@ STYLE = {"correct": ("#2e7d32", "正解！"), "wrong": ("#c62828", "もう少し
 
 
 class Result:
-    """What a check, hint or solution says: ``status`` and a Japanese ``message``; shown coloured in Jupyter."""
+    """What a check, hint or solution says: ``status`` and a Japanese ``message``; shown coloured in Jupyter
+    (a solution as a code block)."""
 
     def __init__(self, status, message):
         self.status, self.message = status, message
@@ -32,9 +39,25 @@ class Result:
         return f"{STYLE[self.status][1]}: {self.message}"
 
     def _repr_html_(self):
-        colour, label = STYLE[self.status]
+        colour, title = STYLE[self.status]
+        if self.status == "solution":
+            return (f'<div style="color:{colour}"><b>{title}</b><pre style="font-family:monospace;'
+                    f'background:#f5f5f5;padding:6px">{html.escape(self.message)}</pre></div>')
         body = html.escape(self.message).replace("\n", "<br>")
-        return f'<div style="color:{colour}"><b>{label}</b> {body}</div>'
+        return f'<div style="color:{colour}"><b>{title}</b> {body}</div>'
+
+
+def show(result):
+    """Show ``result`` now: as HTML in Jupyter, as a line of text elsewhere."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        get_ipython = None
+    if get_ipython is not None and get_ipython() is not None:
+        display(result)
+    else:
+        print(repr(result))
 
 
 def _same(got, want):
@@ -46,13 +69,25 @@ def _same(got, want):
         return False
 
 
-def _show(value):
+def _show_value(value):
     if isinstance(value, (tuple, list)):
-        return "(" + ", ".join(_show(v) for v in value) + ")"
+        return "(" + ", ".join(_show_value(v) for v in value) + ")"
     try:
         return f"{float(value):.6g}"
     except (TypeError, ValueError):
         return repr(value)
+
+
+def has_no_return(fn):
+    """Whether ``fn``'s source has no ``return`` with a value (``False`` for a lambda, or when the source cannot be
+    read)."""
+    if getattr(fn, "__name__", "") == "<lambda>":
+        return False
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    except (OSError, TypeError, SyntaxError, IndentationError):
+        return False
+    return not any(isinstance(node, ast.Return) and node.value is not None for node in ast.walk(tree))
 
 
 class Exercise:
@@ -62,77 +97,134 @@ class Exercise:
         self.name, self.reference, self.cases = name, reference, cases
         self.describe, self._hint, self._solution = describe, hint, solution
 
-    def check(self, fn):
-        """Return a :class:`Result` for the student's ``fn``; never raises."""
+    def result(self, fn):
+        """Return the :class:`Result` for the student's ``fn``; never raises."""
         if not callable(fn):
-            return Result("wrong", "check には関数そのものを渡してください（例: check(my_accuracy)、かっこは付けません）。")
+            return Result("wrong", "check には関数そのものを渡してください（例: check(my_counts)、かっこは付けません）。")
+        if has_no_return(fn):
+            return Result("unwritten", "return がありません。計算した答えを return で返してください。")
         for args in self.cases:
-            want = self.reference(*args)
-            try:
-                got = fn(*args)
-            except NotImplementedError:
-                return Result("unwritten", "関数の中身を書いてから、もう一度このセルを実行してください。")
-            except Exception as e:  # noqa: BLE001 -- a student's code may fail in any way: say so, never stop the notebook
-                return Result("wrong", f"{self.describe(*args)} でエラーになりました（{type(e).__name__}: {e}）。"
-                                       f"\n{self._hint}")
-            if got is None or got is Ellipsis:
-                return Result("unwritten", "関数がまだ何も返していません。return で答えを返してください。")
-            if not _same(got, want):
-                return Result("wrong", f"{self.describe(*args)} のとき {_show(want)} になるはずが、"
-                                       f"{_show(got)} が返りました。\n{self._hint}")
+            verdict = self._verdict(fn, args)
+            if verdict is not None:
+                return verdict
         return Result("correct", f"{len(self.cases)} 通りの入力で、すべて正しい値が返りました。")
 
+    def _verdict(self, fn, args):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", M.UndefinedMetricWarning)
+            want = self.reference(*args)
+        try:
+            got = fn(*args)
+        except NotImplementedError:
+            return Result("unwritten", "関数の中身を書いてから、もう一度このセルを実行してください。")
+        except Exception as e:  # noqa: BLE001 -- a student's code may fail in any way: say so, never stop the notebook
+            return Result("wrong", f"{self.describe(*args)} でエラーになりました（{type(e).__name__}: {e}）。\n{self._hint}")
+        if got is None or got is Ellipsis:
+            return Result("unwritten", "関数がまだ何も返していません。return で答えを返してください。")
+        if not _same(got, want):
+            return Result("wrong", f"{self.describe(*args)} のとき {_show_value(want)} になるはずが、"
+                                   f"{_show_value(got)} が返りました。\n{self._hint}")
+        return None
+
+    def check(self, fn):
+        """Show the verdict for ``fn`` (see :meth:`result`)."""
+        show(self.result(fn))
+
     def hint(self):
-        return Result("hint", self._hint)
+        show(Result("hint", self._hint))
 
     def solution(self):
-        return Result("solution", self._solution)
+        show(Result("solution", self._solution))
 
 
-def _counts_case(TP, FP, FN, TN):
-    return f"TP={TP}, FP={FP}, FN={FN}, TN={TN}"
+def _matrix_case(C, *rest):
+    return f"C={np.asarray(C).tolist()}" + "".join(f", k={k}" for k in rest)
 
 
-# FP != FN and TP != TN in every case, so swapped formulas fail
-COUNT_CASES = [(50, 10, 5, 935), (3, 1, 2, 94), (970, 12, 9, 9009), (1, 4, 7, 88)]
+def _labels_case(y, k):
+    return f"y={list(map(int, y))}, k={k}"
 
 
-def _from_counts(metric):
-    return lambda TP, FP, FN, TN: metric(M.Counts(TP, FP, FN, TN))
+def _counts(C, k):
+    return tuple(int(v) for v in M.one_vs_rest(np.asarray(C), k))
 
 
-def _counts_from_confusion(C, k):
-    return tuple(M.one_vs_rest(np.asarray(C), k))
+def _precision_recall(C, k):
+    c = M.one_vs_rest(np.asarray(C), k)
+    return M.precision(c), M.recall(c)
 
 
-_C = np.array([[5, 1, 0], [2, 7, 1], [0, 3, 9]])
+def _macro_f1(C):
+    return float(M.averaged(M.f1, np.asarray(C), "macro"))
 
-accuracy = Exercise(
-    "accuracy", _from_counts(M.accuracy), COUNT_CASES, _counts_case,
-    "正解率は「全部の予測のうち、当たった予測の割合」です。当たったのは TP と TN のどちらでしょう？両方でしょうか？",
-    "return (TP + TN) / (TP + TN + FP + FN)")
-precision = Exercise(
-    "precision", _from_counts(M.precision), COUNT_CASES, _counts_case,
-    "適合率は「陽性と予測したもののうち、本当に陽性だった割合」です。陽性と予測したのは TP と何でしょう？",
-    "return TP / (TP + FP)")
-recall = Exercise(
-    "recall", _from_counts(M.recall), COUNT_CASES, _counts_case,
-    "再現率は「本当に陽性のもののうち、陽性と予測できた割合」です。本当に陽性なのは TP と何でしょう？",
-    "return TP / (TP + FN)")
-f1 = Exercise(
-    "f1", _from_counts(M.f1), COUNT_CASES, _counts_case,
-    "F1 は適合率と再現率の調和平均 2PR / (P + R) です。まず関数の中で P と R を計算してみましょう。",
-    "P, R = TP / (TP + FP), TP / (TP + FN)\nreturn 2 * P * R / (P + R)   # = 2TP / (2TP + FP + FN)")
+
+def _always_not(y, k):
+    """A detector that answers "not k" for every image: TP = FP = 0, FN = the k's, TN = the rest."""
+    y = np.asarray(y)
+    c = M.Counts(TP=0, FP=0, FN=int((y == k).sum()), TN=int((y != k).sum()))
+    return M.accuracy(c), M.recall(c)
+
+
+# Rows are not symmetric to columns and TP != TN, so swapped rows/columns or swapped counts fail.
+MATRICES = [np.array([[5, 1, 0], [2, 7, 1], [0, 3, 9]]), np.array([[50, 4, 1], [9, 30, 6], [2, 0, 11]]),
+            np.array([[8, 0, 2, 0], [1, 6, 0, 3], [0, 0, 9, 1], [4, 0, 0, 5]])]
+
+counts = Exercise(
+    "counts", _counts, [(C, k) for C in MATRICES for k in range(len(C))], _matrix_case,
+    "C の行は「本当の数字」、列は「予測した数字」です。k 行目を全部足すと何の枚数、k 列目を全部足すと何の枚数に"
+    "なるでしょう？その中で TP はどこにありますか？",
+    "TP = C[k, k]\nFP = C[:, k].sum() - TP   # k と予測したもの（k 列目）のうち、本当は k でないもの\n"
+    "FN = C[k, :].sum() - TP   # 本当は k のもの（k 行目）のうち、k と予測しなかったもの\n"
+    "TN = C.sum() - TP - FP - FN\nreturn TP, FP, FN, TN")
+precision_recall = Exercise(
+    "precision_recall", _precision_recall, [(C, k) for C in MATRICES for k in range(len(C))], _matrix_case,
+    "適合率は「k と予測したもの」が、再現率は「本当に k のもの」が分母です。それぞれ C のどの行か列に並んでいますか？",
+    "precision = C[k, k] / C[:, k].sum()   # k と予測したもののうち、本当に k\n"
+    "recall = C[k, k] / C[k, :].sum()      # 本当に k のもののうち、k と予測できた\nreturn precision, recall")
+macro_f1 = Exercise(
+    "macro_f1", _macro_f1, [(C,) for C in MATRICES] + [(np.array([[3, 1, 0], [0, 4, 0], [2, 1, 0]]),)],
+    _matrix_case,
+    "macro 平均は「数字ごとに F1 を出して、その平均」です。一度も予測されない数字があると、その F1 の式はどうなりますか？"
+    "（この授業と scikit-learn は、分母が 0 のときその値を 0 とします）",
+    "f1s = []\nfor k in range(len(C)):\n    TP, FP, FN = C[k, k], C[:, k].sum() - C[k, k], C[k, :].sum() - C[k, k]\n"
+    "    f1s.append(2 * TP / (2 * TP + FP + FN) if TP + FP + FN else 0.0)\nreturn sum(f1s) / len(f1s)")
+always_not = Exercise(
+    "always_not", _always_not,
+    [([3, 1, 3, 0, 5, 7, 2, 9, 3, 4], 3), ([0] * 9 + [1], 1), ([2, 2, 5, 8, 2, 6, 1, 0], 2)], _labels_case,
+    "この「検出器」は一度も k と答えないので、TP と FP はいくつですか？残りの画像は FN と TN のどちらに入りますか？",
+    "y = np.asarray(y)\nTP, FP = 0, 0\nFN = (y == k).sum()   # 本当は k なのに「k ではない」と答えた\n"
+    "TN = (y != k).sum()   # 本当に k ではない\nreturn (TP + TN) / len(y), TP / (TP + FN)")
 specificity = Exercise(
-    "specificity", _from_counts(M.specificity), COUNT_CASES, _counts_case,
-    "特異度は「本当に陰性のもののうち、陰性と予測できた割合」です。再現率の陰性版です。",
+    "specificity", lambda TP, FP, FN, TN: M.specificity(M.Counts(TP, FP, FN, TN)),
+    [(50, 10, 5, 935), (3, 1, 2, 94), (970, 12, 9, 9009), (1, 4, 7, 88)],
+    lambda TP, FP, FN, TN: f"TP={TP}, FP={FP}, FN={FN}, TN={TN}",
+    "特異度は「本当に陰性のもののうち、陰性と予測できた割合」です。本当に陰性なのは、4 つのうちどれとどれですか？",
     "return TN / (TN + FP)")
-counts_from_confusion = Exercise(
-    "counts_from_confusion", _counts_from_confusion, [(_C, 0), (_C, 1), (_C, 2)],
-    lambda C, k: f"C={np.asarray(C).tolist()}, k={k}",
-    "TP は C[k, k] です。FP は k 列目（k と予測したもの）の合計から TP を引いたもの、"
-    "FN は k 行目（本当は k のもの）の合計から TP を引いたもの、TN は残り全部です。",
-    "TP = C[k, k]\nFP = C[:, k].sum() - TP\nFN = C[k, :].sum() - TP\nTN = C.sum() - TP - FP - FN\n"
-    "return TP, FP, FN, TN")
 
-EXERCISES = {e.name: e for e in (accuracy, precision, recall, f1, specificity, counts_from_confusion)}
+
+class ReadingExercise:
+    """Read one number off a widget and type it in: ``ex.NAME.check(value, C)`` against the model's own matrix."""
+
+    def __init__(self, name, reference, question, hint):
+        self.name, self.reference, self.question, self._hint = name, reference, question, hint
+
+    def result(self, value, C):
+        want = self.reference(np.asarray(C))
+        if value is None or value is Ellipsis:
+            return Result("unwritten", f"{self.question}を読んで、数を入れてから実行してください。")
+        if not _same(value, want):
+            return Result("wrong", f"{_show_value(value)} ではありません。{self._hint}")
+        return Result("correct", f"そのとおり、{_show_value(want)} です。")
+
+    def check(self, value, C):
+        show(self.result(value, C))
+
+    def hint(self):
+        show(Result("hint", self._hint))
+
+
+explorer_fp = ReadingExercise(
+    "explorer_fp", lambda C: int(M.one_vs_rest(C, 8).FP), "エクスプローラで数字 8 を選び、FP の数",
+    "FP は「8 と予測したのに、本当は 8 ではなかった」画像の数です。2×2 の表の、予測 8 の列・本当は 8 以外の行です。")
+
+EXERCISES = {e.name: e for e in (counts, precision_recall, macro_f1, always_not, specificity)}

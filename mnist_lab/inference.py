@@ -65,3 +65,17 @@ def predict_proba(model, X, batch_size=None):
     with evaluation_mode(model):
         out = [F.softmax(model(X_b.to(device)).float(), dim=1).cpu() for X_b in X.split(batch_size)]
     return torch.cat(out) if out else torch.empty(0, 10)
+
+
+def activations(model, X, layers):
+    """Return ``{layer name: output}`` of the named layers of ``model`` (e.g. ``"conv.0"``) for images ``X``."""
+    modules, found = dict(model.named_modules()), {}
+    hooks = [modules[name].register_forward_hook(lambda m, i, out, name=name: found.__setitem__(name, out.float().cpu()))
+             for name in layers]
+    try:
+        with evaluation_mode(model):
+            model(X.to(device_of(model)))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return found

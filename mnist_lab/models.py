@@ -99,6 +99,23 @@ class DeepCNN(nn.Module):
         return self.fc(self.dropout(self.flatten(self.features(X))))
 
 
+class MLP(nn.Module):
+    """A multilayer perceptron, to compare with the CNN: the 28x28 image flattened to 784 numbers, one hidden layer.
+
+    784 -> 128 (ReLU) -> 10 class scores. Every hidden unit looks at every pixel, so a digit moved by a few pixels
+    meets different weights; it has more weights than the original CNN.
+    """
+
+    def __init__(self, hidden=128):
+        super().__init__()
+        self.flatten = nn.Flatten()
+        self.hidden = nn.Sequential(nn.Linear(28 * 28, hidden), nn.ReLU())
+        self.fc = nn.Linear(hidden, 10)
+
+    def forward(self, X):
+        return self.fc(self.hidden(self.flatten(X)))
+
+
 class Ensemble(nn.Module):
     """Several CNNs that vote: the ensemble's prediction is the mean of its members' class probabilities.
 
@@ -138,7 +155,8 @@ class DeepEnsemble(Ensemble):
         super().__init__([DeepCNN(), DeepCNN()])
 
 
-MODELS = {"original": OriginalCNN, "quick": QuickCNN, "lenet5": LeNet5, "deep": DeepCNN, "ensemble": DeepEnsemble}
+MODELS = {"original": OriginalCNN, "quick": QuickCNN, "lenet5": LeNet5, "deep": DeepCNN, "ensemble": DeepEnsemble,
+          "mlp": MLP}
 
 
 RENAMED_MODELS = {"seed": "original"}  # old names, still read (e.g. from older checkpoints)
@@ -175,6 +193,34 @@ def count_parameters(model):
     63626
     """
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+LAYER_KINDS = {  # each kind of layer: its name and what it does, in one line, for the lesson's table
+    nn.Conv2d: ("畳み込み", "小さなフィルタを画像の上で滑らせ、線や角などの模様を探す"),
+    nn.BatchNorm2d: ("バッチ正規化", "値の大きさをそろえて学習を安定させる"),
+    nn.ReLU: ("ReLU", "負の値を 0 にする（模様が「ない」ところを消す）"),
+    nn.Tanh: ("tanh", "値を -1〜1 に押し込む"),
+    nn.MaxPool2d: ("最大プーリング", "2×2 の中の最大値だけ残し、縦横を半分にする"),
+    nn.AvgPool2d: ("平均プーリング", "2×2 の平均を取り、縦横を半分にする"),
+    nn.Flatten: ("平らにする", "縦×横×チャンネルの数を 1 列に並べる"),
+    nn.Dropout: ("ドロップアウト", "学習中だけ、ランダムに一部の値を 0 にする"),
+    nn.Linear: ("全結合", "すべての入力に重みを掛けて足し、新しい数を作る"),
+}
+
+
+def layer_table(model, input_shape=(1, 1, 28, 28)):
+    """Return one row per layer: its kind, what it does, its output shape, its parameters, its name in ``model``.
+
+    >>> [row["層"] for row in layer_table(OriginalCNN())]
+    ['畳み込み', 'バッチ正規化', 'ReLU', '最大プーリング', '平らにする', '全結合']
+    """
+    modules = dict(model.named_modules())
+    rows = []
+    for name, shape in layer_shapes(model, input_shape):
+        kind, does = LAYER_KINDS.get(type(modules[name]), (type(modules[name]).__name__, ""))
+        rows.append({"層": kind, "働き": does, "出力の形": shape, "パラメータ数": count_parameters(modules[name]),
+                     "名前": name})
+    return rows
 
 
 def layer_shapes(model, input_shape=(1, 1, 28, 28)):

@@ -1,18 +1,38 @@
 """Figures for the lesson and the report: samples, training curves, confusion matrix, per-class scores, mistakes.
 
 Every function returns a :class:`Figure` (a matplotlib Figure built without pyplot), so a notebook shows it exactly
-once (as the cell's result) and a script can ``fig.savefig(...)`` it with no display. Labels are in English so the
-figures render on machines without Japanese fonts.
+once (as the cell's result) and a script can ``fig.savefig(...)`` it with no display. Labels are in Japanese when a
+Japanese font is there (the ``matplotlib-fontja`` package brings one), else in English: never empty boxes.
 """
 
 import io
 
 import numpy as np
+from matplotlib import font_manager
 from matplotlib.figure import Figure as _MplFigure
 
 from .data import denormalize
 
+
+def _japanese_font():
+    """Whether figures can show Japanese: ``matplotlib_fontja`` (which makes its font the default) or a CJK font."""
+    try:
+        import matplotlib_fontja  # noqa: F401 - registers IPAexGothic and makes it matplotlib's font
+        return True
+    except ImportError:
+        names = {f.name for f in font_manager.fontManager.ttflist}
+        return any(name.startswith(("IPAex", "Noto Sans CJK", "Noto Serif CJK", "TakaoP")) for name in names)
+
+
+JAPANESE = _japanese_font()
+
+
+def label(ja, en):
+    """``ja`` where figures can show Japanese, else ``en``."""
+    return ja if JAPANESE else en
+
 RIGHT, WRONG = "tab:green", "tab:red"
+SPLITS = {"test": "テスト", "val": "検証"}
 
 
 class Figure(_MplFigure):
@@ -49,7 +69,7 @@ def plot_samples(X, y, y_hat=None, ncols=8):
             right = int(y_hat[i]) == int(y[i])
             ax.set_title(f"{int(y_hat[i])} ({int(y[i])})", color=RIGHT if right else WRONG)
     if y_hat is not None:
-        fig.suptitle("predicted (true): green = right, red = wrong")
+        fig.suptitle(label("予測（正解）: 緑は当たり、赤は間違い", "predicted (true): green = right, red = wrong"))
     return fig
 
 
@@ -59,15 +79,16 @@ def plot_history(history):
     epochs = [r["epoch"] for r in records]
     fig = Figure(figsize=(10, 3.8), layout="constrained")
     ax_loss, ax_acc = fig.subplots(1, 2)
-    for ax, key, title in ((ax_loss, "loss", "Loss (cross-entropy)"), (ax_acc, "accuracy", "Accuracy")):
-        ax.plot(epochs, [r[f"train_{key}"] for r in records], "o-", label="train")
-        ax.plot(epochs, [r[f"eval_{key}"] for r in records], "s-", label=split)
-        ax.set_xlabel("epoch")
+    for ax, key, title in ((ax_loss, "loss", label("損失（交差エントロピー）", "Loss (cross-entropy)")),
+                           (ax_acc, "accuracy", label("正解率", "Accuracy"))):
+        ax.plot(epochs, [r[f"train_{key}"] for r in records], "o-", label=label("訓練", "train"))
+        ax.plot(epochs, [r[f"eval_{key}"] for r in records], "s-", label=label(SPLITS.get(split, split), split))
+        ax.set_xlabel(label("エポック", "epoch"))
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend()
         if not epochs:
-            ax.text(0.5, 0.5, "no finished epoch\n(interrupted)", ha="center", va="center", transform=ax.transAxes)
+            ax.text(0.5, 0.5, label("終わったエポックがありません\n（中断）", "no finished epoch\n(interrupted)"), ha="center", va="center", transform=ax.transAxes)
     if epochs:
         for ax in (ax_loss, ax_acc):
             ax.set_xticks(epochs if len(epochs) <= 12 else epochs[:: -(-len(epochs) // 12)])
@@ -88,10 +109,11 @@ def plot_confusion_matrix(C):
                     color="white" if shown[i, j] > shown.max() * 0.6 else "black")
     ax.set_xticks(range(k))
     ax.set_yticks(range(k))
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(f"Confusion matrix ({int(C.trace())} / {int(C.sum())} right)")
-    fig.colorbar(im, ax=ax, label="log(1 + count)")
+    ax.set_xlabel(label("予測", "predicted"))
+    ax.set_ylabel(label("正解", "true"))
+    ax.set_title(label(f"混同行列（{int(C.sum())} 枚中 {int(C.trace())} 枚が正解）",
+                       f"Confusion matrix ({int(C.trace())} / {int(C.sum())} right)"))
+    fig.colorbar(im, ax=ax, label=label("log(1 + 枚数)", "log(1 + count)"))
     return fig
 
 
@@ -105,9 +127,9 @@ def plot_per_class(table):
     low = float(table[["precision", "recall", "f1"]].to_numpy().min())
     ax.set_ylim(max(0.0, low - 0.02), 1.0)
     ax.set_xticks(digits)
-    ax.set_xlabel("digit")
-    ax.set_title("Per-digit scores")
-    ax.legend(loc="lower right")
+    ax.set_xlabel(label("数字", "digit"))
+    ax.set_title(label("数字ごとのスコア", "Per-digit scores"))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, never over digit 9's
     ax.grid(axis="y", alpha=0.3)
     return fig
 
@@ -133,7 +155,7 @@ def plot_misclassified(X, y, probs, n=24, ncols=8):
         pred = int(probs[i].argmax())
         ax.imshow(image, cmap="gray", vmin=0, vmax=1)
         ax.set_title(f"{int(y[i])}→{pred} ({probs[i, pred]:.0%})", color=WRONG, fontsize=9)
-    fig.suptitle("Misclassified: true → predicted (confidence)")
+    fig.suptitle(label("間違えた画像: 正解 → 予測（予測の確率）", "Misclassified: true → predicted (confidence)"))
     return fig
 
 
@@ -145,11 +167,41 @@ def plot_comparison(table):
     names = list(table.index)
     errors = table["errors"].astype("Float64").fillna(0).astype(float).tolist()
     ax_err.bar(names, errors, color="tab:red")
-    ax_err.set_title("Test errors (lower is better)")
+    ax_err.set_title(label("テストで間違えた枚数（少ないほどよい）", "Test errors (lower is better)"))
     ax_time.bar(names, table["seconds"], color="tab:blue")
-    ax_time.set_title("Training time [s]")
+    ax_time.set_title(label("学習時間 [秒]", "Training time [s]"))
     for ax, values in ((ax_err, errors), (ax_time, list(table["seconds"]))):
         for i, (value, status) in enumerate(zip(values, table["status"])):
-            ax.text(i, value, f"{value:.0f}" if status != "not trained" else "not trained", ha="center", va="bottom")
+            ax.text(i, value, f"{value:.0f}" if status != "not trained" else label("未学習", "not trained"), ha="center",
+                    va="bottom")
         ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def plot_filters(weight, ncols=8):
+    """Return the learned filters of a convolution (``weight``: ``out x 1 x k x k``), each with its own grey scale:
+    white where it weighs a pixel positively, black where negatively."""
+    filters = weight.detach().float().cpu()[:, 0].numpy()
+    fig, axes = _grid(len(filters), ncols, cell=0.9)
+    for k, (ax, w) in enumerate(zip(axes, filters)):
+        bound = np.abs(w).max() or 1.0
+        ax.imshow(w, cmap="gray", vmin=-bound, vmax=bound)
+        ax.set_title(str(k), fontsize=8)
+    fig.suptitle(label(f"学習した {len(filters)} 枚の {filters.shape[-1]}×{filters.shape[-1]} フィルタ",
+                       f"The {len(filters)} learned {filters.shape[-1]}x{filters.shape[-1]} filters"))
+    return fig
+
+
+def plot_feature_maps(image, maps, n=8):
+    """Return one image and, row by row, the first ``n`` channels of each ``{title: maps (channels x H x W)}``."""
+    fig = Figure(figsize=(1.3 * (n + 1), 1.45 * len(maps)), layout="constrained")
+    axes = fig.subplots(len(maps), n + 1, squeeze=False)
+    for row, (title, channels) in zip(axes, maps.items()):
+        for ax in row:
+            ax.set_axis_off()
+        row[0].imshow(denormalize(image.cpu()).numpy().squeeze(), cmap="gray", vmin=0, vmax=1)
+        row[0].set_title(title, fontsize=9)
+        for ax, channel in zip(row[1:], channels[:n]):
+            ax.imshow(channel.numpy(), cmap="viridis")
+            ax.set_title(f"{channel.shape[0]}×{channel.shape[1]}", fontsize=7)
     return fig

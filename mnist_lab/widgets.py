@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw
 
 from .data import denormalize
 from .inference import predict_proba
-from .metrics import confusion_matrix, f1, one_vs_rest, precision, recall
+from .metrics import accuracy, confusion_matrix, f1, one_vs_rest, precision, recall
 from .preprocess import EmptyImageError, mnist_like, preprocess_drawing
 
 
@@ -160,7 +160,9 @@ class OneVsRestExplorer(widgets.VBox):
             f"<tr><th></th><th>予測 {k}</th><th>予測 {k} 以外</th></tr>"
             f"<tr><th>本当は {k}</th>{_count_cell('TP', c.TP)}{_count_cell('FN', c.FN)}</tr>"
             f"<tr><th>本当は {k} 以外</th>{_count_cell('FP', c.FP)}{_count_cell('TN', c.TN)}</tr></table>")
-        lines = [f"Precision（適合率） = TP / (TP + FP) = {c.TP} / ({c.TP} + {c.FP}) = {precision(c):.4f}",
+        total = c.TP + c.FP + c.FN + c.TN
+        lines = [f"Accuracy（正解率、{k} か {k} 以外か） = (TP + TN) / 全部 = ({c.TP} + {c.TN}) / {total} = {accuracy(c):.4f}",
+                 f"Precision（適合率） = TP / (TP + FP) = {c.TP} / ({c.TP} + {c.FP}) = {precision(c):.4f}",
                  f"Recall（再現率） = TP / (TP + FN) = {c.TP} / ({c.TP} + {c.FN}) = {recall(c):.4f}",
                  f"F1 = 2TP / (2TP + FP + FN) = {2 * c.TP} / ({2 * c.TP} + {c.FP} + {c.FN}) = {f1(c):.4f}"]
         self.formulas.value = "<br>".join(html.escape(line) for line in lines)

@@ -9,9 +9,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "main.ipynb"
-SECTIONS = ["はじめに", "環境の確認", "設定", "データ", "モデル", "学習", "評価", "練習問題", "間違えた画像",
-            "自分で書いた数字を認識させよう",
-            "モデルの保存と読み込み", "発展: もっと正確に", "GPU メモリの解放"]
+SECTIONS = ["はじめに", "環境の確認", "設定", "データ", "モデル", "学習", "CNN の中をのぞく", "評価", "練習問題",
+            "間違えた画像", "自分で書いた数字を認識させよう", "モデルの保存と読み込み", "発展: もっと正確に",
+            "GPU メモリの解放"]
 
 
 def cells():
@@ -65,3 +65,10 @@ def test_runs_top_to_bottom_on_real_mnist(mnist_root, tmp_path, monkeypatch):
     accuracy = float(re.search(r"テスト正解率: ([\d.]+)%", text).group(1))
     assert accuracy > 95
     assert (tmp_path / "runs" / "notebook" / "model.pt").is_file()
+
+
+def test_readme_lists_the_notebooks_sections():
+    readme = (REPO / "README.md").read_text()
+    table = readme[readme.index("## 授業の流れ"):readme.index("評価指標（")]
+    rows = re.findall(r"^\| (\d+)\. ([^|]+?) \|", table, re.MULTILINE)
+    assert [(int(n), title) for n, title in rows] == list(enumerate(SECTIONS))

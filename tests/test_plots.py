@@ -1,9 +1,11 @@
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from mnist_lab import History, plots
 from mnist_lab.metrics import classification_table, confusion_matrix
+from mnist_lab.plots import label
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -40,25 +42,26 @@ def test_history_curves():
                                 "eval_accuracy": 1 - 0.12 / e} for e in (1, 2, 3)], eval_split="val")
     fig = plots.plot_history(history)
     loss, acc = fig.axes
-    assert loss.get_title().startswith("Loss") and acc.get_title() == "Accuracy"
-    assert [t.get_text() for t in loss.get_legend().get_texts()] == ["train", "val"]
+    assert loss.get_title() == label("損失（交差エントロピー）", "Loss (cross-entropy)")
+    assert acc.get_title() == label("正解率", "Accuracy")
+    assert [t.get_text() for t in loss.get_legend().get_texts()] == [label("訓練", "train"), label("検証", "val")]
     assert list(acc.lines[1].get_ydata()) == pytest.approx([0.88, 0.94, 0.96])
-    assert loss.get_xlabel() == "epoch"
+    assert loss.get_xlabel() == label("エポック", "epoch")
     assert not loss.texts
 
 
 def test_history_without_a_finished_epoch_says_so():
     fig = plots.plot_history(History(interrupted=True))
-    assert all("no finished epoch" in ax.texts[0].get_text() for ax in fig.axes)
+    assert all(label("終わったエポックがありません", "no finished epoch") in ax.texts[0].get_text() for ax in fig.axes)
 
 
 def test_confusion_heatmap_writes_every_count():
     C = confusion_matrix([0, 1, 2, 2, 1], [0, 1, 2, 1, 1], num_classes=3)
     fig = plots.plot_confusion_matrix(C)
     ax = fig.axes[0]
-    assert ax.get_xlabel() == "predicted" and ax.get_ylabel() == "true"
+    assert ax.get_xlabel() == label("予測", "predicted") and ax.get_ylabel() == label("正解", "true")
     assert [t.get_text() for t in ax.texts] == [str(v) for v in C.ravel()]
-    assert "4 / 5" in ax.get_title()
+    assert label("5 枚中 4 枚", "4 / 5") in ax.get_title()
 
 
 def test_per_class_bars():
@@ -84,3 +87,33 @@ def test_no_mistakes_is_said_not_crashed(images):
     X, y = images
     fig = plots.plot_misclassified(X, y, torch.nn.functional.one_hot(y, 10).float())
     assert fig.axes[0].texts[0].get_text() == "no mistakes"
+
+
+def every_figure():
+    """One of each figure the lesson and the report draw, on small made-up data."""
+    from mnist_lab.models import build_model
+
+    X, y = torch.randn(6, 1, 28, 28), torch.tensor([0, 1, 2, 3, 4, 5])
+    probs = torch.softmax(torch.randn(6, 10), 1)
+    history = History(records=[{"epoch": 1, "train_loss": 1.0, "eval_loss": 1.1, "train_accuracy": 0.5,
+                                "eval_accuracy": 0.4}])
+    C = confusion_matrix(y, probs.argmax(1), num_classes=10)
+    table = pd.DataFrame({"model": ["quick", "lenet5"], "status": ["trained", "not trained"],
+                          "errors": pd.array([12, None], dtype="Int64"), "seconds": [3.0, 0.0]}, index=["a", "b"])
+    conv = build_model("original").conv[0]
+    return [plots.plot_samples(X, y, probs.argmax(1)), plots.plot_history(history), plots.plot_history(History()),
+            plots.plot_confusion_matrix(C), plots.plot_per_class(classification_table(C)),
+            plots.plot_misclassified(X, y, probs), plots.plot_comparison(table), plots.plot_filters(conv.weight),
+            plots.plot_feature_maps(X[0], {"畳み込み": conv(X[:1])[0].detach()})]
+
+
+def test_every_figure_renders_without_a_missing_glyph():
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for fig in every_figure():
+            assert fig._repr_png_().startswith(b"\x89PNG")
+    missing = [str(w.message) for w in caught if "missing from" in str(w.message) or "Glyph" in str(w.message)]
+    assert not missing, missing[:3]
+    assert plots.JAPANESE, "install matplotlib-fontja (requirements.txt): the lesson's figures speak Japanese"
