@@ -50,3 +50,14 @@ def test_large_rotations_turn_a_bar():
     w = (Y - BACKGROUND).clamp(min=0)[:, 0]
     wide = (w.sum(1) > 0.5).sum(1) > (w.sum(2) > 0.5).sum(1)  # wider than tall: turned by more than ~45 degrees
     assert wide.any() and (~wide).any()
+
+
+def test_shifted_moves_the_image_and_fills_with_black():
+    from mnist_lab.augment import shifted
+
+    X = torch.randn(2, 1, 28, 28)
+    right = shifted(X, right=3)
+    assert torch.equal(right[..., 3:], X[..., :-3]) and (right[..., :3] == BACKGROUND).all()
+    up_left = shifted(X, right=-2, down=-1)
+    assert torch.equal(up_left[..., :-1, :-2], X[..., 1:, 2:]) and (up_left[..., -1, :] == BACKGROUND).all()
+    assert torch.equal(shifted(X), X)

@@ -13,6 +13,7 @@ from test_train import tiny_data
 
 from mnist_lab import build_model, evaluate, evaluation_mode, fit, layer_shapes, make_config, predict_proba
 from mnist_lab.data import shuffled_batches
+from mnist_lab.inference import activations
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "mnist_lab"
@@ -76,10 +77,11 @@ def inference_paths():
         return pad.predict()
 
     return {"evaluate": lambda m: evaluate(m, X, y), "predict_proba": lambda m: predict_proba(m, X),
-            "layer_shapes": layer_shapes, "DrawPad": draw_pad}
+            "layer_shapes": layer_shapes, "DrawPad": draw_pad,
+            "activations": lambda m: activations(m, X, [next(name for name, _ in m.named_modules() if name)])}
 
 
-@pytest.mark.parametrize("path", ["evaluate", "predict_proba", "layer_shapes", "DrawPad"])
+@pytest.mark.parametrize("path", ["evaluate", "predict_proba", "layer_shapes", "DrawPad", "activations"])
 @pytest.mark.parametrize("training", [True, False])
 def test_every_inference_path_leaves_the_mode_as_it_found_it(path, training):
     for name in ("original", "deep"):  # deep has dropout: eval mode matters for its answers

@@ -72,3 +72,22 @@ def test_readme_lists_the_notebooks_sections():
     table = readme[readme.index("## 授業の流れ"):readme.index("評価指標（")]
     rows = re.findall(r"^\| (\d+)\. ([^|]+?) \|", table, re.MULTILINE)
     assert [(int(n), title) for n, title in rows] == list(enumerate(SECTIONS))
+
+
+def settings_cell():
+    return next("".join(c["source"]) for c in cells() if c["cell_type"] == "code" and "PRESET = " in "".join(c["source"]))
+
+
+@pytest.mark.parametrize("preset", ["quick", "best", "original"])
+def test_changing_only_the_preset_changes_the_whole_recipe(preset, monkeypatch):
+    from mnist_lab.recipes import make_config
+
+    for name in list(__import__("os").environ):
+        if name.startswith("MNIST_LAB_"):
+            monkeypatch.delenv(name)
+    source = re.sub(r'^PRESET = "\w+"', f'PRESET = "{preset}"', settings_cell(), flags=re.MULTILINE)
+    namespace = {}
+    exec(compile(source, "main.ipynb", "exec"), namespace)  # noqa: S102 - our own notebook's cell
+    expected = make_config(preset, epochs=3) if preset == "original" else make_config(preset)
+    assert namespace["config"] == expected
+    assert namespace["RECIPES"]["original"].epochs == 3 and make_config("original").epochs == 10

@@ -249,3 +249,25 @@ def test_an_ensemble_of_one_trains_exactly_like_its_member():
     assert all(torch.equal(p, q) for p, q in zip(ensemble.members[0].parameters(), model.parameters()))
     _, accuracy = evaluate(ensemble, data.X_test, data.y_test)
     assert accuracy == history.records[-1]["eval_accuracy"] > 0.9
+
+
+def test_ctrl_c_stops_the_whole_comparison_and_the_table_says_so(monkeypatch):
+    from mnist_lab import compare as compare_module
+
+    real_fit, calls = compare_module.fit, []
+
+    def fit_interrupted_in_the_second(model, data, config, device=None, progress=True):
+        calls.append(config.model)
+        if len(calls) == 2:  # ■ during the second model's first epoch: fit keeps what it has and says so
+            from mnist_lab.history import History
+            return History(interrupted=True)
+        return real_fit(model, data, config, device, progress=progress)
+
+    monkeypatch.setattr(compare_module, "fit", fit_interrupted_in_the_second)
+    configs = {"a": make_config("quick", epochs=1, batch_size=64), "b": make_config("quick", model="lenet5"),
+               "c": make_config("original", epochs=1)}
+    table = compare(tiny_data(), configs, device="cpu", progress=False)
+    assert calls == ["quick", "lenet5"], "the third model must not be trained"
+    assert list(table["status"]) == ["trained", "interrupted", "not trained"]
+    assert table.loc["a", "test_accuracy"] > 0.5 and table.loc[["b", "c"], "test_accuracy"].isna().all()
+    assert table.loc["c", "epochs"] == 0 and table["errors"].isna().tolist() == [False, True, True]
