@@ -3,7 +3,7 @@
 Target: mean test accuracy >= 99.65 %. The preset trains two DeepCNNs that vote (``model="ensemble"``); the epoch
 each run keeps is chosen on its 5,000 validation images; the test set is measured once, at the end of each run.
 
-    MNIST_LAB_DATA=../shared/mnist python benchmarks/best.py [--seeds 0 1 2] [--device auto]
+    python benchmarks/best.py [--seeds 0 1 2] [--device auto]
 """
 
 import argparse

@@ -40,7 +40,7 @@ def main():
         times = sorted(latencies_ms(build_model(name, seed=0).eval(), args.runs))
         p95 = times[int(0.95 * len(times)) - 1]
         ok &= p95 <= 20
-        print(f"{name:6s} model: median {statistics.median(times):5.1f} ms, p95 {p95:5.1f} ms, max {times[-1]:5.1f} ms")
+        print(f"{name:8s} model: median {statistics.median(times):5.1f} ms, p95 {p95:5.1f} ms, max {times[-1]:5.1f} ms")
     print("target (p95 <= 20 ms): " + ("MET" if ok else "NOT MET"))
     return 0 if ok else 1
 

@@ -2,7 +2,7 @@
 
 Target: the whole notebook within 150 s on 2 CPU cores (and no slower on a GPU).
 
-    MNIST_LAB_DATA=../shared/mnist python benchmarks/notebook.py
+    python benchmarks/notebook.py
 """
 
 import re

@@ -7,7 +7,7 @@
 Prints both times, both accuracies and the ratio. Target: quick mean test accuracy >= 99.0 % over 3 seeds (none
 below 98.9 %) with training time <= 0.8 x the seed pipeline's one epoch.
 
-    MNIST_LAB_DATA=../shared/mnist python benchmarks/speed.py [--seeds 0 1 2]
+    python benchmarks/speed.py [--seeds 0 1 2]
 """
 
 import argparse
