@@ -52,7 +52,8 @@ def read_checkpoint(path):
         raise UserError(f"{path} は mnist_lab のチェックポイントとして読めません（壊れているか別の形式です）。{MAKE_ONE}") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise UserError(f"{path} は mnist_lab のチェックポイントではありません。{MAKE_ONE}")
-    ckpt["model"] = RENAMED_MODELS.get(ckpt.get("model"), ckpt.get("model"))
+    name = ckpt.get("model")
+    ckpt["model"] = RENAMED_MODELS.get(name, name) if isinstance(name, str) else None
     if ckpt["model"] not in MODELS or not isinstance(ckpt.get("state_dict"), dict):
         raise UserError(f"{path} は mnist_lab のチェックポイントではありません。{MAKE_ONE}")
     broken = [k for k, v in ckpt["state_dict"].items()

@@ -67,3 +67,23 @@ def test_missing_file(tmp_path):
 def test_only_registered_models_can_be_saved(tmp_path):
     with pytest.raises(ValueError, match="not a registered model"):
         save_checkpoint(tmp_path / "m.pt", torch.nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize("odd", [{"model": ["quick"]}, {"model": "quick", "state_dict": [1, 2]},
+                                 {"model": "quick", "state_dict": {"fc.weight": "not a tensor"}}])
+def test_odd_contents_are_refused_as_not_ours(tmp_path, odd):
+    from mnist_lab.checkpoint import FORMAT
+
+    path = tmp_path / "odd.pt"
+    torch.save({"format": FORMAT, **odd}, path)
+    with pytest.raises(UserError, match="チェックポイント|形に合いません"):
+        load_checkpoint(path)
+
+
+def test_checkpoints_of_the_old_seed_model_still_load(tmp_path):
+    path = save_checkpoint(tmp_path / "m.pt", build_model("original"))
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["model"] = "seed"  # what earlier versions wrote for this architecture
+    torch.save(ckpt, path)
+    model, info = load_checkpoint(path)
+    assert info["model"] == "original" and type(model).__name__ == "OriginalCNN"
