@@ -91,3 +91,15 @@ def test_changing_only_the_preset_changes_the_whole_recipe(preset, monkeypatch):
     expected = make_config(preset, epochs=3) if preset == "original" else make_config(preset)
     assert namespace["config"] == expected
     assert namespace["RECIPES"]["original"].epochs == 3 and make_config("original").epochs == 10
+
+
+def test_code_lines_fit_the_notebook_width():
+    """Lines over ~90 columns are cut off in JupyterLab; a Japanese character takes two columns."""
+    import unicodedata
+
+    def columns(line):
+        return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in line)
+
+    long = [line for c in cells() if c["cell_type"] == "code" for line in "".join(c["source"]).splitlines()
+            if columns(line) > 90]
+    assert not long, long
