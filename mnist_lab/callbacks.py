@@ -47,9 +47,11 @@ class ProgressBar(Callback):
     def __init__(self, total, eval_split, disable=False):
         self.bar = tqdm(total=total, desc="学習", unit="batch", disable=disable, dynamic_ncols=True)
         self.eval_split = eval_split
-        label = getattr(getattr(self.bar, "container", None), "children", [None])[0]
-        if label is not None:  # Jupyter's bar: keep its label on one line (it was shrunk to one character a line)
+        parts = getattr(getattr(self.bar, "container", None), "children", ())
+        if len(parts) == 3:  # Jupyter's bar: label on one line (it was squeezed to a character a line), bar visible
+            label, bar, _ = parts
             label.layout.flex, label.layout.min_width = "0 0 auto", "max-content"
+            bar.layout.min_width = "35%"
 
     def on_step(self, model, loss):
         self.bar.update(1)
