@@ -24,21 +24,20 @@ def compare(data, configs, device=None, progress=True):
     for name, config in configs.items():
         model = build_model(config.model, seed=config.seed)
         if stopped:
-            rows[name] = _row(config, model, "not trained", None, 0, 0.0, data)
+            rows[name] = _row(config, model, "not trained", 0, 0.0, data)
             continue
         print(f"--- {name} ---")
         start = time.perf_counter()
         history = fit(model, data, config, device, progress=progress)
         stopped = history.interrupted
         status = "interrupted" if stopped else "trained"
-        rows[name] = _row(config, model, status, model if len(history) else None, len(history),
-                          time.perf_counter() - start, data)
+        rows[name] = _row(config, model, status, len(history), time.perf_counter() - start, data)
     return pd.DataFrame(rows).T.astype(COLUMNS)
 
 
-def _row(config, model, status, trained, epochs, seconds, data):
+def _row(config, model, status, epochs, seconds, data):
     """One line of the table; accuracy and errors only for a model with at least one finished epoch."""
-    accuracy = evaluate(trained, data.X_test, data.y_test)[1] if trained is not None else float("nan")
-    errors = round((1 - accuracy) * len(data.y_test)) if trained is not None else None
+    accuracy = evaluate(model, data.X_test, data.y_test)[1] if epochs else float("nan")
+    errors = round((1 - accuracy) * len(data.y_test)) if epochs else None
     return {"model": config.model, "status": status, "test_accuracy": accuracy, "errors": errors,
             "parameters": count_parameters(model), "epochs": epochs, "seconds": seconds}

@@ -41,7 +41,7 @@ PRESETS = {
     "best": TrainConfig(model="ensemble", epochs=15, batch_size=128, lr=0.005, schedule="onecycle",
                         val_size=5000, augment=True, patience=0),
 }
-RENAMED = {"seed": "original"}  # old preset and model names that still work, with a notice
+RENAMED = {"seed": "original"}  # old preset names that still work, with a notice (models: models.RENAMED_MODELS)
 
 
 def preset_name(name):

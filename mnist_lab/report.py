@@ -8,7 +8,7 @@ from .files import atomic_file
 from .inference import predict_proba
 from .metrics import confusion_matrix
 from .plots import plot_confusion_matrix, plot_history, plot_misclassified, plot_samples
-from .runs import read_run
+from .runs import FIGURES, read_run
 
 N_PREDICTIONS = 32
 
@@ -29,9 +29,9 @@ def write_report(run_dir, root=None, device="cpu"):
         "misclassified.png": plot_misclassified(data.X_test, data.y_test, probs),
     }
     paths = []
-    for name, fig in figures.items():
+    for name in FIGURES:  # the names a run folder may hold (runs.is_run): a figure not listed there fails here
         with atomic_file(run_dir / name) as f:
-            fig.savefig(f, format="png", dpi=100)
+            figures[name].savefig(f, format="png", dpi=100)
         paths.append(run_dir / name)
     return paths, run_notes(metrics, history)
 
