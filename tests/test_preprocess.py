@@ -104,3 +104,51 @@ def test_an_upscaled_mnist_digit_survives_the_roundtrip(mnist, trained):
         X = preprocess_drawing(photo)  # dark ink on light paper, ten times the size
         agree += int(model(X).argmax().item() == mnist.y_test[i].item())
     assert agree >= 19
+
+
+def drawn_seven(height, pen, left=40, top=40):
+    """A seven as the draw pad draws it: round-capped strokes ``pen`` pixels wide, ``height`` pixels high."""
+    image = Image.new("L", (280, 280), 255)
+    points = [(left, top), (left + 0.6 * height, top), (left + 0.2 * height, top + height)]
+    draw, r = ImageDraw.Draw(image), pen / 2
+    draw.line(points, fill=0, width=pen, joint="curve")
+    for x, y in points:
+        draw.ellipse([x - r, y - r, x + r, y + r], fill=0)
+    return image
+
+
+@pytest.mark.parametrize("width", [3, 8, 15])
+def test_stroke_width_is_measured(width):
+    from mnist_lab.preprocess import stroke_width
+
+    ink = np.zeros((96, 96), bool)
+    ink[10:86, 40:40 + width] = True
+    measured, skeleton = stroke_width(ink)
+    assert measured == pytest.approx(width, abs=1) and skeleton.sum() > 50
+
+
+def ink_share(image):
+    return (mnist_like(image) > 0.5).float().mean().item()
+
+
+def test_pen_width_hardly_changes_what_the_model_sees():
+    """A big seven drawn with a hairline, the pad's pen and a marker: strokes redrawn at MNIST's width."""
+    seen = [mnist_like(drawn_seven(200, pen)) for pen in (2, 22, 60)]
+    mnist_share = 0.116  # an MNIST seven's ink covers 11.6 % of the field on average (image > 0.5; 7-17 %)
+    for image in seen:
+        assert 0.5 * mnist_share < (image > 0.5).float().mean().item() < 1.5 * mnist_share
+    assert (seen[0] - seen[2]).abs().mean() < 0.15
+
+
+def test_a_tiny_digit_is_not_a_blob():
+    """A seven 40 pixels high drawn with the pad's 22-pixel pen covers about as much of the field as a big one."""
+    tiny, big = ink_share(drawn_seven(40, 22)), ink_share(drawn_seven(200, 22))
+    assert tiny < 1.5 * big
+
+
+def test_strokes_of_mnist_width_are_left_alone():
+    image = drawn_seven(200, 24)  # 12 % of the digit's size: inside MNIST's range
+    from mnist_lab.preprocess import _cropped, _even_strokes, ink_from_gray, to_gray
+
+    crop = _cropped(ink_from_gray(to_gray(image)))
+    assert _even_strokes(crop) is crop
