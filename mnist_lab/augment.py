@@ -1,4 +1,5 @@
-"""Data augmentation on whole batches, on the batch's own device: small random rotations, shifts and scalings.
+"""Data augmentation on whole batches, on the batch's own device: small random rotations, shifts and scalings
+(:func:`random_affine`), and the larger changes of digits drawn on a pad (:func:`like_drawings`).
 
 One ``affine_grid`` + ``grid_sample`` call warps a whole batch at once, so augmentation costs one cheap kernel per
 step instead of a PIL transform per image.
@@ -11,25 +12,99 @@ import torch.nn.functional as F
 
 from .data import MEAN, STD
 
-BACKGROUND = -MEAN / STD  # a black pixel after normalisation
+BACKGROUND, INK = -MEAN / STD, (1 - MEAN) / STD  # a black and a white pixel after normalisation
 
 
-def random_affine(X, generator=None, degrees=10.0, shift=2.0, scale=(0.9, 1.1)):
+def random_affine(X, generator=None, degrees=10.0, shift=2.0, scale=(0.9, 1.1), shear=0.0, stretch=0.0):
     """Return ``X`` (normalised ``N x 1 x 28 x 28``) with each image rotated by up to ``degrees``, shifted by up
-    to ``shift`` pixels and scaled by a factor in ``scale``; new pixels are black, like MNIST's background.
+    to ``shift`` pixels, scaled by a factor in ``scale``, slanted by up to ``shear`` (x moves by shear * y) and
+    made up to ``stretch`` (a fraction) wider or narrower; new pixels are black, like MNIST's background.
 
     The random numbers are drawn on the CPU from ``generator`` (the same augmentation on every device).
     """
     n, _, h, w = X.shape
-    u = torch.rand(n, 4, generator=generator).to(X.device)
-    angle = (2 * u[:, 0] - 1) * math.radians(degrees)
-    factor = scale[0] + (scale[1] - scale[0]) * u[:, 1]
-    tx, ty = (2 * u[:, 2] - 1) * shift * 2 / w, (2 * u[:, 3] - 1) * shift * 2 / h
+    u = 2 * torch.rand(n, 6, generator=generator).to(X.device) - 1  # uniform in [-1, 1]
+    angle = u[:, 0] * math.radians(degrees)
+    factor = scale[0] + (scale[1] - scale[0]) * (u[:, 1] + 1) / 2
+    tx, ty = u[:, 2] * shift * 2 / w, u[:, 3] * shift * 2 / h
     cos, sin = torch.cos(angle) / factor, torch.sin(angle) / factor
-    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1).to(X.dtype)
+    slant, narrow = u[:, 4] * shear, 1 / (1 + u[:, 5] * stretch)  # output -> input: the inverse map
+    theta = torch.stack([torch.stack([cos * narrow, -sin * narrow + slant, tx], 1),
+                         torch.stack([sin, cos, ty], 1)], 1).to(X.dtype)
     grid = F.affine_grid(theta, list(X.shape), align_corners=False)
-    # grid_sample pads with 0; shift so that 0 is the black background, then shift back
+    return _sampled(X, grid)
+
+
+def _sampled(X, grid):
+    """``grid_sample`` with black coming in: it pads with 0, so shift 0 to the background and back."""
     return F.grid_sample(X - BACKGROUND, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + BACKGROUND
+
+
+def like_drawings(X, y, generator=None):
+    """Return ``X`` (normalised ``N x 1 x 28 x 28``, labels ``y``) changed the ways digits drawn on a pad differ
+    from MNIST's: half the ones given a flag (MNIST's writers were American: the continental 1 is rare in it),
+    rotated up to 15 degrees, slanted, stretched, scaled 0.75-1.1, strokes made thinner or thicker, and a slow
+    wobble of the whole shape (an elastic distortion of up to about one pixel)."""
+    X = with_flags(X, y, generator)
+    X = random_affine(X, generator, degrees=15.0, shift=2.0, scale=(0.75, 1.1), shear=0.3, stretch=0.2)
+    return _wobbled(_rethickened(X, generator), generator)
+
+
+def with_flags(X, y, generator=None, share=0.5):
+    """Return ``X`` with a flag drawn on a ``share`` of its ones: a stroke from the top of the 1 down to the
+    left, 20-45 % of the digit's height long, 30-60 degrees below the horizontal, about as wide as MNIST's pen."""
+    n, _, h, w = X.shape
+    u = torch.rand(n, 4, generator=generator).to(X.device)
+    chosen = (y == 1) & (u[:, 0] < share)
+    if not chosen.any():
+        return X
+    ink = X[chosen, 0] > 0  # about half-way between background and full ink
+    rows = torch.arange(h, device=X.device, dtype=X.dtype)
+    has = ink.any(2)  # (k, h): rows with ink
+    top = torch.where(has, rows, torch.full_like(rows, h)).amin(1)
+    bottom = torch.where(has, rows, torch.full_like(rows, -1)).amax(1)
+    top_row = ink[torch.arange(len(ink)), top.long().clamp(max=h - 1)].to(X.dtype)
+    left = (top_row * torch.arange(w, device=X.device, dtype=X.dtype)).sum(1) / top_row.sum(1).clamp_min(1)
+    length = (0.2 + 0.25 * u[chosen, 1]) * (bottom - top + 1)
+    angle = torch.deg2rad(30 + 30 * u[chosen, 2])
+    start = torch.stack([left, top], 1)
+    end = start + length[:, None] * torch.stack([-torch.cos(angle), torch.sin(angle)], 1)
+    flag = _segment(start, end, 1.0 + 0.5 * u[chosen, 3], h, w)
+    out = X.clone()
+    out[chosen, 0] = torch.maximum(X[chosen, 0], BACKGROUND + flag * (INK - BACKGROUND))
+    return out
+
+
+def _segment(start, end, radius, h, w):
+    """``k x h x w`` images of anti-aliased line segments from ``start`` to ``end`` (``k x 2``, x then y)."""
+    ys, xs = torch.meshgrid(torch.arange(h, device=start.device, dtype=start.dtype),
+                            torch.arange(w, device=start.device, dtype=start.dtype), indexing="ij")
+    p = torch.stack([xs, ys], -1)[None]  # 1 x h x w x 2
+    a, d = start[:, None, None], (end - start)[:, None, None]
+    t = (((p - a) * d).sum(-1) / (d * d).sum(-1).clamp_min(1e-6)).clamp(0, 1)
+    distance = (p - a - t[..., None] * d).norm(dim=-1)
+    return (radius[:, None, None] + 0.5 - distance).clamp(0, 1)
+
+
+def _rethickened(X, generator):
+    """Each image's strokes grown or shrunk by up to about half a pixel (a blend with its dilation or erosion),
+    its brightest ink kept as bright as before (a pad's strokes are never faint)."""
+    u = 2 * torch.rand(len(X), 1, 1, 1, generator=generator).to(X.device) - 1
+    grown = F.max_pool2d(X, 3, stride=1, padding=1)
+    shrunk = -F.max_pool2d(-X, 3, stride=1, padding=1)
+    ink = torch.where(u > 0, X + u * (grown - X), X - u * (shrunk - X)) - BACKGROUND
+    brightest = lambda Z: Z.amax((1, 2, 3), keepdim=True).clamp_min(1e-6)
+    return ink * brightest(X - BACKGROUND) / brightest(ink) + BACKGROUND
+
+
+def _wobbled(X, generator, pixels=1.0):
+    """Each image warped by a smooth random field (4x4 displacements, smoothly enlarged)."""
+    n, _, h, w = X.shape
+    field = (2 * torch.rand(n, 2, 4, 4, generator=generator) - 1).to(X.device, X.dtype) * (pixels * 2 / w)
+    field = F.interpolate(field, size=(h, w), mode="bicubic", align_corners=True).permute(0, 2, 3, 1)
+    identity = F.affine_grid(torch.eye(2, 3, dtype=X.dtype, device=X.device).expand(n, 2, 3), list(X.shape),
+                             align_corners=False)
+    return _sampled(X, identity + field)
 
 
 def shifted(X, right=0, down=0):

@@ -27,6 +27,7 @@ class TrainConfig:
     seed: int = 0  # the random seed: initial weights, batch order, augmentation, validation split
     val_size: int = 0  # training images held out for validation (0: watch the test set, choose nothing by it)
     augment: bool = False  # random rotations, shifts and scalings of every batch (mnist_lab.augment)
+    drawings: bool = False  # augment like digits drawn on a pad instead: slant, stretch, stroke width, wobble
     patience: int = 0  # early stopping: stop after this many epochs without a lower validation loss (0: off)
     ema: float = 0.0  # decay of an exponential moving average of the weights, e.g. 0.999 (0: off)
 
@@ -40,6 +41,10 @@ PRESETS = {
     # chosen on 5,000 held-out training images, never on the test set.
     "best": TrainConfig(model="ensemble", epochs=15, batch_size=128, lr=0.005, schedule="onecycle",
                         val_size=5000, augment=True, patience=0),
+    # The draw pad's model (benchmarks/pad_model.py): quick's CNN for three epochs on MNIST changed the ways drawings
+    # on a pad differ from it (mnist_lab.augment.like_drawings). Shipped as mnist_lab/pad_model.pt, made by
+    # `mnist-lab train --preset pad --out runs/pad` (about 1 minute on 2 CPU cores).
+    "pad": TrainConfig(model="quick", epochs=3, batch_size=128, lr=0.01, schedule="onecycle", drawings=True),
 }
 RENAMED = {"seed": "original"}  # old preset names that still work, with a notice (models: models.RENAMED_MODELS)
 

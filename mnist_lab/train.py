@@ -21,7 +21,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from .augment import random_affine
+from .augment import like_drawings, random_affine
 from .callbacks import standard_callbacks
 from .data import shuffled_batches
 from .device import describe_device, try_gpu
@@ -108,9 +108,14 @@ def training_loss(model, X, y):
 
 
 def training_batches(X, y, config, generator):
-    """Yield the epoch's ``(X, y)`` batches: shuffled by ``generator``, randomly warped when ``config.augment``."""
+    """Yield the epoch's ``(X, y)`` batches: shuffled by ``generator``, randomly warped when ``config.augment``
+    or ``config.drawings`` asks for it."""
     for X_b, y_b in shuffled_batches(X, y, config.batch_size, generator):
-        yield (random_affine(X_b, generator) if config.augment else X_b), y_b
+        if config.drawings:
+            X_b = like_drawings(X_b, y_b, generator)
+        elif config.augment:
+            X_b = random_affine(X_b, generator)
+        yield X_b, y_b
 
 
 def make_scheduler(optimizer, config, steps_per_epoch):

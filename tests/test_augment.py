@@ -61,3 +61,29 @@ def test_shifted_moves_the_image_and_fills_with_black():
     up_left = shifted(X, right=-2, down=-1)
     assert torch.equal(up_left[..., :-1, :-2], X[..., 1:, 2:]) and (up_left[..., -1, :] == BACKGROUND).all()
     assert torch.equal(shifted(X), X)
+
+
+def test_flags_are_drawn_on_ones_only_to_the_upper_left():
+    from mnist_lab.augment import with_flags
+
+    X = digit_batch(6)  # a vertical bar: rows 8-19, columns 12-15
+    y = torch.tensor([1, 1, 1, 7, 7, 7])
+    Y = with_flags(X, y, torch.Generator().manual_seed(0), share=1.0)
+    assert torch.equal(Y[3:], X[3:])  # other digits untouched
+    added = (Y[:3] - X[:3]).clamp_min(0)
+    assert (added.sum((1, 2, 3)) > 2).all()  # every 1 got ink ...
+    rows, cols = torch.nonzero(added[:, 0] > 0.5, as_tuple=True)[1:]
+    assert (cols <= 15).all() and (rows <= 8 + 12 // 2).all()  # ... left of the bar's right edge, in its upper half
+    assert torch.equal(with_flags(X, y, share=0.0), X)
+
+
+def test_drawing_augmentation_keeps_shape_range_and_repeats_with_a_seed():
+    from mnist_lab.augment import like_drawings
+
+    X, y = digit_batch(16), torch.ones(16, dtype=torch.long)
+    a = like_drawings(X, y, torch.Generator().manual_seed(2))
+    b = like_drawings(X, y, torch.Generator().manual_seed(2))
+    assert a.shape == X.shape and torch.equal(a, b)
+    assert torch.isclose(a[:, :, 0, 0], torch.tensor(BACKGROUND), atol=1e-4).all()
+    assert (a.amax((1, 2, 3)) > 2.0).all()  # strokes thinned, never faded to grey
+    assert not torch.allclose(a[0], a[1])
