@@ -8,6 +8,7 @@ training callback: :class:`mnist_lab.callbacks.LiveCurves`.)
 import base64
 import html
 import io
+import time
 
 import ipywidgets as widgets
 import numpy as np
@@ -30,11 +31,14 @@ def png_data_url(pixels, scale=2):
 
 
 class DrawPad(widgets.HBox):
-    """Draw a digit with mouse, pen or finger; on release the model reads it.
+    """Draw a digit with mouse, pen or finger; the model reads it while you draw and when you lift the pen.
 
     Shows the predicted digit, the ten class probabilities as bars, and the 28x28 picture the model actually saw.
     Strokes are drawn on the browser canvas and, identically, on a Pillow image kept here, which is what is read.
+    A slider sets the pen's width (for the next strokes).
     """
+
+    EVERY = 0.25  # seconds between readings while the pen moves
 
     def __init__(self, model, size=280, line_width=22):
         from ipycanvas import Canvas
@@ -43,15 +47,19 @@ class DrawPad(widgets.HBox):
         self.canvas = Canvas(width=size, height=size, layout=widgets.Layout(border="2px solid #888", width=f"{size}px",
                                                                           height=f"{size}px"))
         self.clear_button = widgets.Button(description="消す", icon="eraser")
+        self.pen_width = widgets.IntSlider(value=line_width, min=2, max=40, description="ペンの太さ",
+                                           layout=widgets.Layout(width=f"{size}px")).add_class("mnist-pen-width")
+        self.pen_width.observe(lambda change: self.set_line_width(change["new"]), names="value")
         self.prediction = widgets.HTML().add_class("mnist-prediction")
         self.seen = widgets.HTML().add_class("mnist-seen")
         self.bars = [widgets.FloatProgress(min=0, max=1, description=str(k), layout=widgets.Layout(width="260px"))
                      for k in range(10)]
         self.probabilities = None
-        super().__init__([widgets.VBox([self.canvas, self.clear_button]),
+        super().__init__([widgets.VBox([self.canvas, self.clear_button, self.pen_width]),
                           widgets.VBox([self.prediction, self.seen, *self.bars],
-                                       layout=widgets.Layout(margin="0 0 0 16px"))])
-        self._last = None
+                                       layout=widgets.Layout(margin="0 0 0 16px"))],
+                         layout=widgets.Layout(flex_flow="row wrap"))  # a phone: the bars go below the canvas
+        self._last, self._read_at = None, 0.0
         self.canvas.on_mouse_down(self.pen_down)
         self.canvas.on_mouse_move(self.pen_move)
         self.canvas.on_mouse_up(self.pen_up)
@@ -60,11 +68,13 @@ class DrawPad(widgets.HBox):
         self.canvas.on_touch_move(lambda touches: self.pen_move(*touches[0]))
         self.canvas.on_touch_end(lambda touches: self.pen_up(0, 0))
         self.clear_button.on_click(lambda _: self.clear())
+        self.canvas.on_client_ready(self._new_view)
         self.clear()
 
     def close(self):
         """Close the pad and every widget in it, letting go of the model (so its GPU memory can be freed)."""
-        for widget in (self.canvas, self.clear_button, self.prediction, self.seen, *self.bars, *self.children):
+        for widget in (self.canvas, self.clear_button, self.pen_width, self.prediction, self.seen, *self.bars,
+                       *self.children):
             widget.close()
         self.model = None
         super().close()
@@ -76,9 +86,23 @@ class DrawPad(widgets.HBox):
         self.canvas.clear()
         self.canvas.fill_style = "white"
         self.canvas.fill_rect(0, 0, self.size, self.size)
+        self._pick_up_pen()
+        self._show(None)
+
+    def _pick_up_pen(self):
         self.canvas.stroke_style = self.canvas.fill_style = "black"
         self.canvas.line_width, self.canvas.line_cap, self.canvas.line_join = self.line_width, "round", "round"
-        self._show(None)
+
+    def _new_view(self):
+        """A page has just shown the pad (Voilà runs the notebook before any page opens; JupyterLab draws an output
+        again when a notebook is reopened): send it the drawing so far and the pen."""
+        self.canvas._canvas_manager._current_canvas = None  # else ipycanvas never tells the page which canvas
+        self.canvas.put_image_data(np.asarray(self.image.convert("RGB")), 0, 0)
+        self._pick_up_pen()
+
+    def set_line_width(self, width):
+        """Draw the next strokes ``width`` pixels wide."""
+        self.line_width = self.canvas.line_width = width
 
     def pen_down(self, x, y):
         self._last = (x, y)
@@ -88,6 +112,8 @@ class DrawPad(widgets.HBox):
         if self._last is not None:
             self.stroke(*self._last, x, y)
             self._last = (x, y)
+            if time.monotonic() - self._read_at >= self.EVERY:
+                self.predict()
 
     def pen_up(self, x, y):
         if self._last is not None:
@@ -104,6 +130,7 @@ class DrawPad(widgets.HBox):
 
     def predict(self):
         """Read the drawing; return the 10 probabilities (or ``None`` for an empty canvas) and show them."""
+        self._read_at = time.monotonic()
         try:
             X = preprocess_drawing(self.image)
         except EmptyImageError:

@@ -2,6 +2,7 @@ import gc
 import re
 import weakref
 
+import numpy as np
 import torch
 
 from mnist_lab import History, build_model
@@ -93,3 +94,52 @@ def test_live_curves_print_a_line_outside_jupyter(capsys):
                                 "eval_loss": 0.4}])
     assert LiveCurves().on_epoch_end(None, history) is False
     assert capsys.readouterr().out.strip() == "epoch 1: train loss 0.5000, test accuracy 0.9000"
+
+
+def ink_columns(pad, row=140):
+    return int((np.asarray(pad.image)[row] < 128).sum())
+
+
+def test_the_pen_width_slider_sets_the_width_of_the_next_strokes():
+    pad = DrawPad(build_model("quick", seed=0).eval())
+    for width in (6, 30):
+        pad.clear()
+        pad.pen_width.value = width
+        pad.pen_down(140, 60)
+        pad.pen_move(140, 220)
+        pad.pen_up(0, 0)
+        assert pad.line_width == width and abs(ink_columns(pad) - width) <= 2
+
+
+def test_the_pad_reads_while_the_pen_moves():
+    pad = DrawPad(build_model("quick", seed=0).eval())
+    pad.EVERY = 0.0  # read at every move
+    pad.pen_down(140, 40)
+    pad.pen_move(140, 200)
+    assert pad.probabilities is not None and "予測" in pad.prediction.value  # before the pen is lifted
+    pad.clear()
+    pad.EVERY = 3600.0
+    pad.pen_down(140, 40)
+    pad.pen_move(140, 200)
+    assert "何か書いてください" in pad.prediction.value  # throttled: no reading yet ...
+    pad.pen_up(0, 0)
+    assert "予測" in pad.prediction.value  # ... until the pen is lifted
+
+
+def test_a_new_page_gets_the_drawing_and_the_pen():
+    """Voilà runs the notebook before the page opens: when the page's canvas appears, it must be told which canvas
+    to draw on and be given what is drawn so far."""
+    pad = DrawPad(build_model("quick", seed=0).eval())
+    draw_one(pad)
+    sent = []
+    manager = pad.canvas._canvas_manager
+    original = manager._send_custom
+    manager._send_custom = lambda command, buffers=None: sent.append(command)
+    try:
+        pad.canvas._handle_frontend_event(None, {"event": "client_ready"}, [])
+    finally:
+        manager._send_custom = original
+    from ipycanvas.canvas import COMMANDS
+
+    assert sent and sent[0][0] == COMMANDS["switchCanvas"]
+    assert COMMANDS["putImageData"] in [c[0] for c in sent if isinstance(c, list) and c and isinstance(c[0], int)]
