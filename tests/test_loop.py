@@ -20,7 +20,7 @@ PACKAGE = REPO / "mnist_lab"
 # Lowest first: a module may import only modules before it in this list (README: パッケージの中身).
 LAYERS = ["errors", "files", "inference", "device", "metrics", "data", "models", "augment", "recipes", "history",
           "checkpoint", "runs", "preprocess", "plots", "callbacks", "train", "compare", "exercises", "widgets",
-          "report", "cli", "__main__"]
+          "app", "report", "cli", "__main__"]
 
 
 def notebook_train_step(model, config):

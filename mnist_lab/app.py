@@ -1,0 +1,130 @@
+"""The draw pad as a web app: ``mnist-lab app [CHECKPOINT]`` serves ``mnist_lab/app.ipynb`` with Voilà.
+
+The page is the notebook's :class:`~mnist_lab.widgets.DrawPad` and nothing else (Voilà shows a notebook's outputs,
+never its code), so the app reads a drawing exactly as the lesson's pad does. The same page opens inside JupyterLab
+as ``/voila/render/mnist_lab/app.ipynb`` (behind the hub too: ``/user/NAME/voila/render/...``).
+
+Safe by default: the server listens on 127.0.0.1 only and asks for a random token (other users of a shared server
+can reach its loopback too); ``--no-token`` is allowed on loopback only. A kernel is started and the notebook run
+before the first visit (Voilà's pre-heated kernel), so the page is ready as soon as the server says so.
+"""
+
+import asyncio
+import errno
+import logging
+import os
+import secrets
+import socket
+from pathlib import Path
+
+import ipywidgets as widgets
+
+from .checkpoint import load_checkpoint, read_checkpoint
+from .errors import UserError
+from .widgets import DrawPad
+
+APP_NOTEBOOK = Path(__file__).with_name("app.ipynb")
+PAD_MODEL = Path(__file__).with_name("pad_model.pt")
+CHECKPOINT_ENV = "MNIST_LAB_APP_CHECKPOINT"  # how `mnist-lab app CHECKPOINT` tells the page's kernel
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+READY = "is filled with"  # Voilà's log line once the pre-heated kernel has run the notebook
+
+
+def model_source(checkpoint=None):
+    """Return ``(path, words)``: the checkpoint the app reads with, and a Japanese phrase saying where it is from."""
+    path = checkpoint or os.environ.get(CHECKPOINT_ENV)
+    if path:
+        return Path(path), f"チェックポイント {path}"
+    return PAD_MODEL, "同梱のパッド用モデル mnist_lab/pad_model.pt（手書き風のデータ拡張で学習: --preset pad）"
+
+
+def drawing_app(checkpoint=None):
+    """Return the app's widget: a title line naming the model and its test accuracy, and a :class:`DrawPad`.
+
+    The model is read on the CPU: one drawing needs no GPU, and a shared GPU's memory is kept for training.
+    """
+    path, words = model_source(checkpoint)
+    model, ckpt = load_checkpoint(path)
+    accuracy = ckpt.get("metrics", {}).get("test_accuracy")
+    score = f"、MNIST テスト正解率 {accuracy:.2%}" if isinstance(accuracy, float) else ""
+    source = widgets.HTML(f"モデル: {words} — {ckpt['model']}{score}").add_class("mnist-model-source")
+    return widgets.VBox([source, DrawPad(model)])
+
+
+def checked_address(host, port, token):
+    """Return ``token`` to use (a new random one for ``None``); :class:`UserError` if ``host:port`` cannot be
+    listened on or a server off loopback would have no token."""
+    if not token and token is not None and host not in LOOPBACK:
+        raise UserError(f"{host} で待ち受けるときはトークンが必要です。--no-token を外してください"
+                        "（同じネットワークの誰でも開けてしまいます）。")
+    if not 0 < port < 65536:
+        raise UserError(f"ポート番号 {port} は使えません。1〜65535 の番号を --port に指定してください。")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server itself binds
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise UserError(f"ポート {port} はほかのプログラムが使っています。--port 8867 のように別の番号を"
+                                "指定してください（ssh -L の番号も合わせて）。") from e
+            raise UserError(f"{host}:{port} で待ち受けられません（{e.strerror}）。--host と --port を確かめてください。") from e
+    return secrets.token_urlsafe(24) if token is None else token
+
+
+class _ReadyLine(logging.Handler):
+    """Print the app's URL, in Japanese, once Voilà has run the notebook in its waiting kernel: from then on a
+    page opens at once. (Voilà logs when the kernel has started; the notebook's run is its pool's render task.)"""
+
+    def __init__(self, app, url):
+        super().__init__(logging.INFO)
+        self.app, self.url, self.said = app, url, False
+
+    def emit(self, record):
+        if not self.said and READY in record.getMessage():
+            self.said = True
+            asyncio.ensure_future(self._after_the_notebook_ran())
+
+    async def _after_the_notebook_ran(self):
+        for pool in self.app.kernel_manager._pools.values():  # Voilà 0.5's pre-heated kernels
+            for kernel in pool:
+                await (await kernel)["task"]
+        print(f"アプリの準備ができました。ブラウザで開いてください: {self.url}\n"
+              "（サーバーの上で動かしているときは ssh -L でこのポートをつないでから。止めるには Ctrl+C）", flush=True)
+
+
+def serve(checkpoint=None, host="127.0.0.1", port=8866, token=None):
+    """Serve the app until Ctrl+C. ``token=None`` makes a random token; ``""`` means none (loopback only).
+
+    The checkpoint and the address are checked first, so a mistake is one line, not a server that fails later.
+    """
+    from voila.app import Voila  # only this command needs Voilà
+
+    path, _ = model_source(checkpoint)
+    read_checkpoint(path)
+    token = checked_address(host, port, token)
+    if checkpoint:
+        os.environ[CHECKPOINT_ENV] = str(Path(checkpoint).resolve())  # the page's kernel inherits it
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
+    if host in ("0.0.0.0", "::"):
+        url += f"  （{host} はこのマシンの IP アドレスに置き換えて開いてください）"
+    app = Voila()
+    app.initialize([str(APP_NOTEBOOK), "--no-browser", f"--Voila.ip={host}", f"--port={port}",
+                    "--Voila.port_retries=0", f"--token={token}", "--preheat_kernel=True", "--pool_size=1",
+                    "--Voila.log_level=INFO", "--theme=light", "--KernelManager.transport=ipc",
+                    "--VoilaKernelManager.fill_delay=20"])
+    for handler in app.log.handlers:  # keep Voilà's English information lines off the student's screen
+        handler.setLevel(logging.WARNING)
+        handler.addFilter(lambda record: "is not trusted" not in record.getMessage())  # it has no outputs to trust
+    app.log.addHandler(_ReadyLine(app, url))
+    logging.getLogger("tornado.general").setLevel(logging.ERROR)  # an English note on websocket ping defaults
+    print(f"アプリを起動しています（{_words(path, checkpoint)}）…", flush=True)
+    app.start()  # until Ctrl+C; then Voilà shuts its kernels down
+    print("アプリを止めました。", flush=True)
+    return 0
+
+
+def _words(path, checkpoint):
+    return f"モデル: {path}" if checkpoint else "モデル: 同梱のパッド用モデル"
+

@@ -1,0 +1,231 @@
+"""The draw pad as a web app (``mnist-lab app``): its checks before serving, its model, and a real Chromium drawing
+on it with the mouse and, as on a phone, with touch events.
+
+With MNIST_LAB_UPDATE_SCREENSHOTS=1 the browser test replaces resources/app.png, which the README shows.
+"""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+
+import pytest
+from jupyter_helpers import CHROMIUM, CHROMIUM_ARGS, REPO, require_browser
+
+from mnist_lab import UserError
+from mnist_lab.app import CHECKPOINT_ENV, PAD_MODEL, checked_address, drawing_app, model_source
+from mnist_lab.checkpoint import read_checkpoint
+from mnist_lab.widgets import DrawPad
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from handwriting import drawings, render, upright
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "mnist_lab", *args], check=False, capture_output=True, text=True,
+                          timeout=120,
+                          cwd=cwd, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+# --- before serving: one line for every mistake ------------------------------------------------------------------
+
+def test_a_port_in_use_is_one_japanese_line():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(UserError, match=f"ポート {port} はほかのプログラムが使っています"):
+            checked_address("127.0.0.1", port, None)
+        result = run_cli("app", "--port", str(port))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "--port" in result.stderr
+
+
+def test_a_token_is_made_unless_refused_and_only_loopback_may_go_without():
+    port = free_port()
+    token = checked_address("127.0.0.1", port, None)
+    assert len(token) >= 24 and token != checked_address("127.0.0.1", port, None)
+    assert checked_address("127.0.0.1", port, "") == ""
+    with pytest.raises(UserError, match="トークンが必要"):
+        checked_address("0.0.0.0", port, "")
+    with pytest.raises(UserError, match="ポート番号 70000"):
+        checked_address("127.0.0.1", 70000, None)
+
+
+@pytest.mark.parametrize("checkpoint, message", [("missing.pt", "見つかりません"), ("notes.txt", "読めません")])
+def test_a_bad_checkpoint_is_one_line_before_any_server_starts(tmp_path, checkpoint, message):
+    (tmp_path / "notes.txt").write_text("not a model")
+    result = run_cli("app", checkpoint, "--port", str(free_port()), cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout == ""  # nothing was started
+
+
+# --- the model the app reads with --------------------------------------------------------------------------------
+
+def test_the_shipped_pad_model_is_small_and_made_by_the_pad_recipe():
+    assert PAD_MODEL.stat().st_size < 200_000
+    ckpt = read_checkpoint(PAD_MODEL)
+    assert ckpt["model"] == "quick" and ckpt["config"]["drawings"] is True
+    assert ckpt["metrics"]["test_accuracy"] > 0.985
+
+
+def test_the_pad_model_reads_the_drawn_set_better_than_by_chance_and_names_itself():
+    import torch
+
+    from mnist_lab.checkpoint import load_checkpoint
+    from mnist_lab.inference import predict_proba
+    from mnist_lab.preprocess import preprocess_drawing
+
+    model, _ = load_checkpoint(PAD_MODEL)
+    items = drawings(24, seed=0)
+    X = torch.cat([preprocess_drawing(render(strokes, width)) for _, _, strokes, width in items])
+    y = torch.tensor([digit for digit, *_ in items])
+    assert (predict_proba(model, X).argmax(1) == y).float().mean() >= 0.95  # benchmarks/pad_model.py: the figures
+
+
+def test_the_app_widget_says_which_model_it_reads_with(tmp_path, monkeypatch):
+    monkeypatch.delenv(CHECKPOINT_ENV, raising=False)
+    app = drawing_app()
+    source, pad = app.children
+    assert "同梱のパッド用モデル" in source.value and "テスト正解率" in source.value and isinstance(pad, DrawPad)
+    assert next(pad.model.parameters()).device.type == "cpu"
+    monkeypatch.setenv(CHECKPOINT_ENV, str(PAD_MODEL))
+    assert model_source() == (PAD_MODEL, f"チェックポイント {PAD_MODEL}")
+
+
+# --- in a real browser ---------------------------------------------------------------------------------------------
+
+@contextmanager
+def app_server(*args):
+    """Run ``mnist-lab app`` on a free port; yield ``(url with token, seconds it took to say it is ready)``."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "mnist_lab", "app", "--port", str(port), *args],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        start, url = time.monotonic(), None
+        for line in process.stdout:
+            found = re.search(r"(http://127\.0\.0\.1:\d+/\S*)", line)
+            if found:
+                url = found.group(1)
+                break
+        assert url, f"the app never said it was ready: {process.stderr.read()[-2000:]}"
+        yield url, time.monotonic() - start
+    finally:
+        process.send_signal(signal.SIGINT)  # as Ctrl+C
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        rest = process.stdout.read()
+        assert "アプリを止めました" in rest and process.returncode == 0, process.stderr.read()[-2000:]
+
+
+def draw_with_mouse(page, canvas, strokes):
+    box = canvas.bounding_box()
+    for stroke in strokes:
+        page.mouse.move(box["x"] + stroke[0][0], box["y"] + stroke[0][1])
+        page.mouse.down()
+        for x, y in stroke[1:]:
+            page.mouse.move(box["x"] + x, box["y"] + y)
+        page.mouse.up()
+
+
+def draw_with_finger(page, canvas, strokes):
+    """Touch events, as a phone sends them (Chrome DevTools Protocol: touchStart, touchMove..., touchEnd)."""
+    box = canvas.bounding_box()
+    cdp = page.context.new_cdp_session(page)
+    for stroke in strokes:
+        points = [{"x": box["x"] + x, "y": box["y"] + y} for x, y in stroke]
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [points[0]]})
+        for point in points[1:]:
+            cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [point]})
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+
+
+def dark_run(page, canvas, row):
+    """The number of dark pixels in one row of the page's canvas (what the student sees)."""
+    return canvas.evaluate("""(c, row) => { const d = c.getContext('2d').getImageData(0, row, c.width, 1).data;
+                                           let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i] < 128) n++;
+                                           return n; }""", row)
+
+
+def expect_digit(prediction, digit):
+    from playwright.sync_api import expect
+
+    expect(prediction).to_contain_text(f"予測: {digit}", timeout=30_000)
+
+
+MOUSE = [(7, "crossbar"), (1, "flag"), (0, "oval"), (4, "open")]  # continental 7 and 1 among them
+FINGER = [(2, "curve"), (9, "straight")]
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_drawing_on_the_app_with_mouse_and_finger(tmp_path):
+    require_browser()
+    from playwright.sync_api import expect, sync_playwright
+
+    shots = REPO / "resources" if os.environ.get("MNIST_LAB_UPDATE_SCREENSHOTS") == "1" else tmp_path
+    with app_server() as (url, _), sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        base = url.split("?")[0]
+        for wrong in ("", "?token=wrong", "api/kernels", "api/kernels?token=wrong"):  # only the login page
+            with urllib.request.urlopen(base + wrong) as response:
+                assert "/login" in response.url and "mnist" not in response.read().decode()
+        page = browser.new_page(viewport={"width": 640, "height": 800})
+        page.goto(url)
+        prediction, canvas = page.locator(".mnist-prediction"), page.locator("canvas").last
+        expect(prediction).to_contain_text("何か書いてください", timeout=60_000)
+        expect(page.locator(".mnist-model-source")).to_contain_text("同梱のパッド用モデル")
+        for digit, style in MOUSE:
+            draw_with_mouse(page, canvas, upright(digit, style)[0])
+            expect_digit(prediction, digit)
+            expect(page.locator(".mnist-seen img")).to_have_count(1)
+            if digit != MOUSE[-1][0]:
+                page.get_by_role("button", name="消す").click()
+                expect(prediction).to_contain_text("何か書いてください", timeout=30_000)
+        page.screenshot(path=str(shots / "app.png"), full_page=True)
+        assert dark_run(page, canvas, 140) > 0
+
+        page.get_by_role("button", name="消す").click()
+        expect(prediction).to_contain_text("何か書いてください", timeout=30_000)
+        assert dark_run(page, canvas, 140) == 0
+        widths = {}
+        for width in (22, 6):
+            readout = page.locator(".mnist-pen-width .widget-readout")
+            readout.click()
+            page.keyboard.press("Control+A")
+            page.keyboard.type(str(width))
+            page.keyboard.press("Enter")
+            expect(readout).to_have_text(str(width))
+            page.get_by_role("button", name="消す").click()
+            expect(prediction).to_contain_text("何か書いてください", timeout=30_000)
+            draw_with_mouse(page, canvas, [[(140, 60), (140, 220)]])
+            expect_digit(prediction, 1)
+            widths[width] = dark_run(page, canvas, 140)
+        assert abs(widths[22] - 22) <= 3 and abs(widths[6] - 6) <= 3, widths
+
+        phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
+                                    device_scale_factor=2).new_page()
+        phone.goto(url)
+        prediction, canvas = phone.locator(".mnist-prediction"), phone.locator("canvas").last
+        expect(prediction).to_contain_text("何か書いてください", timeout=120_000)
+        canvas.scroll_into_view_if_needed()
+        for digit, style in FINGER:
+            draw_with_finger(phone, canvas, upright(digit, style, height=180)[0])
+            expect_digit(prediction, digit)
+            phone.get_by_role("button", name="消す").tap()
+            expect(prediction).to_contain_text("何か書いてください", timeout=30_000)
+        browser.close()
