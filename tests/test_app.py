@@ -229,3 +229,23 @@ def test_drawing_on_the_app_with_mouse_and_finger(tmp_path):
             phone.get_by_role("button", name="消す").tap()
             expect(prediction).to_contain_text("何か書いてください", timeout=30_000)
         browser.close()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_the_same_page_inside_jupyterlab(tmp_path):
+    """JupyterLab (the Docker image, the hub) serves the app as /voila/render/mnist_lab/app.ipynb, no command needed."""
+    require_browser()
+    from jupyter_helpers import clean_copy, jupyter_lab
+    from playwright.sync_api import expect, sync_playwright
+
+    root = clean_copy(tmp_path / "repo")
+    with jupyter_lab(root) as (url, token), sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 640, "height": 800})
+        page.goto(f"{url}/voila/render/mnist_lab/app.ipynb?token={token}")
+        prediction = page.locator(".mnist-prediction")
+        expect(prediction).to_contain_text("何か書いてください", timeout=120_000)
+        draw_with_mouse(page, page.locator("canvas").last, upright(7, "plain")[0])
+        expect_digit(prediction, 7)
+        browser.close()
