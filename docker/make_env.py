@@ -1,12 +1,16 @@
-"""Write .env for `docker compose`: your user name, UID/GID, a free port, a random token and a GPU.
+"""Write .env for `docker compose`: your user name, UID/GID, a free port, a random token, a GPU and limits.
 
-    python docker/make_env.py [--gpu N] [--port P] [--cuda cu126] [--force]
+    python docker/make_env.py [--gpu N] [--port P] [--cuda cu126] [--memory 16g] [--cpus 4] [--force]
 
-Prints the ssh -L command and the URL to open. Uses only the standard library (run it with the server's python3).
+The GPU follows docker/gpu_policy.py: the one you had (from an earlier .env), else the one with the fewest other
+mnist-lab containers, capped by --max-per-gpu. The port is one no container, running or stopped, has claimed (a
+stopped one wants its port back on its next start). Prints the ssh -L command and the URL to open. Every mistake is
+one line. Standard library only: run it with the server's python3.
 """
 
 import argparse
 import getpass
+import json
 import os
 import re
 import secrets
@@ -17,8 +21,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from gpu_policy import choose_gpu, parse_nvidia_smi
+
 REPO = Path(__file__).resolve().parents[1]
 PORTS = range(8800, 9000)
+MIN_DOCKER = (28, 0)  # older engines expose ports published on 127.0.0.1 to the local network (moby#45610)
 
 
 def port_is_free(port):
@@ -30,27 +37,88 @@ def port_is_free(port):
     return True
 
 
-def free_port(uid):
-    """A free port, starting from one derived from the UID so students rarely even try the same one."""
+def free_port(uid, claimed=()):
+    """A free port no container has claimed, starting from one derived from the UID so students rarely even try the
+    same one."""
     start = uid % len(PORTS)
     for offset in range(len(PORTS)):
         port = PORTS[(start + offset) % len(PORTS)]
-        if port_is_free(port):
+        if port not in claimed and port_is_free(port):
             return port
     sys.exit(f"エラー: {PORTS.start}〜{PORTS.stop - 1} に空いているポートがありません。--port で指定してください。")
 
 
-def least_used_gpu():
-    """The index of the GPU with the most free memory, from nvidia-smi; 0 when there is no nvidia-smi."""
+def server_gpus():
+    """The server's GPUs from nvidia-smi (``[]`` without nvidia-smi); one line and exit when it cannot read them."""
     if not shutil.which("nvidia-smi"):
+        return []
+    result = subprocess.run(["nvidia-smi", "--query-gpu=index,memory.free", "--format=csv,noheader,nounits"],
+                            capture_output=True, text=True, check=False)
+    try:
+        if result.returncode != 0:
+            raise ValueError((result.stdout + result.stderr).strip().splitlines()[0] if result.stdout + result.stderr
+                             else f"終了コード {result.returncode}")
+        return parse_nvidia_smi(result.stdout)
+    except ValueError as e:
+        sys.exit(f"エラー: nvidia-smi が GPU を読めません（{e}）。ドライバーを確かめるか、--gpu で番号を指定してください。")
+
+
+def docker_claims(own_project):
+    """Return ``(ports, gpus)``: the host ports and GPU indices of the other mnist-lab containers, running or
+    stopped, as ``docker inspect`` reports them; empty when docker cannot be asked (then a one-line note)."""
+    try:
+        ids = subprocess.run(["docker", "ps", "-aq", "--filter", "label=com.docker.compose.service=jupyter"],
+                             capture_output=True, text=True, check=True, timeout=30).stdout.split()
+        found = json.loads(subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, check=True,
+                                          timeout=30).stdout) if ids else []
+    except (OSError, subprocess.SubprocessError, ValueError):
+        print("注意: docker に聞けなかったので、ほかの人のコンテナのポートと GPU を考えずに選びます。", file=sys.stderr)
+        return set(), []
+    ports, gpus = set(), []
+    for container in found:
+        if container["Config"]["Labels"].get("com.docker.compose.project") == own_project:
+            continue
+        host = container["HostConfig"]
+        for bindings in (host.get("PortBindings") or {}).values():
+            ports.update(int(b["HostPort"]) for b in bindings or () if b.get("HostPort", "").isdigit())
+        for request in host.get("DeviceRequests") or ():
+            gpus += [int(i) for i in request.get("DeviceIDs") or () if str(i).isdigit()]
+    return ports, gpus
+
+
+def previous_values(path):
+    """The settings of an earlier .env at ``path`` (``{}`` if none)."""
+    if not path.is_file():
+        return {}
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and line[0] != "#")
+
+
+def chosen_gpu(args, previous, claimed_gpus):
+    """The GPU to write: --gpu, else gpu_policy's choice among the server's GPUs (0 on a server without any)."""
+    if args.gpu is not None:
+        return args.gpu
+    gpus = server_gpus()
+    if not gpus:
         return 0
-    out = subprocess.run(["nvidia-smi", "--query-gpu=index,memory.free", "--format=csv,noheader,nounits"],
-                         capture_output=True, text=True, check=False).stdout
-    rows = [tuple(int(v) for v in line.split(",")) for line in out.strip().splitlines() if line.strip()]
-    return max(rows, key=lambda row: row[1])[0] if rows else 0
+    earlier = int(previous["GPU_ID"]) if previous.get("GPU_ID", "").isdigit() else None
+    gpu = choose_gpu(gpus, claimed_gpus, args.max_per_gpu, earlier)
+    if gpu is None:
+        sys.exit(f"エラー: どの GPU もすでに {args.max_per_gpu} 人が使っています。空くのを待つか、先生に相談してください。")
+    return gpu
 
 
-def env_text(user, uid, gid, port, token, gpu, cuda):
+def check_docker_version():
+    """A one-line warning when the Docker engine is older than MIN_DOCKER (or cannot be asked)."""
+    result = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True, text=True,
+                            check=False) if shutil.which("docker") else None
+    found = re.match(r"(\d+)\.(\d+)", result.stdout.strip()) if result and result.returncode == 0 else None
+    if found and tuple(map(int, found.groups())) < MIN_DOCKER:
+        print(f"注意: Docker {result.stdout.strip()} は古すぎます（{'.'.join(map(str, MIN_DOCKER))} 以上が必要）。"
+              "127.0.0.1 に出したポートが同じネットワークから見えてしまいます。管理者に更新を頼んでください。",
+              file=sys.stderr)
+
+
+def env_text(user, uid, gid, port, token, gpu, cuda, memory="16g", cpus="4"):
     return "\n".join([
         "# Written by docker/make_env.py for one student. Keep it private: it holds your Jupyter token.",
         f"MNIST_LAB_USER={user}",
@@ -60,13 +128,19 @@ def env_text(user, uid, gid, port, token, gpu, cuda):
         f"JUPYTER_TOKEN={token}",
         f"GPU_ID={gpu}",
         f"CUDA={cuda}",
+        f"MEM_LIMIT={memory}",
+        f"CPUS={cpus}",
         "",
     ])
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=".env を作る（docker compose 用）")
-    parser.add_argument("--gpu", type=int, default=None, help="使う GPU の番号（既定: 空きメモリが一番多い GPU）")
+    parser.add_argument("--gpu", type=int, default=None,
+                        help="使う GPU の番号（既定: 前の .env の GPU、なければほかの人が一番少ない GPU）")
+    parser.add_argument("--max-per-gpu", type=int, default=None, help="1 つの GPU を使う人数の上限（既定: なし）")
+    parser.add_argument("--memory", default="16g", help="コンテナのメモリの上限（既定: 16g）")
+    parser.add_argument("--cpus", default="4", help="コンテナが使える CPU コア数（既定: 4）")
     parser.add_argument("--port", type=int, default=None, help="サーバー側のポート（既定: 8800〜8999 の空き）")
     parser.add_argument("--cuda", default="cu126", help="PyTorch の CUDA 版: cu126, cu118 など（既定: cu126）")
     parser.add_argument("--force", action="store_true", help="既にある .env を上書きする（既定: しない）")
@@ -76,6 +150,8 @@ def main(argv=None):
     path = Path(args.output)
     if path.exists() and not args.force:
         sys.exit(f"エラー: {path} は既にあります（トークンが変わらないよう上書きしません）。作り直すなら --force を付けてください。")
+    if not re.fullmatch(r"\d+[kmg]", args.memory) or not re.fullmatch(r"\d+(\.\d+)?", args.cpus):
+        sys.exit(f"エラー: --memory は 16g のように、--cpus は 4 のように指定してください（今は {args.memory}, {args.cpus}）。")
     if not re.fullmatch(r"cu\d{3}", args.cuda):
         sys.exit(f"エラー: --cuda は cu126 や cu118 の形で指定してください（今は {args.cuda}）。")
     if args.port is not None and not port_is_free(args.port):
@@ -84,10 +160,14 @@ def main(argv=None):
     if uid == 0:
         sys.exit("エラー: root では .env を作りません（コンテナを root で動かさないため）。自分のユーザーで実行してください。")
     user = re.sub(r"[^a-z0-9_-]", "-", getpass.getuser().lower()) or f"uid{uid}"
-    port = args.port or free_port(uid)
+    check_docker_version()
+    claimed_ports, claimed_gpus = docker_claims(f"mnist-lab-{user}")
+    if args.port is not None and args.port in claimed_ports:
+        sys.exit(f"エラー: ポート {args.port} は止まっているほかのコンテナが使う番号です。別の番号にするか、--port を省いてください。")
+    port = args.port or free_port(uid, claimed_ports)
     token = secrets.token_hex(24)
-    gpu = least_used_gpu() if args.gpu is None else args.gpu
-    path.write_text(env_text(user, uid, gid, port, token, gpu, args.cuda))
+    gpu = chosen_gpu(args, previous_values(path), claimed_gpus)
+    path.write_text(env_text(user, uid, gid, port, token, gpu, args.cuda, args.memory, args.cpus))
     path.chmod(stat.S_IRUSR | stat.S_IWUSR)  # 0600: only you can read your token
     print(f"{path} を書きました（ユーザー {user}, UID {uid}, ポート {port}, GPU {gpu}）。次に:\n"
           f"  docker compose up -d\n"

@@ -1,0 +1,58 @@
+"""Which GPU a student gets on a shared server: spread the students, never crowd one GPU, keep a student's GPU.
+
+The rule, in order:
+1. a student keeps the GPU they had (their kernel's files and habits stay put), unless it is gone or full;
+2. otherwise the GPU with the fewest students; among those, the one with the most free memory; then the lowest
+   index (so an idle 4-GPU server gives its first four students four different GPUs);
+3. no GPU takes more than ``max_per_gpu`` students; when every GPU is full there is no GPU to give (``None``).
+
+Standard library only: docker/make_env.py runs it with the server's own python3.
+"""
+
+from collections import Counter
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class GPU:
+    index: int
+    free_mib: int = 0
+
+
+def choose_gpu(gpus, students, max_per_gpu=None, previous=None):
+    """Return the index of the GPU to give, or ``None`` when every GPU already has ``max_per_gpu`` students.
+
+    ``gpus``: the server's :class:`GPU` s. ``students``: the GPU index of every *other* student holding one
+    (a list with repeats, or a Counter). ``previous``: this student's GPU last time, if any.
+
+    >>> idle = [GPU(0), GPU(1), GPU(2), GPU(3)]
+    >>> [choose_gpu(idle, taken) for taken in ([], [0], [0, 1], [0, 1, 2])]
+    [0, 1, 2, 3]
+    >>> choose_gpu(idle, [0, 1, 2, 3], max_per_gpu=1) is None
+    True
+    >>> choose_gpu(idle, [0, 1, 2], previous=0)  # keeps GPU 0 though 3 is free
+    0
+    """
+    count = Counter(students)
+    open_gpus = [g for g in gpus if max_per_gpu is None or count[g.index] < max_per_gpu]
+    if previous is not None and any(g.index == previous for g in open_gpus):
+        return previous
+    if not open_gpus:
+        return None
+    return min(open_gpus, key=lambda g: (count[g.index], -g.free_mib, g.index)).index
+
+
+def parse_nvidia_smi(text):
+    """Return the :class:`GPU` s in ``nvidia-smi --query-gpu=index,memory.free --format=csv,noheader,nounits``
+    output; ``ValueError`` (with nvidia-smi's own first line) when it is anything else, e.g. a driver error.
+
+    >>> parse_nvidia_smi("0, 81000\\n1, 20000\\n")
+    [GPU(index=0, free_mib=81000), GPU(index=1, free_mib=20000)]
+    """
+    gpus = []
+    for line in text.strip().splitlines():
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) != 2 or not all(f.isdigit() for f in fields):
+            raise ValueError(line.strip())
+        gpus.append(GPU(int(fields[0]), int(fields[1])))
+    return gpus
