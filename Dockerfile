@@ -24,6 +24,12 @@ ENV VIRTUAL_ENV=/opt/venv \
     MPLCONFIGDIR=/tmp/matplotlib \
     MNIST_LAB_DATA=/work/data
 
+# nss_wrapper: a passwd entry for whatever UID the container runs as (docker/entrypoint.sh).
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libnss-wrapper \
+ && rm -rf /var/lib/apt/lists/*
+
 # PyTorch first, from its CUDA index; then the lesson's packages (requirements.txt keeps that torch).
 RUN python3 -m venv "$VIRTUAL_ENV" \
  && if [ -n "$TORCH_EXTRA_INDEX_URL" ]; then export PIP_EXTRA_INDEX_URL="$TORCH_EXTRA_INDEX_URL"; fi \
@@ -36,6 +42,7 @@ RUN pip install -r /tmp/requirements.txt \
 COPY docker/jupyter_server_config.py /opt/venv/etc/jupyter/jupyter_server_config.py
 COPY docker/overrides.json /opt/venv/share/jupyter/lab/settings/overrides.json
 COPY docker/healthcheck.py /opt/healthcheck.py
+COPY docker/entrypoint.sh /opt/entrypoint.sh
 
 # A non-root default user; docker-compose.yml runs the container as the student's own UID:GID instead.
 RUN useradd --uid 1000 --user-group --no-create-home --shell /bin/bash student \
@@ -45,4 +52,5 @@ USER 1000:1000
 WORKDIR /work
 EXPOSE 8888
 HEALTHCHECK --interval=30s --timeout=5s --start-period=40s --retries=3 CMD ["python", "/opt/healthcheck.py"]
+ENTRYPOINT ["/opt/entrypoint.sh"]
 CMD ["jupyter", "lab"]

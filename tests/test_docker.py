@@ -200,8 +200,8 @@ def container(image, mnist_root, tmp_path_factory):
     subprocess.run(["buildah", "rm", ctr], capture_output=True, check=False)
 
 
-def in_container(ctr, work, *cmd, env=(), **kwargs):
-    args = ["buildah", "run", "--isolation", "chroot", "-v", f"{work}:/work"]
+def in_container(ctr, work, *cmd, env=(), user=None, **kwargs):
+    args = ["buildah", "run", "--isolation", "chroot", "-v", f"{work}:/work", *(["--user", user] if user else [])]
     for item in env:
         args += ["-e", item]
     return subprocess.run([*args, ctr, "--", *cmd], capture_output=True, text=True, check=False, **kwargs)
@@ -218,6 +218,20 @@ def test_image_has_the_lesson_and_runs_as_a_student(container):
     assert result.returncode == 0, result.stderr
     uid, torch_version, where = result.stdout.split()
     assert uid == "1000" and torch_version.startswith("2.14.1") and where == "/work/mnist_lab/__init__.py"
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_any_uid_gets_a_name_inside(container):
+    """compose runs the image as the student's own UID, which the image's /etc/passwd does not know."""
+    ctr, work = container
+    config = json.loads(run("buildah", "inspect", "--type", "image", IMAGE))["Docker"]["config"]
+    assert config["Entrypoint"] == ["/opt/entrypoint.sh"]
+    result = in_container(ctr, work, "/opt/entrypoint.sh", "sh", "-c",
+                          "whoami && python -c 'import getpass, pathlib; print(getpass.getuser(), pathlib.Path.home())'",
+                          env=["MNIST_LAB_USER=hanako"], user="1234:1234")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["hanako", "hanako", "/tmp/home"]
 
 
 @pytest.mark.docker
@@ -247,6 +261,10 @@ def test_jupyterlab_needs_the_token(container):
         ok = urllib.request.urlopen(urllib.request.Request("http://127.0.0.1:8888/api/contents/main.ipynb?content=0",
                                                            headers={"Authorization": f"token {TOKEN}"}), timeout=5)
         assert ok.status == 200 and json.loads(ok.read())["name"] == "main.ipynb"
+        app = urllib.request.urlopen(urllib.request.Request("http://127.0.0.1:8888/voila/render/mnist_lab/app.ipynb",
+                                                            headers={"Authorization": f"token {TOKEN}"}), timeout=120)
+        page = app.read().decode()  # the draw-pad app, inside JupyterLab (README: お絵かきアプリ)
+        assert app.status == 200 and "application/vnd.jupyter.widget-view+json" in page and "Error" not in page
         health = in_container(ctr, work, "python", "/opt/healthcheck.py", env=[f"JUPYTER_TOKEN={TOKEN}"])
         assert health.returncode == 0, health.stderr
     finally:
@@ -263,3 +281,108 @@ def test_notebook_runs_inside_the_image(container):
     assert result.returncode == 0, result.stderr[-3000:]
     model = work / "runs" / "notebook" / "model.pt"
     assert model.is_file() and model.stat().st_uid == 1000  # written as the student, not root
+
+
+def test_compose_limits_each_students_container_and_tags_their_own_image(tmp_path):
+    config = json.loads(compose_config(tmp_path, make_env.env_text("hanako", 1234, 1234, 8801, "f" * 48, 1, "cu126",
+                                                                   "8g", "2")).stdout)
+    (service,) = config["services"].values()
+    assert service["image"] == "mnist-lab-hanako:cu126"  # a student's build never replaces another's image
+    assert int(service["mem_limit"]) == 8 * 2**30 == int(service["memswap_limit"])
+    assert float(service["cpus"]) == 2 and service["pids_limit"] == 1024
+
+
+FAKE_DOCKER = """#!/bin/sh
+# docker, as far as make_env.py asks it: the containers listed in $FAKE_DOCKER_STATE (JSON), and $FAKE_DOCKER_VERSION
+case "$1" in
+  version) echo "$FAKE_DOCKER_VERSION" ;;
+  ps) python3 -c "import json,os; [print(c['Id']) for c in json.load(open(os.environ['FAKE_DOCKER_STATE']))]" ;;
+  inspect) python3 -c "import json,os,sys; print(json.dumps([c for c in json.load(open(os.environ['FAKE_DOCKER_STATE']))
+if c['Id'] in sys.argv[1:]]))" "$@" ;;
+esac
+"""
+
+
+def fake_server(tmp_path, monkeypatch, nvidia_smi_output, exit_code=0, version="28.3.0"):
+    """PATH with a fake nvidia-smi (printing ``nvidia_smi_output``) and a fake docker; returns the containers' list."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "nvidia-smi").write_text(f"#!/bin/sh\ncat <<'EOF'\n{nvidia_smi_output}\nEOF\nexit {exit_code}\n")
+    (bin_dir / "docker").write_text(FAKE_DOCKER)
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    state = tmp_path / "containers.json"
+    state.write_text("[]")
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_DOCKER_STATE", str(state))
+    monkeypatch.setenv("FAKE_DOCKER_VERSION", version)
+    return state
+
+
+def student_starts(tmp_path, monkeypatch, state, name, uid, *args):
+    """``name`` runs make_env.py and `docker compose up` (recorded as a container in the fake docker)."""
+    monkeypatch.setattr(os, "getuid", lambda: uid)
+    monkeypatch.setattr(os, "getgid", lambda: uid)
+    monkeypatch.setattr(make_env.getpass, "getuser", lambda: name)
+    path = tmp_path / f"{name}.env"
+    assert make_env.main(["--output", str(path), *args]) == 0
+    values = make_env.previous_values(path)
+    containers = [c for c in json.loads(state.read_text())
+                  if c["Config"]["Labels"]["com.docker.compose.project"] != f"mnist-lab-{name}"]
+    containers.append({"Id": name, "Config": {"Labels": {"com.docker.compose.project": f"mnist-lab-{name}",
+                                                         "com.docker.compose.service": "jupyter"}},
+                       "HostConfig": {"PortBindings": {"8888/tcp": [{"HostIp": "127.0.0.1",
+                                                                     "HostPort": values["JUPYTER_PORT"]}]},
+                                      "DeviceRequests": [{"Driver": "nvidia", "DeviceIDs": [values["GPU_ID"]]}]}})
+    state.write_text(json.dumps(containers))
+    return values
+
+
+IDLE_4_GPUS = "0, 81000\n1, 81000\n2, 81000\n3, 81000"
+
+
+def test_make_env_spreads_students_over_an_idle_servers_gpus(tmp_path, monkeypatch):
+    state = fake_server(tmp_path, monkeypatch, IDLE_4_GPUS)
+    gpus = [student_starts(tmp_path, monkeypatch, state, name, 2000 + i)["GPU_ID"]
+            for i, name in enumerate(["aoi", "ren", "sora"])]
+    assert gpus == ["0", "1", "2"]
+    again = student_starts(tmp_path, monkeypatch, state, "aoi", 2000, "--force")  # a new .env keeps aoi's GPU
+    assert again["GPU_ID"] == "0"
+    assert student_starts(tmp_path, monkeypatch, state, "mio", 2010)["GPU_ID"] == "3"
+
+
+def test_make_env_caps_students_per_gpu(tmp_path, monkeypatch):
+    state = fake_server(tmp_path, monkeypatch, "0, 81000\n1, 81000")
+    for i, name in enumerate(["a", "b", "c", "d"]):
+        student_starts(tmp_path, monkeypatch, state, name, 2100 + i, "--max-per-gpu", "2")
+    with pytest.raises(SystemExit, match="2 人が使っています"):
+        student_starts(tmp_path, monkeypatch, state, "e", 2200, "--max-per-gpu", "2")
+
+
+def test_make_env_leaves_a_stopped_containers_port_alone(tmp_path, monkeypatch):
+    state = fake_server(tmp_path, monkeypatch, IDLE_4_GPUS)
+    uid = 2300
+    first = make_env.PORTS[uid % len(make_env.PORTS)]  # the port this UID tries first
+    state.write_text(json.dumps([{"Id": "stopped", "Config": {"Labels": {"com.docker.compose.project": "mnist-lab-x",
+                                                                         "com.docker.compose.service": "jupyter"}},
+                                  "HostConfig": {"PortBindings": {"8888/tcp": [{"HostPort": str(first)}]}}}]))
+    values = student_starts(tmp_path, monkeypatch, state, "kai", uid)
+    assert int(values["JUPYTER_PORT"]) != first
+    with pytest.raises(SystemExit, match=f"ポート {first} は止まっているほかのコンテナ"):
+        student_starts(tmp_path, monkeypatch, state, "rin", uid + 1, "--port", str(first))
+
+
+def test_make_env_says_in_one_line_when_nvidia_smi_fails(tmp_path, monkeypatch, capsys):
+    error = "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver."
+    state = fake_server(tmp_path, monkeypatch, error, exit_code=9)
+    with pytest.raises(SystemExit) as stopped:
+        student_starts(tmp_path, monkeypatch, state, "yui", 2400)
+    message = str(stopped.value)
+    assert "\n" not in message and "couldn't communicate" in message and "--gpu" in message
+    assert student_starts(tmp_path, monkeypatch, state, "yui", 2400, "--gpu", "1")["GPU_ID"] == "1"
+
+
+def test_make_env_warns_about_an_old_docker_engine(tmp_path, monkeypatch, capsys):
+    state = fake_server(tmp_path, monkeypatch, IDLE_4_GPUS, version="20.10.24+dfsg1")
+    student_starts(tmp_path, monkeypatch, state, "nao", 2500)
+    assert "Docker 20.10.24+dfsg1 は古すぎます" in capsys.readouterr().err
