@@ -64,9 +64,10 @@ class DrawPad(widgets.HBox):
         self.canvas.on_mouse_move(self.pen_move)
         self.canvas.on_mouse_up(self.pen_up)
         self.canvas.on_mouse_out(self.pen_up)
-        self.canvas.on_touch_start(lambda touches: self.pen_down(*touches[0]))
-        self.canvas.on_touch_move(lambda touches: self.pen_move(*touches[0]))
+        self.canvas.on_touch_start(lambda touches: touches and self.pen_down(*touches[0]))  # first finger only
+        self.canvas.on_touch_move(lambda touches: touches and self.pen_move(*touches[0]))
         self.canvas.on_touch_end(lambda touches: self.pen_up(0, 0))
+        self.canvas.on_touch_cancel(lambda touches: self.pen_up(0, 0))  # the system took the touch over
         self.clear_button.on_click(lambda _: self.clear())
         self.canvas.on_client_ready(self._new_view)
         self.clear()

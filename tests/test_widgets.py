@@ -143,3 +143,13 @@ def test_a_new_page_gets_the_drawing_and_the_pen():
 
     assert sent and sent[0][0] == COMMANDS["switchCanvas"]
     assert COMMANDS["putImageData"] in [c[0] for c in sent if isinstance(c, list) and c and isinstance(c[0], int)]
+
+
+def test_touch_events_draw_with_the_first_finger_and_an_empty_list_is_ignored():
+    pad = DrawPad(build_model("quick", seed=0).eval())
+    pad.canvas._handle_frontend_event(None, {"event": "touch_start", "touches": [{"x": 140, "y": 40}, {"x": 20, "y": 20}]}, [])
+    pad.canvas._handle_frontend_event(None, {"event": "touch_move", "touches": []}, [])
+    pad.canvas._handle_frontend_event(None, {"event": "touch_move", "touches": [{"x": 140, "y": 220}]}, [])
+    pad.canvas._handle_frontend_event(None, {"event": "touch_end", "touches": []}, [])
+    assert ink_columns(pad, 130) > 10 and "予測" in pad.prediction.value
+    assert np.asarray(pad.image)[20, 20] == 255  # the second finger drew nothing
