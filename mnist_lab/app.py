@@ -2,7 +2,7 @@
 
 The page is the notebook's :class:`~mnist_lab.widgets.DrawPad` and nothing else (Voilà shows a notebook's outputs,
 never its code), so the app reads a drawing exactly as the lesson's pad does. The same page opens inside JupyterLab
-as ``/voila/render/mnist_lab/app.ipynb`` (behind the hub too: ``/user/NAME/voila/render/...``).
+as ``/voila/render/mnist_lab/app.ipynb`` (behind a JupyterHub: ``/user/NAME/voila/render/...``).
 
 Safe by default: the server listens on 127.0.0.1 only and asks for a random token (other users of a shared server
 can reach its loopback too); ``--no-token`` is allowed on loopback only. A kernel is started and the notebook run
