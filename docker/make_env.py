@@ -54,10 +54,10 @@ def server_gpus():
         return []
     result = subprocess.run(["nvidia-smi", "--query-gpu=index,memory.free", "--format=csv,noheader,nounits"],
                             capture_output=True, text=True, check=False)
+    said = (result.stdout + result.stderr).strip()
     try:
         if result.returncode != 0:
-            raise ValueError((result.stdout + result.stderr).strip().splitlines()[0] if result.stdout + result.stderr
-                             else f"終了コード {result.returncode}")
+            raise ValueError(said.splitlines()[0] if said else f"終了コード {result.returncode}")
         return parse_nvidia_smi(result.stdout)
     except ValueError as e:
         sys.exit(f"エラー: nvidia-smi が GPU を読めません（{e}）。ドライバーを確かめるか、--gpu で番号を指定してください。")

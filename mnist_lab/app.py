@@ -27,7 +27,7 @@ APP_NOTEBOOK = Path(__file__).with_name("app.ipynb")
 PAD_MODEL = Path(__file__).with_name("pad_model.pt")
 CHECKPOINT_ENV = "MNIST_LAB_APP_CHECKPOINT"  # how `mnist-lab app CHECKPOINT` tells the page's kernel
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-READY = "is filled with"  # Voilà's log line once the pre-heated kernel has run the notebook
+READY = "is filled with"  # Voilà's log line once its waiting kernel has started (the notebook then runs in it)
 
 
 def model_source(checkpoint=None):
@@ -100,7 +100,7 @@ def serve(checkpoint=None, host="127.0.0.1", port=8866, token=None):
     """
     from voila.app import Voila  # only this command needs Voilà
 
-    path, _ = model_source(checkpoint)
+    path, words = model_source(checkpoint)
     read_checkpoint(path)
     token = checked_address(host, port, token)
     if checkpoint:
@@ -119,12 +119,8 @@ def serve(checkpoint=None, host="127.0.0.1", port=8866, token=None):
         handler.addFilter(lambda record: "is not trusted" not in record.getMessage())  # it has no outputs to trust
     app.log.addHandler(_ReadyLine(app, url))
     logging.getLogger("tornado.general").setLevel(logging.ERROR)  # an English note on websocket ping defaults
-    print(f"アプリを起動しています（{_words(path, checkpoint)}）…", flush=True)
+    print(f"アプリを起動しています（モデル: {words}）…", flush=True)
     app.start()  # until Ctrl+C; then Voilà shuts its kernels down
     print("アプリを止めました。", flush=True)
     return 0
-
-
-def _words(path, checkpoint):
-    return f"モデル: {path}" if checkpoint else "モデル: 同梱のパッド用モデル"
 

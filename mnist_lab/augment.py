@@ -93,8 +93,11 @@ def _rethickened(X, generator):
     grown = F.max_pool2d(X, 3, stride=1, padding=1)
     shrunk = -F.max_pool2d(-X, 3, stride=1, padding=1)
     ink = torch.where(u > 0, X + u * (grown - X), X - u * (shrunk - X)) - BACKGROUND
-    brightest = lambda Z: Z.amax((1, 2, 3), keepdim=True).clamp_min(1e-6)
-    return ink * brightest(X - BACKGROUND) / brightest(ink) + BACKGROUND
+    return ink * _brightest(X - BACKGROUND) / _brightest(ink) + BACKGROUND
+
+
+def _brightest(ink):
+    return ink.amax((1, 2, 3), keepdim=True).clamp_min(1e-6)
 
 
 def _wobbled(X, generator, pixels=1.0):

@@ -49,7 +49,7 @@ def clean_copy(destination):
     return destination
 
 
-def _free_port():
+def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -58,7 +58,7 @@ def _free_port():
 @contextmanager
 def jupyter_lab(root, env=None):
     """Start JupyterLab in ``root`` on 127.0.0.1 with a random token; yield ``(url, token)``; stop it after."""
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     settings = root / ".lab-settings"
     for name, values in LAB_SETTINGS.items():
         (settings / name).parent.mkdir(parents=True, exist_ok=True)
