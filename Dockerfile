@@ -1,10 +1,14 @@
-# GPU JupyterLab for the MNIST lesson: one container per student, started with `docker compose up -d`.
+# GPU JupyterLab for the MNIST lesson, one container per student, two ways (README「Docker で使う」):
+# - standalone: `docker compose up -d` (docker-compose.yml) mounts your clone at /work; JUPYTER_TOKEN guards it;
+# - spawned by the class's hub (hub/): `jupyterhub-singleuser` with the hub's token; /work is the student's own
+#   volume, and docker/entrypoint.sh puts the lesson (copied below) into it without overwriting their edits.
 # PyTorch's CUDA wheels bring their own CUDA runtime: the host needs only the NVIDIA driver and the NVIDIA
-# Container Toolkit (see README「Docker で使う」).
+# Container Toolkit.
 #
 #   CUDA=cu126 (default) | cu118 (old drivers, >= 450) | cu128 ...   -> the PyTorch wheel index to install from
 #   BASE_IMAGE                                                       -> CI builds this file on a Debian stand-in
-ARG BASE_IMAGE=python:3.11.11-slim-bookworm
+# The base is pinned by digest (a tag can be pushed again; a digest cannot), the packages by docker/requirements.lock.
+ARG BASE_IMAGE=python:3.11.11-slim-bookworm@sha256:081075da77b2b55c23c088251026fb69a7b2bf92471e491ff5fd75c192fd38e5
 FROM ${BASE_IMAGE}
 
 ARG CUDA=cu126
@@ -30,23 +34,33 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends libnss-wrapper \
  && rm -rf /var/lib/apt/lists/*
 
-# PyTorch first, from its CUDA index; then the lesson's packages (requirements.txt keeps that torch).
+# The lesson's packages exactly as locked (nothing resolved at build time: `python docker/lock.py` made the lock
+# from requirements.txt), then PyTorch from its CUDA index: what torch shares with the lesson (numpy, pillow,
+# sympy...) is already there at the locked version and stays; only torch's own CUDA packages are added.
+COPY docker/requirements.lock /tmp/requirements.lock
 RUN python3 -m venv "$VIRTUAL_ENV" \
- && if [ -n "$TORCH_EXTRA_INDEX_URL" ]; then export PIP_EXTRA_INDEX_URL="$TORCH_EXTRA_INDEX_URL"; fi \
- && pip install --index-url "$TORCH_INDEX_URL" torch==${TORCH_VERSION} torchvision==${TORCHVISION_VERSION}
-COPY requirements.txt /tmp/requirements.txt
-RUN pip install -r /tmp/requirements.txt \
- && rm /tmp/requirements.txt
+ && pip install --no-deps -r /tmp/requirements.lock \
+ && rm /tmp/requirements.lock
+RUN if [ -n "$TORCH_EXTRA_INDEX_URL" ]; then export PIP_EXTRA_INDEX_URL="$TORCH_EXTRA_INDEX_URL"; fi \
+ && pip install --index-url "$TORCH_INDEX_URL" torch==${TORCH_VERSION} torchvision==${TORCHVISION_VERSION} \
+ && pip check
 
 # JupyterLab's server and UI settings: token required, no root, idle kernels culled, kernel shut down with its tab.
 COPY docker/jupyter_server_config.py /opt/venv/etc/jupyter/jupyter_server_config.py
 COPY docker/overrides.json /opt/venv/share/jupyter/lab/settings/overrides.json
 COPY docker/healthcheck.py /opt/healthcheck.py
 COPY docker/entrypoint.sh /opt/entrypoint.sh
+COPY docker/lesson.py /opt/lesson.py
+# The lesson, for servers spawned by the hub (a standalone server mounts your clone at /work instead).
+COPY main.ipynb README.md /opt/mnist-lab/lesson/
+COPY mnist_lab /opt/mnist-lab/lesson/mnist_lab
+COPY resources /opt/mnist-lab/lesson/resources
 
-# A non-root default user; docker-compose.yml runs the container as the student's own UID:GID instead.
+# A non-root default user (the hub's servers run as it); docker-compose.yml runs the container as the student's
+# own UID:GID instead. /work belongs to it, so that a student's new volume there does too.
 RUN useradd --uid 1000 --user-group --no-create-home --shell /bin/bash student \
  && mkdir -p /work /tmp/home \
+ && chown 1000:1000 /work \
  && chmod 1777 /tmp/home \
  && chmod 755 /opt/entrypoint.sh
 USER 1000:1000

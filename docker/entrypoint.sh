@@ -1,10 +1,24 @@
 #!/bin/sh
 # Give whatever UID the container runs as (compose runs it as the student's own) a name, so that `whoami`,
 # getpass.getuser() and ~ work, without making /etc/passwd writable: nss_wrapper (LD_PRELOAD, set in the
-# Dockerfile for every process, `docker exec` too) reads /tmp/passwd, a copy with that one line added.
-line=""
-if ! grep -q "^[^:]*:[^:]*:$(id -u):" /etc/passwd; then
-    line="${MNIST_LAB_USER:-student}:x:$(id -u):$(id -g):mnist-lab student:${HOME:-/tmp}:/bin/bash"
+# Dockerfile for every process, `docker exec` too) reads /tmp/passwd, a copy with that UID's line (re)named.
+# The name: MNIST_LAB_USER (compose), else JUPYTERHUB_USER (spawned by the hub), else the image's own.
+uid=$(id -u)
+name="${MNIST_LAB_USER:-${JUPYTERHUB_USER:-}}"
+if [ -z "$name" ] && ! grep -q "^[^:]*:[^:]*:$uid:" /etc/passwd; then
+    name=student
 fi
-{ cat /etc/passwd; [ -z "$line" ] || echo "$line"; } >/tmp/passwd
+{
+    if [ -n "$name" ]; then
+        grep -v "^[^:]*:[^:]*:$uid:" /etc/passwd
+        echo "$name:x:$uid:$(id -g):mnist-lab student:${HOME:-/tmp}:/bin/bash"
+    else
+        cat /etc/passwd
+    fi
+} >/tmp/passwd
+
+# Spawned by the hub: /work is the student's own volume; put the lesson in it without touching their edits.
+if [ -n "${JUPYTERHUB_API_TOKEN:-}" ] && [ -d /opt/mnist-lab/lesson ]; then
+    python /opt/lesson.py /opt/mnist-lab/lesson /work || echo "lesson: could not update /work (see above)" >&2
+fi
 exec "$@"
