@@ -1,4 +1,5 @@
-"""Shared fixtures: the real MNIST copy (never skipped under CI=true) and one model trained on it."""
+"""Shared fixtures: the real MNIST copy (never skipped under CI=true), one model trained on it, and a real Docker
+engine with the lesson image built on it (tests/engine.py; test_docker.py and test_hub.py share them)."""
 
 import os
 from pathlib import Path
@@ -41,6 +42,30 @@ def trained(mnist, tmp_path_factory):
     history = fit(model, mnist, config, device="cpu", progress=False)
     path = save_checkpoint(tmp_path_factory.mktemp("run") / "model.pt", model, vars(config))
     return model, history, path
+
+
+LESSON_IMAGE = "mnist-lab-aoi:cu126"  # built once; tagged as ren's (compose) and as the class's (hub) too
+
+
+@pytest.fixture(scope="session")
+def engine():
+    from engine import docker_engine
+
+    with docker_engine() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def image(engine, tmp_path_factory):
+    """The Dockerfile as it is, built on the engine with a Debian stand-in base and the local torch wheels."""
+    from engine import STANDIN, build_image, import_standin, wheel_index
+
+    import_standin(engine, STANDIN, tmp_path_factory.mktemp("standin"))
+    with wheel_index() as index:
+        build_image(engine, REPO, LESSON_IMAGE, STANDIN, index)
+    for tag in ("mnist-lab-ren:cu126", "mnist-lab-class:cu126"):  # every layer from the cache: the same image
+        engine.docker("tag", LESSON_IMAGE, tag)
+    return LESSON_IMAGE
 
 
 REAL_MNIST = {"mnist_root", "mnist", "trained"}

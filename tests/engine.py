@@ -2,6 +2,11 @@
 stand-in for the image's base (no registry can be reached here), and the machine's PyTorch wheels served to
 ``docker build --network host`` from 127.0.0.1. Everything it creates is removed afterwards: the daemon, its
 folders and mounts, the docker0 bridge and the iptables rules it added.
+
+GPU device requests (``--gpus``, compose's ``devices``, DockerSpawner's ``device_requests``) go through dockerd's
+own NVIDIA driver, which only needs ``nvidia-container-runtime-hook`` on dockerd's PATH: the NVIDIA Container
+Toolkit's OCI hook. Here a stand-in hook accepts every container, so a device request is handled exactly as on a
+GPU server up to the hook (dockerd sets ``NVIDIA_VISIBLE_DEVICES`` to the chosen GPUs), without a GPU.
 """
 
 import functools
@@ -19,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+STANDIN = "mnist-lab-standin:bookworm"  # the tag import_standin gives the Debian stand-in base
 WHEELS = Path("/opt")  # /opt/pypi (and /opt/pypi-more: torch 2.14.1) as simple indexes, as on this machine
 DEBIAN = "http://deb.debian.org/debian"
 
@@ -45,10 +51,11 @@ class Engine:
         (config / "cli-plugins" / "docker-compose").symlink_to(Path(compose.__file__).parent / "docker-compose")
         self.env = {**os.environ, "DOCKER_HOST": f"unix://{root}/docker.sock", "DOCKER_CONFIG": str(config)}
 
-    def docker(self, *args, check=True, timeout=600, **kwargs):
-        """Run ``docker ARGS``; return its stdout, stripped (``check=False``: the CompletedProcess)."""
-        result = subprocess.run(["docker", *map(str, args)], check=False, env=self.env, capture_output=True,
-                                text=True, timeout=timeout, **kwargs)
+    def docker(self, *args, check=True, timeout=600, env=None, **kwargs):
+        """Run ``docker ARGS`` (``env``: more environment variables); return its stdout, stripped (``check=False``:
+        the CompletedProcess)."""
+        result = subprocess.run(["docker", *map(str, args)], check=False, env={**self.env, **(env or {})},
+                                capture_output=True, text=True, timeout=timeout, **kwargs)
         if not check:
             return result
         if result.returncode != 0:
@@ -62,6 +69,13 @@ class Engine:
         return json.loads(self.docker("inspect", name))[0]
 
 
+STANDIN_HOOK = """#!/bin/sh
+# Stand-in for the NVIDIA Container Toolkit's OCI prestart hook: read the container's state, accept it.
+cat >/dev/null
+exit 0
+"""
+
+
 @contextmanager
 def docker_engine():
     """Start dockerd in a temporary folder; yield an :class:`Engine`; stop it and remove what it created."""
@@ -69,9 +83,14 @@ def docker_engine():
     root = Path(tempfile.mkdtemp(prefix="mnist-dk-", dir="/tmp"))  # short: containerd's socket paths are limited
     rules = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
     had_bridge = Path("/sys/class/net/docker0").exists()
+    hook = root / "bin" / "nvidia-container-runtime-hook"
+    hook.parent.mkdir()
+    hook.write_text(STANDIN_HOOK)
+    hook.chmod(0o755)
     with open(root / "dockerd.log", "w") as log:
         daemon = subprocess.Popen(["dockerd", "--data-root", root / "data", "--exec-root", root / "exec",
                                    "--pidfile", root / "dockerd.pid", "-H", f"unix://{root}/docker.sock"],
+                                  env={**os.environ, "PATH": f"{hook.parent}:{os.environ['PATH']}"},
                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     engine = Engine(root)
     try:
@@ -142,3 +161,23 @@ def build_image(engine, repo, tag, base, index):
                   "--build-arg", f"TORCH_INDEX_URL={index}/pypi-more/simple",
                   "--build-arg", f"TORCH_EXTRA_INDEX_URL={index}/pypi/simple https://pypi.org/simple",
                   "-t", tag, repo, timeout=2400)
+
+
+LIMITS = """
+if [ -f /sys/fs/cgroup/memory.max ]; then  # cgroup v2
+  cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max; cut -d' ' -f1 /sys/fs/cgroup/cpu.max; cut -d' ' -f2 /sys/fs/cgroup/cpu.max
+else  # cgroup v1
+  cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/cpu/cpu.cfs_quota_us \\
+      /sys/fs/cgroup/cpu/cpu.cfs_period_us
+fi
+df -B1 --output=size /dev/shm | tail -1
+grep CapBnd /proc/self/status | cut -f2
+"""
+
+
+def limits_inside(engine, container):
+    """The limits a container's processes live under, read from inside it: memory and /dev/shm in bytes, pids,
+    CPUs, and the capability bounding set (0: none can ever be gained)."""
+    memory, pids, quota, period, shm, caps = engine.docker("exec", container, "sh", "-c", LIMITS).split()
+    return {"memory": int(memory), "pids": pids, "cpus": int(quota) / int(period), "shm": int(shm),
+            "capabilities": int(caps, 16)}
