@@ -1,7 +1,7 @@
 """A real Docker engine for the tests: its own dockerd in a temporary folder, the Compose v2 plugin, a Debian
 stand-in for the image's base (no registry can be reached here), and the machine's PyTorch wheels served to
 ``docker build --network host`` from 127.0.0.1. Everything it creates is removed afterwards: the daemon, its
-folders and mounts, the docker0 bridge and the iptables rules it added.
+folders and mounts, the bridges (docker0, br-...) and the iptables rules it added.
 
 GPU device requests (``--gpus``, compose's ``devices``, DockerSpawner's ``device_requests``) go through dockerd's
 own NVIDIA driver, which only needs ``nvidia-container-runtime-hook`` on dockerd's PATH: the NVIDIA Container
@@ -82,7 +82,7 @@ def docker_engine():
     need_engine()
     root = Path(tempfile.mkdtemp(prefix="mnist-dk-", dir="/tmp"))  # short: containerd's socket paths are limited
     rules = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
-    had_bridge = Path("/sys/class/net/docker0").exists()
+    links = set(os.listdir("/sys/class/net"))  # docker0 and each network's br-... bridge are new ones
     hook = root / "bin" / "nvidia-container-runtime-hook"
     hook.parent.mkdir()
     hook.write_text(STANDIN_HOOK)
@@ -109,8 +109,9 @@ def docker_engine():
             daemon.kill()
             daemon.wait()
         subprocess.run(["iptables-restore"], input=rules, text=True, check=False)
-        if not had_bridge and Path("/sys/class/net/docker0").exists():
-            subprocess.run(["ip", "link", "delete", "docker0"], check=False)
+        for link in sorted(set(os.listdir("/sys/class/net")) - links):
+            if link == "docker0" or link.startswith("br-"):  # left behind when a test failed before `down`
+                subprocess.run(["ip", "link", "delete", link], check=False)
         mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
                   if line.split()[1].startswith(str(root))]
         for mount in sorted(mounts, reverse=True):
