@@ -14,6 +14,7 @@ import errno
 import logging
 import os
 import secrets
+import signal
 import socket
 from pathlib import Path
 
@@ -93,6 +94,15 @@ class _ReadyLine(logging.Handler):
               "（サーバーの上で動かしているときは ssh -L でこのポートをつないでから。止めるには Ctrl+C）", flush=True)
 
 
+def _stop_soon(signum, frame):
+    """Ctrl+C: stop the server's loop from inside the loop, as Voilà does for SIGTERM. (A KeyboardInterrupt raised
+    in the middle of a callback can be caught there, and the app would go on running.)"""
+    from tornado.ioloop import IOLoop
+
+    loop = IOLoop.current()
+    loop.asyncio_loop.call_soon_threadsafe(loop.stop)
+
+
 def serve(checkpoint=None, host="127.0.0.1", port=8866, token=None):
     """Serve the app until Ctrl+C. ``token=None`` makes a random token; ``""`` means none (loopback only).
 
@@ -120,6 +130,7 @@ def serve(checkpoint=None, host="127.0.0.1", port=8866, token=None):
     app.log.addHandler(_ReadyLine(app, url))
     logging.getLogger("tornado.general").setLevel(logging.ERROR)  # an English note on websocket ping defaults
     print(f"アプリを起動しています（モデル: {words}）…", flush=True)
+    signal.signal(signal.SIGINT, _stop_soon)
     app.start()  # until Ctrl+C; then Voilà shuts its kernels down
     print("アプリを止めました。", flush=True)
     return 0
