@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 
+import nativeauthenticator
 from dockerspawner import DockerSpawner
 from tornado import web
 from traitlets import Integer
@@ -113,8 +114,7 @@ c.NativeAuthenticator.minimum_password_length = 10
 c.NativeAuthenticator.check_common_password = True
 c.NativeAuthenticator.allowed_failed_logins = 5  # then wait:
 c.NativeAuthenticator.seconds_before_next_try = 300
-import nativeauthenticator
-
+# its signup page, linked from the login page
 c.JupyterHub.template_paths = [os.path.join(os.path.dirname(nativeauthenticator.__file__), "templates")]
 
 # ---- the students' servers ----
