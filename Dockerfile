@@ -45,7 +45,8 @@ RUN if [ -n "$TORCH_EXTRA_INDEX_URL" ]; then export PIP_EXTRA_INDEX_URL="$TORCH_
  && pip install --index-url "$TORCH_INDEX_URL" torch==${TORCH_VERSION} torchvision==${TORCHVISION_VERSION} \
  && pip check
 
-# JupyterLab's server and UI settings: token required, no root, idle kernels culled, kernel shut down with its tab.
+# JupyterLab's server and UI settings: a token (standalone), no root, idle kernels culled, kernel shut down with
+# its tab.
 COPY docker/jupyter_server_config.py /opt/venv/etc/jupyter/jupyter_server_config.py
 COPY docker/overrides.json /opt/venv/share/jupyter/lab/settings/overrides.json
 COPY docker/healthcheck.py /opt/healthcheck.py

@@ -18,7 +18,7 @@ fi
 } >/tmp/passwd
 
 # Spawned by the hub: /work is the student's own volume; put the lesson in it without touching their edits.
-if [ -n "${JUPYTERHUB_API_TOKEN:-}" ] && [ -d /opt/mnist-lab/lesson ]; then
+if [ -n "${JUPYTERHUB_API_TOKEN:-}" ]; then
     python /opt/lesson.py /opt/mnist-lab/lesson /work || echo "lesson: could not update /work (see above)" >&2
 fi
 exec "$@"

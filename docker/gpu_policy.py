@@ -6,11 +6,17 @@ The rule, in order:
    index (so an idle 4-GPU server gives its first four students four different GPUs);
 3. no GPU takes more than ``max_per_gpu`` students; when every GPU is full there is no GPU to give (``None``).
 
-Standard library only: docker/make_env.py runs it with the server's own python3.
+Also how a server's GPUs and a container's GPUs are read (nvidia-smi, Docker's device requests), shared by
+docker/make_env.py and the hub (hub/jupyterhub_config.py). Standard library only: make_env.py runs it with the
+server's own python3.
 """
 
+import shutil
+import subprocess
 from collections import Counter
 from dataclasses import dataclass
+
+NVIDIA_SMI = ["nvidia-smi", "--query-gpu=index,memory.free", "--format=csv,noheader,nounits"]
 
 
 @dataclass(frozen=True)
@@ -56,3 +62,27 @@ def parse_nvidia_smi(text):
             raise ValueError(line.strip())
         gpus.append(GPU(int(fields[0]), int(fields[1])))
     return gpus
+
+
+def read_gpus():
+    """The server's GPUs as nvidia-smi lists them; ``None`` without nvidia-smi (a server without GPUs).
+    ``ValueError`` with nvidia-smi's first line when it cannot read them (a driver error)."""
+    if not shutil.which("nvidia-smi"):
+        return None
+    result = subprocess.run(NVIDIA_SMI, capture_output=True, text=True, timeout=30, check=False)
+    said = (result.stdout + result.stderr).strip()
+    if result.returncode != 0:
+        raise ValueError(said.splitlines()[0] if said else f"終了コード {result.returncode}")
+    return parse_nvidia_smi(result.stdout)
+
+
+def requested_gpus(host_config):
+    """The GPU indices a container asked for, from its ``HostConfig`` (``docker inspect``, the Docker API).
+
+    >>> requested_gpus({"DeviceRequests": [{"Driver": "nvidia", "DeviceIDs": ["1", "GPU-uuid"]}]})
+    [1]
+    >>> requested_gpus({"DeviceRequests": None})
+    []
+    """
+    return [int(i) for request in host_config.get("DeviceRequests") or ()
+            for i in request.get("DeviceIDs") or () if str(i).isdigit()]

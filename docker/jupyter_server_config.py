@@ -31,6 +31,6 @@ c.MappingKernelManager.cull_interval = 5 * 60
 c.MappingKernelManager.cull_connected = True
 c.MappingKernelManager.cull_busy = False  # never stop a kernel that is still training
 
-# A forgotten terminal too (the hub stops the whole server after its own idle time, hub/settings.env).
+# A forgotten terminal too (the hub stops the whole server after its own idle time, CULL_TIMEOUT in hub/.env).
 c.TerminalManager.cull_inactive_timeout = 30 * 60
 c.TerminalManager.cull_interval = 5 * 60

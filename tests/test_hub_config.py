@@ -162,7 +162,7 @@ def test_base_images_are_pinned_by_digest():
 
 
 def compose_hub(*files, **env):
-    from test_docker import compose_binary
+    from engine import compose_binary
 
     chosen = [arg for name in files or ("docker-compose.yml",) for arg in ("-f", name)]
     clean = {k: v for k, v in os.environ.items() if k not in hub_env()}
