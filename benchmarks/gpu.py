@@ -63,6 +63,7 @@ SHARE_ENV = "MNIST_LAB_GPU_MEMORY_SHARE"
 MARK = "GPUJSON "  # a kernel's or the worker's figures: one JSON per line after this mark
 DRY_SIZES = (1024, 256)  # training and test images in the dry mode
 GOALS = {"notebook_s": 30.0, "quick_s": 1.0, "quick_accuracy": 0.99}
+RELEASE_SLACK_MIB = 64  # what PyTorch keeps allocated for itself after a release (cuBLAS workspaces), not the lesson's
 # What the GPU machine lacks to run kernels and the notebook (its Python has PyTorch, numpy, pandas, matplotlib...):
 JUPYTER = ("ipykernel", "jupyter_client", "nbclient", "nbformat", "ipywidgets", "ipycanvas", "matplotlib-fontja")
 # ...and what it has, so not carried even where those need it (big wheels; pip finds them installed there).
@@ -175,9 +176,13 @@ class Kernel:
         out, errors, deadline = [], [], time.monotonic() + timeout
         while True:
             try:
-                msg = self.kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
+                msg = self.kc.get_iopub_msg(timeout=1)
             except queue.Empty:
-                raise TimeoutError(f"a kernel did not finish within {timeout:.0f} s") from None
+                if not self.km.is_alive():
+                    raise RuntimeError(f"a kernel died: {''.join(out)[-500:]}") from None
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"a kernel did not finish within {timeout:.0f} s") from None
+                continue
             if msg["parent_header"].get("msg_id") != msg_id:
                 continue
             kind, content = msg["msg_type"], msg["content"]
@@ -276,9 +281,9 @@ class Bench:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MNIST_LAB_")}  # the lesson's defaults
         env.update({"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
                     "MNIST_LAB_DATA": str(self.data_root), SHARE_ENV: f"{share:g}"})
-        if self.dry:
-            env["MNIST_LAB_EPOCHS"] = "1"
-        if threads:
+        if self.dry:  # one epoch on one thread: a small machine (CI) runs the dry mode alongside other work
+            env.update(MNIST_LAB_EPOCHS="1", OMP_NUM_THREADS="1")
+        elif threads:
             env["OMP_NUM_THREADS"] = str(threads)
         return env
 
@@ -373,7 +378,8 @@ def run_notebook(bench):
                 probes.update(figures_in("".join(o.get("text", "") for o in cell.outputs)))
                 continue
             times[section] = times.get(section, 0.0) + time.perf_counter() - t
-            errors += [f"cell {index}: {o.ename}: {o.evalue}" for o in cell.outputs if o.output_type == "error"]
+            errors += [f"{section}: {cell.source.splitlines()[0]}: {o.ename}: {o.evalue}"
+                       for o in cell.outputs if o.output_type == "error"]
     return times, time.perf_counter() - start, probes, errors
 
 
@@ -386,10 +392,17 @@ def part_notebook(bench):
             "section13": {"allocated_before_training_mib": before.get("allocated_mib"),
                           "allocated_after_release_mib": after.get("allocated_mib"),
                           "reserved_after_release_mib": after.get("reserved_mib"),
-                          "back_to_before": after.get("allocated_mib") == before.get("allocated_mib"),
+                          "back_to_before": released(before.get("allocated_mib"), after.get("allocated_mib")),
                           "still_holding_a_model": after.get("holding"),
                           "pid_listed_by_driver_after_shutdown": still_listed,
                           "device_used_after_shutdown_minus_before_mib": left}}
+
+
+def released(before_mib, after_mib):
+    """Whether the release cell brought PyTorch's allocated memory back to what it was before training."""
+    if before_mib is None or after_mib is None:
+        return None
+    return after_mib - before_mib <= RELEASE_SLACK_MIB
 
 
 # ---------------------------------------------------------------- part: the recipes (a worker process)
@@ -402,8 +415,8 @@ def recipe_runs(dry, device):
     gpu += [{"role": "gpu", "recipe": r, "seed": 0, "device": device, "amp": True} for r in ("original", "best")]
     cpu = [{"role": "cpu", "recipe": r, "seed": 0, "device": "cpu", "amp": False, "epochs": 1}
            for r in ("quick", "original", "best")]
-    if dry:  # enough to prove the path: two seeds, one recipe on the CPU
-        gpu, cpu = [run for run in gpu if run["seed"] < 2], cpu[:1]
+    if dry:  # enough to prove the path: one seed, one recipe on the CPU
+        gpu, cpu = [run for run in gpu if run["seed"] == 0], cpu[:1]
     return gpu + cpu
 
 
@@ -472,8 +485,9 @@ def part_recipes(bench):
     path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     runs = []
     with tempfile.TemporaryFile("w+") as stderr:
+        env = {**os.environ, "PYTHONPATH": path, **({"OMP_NUM_THREADS": "1"} if bench.dry else {})}
         worker = subprocess.Popen([sys.executable, __file__, "--recipes-worker", json.dumps(spec)], text=True,
-                                  stdout=subprocess.PIPE, stderr=stderr, env={**os.environ, "PYTHONPATH": path})
+                                  stdout=subprocess.PIPE, stderr=stderr, env=env)
         timer = threading.Timer(max(10, bench.left()), worker.kill)  # what finished by then is kept
         timer.start()
         for line in worker.stdout:
@@ -686,7 +700,7 @@ def recipe_rows(rec):
         if name == "quick":
             met = r["seconds"] <= GOALS["quick_s"] and min(r["accuracies"]) >= GOALS["quick_accuracy"]
             goal = f"<= {GOALS['quick_s']:.0f} s at >= 99 %: {fmt(met)}"
-        rows.append(("recipes", f"{name}: epochs {r['epochs']}, s, accuracy", f"{fmt(r['seconds'], ' s')}, {r['accuracy']:.2%}", goal))
+        rows.append(("recipes", f"{name} ({r['epochs']} epochs): time, accuracy", f"{fmt(r['seconds'], ' s')}, {r['accuracy']:.2%}", goal))
         if "cpu_epoch_s" in r:
             rows.append(("recipes", f"{name}: s/epoch GPU vs CPU", f"{fmt(r['epoch_s'])} vs {fmt(r['cpu_epoch_s'])}",
                          f"GPU not slower: {fmt(r['gpu_not_slower'])}"))
@@ -787,7 +801,8 @@ def cpu_seconds():
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-PARTS = {"sharing": part_sharing, "notebook": part_notebook, "recipes": part_recipes}
+PARTS = {"notebook": part_notebook, "sharing": part_sharing, "recipes": part_recipes}  # recipes last: cut short, it
+# keeps every run finished by then
 
 
 def main(argv=None):
@@ -796,7 +811,8 @@ def main(argv=None):
     parser.add_argument("--data", default=None, help="MNIST (raw or gzipped; default: $MNIST_LAB_DATA, else ./data)")
     parser.add_argument("--budget", type=float, default=480, help="seconds for the whole run (default: 480)")
     parser.add_argument("--dry", action="store_true", help="the dry mode even with CUDA (default: only without)")
-    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="default: all, in this order")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+                        help=f"the parts to run (default: all: {' '.join(PARTS)})")
     parser.add_argument("--prepare", metavar="DIR", help="write the GPU machine's carry to DIR and stop")
     parser.add_argument("--recipes-worker", metavar="SPEC", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -78,12 +78,32 @@ def test_the_kubernetes_values_give_the_same_share():
     assert share == memory_share(env["GPU_MEMORY_SHARE"], int(env["MAX_PER_GPU"]))
 
 
-def test_the_image_loads_the_share_in_every_kernel():
-    dockerfile = (REPO / "Dockerfile").read_text()
-    assert "COPY docker/ipython_kernel_config.py docker/gpu_share.py /opt/venv/etc/ipython/" in dockerfile
-    from IPython.core.application import ENV_CONFIG_DIRS
+def test_every_kernel_of_a_venv_like_the_images_loads_the_share(tmp_path, monkeypatch):
+    """The image's way, not --config: the two files in <venv>/etc/ipython/ (Dockerfile), read by IPython itself."""
+    import shutil
+    import subprocess
 
-    assert Path(sys.prefix) / "etc" / "ipython" == Path(ENV_CONFIG_DIRS[0])  # /opt/venv/etc/ipython in the image
+    from jupyter_client.manager import start_new_kernel
+
+    copies = [line for line in (REPO / "Dockerfile").read_text().splitlines() if "/opt/venv/etc/ipython/" in line]
+    assert copies == ["COPY docker/ipython_kernel_config.py docker/gpu_share.py /opt/venv/etc/ipython/"]
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
+    (venv / "etc" / "ipython").mkdir(parents=True)
+    for name in copies[0].split()[1:-1]:
+        shutil.copy(REPO / name, venv / "etc" / "ipython")
+    spec = tmp_path / "share" / "jupyter" / "kernels" / "venv"
+    spec.mkdir(parents=True)
+    argv = [str(venv / "bin" / "python"), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "venv", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "share" / "jupyter"))
+    km, kc = start_new_kernel(kernel_name="venv", env={**os.environ, gpu_share.ENV: "0.3"}, startup_timeout=120)
+    try:
+        status, said, _ = run(kc, "import sys; print(sys.prefix, get_ipython().mnist_lab_gpu_share)")
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    assert (status, said.split()) == ("ok", [str(venv), "0.3"])
 
 
 @pytest.mark.parametrize("share, total, held", [(0.225, 141e9, 30e9), (0.5, None, 0), (None, 80e9, 79e9)])
