@@ -14,15 +14,15 @@ so each keeps to its share of the GPU's memory, MNIST_LAB_GPU_MEMORY_SHARE):
 - sharing: N = 1, 2, 4, 8 lesson kernels (the lesson's settings cell, then ``fit``) training at once on one GPU,
   each with the share MAX_PER_GPU=N gives it: memory per student (PyTorch's peak; the driver's, per process and
   for the whole GPU) and slowdown per student against N = 1 -- the basis for MAX_PER_GPU and the README's table;
-- over its share: two kernels with MAX_PER_GPU=2's share; while one trains the lesson, the other asks for more than
-  its share: it gets one line (no traceback), can go on, and the first finishes untouched; a kernel that never uses
-  the GPU holds none of it.
+  on the same kernels: the lone one, before it touches the GPU, runs the package on the CPU and must hold none of
+  the GPU; then of the two, while one trains the lesson, the other asks for more than its share: it gets one line
+  (no traceback) and can go on, and the first finishes untouched.
 Without CUDA (or with --dry) the same code runs a dry mode on the CPU: tiny data, N = 1, 2, a simulated
 out-of-memory error. CI runs it (tests/test_gpu_benchmark.py).
 
 The GPU machine has PyTorch but neither Jupyter's kernel packages nor MNIST, and no network. Here, once:
 
-    python benchmarks/gpu.py --prepare .gpu-carry     # wheels for CPython 3.12 (manylinux) + MNIST gzipped, ~25 MB
+    python benchmarks/gpu.py --prepare .gpu-carry     # wheels for CPython 3.12 (manylinux) + MNIST gzipped, ~33 MB
 
 then carry .gpu-carry to the GPU machine and run, from the repository's root, this one line:
 
@@ -30,7 +30,7 @@ then carry .gpu-carry to the GPU machine and run, from the repository's root, th
 
 (pip installs only what that Python lacks, from the carried wheels; the benchmark runs what it can even if that
 failed, e.g. the recipes need no Jupyter.) Each part's figures are written to the JSON as soon as they exist, so a
-run cut short still returns them. Goals are printed with each figure; a goal not met is a finding, not a crash.
+run cut short still returns them; the table also goes beside the JSON (gpu.txt). Goals are printed with each figure; a goal not met is a finding, not a crash.
 """
 
 import argparse
@@ -722,14 +722,16 @@ def over_share_rows(over):
     return rows
 
 
-def print_table(results):
+def table_text(results):
+    """The one table: a heading line (the GPU, the date), then one line per figure with its goal."""
     mode = "dry mode (CPU, tiny data)" if results["dry"] else f"{results['gpu']} ({fmt(results['gpu_total_mib'], ' MiB', 0)})"
-    print(f"\nbenchmarks/gpu.py: {mode}, torch {results['torch']} (CUDA {results['cuda']}), Python "
-          f"{results['python']}, {results['cpu_cores']} CPU cores, {results['started']}")
+    lines = [(f"benchmarks/gpu.py: {mode}, torch {results['torch']} (CUDA {results['cuda']}), Python "
+              f"{results['python']}, {results['cpu_cores']} CPU cores, {results['started']}")]
     rows = table_rows(results)
-    widths = [max(columns(r[i]) for r in rows) for i in range(3)]
+    widths = [max(columns(r[i]) for r in rows) for i in range(3)] if rows else []
     for row in rows:
-        print("  ".join(v + " " * (w - columns(v)) for v, w in zip(row, widths)) + "  " + row[3])
+        lines.append(("  ".join(v + " " * (w - columns(v)) for v, w in zip(row, widths)) + "  " + row[3]).rstrip())
+    return "\n".join(lines)
 
 
 def columns(text):
@@ -822,10 +824,12 @@ def main(argv=None):
         return prepare(args.prepare) or 0
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        for name in ("ipython", "runtime", "matplotlib", "work"):
-            (scratch / name).mkdir()
-        os.environ.update({"IPYTHONDIR": str(scratch / "ipython"), "JUPYTER_RUNTIME_DIR": str(scratch / "runtime"),
-                           "MPLCONFIGDIR": str(scratch / "matplotlib")})
+        homes = {"IPYTHONDIR": "ipython", "JUPYTER_RUNTIME_DIR": "runtime", "JUPYTER_DATA_DIR": "data-dir",
+                 "JUPYTER_CONFIG_DIR": "config-dir", "MPLCONFIGDIR": "matplotlib"}  # a home that may be read-only
+        for name, folder in homes.items():
+            (scratch / folder).mkdir()
+            os.environ.setdefault(name, str(scratch / folder))
+        (scratch / "work").mkdir()
         bench = Bench(args, mnist_root(args.data, scratch / "data"), scratch / "work")
         for name in args.parts:
             started, cpu = time.perf_counter(), cpu_seconds()
@@ -835,8 +839,9 @@ def main(argv=None):
                 result = {**bench.results.get(name, {}), "error": traceback.format_exc()}
             result.update(part_s=time.perf_counter() - started, cpu_s=cpu_seconds() - cpu)  # cpu_s: this and children
             bench.record(name, result)
-        print_table(bench.results)
-        print(f"\nfigures: {bench.json_path}")
+        table = table_text(bench.results)
+        print("\n" + table + f"\nfigures: {bench.json_path}")
+        bench.json_path.with_suffix(".txt").write_text(table + "\n")
     return 1 if any(isinstance(v, dict) and "error" in v for v in bench.results.values()) else 0
 
 
