@@ -63,7 +63,6 @@ SHARE_ENV = "MNIST_LAB_GPU_MEMORY_SHARE"
 MARK = "GPUJSON "  # a kernel's or the worker's figures: one JSON per line after this mark
 DRY_SIZES = (1024, 256)  # training and test images in the dry mode
 GOALS = {"notebook_s": 30.0, "quick_s": 1.0, "quick_accuracy": 0.99}
-RELEASE_SLACK_MIB = 64  # what PyTorch keeps allocated for itself after a release (cuBLAS workspaces), not the lesson's
 # What the GPU machine lacks to run kernels and the notebook (its Python has PyTorch, numpy, pandas, matplotlib...):
 JUPYTER = ("ipykernel", "jupyter_client", "nbclient", "nbformat", "ipywidgets", "ipycanvas", "matplotlib-fontja")
 # ...and what it has, so not carried even where those need it (big wheels; pip finds them installed there).
@@ -318,6 +317,8 @@ def _holders(ns):
     return sorted(k for k, v in ns.items() if not k.startswith("_") and holds(v))
 _gc.collect()
 _cuda = _torch.cuda.is_initialized()
+if _cuda and hasattr(_torch._C, "_cuda_clearCublasWorkspaces"):
+    _torch._C._cuda_clearCublasWorkspaces()  # PyTorch's own, kept per stream: count only what the lesson holds
 print(%r + _json.dumps({"%s": {"pid": _os.getpid(), "cuda": _cuda, "share": get_ipython().mnist_lab_gpu_share,
     "allocated_mib": _torch.cuda.memory_allocated() / 2**20 if _cuda else 0.0,
     "reserved_mib": _torch.cuda.memory_reserved() / 2**20 if _cuda else 0.0, "holding": _holders(globals())}}))
@@ -392,17 +393,18 @@ def part_notebook(bench):
             "section13": {"allocated_before_training_mib": before.get("allocated_mib"),
                           "allocated_after_release_mib": after.get("allocated_mib"),
                           "reserved_after_release_mib": after.get("reserved_mib"),
-                          "back_to_before": released(before.get("allocated_mib"), after.get("allocated_mib")),
+                          "back_to_before": back_to_before(before, after),
                           "still_holding_a_model": after.get("holding"),
                           "pid_listed_by_driver_after_shutdown": still_listed,
                           "device_used_after_shutdown_minus_before_mib": left}}
 
 
-def released(before_mib, after_mib):
-    """Whether the release cell brought PyTorch's allocated memory back to what it was before training."""
-    if before_mib is None or after_mib is None:
+def back_to_before(before, after):
+    """Section 13's promise: after the release cell, PyTorch holds what it held before training, and no variable
+    still holds a model, an optimizer or a tensor on the GPU. ``None`` if a probe is missing."""
+    if "allocated_mib" not in before or "allocated_mib" not in after:
         return None
-    return after_mib - before_mib <= RELEASE_SLACK_MIB
+    return after["allocated_mib"] == before["allocated_mib"] and not after["holding"]
 
 
 # ---------------------------------------------------------------- part: the recipes (a worker process)
@@ -684,7 +686,7 @@ def section13_rows(s13):
     before, after = s13["allocated_before_training_mib"], s13["allocated_after_release_mib"]
     listed, left = s13["pid_listed_by_driver_after_shutdown"], s13["device_used_after_shutdown_minus_before_mib"]
     return [("section 13", "allocated before 5 / after release", f"{fmt(before, ' MiB', 1)} / {fmt(after, ' MiB', 1)}",
-             f"equal: {fmt(s13['back_to_before'])}"),
+             f"back to before, nothing held: {fmt(s13['back_to_before'])}"),
             ("section 13", "still holding a model or optimizer", ", ".join(s13["still_holding_a_model"] or []) or "-",
              "nothing"),
             ("section 13", "after shutdown: listed / used vs before", f"{fmt(listed)} / {fmt(left, ' MiB', 0)}",

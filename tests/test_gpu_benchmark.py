@@ -94,3 +94,11 @@ def test_the_carried_mnist_is_unpacked(tmp_path):
     root = gpu.mnist_root(tmp_path / "carry", tmp_path / "scratch")
     assert {p.name: p.read_bytes() for p in (root / "MNIST" / "raw").iterdir()} == {n: n.encode() for n in RAW_FILES}
     assert gpu.mnist_root(root, tmp_path / "unused") == root  # raw files are used as they are
+
+
+def test_section_13s_promise_needs_the_memory_back_and_nothing_held():
+    before = {"allocated_mib": 0.0, "holding": []}
+    assert gpu.back_to_before(before, {"allocated_mib": 0.0, "holding": []}) is True
+    assert gpu.back_to_before(before, {"allocated_mib": 12.5, "holding": []}) is False
+    assert gpu.back_to_before(before, {"allocated_mib": 0.0, "holding": ["models"]}) is False
+    assert gpu.back_to_before(before, {}) is None
