@@ -269,7 +269,7 @@ class Bench:
         self.results = {"dry": self.dry, "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
                         "torch": torch.__version__, "cuda": torch.version.cuda, "python": sys.version.split()[0],
                         "gpu": self.driver.name(), "gpu_total_mib": self.driver.total_mib(),
-                        "cpu_cores": os.cpu_count()}
+                        "cpu_cores": usable_cores()}
         self.class_share = class_share()
 
     def left(self):
@@ -295,6 +295,18 @@ class Bench:
         self.results[part] = value
         self.json_path.parent.mkdir(parents=True, exist_ok=True)
         self.json_path.write_text(json.dumps(self.results, indent=1, ensure_ascii=False))
+
+
+def usable_cores():
+    """The CPU cores this process may use: its affinity, capped by a cgroup (v2) CPU quota (a container's --cpus)."""
+    cores = len(os.sched_getaffinity(0))
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores
 
 
 def class_share():
@@ -487,7 +499,7 @@ def part_recipes(bench):
     path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     runs = []
     with tempfile.TemporaryFile("w+") as stderr:
-        env = {**os.environ, "PYTHONPATH": path, **({"OMP_NUM_THREADS": "1"} if bench.dry else {})}
+        env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1" if bench.dry else str(usable_cores())}
         worker = subprocess.Popen([sys.executable, __file__, "--recipes-worker", json.dumps(spec)], text=True,
                                   stdout=subprocess.PIPE, stderr=stderr, env=env)
         timer = threading.Timer(max(10, bench.left()), worker.kill)  # what finished by then is kept
@@ -579,7 +591,7 @@ def share_gpu(bench, n):
     """``n`` lesson kernels, each with the share MAX_PER_GPU=n gives it, training the lesson at once."""
     share = memory_share("", n)
     baseline = bench.driver.used_mib()
-    kernels = bench.kernels([share] * n, threads=max(1, (os.cpu_count() or 1) // n))
+    kernels = bench.kernels([share] * n, threads=max(1, usable_cores() // n))
     try:
         run_all(bench, kernels, lesson_settings_cell(), "settings")
         if n == 1:
