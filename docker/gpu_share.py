@@ -6,7 +6,7 @@ and make every other kernel on it fail. So every kernel caps PyTorch's memory on
 hub from hub/.env, see docker/gpu_policy.py ``memory_share``), and a student who asks for more gets one Japanese
 line saying how much they may use, instead of a CUDA out-of-memory traceback; the others on that GPU are untouched.
 
-Lazily, so that a kernel that never uses the GPU creates no CUDA context (a context alone holds hundreds of MB):
+Lazily, so that a kernel that never uses the GPU creates no CUDA context (a context alone holds GPU memory):
 - nothing happens until the kernel imports torch (an import hook: a kernel without torch never loads it);
 - then the cap is queued with ``torch.cuda._lazy_call``, which PyTorch runs inside its own CUDA initialisation,
   before the first tensor lands on the GPU (``torch.cuda.set_per_process_memory_fraction`` on the kernel's GPU:
