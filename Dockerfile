@@ -49,6 +49,8 @@ RUN if [ -n "$TORCH_EXTRA_INDEX_URL" ]; then export PIP_EXTRA_INDEX_URL="$TORCH_
 # its tab.
 COPY docker/jupyter_server_config.py /opt/venv/etc/jupyter/jupyter_server_config.py
 COPY docker/overrides.json /opt/venv/share/jupyter/lab/settings/overrides.json
+# Every kernel keeps to its share of the GPU's memory (MNIST_LAB_GPU_MEMORY_SHARE) and says so in one line.
+COPY docker/ipython_kernel_config.py docker/gpu_share.py /opt/venv/etc/ipython/
 COPY docker/healthcheck.py /opt/healthcheck.py
 COPY docker/entrypoint.sh /opt/entrypoint.sh
 COPY docker/lesson.py /opt/lesson.py

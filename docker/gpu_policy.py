@@ -6,7 +6,8 @@ The rule, in order:
    index (so an idle 4-GPU server gives its first four students four different GPUs);
 3. no GPU takes more than ``max_per_gpu`` students; when every GPU is full there is no GPU to give (``None``).
 
-Also how a server's GPUs and a container's GPUs are read (nvidia-smi, Docker's device requests), shared by
+And each student's share of their GPU's memory (:func:`memory_share`), which every kernel keeps to
+(docker/gpu_share.py). Also how a server's GPUs and a container's GPUs are read (nvidia-smi, Docker's device requests), shared by
 docker/make_env.py and the hub (hub/jupyterhub_config.py). Standard library only: make_env.py runs it with the
 server's own python3.
 """
@@ -16,6 +17,7 @@ import subprocess
 from collections import Counter
 from dataclasses import dataclass
 
+SHARE_MARGIN = 0.1  # of a GPU's memory, left for the kernels' CUDA contexts (outside PyTorch's cap)
 NVIDIA_SMI = ["nvidia-smi", "--query-gpu=index,memory.free", "--format=csv,noheader,nounits"]
 
 
@@ -86,3 +88,26 @@ def requested_gpus(host_config):
     """
     return [int(i) for request in host_config.get("DeviceRequests") or ()
             for i in request.get("DeviceIDs") or () if str(i).isdigit()]
+
+
+def memory_share(setting="", max_per_gpu=None):
+    """The fraction of its GPU's memory each student's kernel may hold (PyTorch's memory; ``MNIST_LAB_GPU_MEMORY_SHARE``
+    in the container): ``setting`` when given (``GPU_MEMORY_SHARE`` of .env or hub/.env), else the GPU divided among
+    ``max_per_gpu`` students with ``SHARE_MARGIN`` of it left for their CUDA contexts (1: the whole GPU, no cap).
+    ``ValueError`` with a Japanese line when ``setting`` is not a number in (0, 1].
+
+    >>> memory_share("", 4), memory_share("", None), memory_share("0.3", 4)
+    (0.225, 1.0, 0.3)
+    """
+    if str(setting).strip():
+        try:
+            share = float(setting)
+        except ValueError:
+            share = float("nan")
+        if not 0 < share <= 1:
+            raise ValueError(f"GPU_MEMORY_SHARE={setting} は 0 より大きく 1 以下の数にしてください（例: 0.225。空なら "
+                             "(1 - 0.1) / MAX_PER_GPU）。")
+        return share
+    if not max_per_gpu or max_per_gpu <= 1:
+        return 1.0
+    return round((1 - SHARE_MARGIN) * 1000) // max_per_gpu / 1000  # rounded down: never over the margin

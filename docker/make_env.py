@@ -1,11 +1,12 @@
 """Write .env for `docker compose`: your user name, UID/GID, a free port, a random token, a GPU and limits.
 
-    python docker/make_env.py [--gpu N] [--port P] [--cuda cu126] [--memory 16g] [--cpus 4] [--force]
+    python docker/make_env.py [--gpu N] [--port P] [--cuda cu126] [--memory 16g] [--cpus 4] [--gpu-share F] [--force]
 
 The GPU follows docker/gpu_policy.py: the one you had (from an earlier .env), else the one with the fewest other
 mnist-lab containers, capped by --max-per-gpu. The port is one no container, running or stopped, has claimed (a
-stopped one wants its port back on its next start). Prints the ssh -L command and the URL to open. Every mistake is
-one line. Standard library only: run it with the server's python3.
+stopped one wants its port back on its next start). The kernels' share of the GPU's memory (GPU_MEMORY_SHARE, kept
+to by docker/gpu_share.py) is --gpu-share, else derived from --max-per-gpu (gpu_policy.memory_share). Prints the
+ssh -L command and the URL to open. Every mistake is one line. Standard library only: run it with the server's python3.
 """
 
 import argparse
@@ -21,7 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gpu_policy import choose_gpu, read_gpus, requested_gpus
+from gpu_policy import choose_gpu, memory_share, read_gpus, requested_gpus
 
 REPO = Path(__file__).resolve().parents[1]
 PORTS = range(8800, 9000)
@@ -110,7 +111,7 @@ def check_docker_version():
               file=sys.stderr)
 
 
-def env_text(user, uid, gid, port, token, gpu, cuda, memory="16g", cpus="4"):
+def env_text(user, uid, gid, port, token, gpu, cuda, memory="16g", cpus="4", gpu_share=1.0):
     return "\n".join([
         "# Written by docker/make_env.py for one student. Keep it private: it holds your Jupyter token.",
         f"MNIST_LAB_USER={user}",
@@ -122,6 +123,7 @@ def env_text(user, uid, gid, port, token, gpu, cuda, memory="16g", cpus="4"):
         f"CUDA={cuda}",
         f"MEM_LIMIT={memory}",
         f"CPUS={cpus}",
+        f"GPU_MEMORY_SHARE={gpu_share:g}",
         "",
     ])
 
@@ -133,6 +135,8 @@ def main(argv=None):
     parser.add_argument("--max-per-gpu", type=int, default=None, help="1 つの GPU を使う人数の上限（既定: なし）")
     parser.add_argument("--memory", default="16g", help="コンテナのメモリの上限（既定: 16g）")
     parser.add_argument("--cpus", default="4", help="コンテナが使える CPU コア数（既定: 4）")
+    parser.add_argument("--gpu-share", default="",
+                        help="カーネルが使える GPU メモリの割合 0〜1（既定: --max-per-gpu N があれば 0.9/N、なければ 1 = 全部）")
     parser.add_argument("--port", type=int, default=None, help="サーバー側のポート（既定: 8800〜8999 の空き）")
     parser.add_argument("--cuda", default="cu126", help="PyTorch の CUDA 版: cu126, cu118 など（既定: cu126）")
     parser.add_argument("--force", action="store_true", help="既にある .env を上書きする（既定: しない）")
@@ -146,6 +150,10 @@ def main(argv=None):
         sys.exit(f"エラー: --memory は 16g のように、--cpus は 4 のように指定してください（今は {args.memory}, {args.cpus}）。")
     if not re.fullmatch(r"cu\d{3}", args.cuda):
         sys.exit(f"エラー: --cuda は cu126 や cu118 の形で指定してください（今は {args.cuda}）。")
+    try:
+        gpu_share = memory_share(args.gpu_share, args.max_per_gpu)
+    except ValueError as e:
+        sys.exit(f"エラー: --gpu-share: {e}")
     if args.port is not None and not port_is_free(args.port):
         sys.exit(f"エラー: ポート {args.port} は使われています。別の番号にするか、--port を省いてください。")
     uid, gid = os.getuid(), os.getgid()
@@ -159,7 +167,7 @@ def main(argv=None):
     port = args.port or free_port(uid, claimed_ports)
     token = secrets.token_hex(24)
     gpu = chosen_gpu(args, previous_values(path), claimed_gpus)
-    path.write_text(env_text(user, uid, gid, port, token, gpu, args.cuda, args.memory, args.cpus))
+    path.write_text(env_text(user, uid, gid, port, token, gpu, args.cuda, args.memory, args.cpus, gpu_share))
     path.chmod(stat.S_IRUSR | stat.S_IWUSR)  # 0600: only you can read your token
     print(f"{path} を書きました（ユーザー {user}, UID {uid}, ポート {port}, GPU {gpu}）。次に:\n"
           f"  docker compose up -d\n"

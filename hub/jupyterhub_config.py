@@ -8,7 +8,8 @@
   with the student's own volume at /work (the lesson is put there by the image, docker/lesson.py), within the
   limits of hub/.env, on the hub's own network (no port on the host).
 - GPUs: one per server, given as a device request; which one follows docker/gpu_policy.py (fewest students, a
-  maximum per GPU, the student's previous GPU kept), from nvidia-smi's list and the GPUs of the running servers.
+  maximum per GPU, the student's previous GPU kept), from nvidia-smi's list and the GPUs of the running servers;
+  each kernel holds at most its share of the GPU's memory (GPU_MEMORY_SHARE, docker/gpu_share.py).
 - Idle servers are stopped by jupyterhub-idle-culler; their volume stays.
 """
 
@@ -24,13 +25,17 @@ from traitlets import Integer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.join(HERE, "..", "docker")]  # in the image: beside this file (hub/Dockerfile)
-from gpu_policy import choose_gpu, read_gpus, requested_gpus
+from gpu_policy import choose_gpu, memory_share, read_gpus, requested_gpus
 
 c = get_config()  # noqa: F821 -- provided by JupyterHub when it loads this file
 
 ADMIN = os.environ["HUB_ADMIN"]
 MEM_LIMIT = os.environ.get("MEM_LIMIT", "8g")
 MAX_PER_GPU = int(os.environ.get("MAX_PER_GPU", "4"))
+try:
+    GPU_MEMORY_SHARE = memory_share(os.environ.get("GPU_MEMORY_SHARE", ""), MAX_PER_GPU)
+except ValueError as e:
+    sys.exit(f"mnist-lab hub: {e}（hub/.env）")
 CULL_TIMEOUT = int(os.environ.get("CULL_TIMEOUT", "3600"))
 MNIST_DIR = os.environ.get("MNIST_DIR", "")
 NETWORK = os.environ.get("HUB_NETWORK", "mnist-lab-hub")
@@ -128,7 +133,8 @@ c.DockerSpawner.remove = True  # a stopped server's container goes; its volume s
 c.DockerSpawner.name_template = "mnist-lab-{username}"
 c.DockerSpawner.notebook_dir = "/work"
 c.DockerSpawner.volumes = {"mnist-lab-work-{username}": "/work"}
-c.DockerSpawner.environment = {"MNIST_LAB_DATA": "/data/mnist" if MNIST_DIR else "/work/data"}
+c.DockerSpawner.environment = {"MNIST_LAB_DATA": "/data/mnist" if MNIST_DIR else "/work/data",
+                                "MNIST_LAB_GPU_MEMORY_SHARE": f"{GPU_MEMORY_SHARE:g}"}  # docker/gpu_share.py
 if MNIST_DIR:
     c.DockerSpawner.volumes[MNIST_DIR] = {"bind": "/data/mnist", "mode": "ro"}
 c.DockerSpawner.mem_limit = MEM_LIMIT.upper()  # JupyterHub reads 8G, Docker 8g
