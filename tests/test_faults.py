@@ -49,11 +49,11 @@ def png_header_only(path, width, height):
     return path
 
 
-def previous_run(folder):
+def previous_run(folder, exist_ok=False):
     """A finished run, as train writes it, with a report figure beside it."""
     history = History(records=[{"epoch": 1, "train_loss": 0.3, "train_accuracy": 0.9, "eval_loss": 0.2,
                                 "eval_accuracy": 0.99, "seconds": 1.0, "lr": 0.01}], kept_epoch=1)
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=exist_ok)
     write_run(folder, build_model("quick", seed=0), vars(make_config("quick")), {"test_accuracy": 0.9907}, history)
     (folder / "training_curves.png").write_bytes(b"old figure")
     return folder
