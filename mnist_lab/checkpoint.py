@@ -56,12 +56,32 @@ def read_checkpoint(path):
     ckpt["model"] = RENAMED_MODELS.get(name, name) if isinstance(name, str) else None
     if ckpt["model"] not in MODELS or not isinstance(ckpt.get("state_dict"), dict):
         raise UserError(f"{path} は mnist_lab のチェックポイントではありません。{MAKE_ONE}")
-    broken = [k for k, v in ckpt["state_dict"].items()
-              if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all()]
-    if broken:
-        raise UserError(f"{path} の重み {broken[0]} に NaN か無限大が入っています（学習が発散したモデルです）。"
-                        "学習率を下げて学習し直してください。")
+    problem = next(filter(None, (_impossible(k, v) for k, v in ckpt["state_dict"].items())), None)
+    if problem:
+        raise UserError(f"{path} の{problem}。学習し直すか、train が書いた model.pt を書き換えずに使ってください。")
     return ckpt
+
+
+def _impossible(name, value):
+    """Why the stored tensor ``name`` cannot come from training (Japanese), or ``None``."""
+    if not isinstance(value, torch.Tensor):
+        return None  # refused as not fitting the model when it is loaded
+    if not (value.is_floating_point() or value.dtype in INTEGERS):
+        return f"重み {name} が数の配列ではありません（{value.dtype}）"
+    if value.is_floating_point() and not torch.isfinite(value).all():
+        return f"重み {name} に NaN か無限大が入っています（学習が発散したモデルです。学習率を下げてください）"
+    if name.endswith(("running_var", "num_batches_tracked")) and bool((value < 0).any()):
+        return f"{name} に負の値があります（分散や回数は負になりません。壊れているか手で書き換えられたモデルです）"
+    return None
+
+
+INTEGERS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool)
+PROBE = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))  # any inputs: outputs must be numbers
+
+
+def checkpoint_size(model):
+    """Return about how many bytes :func:`save_checkpoint` writes for ``model`` (its weights and some room)."""
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values()) + (64 << 10)
 
 
 def load_checkpoint(path, model=None, device="cpu"):
@@ -82,4 +102,9 @@ def load_checkpoint(path, model=None, device="cpu"):
     except (RuntimeError, TypeError, AttributeError) as e:
         raise UserError(f"{path} の重みが '{name}' モデルの形に合いません（別のバージョンで保存された可能性があります）。"
                         "もう一度学習し直してください。") from e
-    return model.to(device).eval(), ckpt
+    with torch.no_grad():
+        scores = model.eval()(PROBE.to(next(model.parameters()).device))
+    if not torch.isfinite(scores).all():
+        raise UserError(f"{path} の重みでは、モデルの出力が数になりません（NaN か無限大。値が大きすぎるか壊れています）。"
+                        "学習し直したチェックポイントを使ってください。")
+    return model.to(device), ckpt

@@ -1,9 +1,11 @@
 """``mnist-lab`` (or ``python -m mnist_lab``): train, evaluate, predict and report from the command line.
 
 Mistakes a user can fix (a missing file, a wrong checkpoint, an unknown preset, a full disk...) end with exit
-status 2 and one Japanese line saying what to do, never a traceback; Ctrl+C ends with 130. ``train`` checks its
-output folder before it trains and never replaces an earlier run unless ``--force`` is given (see
-:mod:`mnist_lab.runs`).
+status 2 and one Japanese line saying what to do, never a traceback. Ctrl+C, SIGTERM and SIGHUP stop a training
+the same way: the last finished epoch is saved, and the status is 128 + the signal's number (130 for Ctrl+C;
+:mod:`mnist_lab.interrupts`). ``train`` checks its output folder before it trains and never replaces an earlier
+run unless ``--force`` is given (see :mod:`mnist_lab.runs`); nothing printed can fail once a run is written
+(:mod:`mnist_lab.console`).
 """
 
 import argparse
@@ -15,13 +17,17 @@ from dataclasses import asdict, replace
 from datetime import datetime
 from pathlib import Path
 
-from .callbacks import TensorBoardLogger
-from .checkpoint import load_checkpoint
+import torch
+
+from .callbacks import Callback, TensorBoardLogger
+from .checkpoint import checkpoint_size, load_checkpoint
+from .console import safe_output
 from .data import ENV_ROOT, load_mnist
 from .device import DEVICE_CHOICES, try_gpu
 from .errors import UserError
 from .files import os_error
 from .inference import evaluate, predict_proba
+from .interrupts import stop_on_signals
 from .metrics import classification_table, confusion_matrix, summary
 from .models import MODELS, build_model
 from .preprocess import load_image, preprocess_drawing
@@ -145,20 +151,22 @@ def build_parser():
 
 
 def train_command(args):
+    signals = args.signals
     preset = preset_name(args.preset)
     config = make_config(preset, model=args.model, epochs=args.epochs, batch_size=args.batch_size,
                          lr=args.lr, seed=args.seed, schedule=args.schedule, val_size=args.val_size,
                          augment=args.augment, drawings=args.drawings, patience=args.patience, ema=args.ema)
     device = try_gpu(args.device)
-    out = Path(args.out or f"runs/{datetime.now():%Y%m%d-%H%M%S}-{preset}")
-    with new_run(out, args.force) as folder:  # checks --out before anything is trained
-        callbacks = [TensorBoardLogger(args.tensorboard)] if args.tensorboard else []
+    model = build_model(config.model, seed=config.seed)
+    out = Path(args.out) if args.out else default_out(preset)
+    with new_run(out, args.force, needed=checkpoint_size(model)) as folder:  # checks --out before training
+        callbacks = [tensorboard_logger(args.tensorboard, out)] if args.tensorboard else []
         data = load_mnist(args.data, val_size=config.val_size, seed=config.seed)
         if args.dry_run:  # one batch of everything: proves the pipeline runs end to end in seconds
             data, config = data.head(config.batch_size, config.batch_size), replace(config, epochs=1)
-        model = build_model(config.model, seed=config.seed)
         start = time.perf_counter()
         history = fit(model, data, config, device, callbacks, progress=sys.stderr.isatty())  # no bar in logs
+        signals.hold()  # training is over: from here on a signal waits until the run is saved
         seconds = time.perf_counter() - start
         test_loss, test_accuracy = evaluate(model, data.X_test, data.y_test)
         metrics = {"test_accuracy": test_accuracy, "test_loss": test_loss, "train_seconds": seconds,
@@ -168,7 +176,64 @@ def train_command(args):
         write_run(folder, model, asdict(config), metrics, history)
     print(f"テスト正解率 {test_accuracy:.2%}（学習 {seconds:.1f} 秒, {len(history)} エポック）→ {out}/model.pt, "
           f"{out}/metrics.json")
-    return 130 if history.interrupted else 0
+    if history.interrupted or signals.received:
+        why = f"{signals.name()} を受けたので" if signals.received else ""
+        kept = ("学習は終わっていたので最後までの結果" if not history.interrupted else
+                f"{history.kept_epoch} エポック目の重み" if history.kept_epoch else "1 エポック目の途中の重み")
+        print(f"中断しました（{why}止めました）。{kept}を {out} に保存してあります。", file=sys.stderr)
+    return signals.exit_status(130 if history.interrupted else 0)
+
+
+def default_out(preset):
+    """``runs/DATE-TIME-PRESET``, with ``-2``, ``-3``... when a run started in the same second has it."""
+    out = Path(f"runs/{datetime.now():%Y%m%d-%H%M%S}-{preset}")
+    return next(p for p in (out, *(Path(f"{out}-{i}") for i in range(2, 1000))) if not os.path.lexists(p))
+
+
+def tensorboard_logger(log_dir, out):
+    """The TensorBoard callback for ``--tensorboard log_dir``, which must not lie inside the run folder ``out``
+    (the run would no longer be a run folder); should writing its logs fail later (a full disk), training goes on
+    without them."""
+    logs, run = Path(os.path.realpath(log_dir)), Path(os.path.realpath(out))
+    if logs == run or run in logs.parents:
+        raise UserError(f"--tensorboard {log_dir} が --out {out} の中です。ログは別のフォルダに書いてください"
+                        "（例: --tensorboard runs/tb）。")
+    return BestEffort(TensorBoardLogger(log_dir), f"TensorBoard のログ（{log_dir}）")
+
+
+class BestEffort(Callback):
+    """Runs an optional callback's hooks; its first error is told in one line and it is dropped, while the training
+    goes on (the logs are extra, the run is not)."""
+
+    def __init__(self, callback, what):
+        self.callback, self.what = callback, what
+
+    def _call(self, hook, *args):
+        if self.callback is None:
+            return False
+        try:
+            return bool(getattr(self.callback, hook)(*args))
+        except Exception as e:  # noqa: BLE001 -- whatever broke the extra, the training must not stop for it
+            self.callback = None
+            why = os_error(e, self.what) if isinstance(e, OSError) else f"{type(e).__name__}: {e}"
+            print(f"お知らせ: {self.what}を書けなくなったので、ここから先は書きません（{why}）。学習は続けます。",
+                  file=sys.stderr)
+            return False
+
+    def on_step(self, model, loss):
+        self._call("on_step", model, loss)
+
+    def on_epoch_begin(self, model):
+        self._call("on_epoch_begin", model)
+
+    def before_evaluation(self, model):
+        self._call("before_evaluation", model)
+
+    def on_epoch_end(self, model, history):
+        return self._call("on_epoch_end", model, history)
+
+    def on_train_end(self, model, history):
+        self._call("on_train_end", model, history)
 
 
 def evaluate_command(args):
@@ -184,18 +249,24 @@ def evaluate_command(args):
 
 
 def predict_command(args):
+    """Read each image on its own: one that cannot be read is one line on stderr, and the rest are still read."""
     model, _ = load_checkpoint(args.checkpoint, device=try_gpu(args.device))
-    failed = 0
+    status = 0
     for path in args.images:
         try:
             probs = predict_proba(model, preprocess_drawing(load_image(path)))[0]
-        except UserError as e:
-            print(f"エラー: {e}" if str(path) in str(e) else f"エラー: {path}: {e}", file=sys.stderr)
-            failed += 1
+            if not torch.isfinite(probs).all():
+                raise UserError("モデルの出力が数になりません（NaN）。学習し直したチェックポイントを使ってください。")
+        except Exception as e:  # one bad image never stops the others
+            if isinstance(e, (MemoryError, torch.OutOfMemoryError)) or os.environ.get("MNIST_LAB_DEBUG"):
+                raise
+            error, code = explained(e, args)
+            print(f"エラー: {error}" if str(path) in error else f"エラー: {path}: {error}", file=sys.stderr)
+            status = max(status, code)
             continue
         digit = int(probs.argmax())
         print(f"{path}: {digit}（確率 {probs[digit]:.1%}）")
-    return 2 if failed else 0
+    return status
 
 
 def report_command(args):
@@ -216,18 +287,20 @@ def app_command(args):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except KeyboardInterrupt:
-        print("\n中断しました（書きかけのファイルは残していません）。", file=sys.stderr)
-        return 130
-    except Exception as e:
-        if os.environ.get("MNIST_LAB_DEBUG"):
-            raise
-        error, code = explained(e, args)
-        print(f"エラー: {error}", file=sys.stderr)
-        return code
+    with safe_output(), stop_on_signals() as signals:
+        args = build_parser().parse_args(argv)
+        try:
+            args.signals = signals  # train saves what it has when a signal stops it
+            return args.func(args)
+        except KeyboardInterrupt:
+            print("\n中断しました（書きかけのファイルは残していません）。", file=sys.stderr)
+            return signals.exit_status(130)
+        except Exception as e:
+            if os.environ.get("MNIST_LAB_DEBUG"):
+                raise
+            error, code = explained(e, args)
+            print(f"エラー: {error}", file=sys.stderr)
+            return code
 
 
 def explained(e, args):
