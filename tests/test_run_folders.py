@@ -22,7 +22,7 @@ from invariants import assert_japanese_message, assert_one_japanese_line, proble
 from test_faults import seven
 from test_train import tiny_data
 
-from mnist_lab import UserError, build_model, make_config, save_checkpoint
+from mnist_lab import UserError, build_model, make_config
 from mnist_lab.checkpoint import FORMAT
 from mnist_lab.history import History
 from mnist_lab.plots import plot_history

@@ -189,7 +189,7 @@ def test_every_output_target_gives_a_whole_run_or_one_line_before_training(tmp_p
         argv = ["train", "--dry-run", "--device", "cpu", "--out",
                 out if str(out) == "." or not relative else os.path.relpath(out, base)] + (["--force"] * force)
         os.umask(umask)
-        code, stdout, err = run_main(argv)
+        code, _, err = run_main(argv)
         os.umask(0o022)
         should_write = shape in WRITES or (shape in REPLACES and force)
         if should_write:
