@@ -5,14 +5,13 @@ code when it is opened. Saving is atomic (:mod:`mnist_lab.files`): a crash or a 
 """
 
 import io
-import pickle
 import warnings
 from pathlib import Path
 
 import torch
 
 from .errors import UserError
-from .files import atomic_file, os_error
+from .files import atomic_file, file_problem, os_error
 from .models import MODELS, RENAMED_MODELS, build_model, model_name
 
 FORMAT = "mnist_lab/1"
@@ -40,15 +39,20 @@ def read_checkpoint(path):
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{path} はフォルダです。その中の model.pt のように、ファイルを指定してください。")
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise UserError(f"チェックポイント {path} が見つかりません。パスを確かめるか、先に学習して作ってください。")
+    problem = file_problem(path, "train が書いた model.pt")
+    if problem:
+        raise problem
     try:
         with warnings.catch_warnings():  # a foreign pickle's protocol warning would only confuse a student
             warnings.simplefilter("ignore", UserWarning)
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except PermissionError as e:
         raise os_error(e, path, "読めません") from e
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
+    except MemoryError:
+        raise
+    except Exception as e:  # a file that is no checkpoint can make the unpickler fail in any way
         raise UserError(f"{path} は mnist_lab のチェックポイントとして読めません（壊れているか別の形式です）。{MAKE_ONE}") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise UserError(f"{path} は mnist_lab のチェックポイントではありません。{MAKE_ONE}")

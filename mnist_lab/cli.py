@@ -9,6 +9,7 @@ run unless ``--force`` is given (see :mod:`mnist_lab.runs`); nothing printed can
 """
 
 import argparse
+import contextlib
 import os
 import re
 import sys
@@ -21,13 +22,13 @@ import torch
 
 from .callbacks import Callback, TensorBoardLogger
 from .checkpoint import checkpoint_size, load_checkpoint
-from .console import safe_output
+from .console import one_line, safe_output
 from .data import ENV_ROOT, load_mnist
 from .device import DEVICE_CHOICES, try_gpu
 from .errors import UserError
 from .files import os_error
 from .inference import evaluate, predict_proba
-from .interrupts import stop_on_signals
+from .interrupts import Signals, stop_on_signals
 from .metrics import classification_table, confusion_matrix, summary
 from .models import MODELS, build_model
 from .preprocess import load_image, preprocess_drawing
@@ -44,7 +45,15 @@ ARGPARSE_JA = [  # argparse's English messages -> one Japanese sentence each
     (r"the following arguments are required: (.*)", r"\1 を指定してください"),
     (r"unrecognized arguments: (.*)", r"知らない引数があります: \1"),
     (r"ambiguous option: (\S+) could match (.*)", r"\1 は \2 のどれのことかわかりません。最後まで書いてください"),
+    (r"argument (\S+): ([^\x00-\x7f].*)", r"\1 の\2"),  # our own types' Japanese messages
 ]
+
+
+def path_argument(text):
+    """A file or folder name on the command line: an empty one ("" from an unset shell variable) is a mistake."""
+    if not text:
+        raise argparse.ArgumentTypeError("名前が空です。ファイルやフォルダの名前を書いてください")
+    return text
 
 
 def japanese(message):
@@ -74,7 +83,7 @@ class _Parser(argparse.ArgumentParser):
         return super().format_help().replace("usage:", "使い方:", 1)
 
     def error(self, message):
-        self.exit(2, f"エラー: {japanese(message)}。`{self.prog} --help` で使い方を確認してください。\n")
+        self.exit(2, one_line(f"エラー: {japanese(message)}。`{self.prog} --help` で使い方を確認してください。") + "\n")
 
 
 def prog_name():
@@ -82,7 +91,7 @@ def prog_name():
 
 
 def _add_data_and_device(p):
-    p.add_argument("--data", default=None, metavar="DIR",
+    p.add_argument("--data", default=None, metavar="DIR", type=path_argument,
                    help=f"MNIST を置く／読むフォルダ（既定: 環境変数 {ENV_ROOT}、なければ ./data）")
     p.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
                    help="計算に使うデバイス（既定: auto = CUDA → MPS → CPU の順に選ぶ）")
@@ -111,10 +120,10 @@ def _add_train(sub):
                    {"choices": kind} if isinstance(kind, tuple) else {"type": kind})
         t.add_argument(flag, default=None, help=f"{meaning}（既定: プリセットの値 — {defaults}）", **options)
     _add_data_and_device(t)
-    t.add_argument("--out", default=None, metavar="DIR", help="結果を書くフォルダ（既定: runs/日時-プリセット名）")
+    t.add_argument("--out", default=None, metavar="DIR", type=path_argument, help="結果を書くフォルダ（既定: runs/日時-プリセット名）")
     t.add_argument("--force", action="store_true",
                    help="--out に前の学習結果があっても置き換える（既定: 置き換えずにエラーで止まる）")
-    t.add_argument("--tensorboard", default=None, metavar="DIR",
+    t.add_argument("--tensorboard", default=None, metavar="DIR", type=path_argument,
                    help="TensorBoard のログを書くフォルダ（既定: 書かない。tensorboard パッケージが必要）")
     t.add_argument("--dry-run", action="store_true",
                    help="1バッチだけ学習・評価して全体が動くか確かめる（既定: しない）")
@@ -126,20 +135,20 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, title="コマンド")
     _add_train(sub)
     e = sub.add_parser("evaluate", help="チェックポイントをテストデータで評価し、数字ごとの表を出す")
-    e.add_argument("checkpoint", help="train が書いた model.pt")
+    e.add_argument("checkpoint", type=path_argument, help="train が書いた model.pt")
     _add_data_and_device(e)
     e.set_defaults(func=evaluate_command)
     p = sub.add_parser("predict", help="画像（PNG/JPEG など）の数字を読む")
-    p.add_argument("checkpoint", help="train が書いた model.pt")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="画像ファイル（大きさ・色・白黒の向きは自由）")
+    p.add_argument("checkpoint", type=path_argument, help="train が書いた model.pt")
+    p.add_argument("images", nargs="+", metavar="IMAGE", type=path_argument, help="画像ファイル（大きさ・色・白黒の向きは自由）")
     p.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="計算に使うデバイス（既定: auto）")
     p.set_defaults(func=predict_command)
     r = sub.add_parser("report", help="train の結果フォルダに学習曲線・予測例・混同行列・間違えた画像の PNG を書く")
-    r.add_argument("run_dir", metavar="RUN_DIR", help="train の --out で指定したフォルダ")
+    r.add_argument("run_dir", metavar="RUN_DIR", type=path_argument, help="train の --out で指定したフォルダ")
     _add_data_and_device(r)
     r.set_defaults(func=report_command)
     a = sub.add_parser("app", help="手書き数字をその場で読むウェブアプリを起動する（スマホ・タブレットの指やペンでも書ける）")
-    a.add_argument("checkpoint", nargs="?", default=None,
+    a.add_argument("checkpoint", nargs="?", default=None, type=path_argument,
                    help="train が書いた model.pt（既定: 同梱のパッド用モデル mnist_lab/pad_model.pt）")
     a.add_argument("--host", default="127.0.0.1",
                    help="待ち受けるアドレス（既定: 127.0.0.1 = このマシンの中だけ。サーバーなら ssh -L で開く）")
@@ -159,7 +168,7 @@ def train_command(args):
     device = try_gpu(args.device)
     model = build_model(config.model, seed=config.seed)
     out = Path(args.out) if args.out else default_out(preset)
-    with new_run(out, args.force, needed=checkpoint_size(model)) as folder:  # checks --out before training
+    with new_run(out, args.force, needed=checkpoint_size(model)) as run:  # checks --out before training
         callbacks = [tensorboard_logger(args.tensorboard, out)] if args.tensorboard else []
         data = load_mnist(args.data, val_size=config.val_size, seed=config.seed)
         if args.dry_run:  # one batch of everything: proves the pipeline runs end to end in seconds
@@ -173,14 +182,15 @@ def train_command(args):
                    "epochs": len(history), "kept_epoch": history.kept_epoch, "best_epoch": history.best_epoch,
                    "model": config.model, "preset": preset, "device": str(device), "dry_run": args.dry_run,
                    "interrupted": history.interrupted}
-        write_run(folder, model, asdict(config), metrics, history)
-    print(f"テスト正解率 {test_accuracy:.2%}（学習 {seconds:.1f} 秒, {len(history)} エポック）→ {out}/model.pt, "
-          f"{out}/metrics.json")
+        write_run(run.staging, model, asdict(config), metrics, history)
+    out = run.final
+    print(one_line(f"テスト正解率 {test_accuracy:.2%}（学習 {seconds:.1f} 秒, {len(history)} エポック）→ {out}/model.pt, "
+                   f"{out}/metrics.json"))
     if history.interrupted or signals.received:
         why = f"{signals.name()} を受けたので" if signals.received else ""
         kept = ("学習は終わっていたので最後までの結果" if not history.interrupted else
                 f"{history.kept_epoch} エポック目の重み" if history.kept_epoch else "1 エポック目の途中の重み")
-        print(f"中断しました（{why}止めました）。{kept}を {out} に保存してあります。", file=sys.stderr)
+        print(one_line(f"中断しました（{why}止めました）。{kept}を {out} に保存してあります。"), file=sys.stderr)
     return signals.exit_status(130 if history.interrupted else 0)
 
 
@@ -216,7 +226,7 @@ class BestEffort(Callback):
         except Exception as e:  # noqa: BLE001 -- whatever broke the extra, the training must not stop for it
             self.callback = None
             why = os_error(e, self.what) if isinstance(e, OSError) else f"{type(e).__name__}: {e}"
-            print(f"お知らせ: {self.what}を書けなくなったので、ここから先は書きません（{why}）。学習は続けます。",
+            print(one_line(f"お知らせ: {self.what}を書けなくなったので、ここから先は書きません（{why}）。学習は続けます。"),
                   file=sys.stderr)
             return False
 
@@ -261,11 +271,11 @@ def predict_command(args):
             if isinstance(e, (MemoryError, torch.OutOfMemoryError)) or os.environ.get("MNIST_LAB_DEBUG"):
                 raise
             error, code = explained(e, args)
-            print(f"エラー: {error}" if str(path) in error else f"エラー: {path}: {error}", file=sys.stderr)
+            print(one_line(f"エラー: {error}" if str(path) in error else f"エラー: {path}: {error}"), file=sys.stderr)
             status = max(status, code)
             continue
         digit = int(probs.argmax())
-        print(f"{path}: {digit}（確率 {probs[digit]:.1%}）")
+        print(one_line(f"{path}: {digit}（確率 {probs[digit]:.1%}）"))
     return status
 
 
@@ -274,9 +284,9 @@ def report_command(args):
 
     paths, notes = write_report(args.run_dir, args.data, try_gpu(args.device))
     for path in paths:
-        print(f"書きました: {path}")
+        print(one_line(f"書きました: {path}"))
     for note in notes:
-        print(f"注意: {note}")
+        print(one_line(f"注意: {note}"))
     return 0
 
 
@@ -287,20 +297,22 @@ def app_command(args):
 
 
 def main(argv=None):
-    with safe_output(), stop_on_signals() as signals:
+    with safe_output():
         args = build_parser().parse_args(argv)
-        try:
+        stopping = stop_on_signals() if args.func is train_command else contextlib.nullcontext(Signals())
+        with stopping as signals:
             args.signals = signals  # train saves what it has when a signal stops it
-            return args.func(args)
-        except KeyboardInterrupt:
-            print("\n中断しました（書きかけのファイルは残していません）。", file=sys.stderr)
-            return signals.exit_status(130)
-        except Exception as e:
-            if os.environ.get("MNIST_LAB_DEBUG"):
-                raise
-            error, code = explained(e, args)
-            print(f"エラー: {error}", file=sys.stderr)
-            return code
+            try:
+                return args.func(args)
+            except KeyboardInterrupt:
+                print("\n中断しました（書きかけのファイルは残していません）。", file=sys.stderr)
+                return signals.exit_status(130)
+            except Exception as e:
+                if os.environ.get("MNIST_LAB_DEBUG"):
+                    raise
+                error, code = explained(e, args)
+                print(one_line(f"エラー: {error}"), file=sys.stderr)
+                return code
 
 
 def explained(e, args):

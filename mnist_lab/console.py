@@ -11,6 +11,7 @@ import contextlib
 import os
 import sys
 import threading
+import unicodedata
 
 
 def printable(text, encoding="utf-8"):
@@ -24,6 +25,17 @@ def printable(text, encoding="utf-8"):
     except UnicodeError:
         pass
     return text.encode(encoding or "utf-8", "backslashreplace").decode(encoding or "utf-8")
+
+
+def one_line(text):
+    r"""Return ``text`` on one line: control characters and line breaks (a newline in a file name) as escapes.
+
+    >>> one_line("runs/a\nb を作れません")
+    'runs/a\\nb を作れません'
+    """
+    breaks = ("Cc", "Zl", "Zp")
+    return "".join(ch.encode("unicode_escape").decode("ascii") if unicodedata.category(ch) in breaks else ch
+                   for ch in text)
 
 
 class SafeStream:

@@ -215,7 +215,7 @@ class Exercise:
     def _hint(self):  # the first hint (kept for older notebooks and tests)
         return self.hints[0]
 
-    def result(self, fn):
+    def result(self, fn=None):
         """Return the :class:`Result` for the student's ``fn``; never raises (but for ■)."""
         try:
             return self._result(fn)
@@ -263,7 +263,7 @@ class Exercise:
                 return Result("unwritten", "関数の中身を書いてから、もう一度このセルを実行してください。")
             return self._wrong(f"{case} で{raised(got)}。", args)
         if got is None or got is Ellipsis:
-            return Result("no_return", f"{case} で None が返りました。計算した答えを return で返してください"
+            return Result("no_return", f"{case} で答えが返りませんでした（{got!r}）。計算した答えを return で返してください"
                                        "（return のない道筋で関数が終わっていませんか？）。")
         got = plain(got)
         problem = mismatch(got, want)
@@ -278,7 +278,7 @@ class Exercise:
         self._shown.add(hint)
         return Result("wrong", f"{text}\n{hint}")
 
-    def check(self, fn):
+    def check(self, fn=None):
         """Show the verdict for ``fn`` (see :meth:`result`)."""
         show(self.result(fn))
 
@@ -404,7 +404,9 @@ class ReadingExercise:
         self.name, self.reference, self.question, self.hints, self.digit = name, reference, question, [hint], digit
         self._shown = set()
 
-    def result(self, value, C):
+    def result(self, value=None, C=None):
+        if C is None:
+            return Result("wrong", "check(answer, C) のように、読んだ数と混同行列 C の 2 つを渡してください。")
         try:
             C = M._matrix(C)
         except M.MetricInputError as e:
@@ -423,7 +425,7 @@ class ReadingExercise:
             return Result("wrong", f"{shown(value)} ではありません。{self.hints[0]}")
         return Result("correct", f"そのとおり、{shown(want)} です。")
 
-    def check(self, value, C):
+    def check(self, value=None, C=None):
         show(self.result(value, C))
 
     next_hint = Exercise.next_hint

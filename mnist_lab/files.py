@@ -34,6 +34,21 @@ def os_error(e, path, action="書けません"):
     return UserError(f"{path} を{action}（{e.strerror or type(e).__name__}）。パスと空き容量を確かめてください。")
 
 
+def file_problem(path, what):
+    """Return a :class:`UserError` saying why ``path`` is no regular file to read as ``what`` (Japanese, e.g.
+    "画像ファイル"), or ``None`` when it is one: a folder, a device or pipe, a link to nowhere, a missing file."""
+    path = Path(path)
+    if path.is_dir():
+        return UserError(f"{path} はフォルダです。{what}を指定してください。")
+    if path.is_file():
+        return None
+    if path.exists():
+        return UserError(f"{path} は普通のファイルではありません（デバイスやパイプなど）。{what}を指定してください。")
+    if path.is_symlink():
+        return UserError(f"{path} はリンクですが、リンク先がないか、リンクが輪になっています。{what}を指定してください。")
+    return UserError(f"{path} が見つかりません。パスを確かめてください。")
+
+
 def current_umask():
     """Return the process's umask (what a new file's or folder's mode leaves out), without changing it."""
     with contextlib.suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii", errors="replace") as f:

@@ -72,6 +72,7 @@ def _array(x, name):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             array = np.asarray(x)
+            array = array if type(array) is np.ndarray else np.asarray(array).view(np.ndarray)  # np.matrix
         if array.dtype == object:
             array = array.astype(np.float64)
     except Exception as e:  # whatever an odd object raises, the student is told what it is

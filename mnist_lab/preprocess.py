@@ -19,7 +19,7 @@ from skimage.morphology import skeletonize
 
 from .data import MEAN, STD
 from .errors import UserError
-from .files import os_error
+from .files import file_problem, os_error
 
 BOX, SIZE = 20, 28  # MNIST: ink fitted into 20x20, centred by mass in 28x28
 THIN, THICK, WORK = 0.10, 0.16, 96  # stroke width / digit size kept in MNIST's middle range; working size, pixels
@@ -42,10 +42,9 @@ def load_image(path):
     pixels that are not numbers: whatever a broken or unusual file does while it is decoded, the error is one line.
     """
     path = Path(path)
-    if path.is_dir():
-        raise UserError(f"{path} はフォルダです。画像ファイルを指定してください。")
-    if not path.is_file():
-        raise UserError(f"画像 {path} が見つかりません。パスを確かめてください。")
+    problem = file_problem(path, "画像ファイル")
+    if problem:
+        raise problem
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # we shrink big images at once; a broken file's warnings say nothing new

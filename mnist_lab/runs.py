@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .checkpoint import save_checkpoint
+from .console import one_line
 from .errors import UserError
 from .files import atomic_file, current_umask, fsync_dir, os_error
 from .history import History
@@ -218,7 +219,7 @@ def _clean_leftover(hidden, kind, run):
 
 
 def _note(text):
-    print(f"お知らせ: {text}", file=sys.stderr)
+    print(one_line(f"お知らせ: {text}"), file=sys.stderr)
 
 
 def _check_space(folder, needed, out):
@@ -228,14 +229,23 @@ def _check_space(folder, needed, out):
             raise os_error(OSError(errno.ENOSPC, "No space left on device"), out)
 
 
+class NewRun:
+    """What :func:`new_run` yields: ``staging``, the hidden folder to write the run into, and ``final``, where the
+    run is once the block has ended (the ``--out`` given, unless something appeared there meanwhile)."""
+
+    def __init__(self, staging, final):
+        self.staging, self.final = staging, final
+
+
 @contextlib.contextmanager
 def new_run(out, force=False, needed=0):
-    """Check ``out``, then yield a hidden folder to write the run into; when the block ends without an error, its
-    files become the run at ``out`` (replacing an old run only with ``force``); on any error it is removed, with
-    the folders made for it.
+    """Check ``out``, then yield a :class:`NewRun` whose ``staging`` folder the run is written into; when the block
+    ends without an error, its files become the run at ``out`` (replacing an old run only with ``force``); on any
+    error it is removed, with the folders made for it.
 
     Checked before the block runs (so before any training): the place itself (:func:`check_out_dir`), that a folder
-    can be made there, and that ``needed`` bytes are free on its file system.
+    can be made there, and that ``needed`` bytes are free on its file system. Should something appear at ``out``
+    while the block runs (another training into the same place), the run is kept beside it, as ``out-2``...
     """
     place = target(out)
     clean_leftovers(place)
@@ -249,8 +259,9 @@ def new_run(out, force=False, needed=0):
             raise os_error(e, place.named, "作れません") from e
         staging = _Locked(place, STAGED, mode=0o777 & ~current_umask())
         _check_space(staging.path, needed, place.named)
-        yield staging.path
-        _move_into_place(staging.path, place, force)
+        run = NewRun(staging.path, place.named)
+        yield run
+        run.final = _move_into_place(staging.path, place, force)
         done = True
     finally:
         if staging is not None:
@@ -261,15 +272,34 @@ def new_run(out, force=False, needed=0):
 
 
 def _move_into_place(staging, place, force):
-    check_out_dir(place, force)  # again: something may have appeared there while training
+    """Make the files in ``staging`` the run at ``place``; return where the run is (the name the user gave)."""
+    try:
+        check_out_dir(place, force)  # again: something may have appeared there while training
+    except UserError:
+        beside = None if place.inside else _beside(place)
+        if beside is None:
+            raise
+        _note(f"学習のあいだに {place.named} に別のものが置かれたので、この結果は {beside.named} に保存します。")
+        place = beside
     fsync_dir(staging)
     if not place.inside:
         try:
-            return _swap_folder(staging, place)
+            _swap_folder(staging, place)
+            return place.named
         except OSError as e:
             if e.errno not in CANNOT_RENAME or not place.path.is_dir():
                 raise os_error(e, place.named, "書けません") from e
     _swap_files(staging, place)  # the folder must stay: its files are replaced instead
+    return place.named
+
+
+def _beside(place):
+    """The first free ``NAME-2``, ``NAME-3``... beside ``place`` (a run found its place taken), or None."""
+    for i in range(2, 100):
+        path = place.path.with_name(f"{place.path.name}-{i}")
+        if not os.path.lexists(path):
+            return Target(path, path, False)
+    return None
 
 
 def _swap_folder(staging, place):

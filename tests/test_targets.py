@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from invariants import assert_one_japanese_line, run_main, snapshot, stray_folders
+from invariants import assert_one_japanese_line, problem_lines, run_main, snapshot, stray_folders
 from test_faults import previous_run
 from test_train import tiny_data
 
@@ -224,3 +224,20 @@ def test_mount_points_are_really_tested():
             pytest.fail("CI runs as root: the tmpfs and bind-mount targets must be tested there")
         pytest.skip("mounting needs root; the other targets were tested")
     assert set(SHAPES_HERE) == set(SHAPES)
+
+
+def test_a_run_that_appears_at_out_while_training_is_kept_and_so_is_this_one(tmp_path, quick_training, monkeypatch):
+    """Two trainings into one --out at once (two terminals): the second to finish is saved beside, never lost."""
+    from mnist_lab import cli
+
+    out, fake = tmp_path / "run", cli.fit
+
+    def fit_while_another_finishes(*args, **kwargs):
+        previous_run(out)
+        return fake(*args, **kwargs)
+
+    monkeypatch.setattr("mnist_lab.cli.fit", fit_while_another_finishes)
+    code, stdout, err = run_main(["train", "--dry-run", "--device", "cpu", "--out", out])
+    assert code == 0 and not problem_lines(err) and err.startswith("お知らせ: "), err
+    assert is_run(out) and is_run(tmp_path / "run-2") and str(tmp_path / "run-2") in stdout
+    assert not stray_folders(tmp_path)
