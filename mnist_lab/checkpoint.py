@@ -5,6 +5,7 @@ code when it is opened. Saving is atomic (:mod:`mnist_lab.files`): a crash or a 
 """
 
 import io
+import os
 import warnings
 from pathlib import Path
 
@@ -20,7 +21,9 @@ MAKE_ONE = "`mnist-lab train`（または `python -m mnist_lab train`）が書�
 
 def save_checkpoint(path, model, config=None, metrics=None):
     """Write ``model``'s weights with its registry name, its training config and metrics to ``path``."""
-    path = Path(path)
+    if not isinstance(model, torch.nn.Module) or isinstance(path, torch.nn.Module):
+        raise UserError("save_checkpoint(保存先のパス, モデル) の順に渡してください（例: save_checkpoint(\"model.pt\", model)）。")
+    path = _path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -36,7 +39,7 @@ def save_checkpoint(path, model, config=None, metrics=None):
 
 def read_checkpoint(path):
     """Return the checkpoint dict stored at ``path``; :class:`UserError` if it is missing, broken or not ours."""
-    path = Path(path)
+    path = _path(path)
     if path.is_dir():
         raise UserError(f"{path} はフォルダです。その中の model.pt のように、ファイルを指定してください。")
     if not path.exists() and not path.is_symlink():
@@ -111,4 +114,15 @@ def load_checkpoint(path, model=None, device="cpu"):
     if not torch.isfinite(scores).all():
         raise UserError(f"{path} の重みでは、モデルの出力が数になりません（NaN か無限大。値が大きすぎるか壊れています）。"
                         "学習し直したチェックポイントを使ってください。")
-    return model.to(device), ckpt
+    try:
+        return model.to(device), ckpt
+    except (RuntimeError, AssertionError, ValueError, TypeError) as e:  # no such device here (cuda on a laptop)
+        raise UserError(f"デバイス {device} が使えません（{str(e).splitlines()[0][:80] if str(e) else type(e).__name__}）。"
+                        "device を指定しないか、try_gpu() が選ぶデバイスを使ってください。") from e
+
+
+def _path(path):
+    """``path`` as a Path; :class:`UserError` when it is no file name at all (a model passed in its place...)."""
+    if not isinstance(path, (str, bytes, os.PathLike)) or not str(path):
+        raise UserError(f"ファイルの名前（\"model.pt\" のような文字列）を渡してください（今は {type(path).__name__}）。")
+    return Path(os.fsdecode(path))

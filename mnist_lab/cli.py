@@ -23,7 +23,7 @@ import torch
 from .callbacks import Callback, TensorBoardLogger
 from .checkpoint import checkpoint_size, load_checkpoint
 from .console import one_line, safe_output
-from .data import ENV_ROOT, load_mnist
+from .data import ENV_ROOT, RAW_FILES, load_mnist
 from .device import DEVICE_CHOICES, try_gpu
 from .errors import UserError
 from .files import os_error
@@ -159,12 +159,17 @@ def build_parser():
     return parser
 
 
+TRAIN_IMAGES = (RAW_FILES["train-labels-idx1-ubyte"][0] - 8)  # an IDX label file: an 8-byte header, a byte a label
+
+
 def train_command(args):
     signals = args.signals
     preset = preset_name(args.preset)
     config = make_config(preset, model=args.model, epochs=args.epochs, batch_size=args.batch_size,
                          lr=args.lr, seed=args.seed, schedule=args.schedule, val_size=args.val_size,
                          augment=args.augment, drawings=args.drawings, patience=args.patience, ema=args.ema)
+    if config.val_size >= TRAIN_IMAGES:  # known before the data is loaded
+        raise UserError(f"検証データの数 {config.val_size} は 0 以上 {TRAIN_IMAGES} 未満にしてください（MNIST の学習データは {TRAIN_IMAGES} 枚）。")
     device = try_gpu(args.device)
     model = build_model(config.model, seed=config.seed)
     out = Path(args.out) if args.out else default_out(preset)
