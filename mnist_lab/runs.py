@@ -24,6 +24,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -138,24 +139,43 @@ def _safe_is_run(folder):
         return False
 
 
+@contextlib.contextmanager
+def uninterrupted():
+    """Ctrl+C, SIGTERM and SIGHUP wait until the block is done: a hidden folder is never left half made or half
+    removed (the signal is delivered right after the block)."""
+    try:
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+    except (AttributeError, OSError, ValueError):  # a system without it
+        blocked = None
+    try:
+        yield
+    finally:
+        if blocked is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
 class _Locked:
     """A new hidden folder of ``kind`` for ``place``, locked (flock) for as long as this process holds it."""
 
     def __init__(self, place, kind, mode=None):
         folder, prefix = place.hidden(kind)
-        try:
-            self.path = Path(tempfile.mkdtemp(prefix=prefix, dir=folder))
-            if mode is not None:
-                os.chmod(self.path, mode)
-            self.fd = os.open(self.path, os.O_RDONLY)
-        except OSError as e:
-            raise os_error(e, place.named, "作れません") from e
-        with contextlib.suppress(OSError):  # a file system without locks: the folder is then never taken as stale
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with uninterrupted():
+            try:
+                self.path = Path(tempfile.mkdtemp(prefix=prefix, dir=folder))
+                if mode is not None:
+                    os.chmod(self.path, mode)
+                self.fd = os.open(self.path, os.O_RDONLY)
+            except OSError as e:
+                with contextlib.suppress(OSError, AttributeError):
+                    os.rmdir(self.path)
+                raise os_error(e, place.named, "作れません") from e
+            with contextlib.suppress(OSError):  # a file system without locks: the folder is never taken as stale
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
     def release(self):
-        shutil.rmtree(self.path, ignore_errors=True)
-        os.close(self.fd)
+        with uninterrupted():
+            shutil.rmtree(self.path, ignore_errors=True)
+            os.close(self.fd)
 
 
 def _unlocked(folder):
@@ -191,7 +211,8 @@ def clean_leftovers(place):
     for folder in {place.path.parent, place.path}:
         for hidden, kind, name in list(_leftovers(folder)):
             try:
-                _clean_leftover(hidden, kind, folder / name if name else folder)
+                with uninterrupted():
+                    _clean_leftover(hidden, kind, folder / name if name else folder)
             except OSError as e:
                 _note(f"前に止まった学習が残したフォルダ {hidden} を片付けられませんでした（{e.strerror}）。")
 
@@ -267,7 +288,7 @@ def new_run(out, force=False, needed=0):
         if staging is not None:
             staging.release()
         for folder in made if not done else ():  # the parents made for a run that never came, deepest first
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError), uninterrupted():
                 folder.rmdir()
 
 
@@ -284,12 +305,14 @@ def _move_into_place(staging, place, force):
     fsync_dir(staging)
     if not place.inside:
         try:
-            _swap_folder(staging, place)
+            with uninterrupted():
+                _swap_folder(staging, place)
             return place.named
         except OSError as e:
             if e.errno not in CANNOT_RENAME or not place.path.is_dir():
                 raise os_error(e, place.named, "書けません") from e
-    _swap_files(staging, place)  # the folder must stay: its files are replaced instead
+    with uninterrupted():
+        _swap_files(staging, place)  # the folder must stay: its files are replaced instead
     return place.named
 
 

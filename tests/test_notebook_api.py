@@ -175,6 +175,7 @@ def student(problem, value, mutate, chatty):
     return fn
 
 
+@pytest.mark.filterwarnings("ignore:The recursion limit will not be reset")  # the student who recurses forever
 @settings(max_examples=200, deadline=None, derandomize=True, database=None)
 @given(name=st.sampled_from(sorted(ex.EXERCISES)), problem=problems.filter(lambda p: p is not KeyboardInterrupt),
        value=returned, mutate=st.booleans(), chatty=st.booleans())

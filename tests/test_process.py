@@ -48,7 +48,7 @@ moments = st.one_of(st.tuples(st.just(0), st.floats(0, 2.5)),  # while starting 
                     st.tuples(st.integers(1, 2), st.floats(0, 0.4)))  # after epoch 1 or 2 finished
 
 
-@settings(max_examples=7, deadline=None, derandomize=True, database=None,
+@settings(max_examples=6, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(signum=st.sampled_from([signal.SIGINT, signal.SIGTERM, signal.SIGHUP]), moment=moments,
        earlier=st.booleans())
