@@ -5,14 +5,14 @@ code when it is opened. Saving is atomic (:mod:`mnist_lab.files`): a crash or a 
 """
 
 import io
-import pickle
+import os
 import warnings
 from pathlib import Path
 
 import torch
 
 from .errors import UserError
-from .files import atomic_file, os_error
+from .files import atomic_file, file_problem, os_error
 from .models import MODELS, RENAMED_MODELS, build_model, model_name
 
 FORMAT = "mnist_lab/1"
@@ -21,7 +21,9 @@ MAKE_ONE = "`mnist-lab train`（または `python -m mnist_lab train`）が書�
 
 def save_checkpoint(path, model, config=None, metrics=None):
     """Write ``model``'s weights with its registry name, its training config and metrics to ``path``."""
-    path = Path(path)
+    if not isinstance(model, torch.nn.Module) or isinstance(path, torch.nn.Module):
+        raise UserError("save_checkpoint(保存先のパス, モデル) の順に渡してください（例: save_checkpoint(\"model.pt\", model)）。")
+    path = _path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -37,18 +39,23 @@ def save_checkpoint(path, model, config=None, metrics=None):
 
 def read_checkpoint(path):
     """Return the checkpoint dict stored at ``path``; :class:`UserError` if it is missing, broken or not ours."""
-    path = Path(path)
+    path = _path(path)
     if path.is_dir():
         raise UserError(f"{path} はフォルダです。その中の model.pt のように、ファイルを指定してください。")
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise UserError(f"チェックポイント {path} が見つかりません。パスを確かめるか、先に学習して作ってください。")
+    problem = file_problem(path, "train が書いた model.pt")
+    if problem:
+        raise problem
     try:
         with warnings.catch_warnings():  # a foreign pickle's protocol warning would only confuse a student
             warnings.simplefilter("ignore", UserWarning)
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except PermissionError as e:
         raise os_error(e, path, "読めません") from e
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
+    except MemoryError:
+        raise
+    except Exception as e:  # a file that is no checkpoint can make the unpickler fail in any way
         raise UserError(f"{path} は mnist_lab のチェックポイントとして読めません（壊れているか別の形式です）。{MAKE_ONE}") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise UserError(f"{path} は mnist_lab のチェックポイントではありません。{MAKE_ONE}")
@@ -56,12 +63,32 @@ def read_checkpoint(path):
     ckpt["model"] = RENAMED_MODELS.get(name, name) if isinstance(name, str) else None
     if ckpt["model"] not in MODELS or not isinstance(ckpt.get("state_dict"), dict):
         raise UserError(f"{path} は mnist_lab のチェックポイントではありません。{MAKE_ONE}")
-    broken = [k for k, v in ckpt["state_dict"].items()
-              if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all()]
-    if broken:
-        raise UserError(f"{path} の重み {broken[0]} に NaN か無限大が入っています（学習が発散したモデルです）。"
-                        "学習率を下げて学習し直してください。")
+    problem = next(filter(None, (_impossible(k, v) for k, v in ckpt["state_dict"].items())), None)
+    if problem:
+        raise UserError(f"{path} の{problem}。学習し直すか、train が書いた model.pt を書き換えずに使ってください。")
     return ckpt
+
+
+def _impossible(name, value):
+    """Why the stored tensor ``name`` cannot come from training (Japanese), or ``None``."""
+    if not isinstance(value, torch.Tensor):
+        return None  # refused as not fitting the model when it is loaded
+    if not (value.is_floating_point() or value.dtype in INTEGERS):
+        return f"重み {name} が数の配列ではありません（{value.dtype}）"
+    if value.is_floating_point() and not torch.isfinite(value).all():
+        return f"重み {name} に NaN か無限大が入っています（学習が発散したモデルです。学習率を下げてください）"
+    if name.endswith(("running_var", "num_batches_tracked")) and bool((value < 0).any()):
+        return f"{name} に負の値があります（分散や回数は負になりません。壊れているか手で書き換えられたモデルです）"
+    return None
+
+
+INTEGERS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool)
+PROBE = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))  # any inputs: outputs must be numbers
+
+
+def checkpoint_size(model):
+    """Return about how many bytes :func:`save_checkpoint` writes for ``model`` (its weights and some room)."""
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values()) + (64 << 10)
 
 
 def load_checkpoint(path, model=None, device="cpu"):
@@ -82,4 +109,20 @@ def load_checkpoint(path, model=None, device="cpu"):
     except (RuntimeError, TypeError, AttributeError) as e:
         raise UserError(f"{path} の重みが '{name}' モデルの形に合いません（別のバージョンで保存された可能性があります）。"
                         "もう一度学習し直してください。") from e
-    return model.to(device).eval(), ckpt
+    with torch.no_grad():
+        scores = model.eval()(PROBE.to(next(model.parameters()).device))
+    if not torch.isfinite(scores).all():
+        raise UserError(f"{path} の重みでは、モデルの出力が数になりません（NaN か無限大。値が大きすぎるか壊れています）。"
+                        "学習し直したチェックポイントを使ってください。")
+    try:
+        return model.to(device), ckpt
+    except (RuntimeError, AssertionError, ValueError, TypeError) as e:  # no such device here (cuda on a laptop)
+        raise UserError(f"デバイス {device} が使えません（{str(e).splitlines()[0][:80] if str(e) else type(e).__name__}）。"
+                        "device を指定しないか、try_gpu() が選ぶデバイスを使ってください。") from e
+
+
+def _path(path):
+    """``path`` as a Path; :class:`UserError` when it is no file name at all (a model passed in its place...)."""
+    if not isinstance(path, (str, bytes, os.PathLike)) or not str(path):
+        raise UserError(f"ファイルの名前（\"model.pt\" のような文字列）を渡してください（今は {type(path).__name__}）。")
+    return Path(os.fsdecode(path))

@@ -1,12 +1,15 @@
 """``mnist-lab`` (or ``python -m mnist_lab``): train, evaluate, predict and report from the command line.
 
 Mistakes a user can fix (a missing file, a wrong checkpoint, an unknown preset, a full disk...) end with exit
-status 2 and one Japanese line saying what to do, never a traceback; Ctrl+C ends with 130. ``train`` checks its
-output folder before it trains and never replaces an earlier run unless ``--force`` is given (see
-:mod:`mnist_lab.runs`).
+status 2 and one Japanese line saying what to do, never a traceback. Ctrl+C, SIGTERM and SIGHUP stop a training
+the same way: the last finished epoch is saved, and the status is 128 + the signal's number (130 for Ctrl+C;
+:mod:`mnist_lab.interrupts`). ``train`` checks its output folder before it trains and never replaces an earlier
+run unless ``--force`` is given (see :mod:`mnist_lab.runs`); nothing printed can fail once a run is written
+(:mod:`mnist_lab.console`).
 """
 
 import argparse
+import contextlib
 import os
 import re
 import sys
@@ -15,13 +18,17 @@ from dataclasses import asdict, replace
 from datetime import datetime
 from pathlib import Path
 
-from .callbacks import TensorBoardLogger
-from .checkpoint import load_checkpoint
-from .data import ENV_ROOT, load_mnist
+import torch
+
+from .callbacks import Callback, TensorBoardLogger
+from .checkpoint import checkpoint_size, load_checkpoint
+from .console import one_line, safe_output
+from .data import ENV_ROOT, RAW_FILES, load_mnist
 from .device import DEVICE_CHOICES, try_gpu
 from .errors import UserError
 from .files import os_error
 from .inference import evaluate, predict_proba
+from .interrupts import Signals, stop_on_signals
 from .metrics import classification_table, confusion_matrix, summary
 from .models import MODELS, build_model
 from .preprocess import load_image, preprocess_drawing
@@ -38,7 +45,15 @@ ARGPARSE_JA = [  # argparse's English messages -> one Japanese sentence each
     (r"the following arguments are required: (.*)", r"\1 を指定してください"),
     (r"unrecognized arguments: (.*)", r"知らない引数があります: \1"),
     (r"ambiguous option: (\S+) could match (.*)", r"\1 は \2 のどれのことかわかりません。最後まで書いてください"),
+    (r"argument (\S+): ([^\x00-\x7f].*)", r"\1 の\2"),  # our own types' Japanese messages
 ]
+
+
+def path_argument(text):
+    """A file or folder name on the command line: an empty one ("" from an unset shell variable) is a mistake."""
+    if not text:
+        raise argparse.ArgumentTypeError("名前が空です。ファイルやフォルダの名前を書いてください")
+    return text
 
 
 def japanese(message):
@@ -68,7 +83,7 @@ class _Parser(argparse.ArgumentParser):
         return super().format_help().replace("usage:", "使い方:", 1)
 
     def error(self, message):
-        self.exit(2, f"エラー: {japanese(message)}。`{self.prog} --help` で使い方を確認してください。\n")
+        self.exit(2, one_line(f"エラー: {japanese(message)}。`{self.prog} --help` で使い方を確認してください。") + "\n")
 
 
 def prog_name():
@@ -76,7 +91,7 @@ def prog_name():
 
 
 def _add_data_and_device(p):
-    p.add_argument("--data", default=None, metavar="DIR",
+    p.add_argument("--data", default=None, metavar="DIR", type=path_argument,
                    help=f"MNIST を置く／読むフォルダ（既定: 環境変数 {ENV_ROOT}、なければ ./data）")
     p.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
                    help="計算に使うデバイス（既定: auto = CUDA → MPS → CPU の順に選ぶ）")
@@ -105,10 +120,10 @@ def _add_train(sub):
                    {"choices": kind} if isinstance(kind, tuple) else {"type": kind})
         t.add_argument(flag, default=None, help=f"{meaning}（既定: プリセットの値 — {defaults}）", **options)
     _add_data_and_device(t)
-    t.add_argument("--out", default=None, metavar="DIR", help="結果を書くフォルダ（既定: runs/日時-プリセット名）")
+    t.add_argument("--out", default=None, metavar="DIR", type=path_argument, help="結果を書くフォルダ（既定: runs/日時-プリセット名）")
     t.add_argument("--force", action="store_true",
                    help="--out に前の学習結果があっても置き換える（既定: 置き換えずにエラーで止まる）")
-    t.add_argument("--tensorboard", default=None, metavar="DIR",
+    t.add_argument("--tensorboard", default=None, metavar="DIR", type=path_argument,
                    help="TensorBoard のログを書くフォルダ（既定: 書かない。tensorboard パッケージが必要）")
     t.add_argument("--dry-run", action="store_true",
                    help="1バッチだけ学習・評価して全体が動くか確かめる（既定: しない）")
@@ -120,20 +135,20 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, title="コマンド")
     _add_train(sub)
     e = sub.add_parser("evaluate", help="チェックポイントをテストデータで評価し、数字ごとの表を出す")
-    e.add_argument("checkpoint", help="train が書いた model.pt")
+    e.add_argument("checkpoint", type=path_argument, help="train が書いた model.pt")
     _add_data_and_device(e)
     e.set_defaults(func=evaluate_command)
     p = sub.add_parser("predict", help="画像（PNG/JPEG など）の数字を読む")
-    p.add_argument("checkpoint", help="train が書いた model.pt")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="画像ファイル（大きさ・色・白黒の向きは自由）")
+    p.add_argument("checkpoint", type=path_argument, help="train が書いた model.pt")
+    p.add_argument("images", nargs="+", metavar="IMAGE", type=path_argument, help="画像ファイル（大きさ・色・白黒の向きは自由）")
     p.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="計算に使うデバイス（既定: auto）")
     p.set_defaults(func=predict_command)
     r = sub.add_parser("report", help="train の結果フォルダに学習曲線・予測例・混同行列・間違えた画像の PNG を書く")
-    r.add_argument("run_dir", metavar="RUN_DIR", help="train の --out で指定したフォルダ")
+    r.add_argument("run_dir", metavar="RUN_DIR", type=path_argument, help="train の --out で指定したフォルダ")
     _add_data_and_device(r)
     r.set_defaults(func=report_command)
     a = sub.add_parser("app", help="手書き数字をその場で読むウェブアプリを起動する（スマホ・タブレットの指やペンでも書ける）")
-    a.add_argument("checkpoint", nargs="?", default=None,
+    a.add_argument("checkpoint", nargs="?", default=None, type=path_argument,
                    help="train が書いた model.pt（既定: 同梱のパッド用モデル mnist_lab/pad_model.pt）")
     a.add_argument("--host", default="127.0.0.1",
                    help="待ち受けるアドレス（既定: 127.0.0.1 = このマシンの中だけ。サーバーなら ssh -L で開く）")
@@ -144,31 +159,96 @@ def build_parser():
     return parser
 
 
+TRAIN_IMAGES = (RAW_FILES["train-labels-idx1-ubyte"][0] - 8)  # an IDX label file: an 8-byte header, a byte a label
+
+
 def train_command(args):
+    signals = args.signals
     preset = preset_name(args.preset)
     config = make_config(preset, model=args.model, epochs=args.epochs, batch_size=args.batch_size,
                          lr=args.lr, seed=args.seed, schedule=args.schedule, val_size=args.val_size,
                          augment=args.augment, drawings=args.drawings, patience=args.patience, ema=args.ema)
+    if config.val_size >= TRAIN_IMAGES:  # known before the data is loaded
+        raise UserError(f"検証データの数 {config.val_size} は 0 以上 {TRAIN_IMAGES} 未満にしてください（MNIST の学習データは {TRAIN_IMAGES} 枚）。")
     device = try_gpu(args.device)
-    out = Path(args.out or f"runs/{datetime.now():%Y%m%d-%H%M%S}-{preset}")
-    with new_run(out, args.force) as folder:  # checks --out before anything is trained
-        callbacks = [TensorBoardLogger(args.tensorboard)] if args.tensorboard else []
+    model = build_model(config.model, seed=config.seed)
+    out = Path(args.out) if args.out else default_out(preset)
+    with new_run(out, args.force, needed=checkpoint_size(model)) as run:  # checks --out before training
+        callbacks = [tensorboard_logger(args.tensorboard, out)] if args.tensorboard else []
         data = load_mnist(args.data, val_size=config.val_size, seed=config.seed)
         if args.dry_run:  # one batch of everything: proves the pipeline runs end to end in seconds
             data, config = data.head(config.batch_size, config.batch_size), replace(config, epochs=1)
-        model = build_model(config.model, seed=config.seed)
         start = time.perf_counter()
         history = fit(model, data, config, device, callbacks, progress=sys.stderr.isatty())  # no bar in logs
+        signals.hold()  # training is over: from here on a signal waits until the run is saved
         seconds = time.perf_counter() - start
         test_loss, test_accuracy = evaluate(model, data.X_test, data.y_test)
         metrics = {"test_accuracy": test_accuracy, "test_loss": test_loss, "train_seconds": seconds,
                    "epochs": len(history), "kept_epoch": history.kept_epoch, "best_epoch": history.best_epoch,
                    "model": config.model, "preset": preset, "device": str(device), "dry_run": args.dry_run,
                    "interrupted": history.interrupted}
-        write_run(folder, model, asdict(config), metrics, history)
-    print(f"テスト正解率 {test_accuracy:.2%}（学習 {seconds:.1f} 秒, {len(history)} エポック）→ {out}/model.pt, "
-          f"{out}/metrics.json")
-    return 130 if history.interrupted else 0
+        write_run(run.staging, model, asdict(config), metrics, history)
+    out = run.final
+    print(one_line(f"テスト正解率 {test_accuracy:.2%}（学習 {seconds:.1f} 秒, {len(history)} エポック）→ {out}/model.pt, "
+                   f"{out}/metrics.json"))
+    if history.interrupted or signals.received:
+        why = f"{signals.name()} を受けたので" if signals.received else ""
+        kept = ("学習は終わっていたので最後までの結果" if not history.interrupted else
+                f"{history.kept_epoch} エポック目の重み" if history.kept_epoch else "1 エポック目の途中の重み")
+        print(one_line(f"中断しました（{why}止めました）。{kept}を {out} に保存してあります。"), file=sys.stderr)
+    return signals.exit_status(130 if history.interrupted else 0)
+
+
+def default_out(preset):
+    """``runs/DATE-TIME-PRESET``, with ``-2``, ``-3``... when a run started in the same second has it."""
+    out = Path(f"runs/{datetime.now():%Y%m%d-%H%M%S}-{preset}")
+    return next(p for p in (out, *(Path(f"{out}-{i}") for i in range(2, 1000))) if not os.path.lexists(p))
+
+
+def tensorboard_logger(log_dir, out):
+    """The TensorBoard callback for ``--tensorboard log_dir``, which must not lie inside the run folder ``out``
+    (the run would no longer be a run folder); should writing its logs fail later (a full disk), training goes on
+    without them."""
+    logs, run = Path(os.path.realpath(log_dir)), Path(os.path.realpath(out))
+    if logs == run or run in logs.parents:
+        raise UserError(f"--tensorboard {log_dir} が --out {out} の中です。ログは別のフォルダに書いてください"
+                        "（例: --tensorboard runs/tb）。")
+    return BestEffort(TensorBoardLogger(log_dir), f"TensorBoard のログ（{log_dir}）")
+
+
+class BestEffort(Callback):
+    """Runs an optional callback's hooks; its first error is told in one line and it is dropped, while the training
+    goes on (the logs are extra, the run is not)."""
+
+    def __init__(self, callback, what):
+        self.callback, self.what = callback, what
+
+    def _call(self, hook, *args):
+        if self.callback is None:
+            return False
+        try:
+            return bool(getattr(self.callback, hook)(*args))
+        except Exception as e:  # noqa: BLE001 -- whatever broke the extra, the training must not stop for it
+            self.callback = None
+            why = os_error(e, self.what) if isinstance(e, OSError) else f"{type(e).__name__}: {e}"
+            print(one_line(f"お知らせ: {self.what}を書けなくなったので、ここから先は書きません（{why}）。学習は続けます。"),
+                  file=sys.stderr)
+            return False
+
+    def on_step(self, model, loss):
+        self._call("on_step", model, loss)
+
+    def on_epoch_begin(self, model):
+        self._call("on_epoch_begin", model)
+
+    def before_evaluation(self, model):
+        self._call("before_evaluation", model)
+
+    def on_epoch_end(self, model, history):
+        return self._call("on_epoch_end", model, history)
+
+    def on_train_end(self, model, history):
+        self._call("on_train_end", model, history)
 
 
 def evaluate_command(args):
@@ -184,18 +264,24 @@ def evaluate_command(args):
 
 
 def predict_command(args):
+    """Read each image on its own: one that cannot be read is one line on stderr, and the rest are still read."""
     model, _ = load_checkpoint(args.checkpoint, device=try_gpu(args.device))
-    failed = 0
+    status = 0
     for path in args.images:
         try:
             probs = predict_proba(model, preprocess_drawing(load_image(path)))[0]
-        except UserError as e:
-            print(f"エラー: {e}" if str(path) in str(e) else f"エラー: {path}: {e}", file=sys.stderr)
-            failed += 1
+            if not torch.isfinite(probs).all():
+                raise UserError("モデルの出力が数になりません（NaN）。学習し直したチェックポイントを使ってください。")
+        except Exception as e:  # one bad image never stops the others
+            if isinstance(e, (MemoryError, torch.OutOfMemoryError)) or os.environ.get("MNIST_LAB_DEBUG"):
+                raise
+            error, code = explained(e, args)
+            print(one_line(f"エラー: {error}" if str(path) in error else f"エラー: {path}: {error}"), file=sys.stderr)
+            status = max(status, code)
             continue
         digit = int(probs.argmax())
-        print(f"{path}: {digit}（確率 {probs[digit]:.1%}）")
-    return 2 if failed else 0
+        print(one_line(f"{path}: {digit}（確率 {probs[digit]:.1%}）"))
+    return status
 
 
 def report_command(args):
@@ -203,9 +289,9 @@ def report_command(args):
 
     paths, notes = write_report(args.run_dir, args.data, try_gpu(args.device))
     for path in paths:
-        print(f"書きました: {path}")
+        print(one_line(f"書きました: {path}"))
     for note in notes:
-        print(f"注意: {note}")
+        print(one_line(f"注意: {note}"))
     return 0
 
 
@@ -216,18 +302,22 @@ def app_command(args):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except KeyboardInterrupt:
-        print("\n中断しました（書きかけのファイルは残していません）。", file=sys.stderr)
-        return 130
-    except Exception as e:
-        if os.environ.get("MNIST_LAB_DEBUG"):
-            raise
-        error, code = explained(e, args)
-        print(f"エラー: {error}", file=sys.stderr)
-        return code
+    with safe_output():
+        args = build_parser().parse_args(argv)
+        stopping = stop_on_signals() if args.func is train_command else contextlib.nullcontext(Signals())
+        with stopping as signals:
+            args.signals = signals  # train saves what it has when a signal stops it
+            try:
+                return args.func(args)
+            except KeyboardInterrupt:
+                print("\n中断しました（書きかけのファイルは残していません）。", file=sys.stderr)
+                return signals.exit_status(130)
+            except Exception as e:
+                if os.environ.get("MNIST_LAB_DEBUG"):
+                    raise
+                error, code = explained(e, args)
+                print(one_line(f"エラー: {error}"), file=sys.stderr)
+                return code
 
 
 def explained(e, args):

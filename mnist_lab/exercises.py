@@ -1,18 +1,25 @@
 """Exercises with checkers in the style of Kaggle's learntools: write a function, then ``ex.NAME.check(fn)``.
 
-A check never raises, so the notebook still runs from top to bottom. It shows one of three verdicts:
+A check never raises into the student's cell, whatever the function does (raises, returns ``None`` or a string or
+a NumPy array, loops into a RecursionError, calls ``exit()``, changes its argument in place...), so the notebook
+still runs from top to bottom; only ■ (a KeyboardInterrupt) stops it, as it stops any cell. It shows one verdict:
 
-- ``unwritten``: the function is still the template (no ``return``, returns ``None``, or raises
-  ``NotImplementedError``);
-- ``wrong``: a case gave another value (the message shows the case and a hint, never the formula);
+- ``unwritten``: the function is still the template (its body only ``...``, ``pass`` or ``raise
+  NotImplementedError``);
+- ``no_return``: something is written but nothing is returned (no ``return`` with a value);
+- ``wrong``: a case gave another value, or a value of another kind (the message names the case, what came back
+  and a hint that fits that case, never the formula);
 - ``correct``.
 
-``ex.NAME.hint()`` shows a hint (a question, not the answer), ``ex.NAME.solution()`` the answer as code. Each shows
-itself at once, so a check and a hint in one cell are both seen. The reference answers are :mod:`mnist_lab.metrics`
-itself, so the exercises and the library can never disagree. ``ex.NAME.result(fn)`` returns the verdict instead.
+Every case runs on fresh copies of its data, so a function that changes its argument cannot spoil the next case,
+the next check or the reference answer. ``ex.NAME.hint()`` shows the next hint that has not been shown yet (the
+one a wrong check showed counts as shown), ``ex.NAME.solution()`` the answer as code. Each shows itself at once, so
+a check and a hint in one cell are both seen. The reference answers are :mod:`mnist_lab.metrics` itself, so the
+exercises and the library can never disagree. ``ex.NAME.result(fn)`` returns the verdict instead.
 """
 
 import ast
+import copy
 import html
 import inspect
 import math
@@ -24,8 +31,9 @@ import numpy as np
 from . import metrics as M
 
 STYLE = {"correct": ("#2e7d32", "正解！"), "wrong": ("#c62828", "もう少し"),
-         "unwritten": ("#1565c0", "まだ書かれていません"), "hint": ("#6a1b9a", "ヒント"),
-         "solution": ("#455a64", "解答例")}
+         "unwritten": ("#1565c0", "まだ書かれていません"), "no_return": ("#1565c0", "return がありません"),
+         "hint": ("#6a1b9a", "ヒント"), "solution": ("#455a64", "解答例")}
+NO_MORE_HINTS = "ヒントはここまでです。解答例は ex.{name}.solution() で見られます。"
 
 
 class Result:
@@ -60,81 +68,244 @@ def show(result):
         print(repr(result))
 
 
-def _same(got, want):
+def shown(value, limit=60):
+    """Return a short text for any value a student's function returned; never raises."""
+    try:
+        if isinstance(value, (tuple, list)):
+            text = "(" + ", ".join(shown(v, limit) for v in value[:8]) + (", ..." if len(value) > 8 else "") + ")"
+        elif isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+            text = f"{float(value):.6g}"
+        else:
+            text = repr(value)
+    except Exception:  # noqa: BLE001 -- a value whose repr fails is still named
+        text = f"<{type(value).__name__}>"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def plain(value):
+    """Return ``value`` with NumPy arrays and scalars and tensors turned into Python lists and numbers."""
+    if hasattr(value, "detach"):  # a tensor
+        value = value.detach().cpu()
+    if isinstance(value, (np.ndarray, np.generic)) or type(value).__name__ == "Tensor":
+        return value.tolist()
+    if isinstance(value, (tuple, list)):
+        return [plain(v) for v in value]
+    return value
+
+
+def mismatch(got, want):
+    """Return why ``got`` is not a value of ``want``'s kind (Japanese), or ``None`` when it is (its numbers may
+    still differ)."""
     if isinstance(want, tuple):
-        return isinstance(got, (tuple, list)) and len(got) == len(want) and all(map(_same, got, want))
+        if not isinstance(got, (tuple, list)):
+            return f"{len(want)} つの値を返すはずが、{_kind(got)}が返りました（例: return a, b のように , で並べます）"
+        if len(got) != len(want):
+            return f"{len(want)} つの値を返すはずが、{len(got)} つの値が返りました"
+        return next(filter(None, (mismatch(g, w) for g, w in zip(got, want))), None)
+    if isinstance(got, bool) or not isinstance(got, (int, float)):
+        return f"1 つの数を返すはずが、{_kind(got)}が返りました"
+    return None
+
+
+def _kind(value):
+    if isinstance(value, str):
+        return f"文字列 {shown(value)} "
+    if isinstance(value, bool):
+        return f"True/False（{value}）"
+    if isinstance(value, (tuple, list)):
+        return f"{len(value)} 個の値の並び {shown(value)} "
+    if isinstance(value, (int, float)):
+        return f"1 つの数 {shown(value)} "
+    return f"{type(value).__name__} の値 {shown(value)} "
+
+
+def same(got, want):
+    """Whether ``got`` (plain, of ``want``'s kind) equals ``want`` up to rounding."""
+    if isinstance(want, tuple):
+        return all(same(g, w) for g, w in zip(got, want))
     try:
         return math.isclose(float(got), want, rel_tol=1e-6, abs_tol=1e-9)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return False
 
 
-def _show_value(value):
-    if isinstance(value, (tuple, list)):
-        return "(" + ", ".join(_show_value(v) for v in value) + ")"
-    try:
-        return f"{float(value):.6g}"
-    except (TypeError, ValueError):
-        return repr(value)
-
-
-def has_no_return(fn):
-    """Whether ``fn``'s source has no ``return`` with a value (``False`` for a lambda, or when the source cannot be
-    read)."""
+def template_state(fn):
+    """Return ``"unwritten"`` when ``fn``'s body is still a template (only ``...``, ``pass``, a docstring or
+    ``raise NotImplementedError``), ``"no_return"`` when it has no ``return`` with a value, else ``None`` (also for
+    a lambda, or when the source cannot be read)."""
     if getattr(fn, "__name__", "") == "<lambda>":
-        return False
+        return None
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
-    except (OSError, TypeError, SyntaxError, IndentationError):
-        return False
-    return not any(isinstance(node, ast.Return) and node.value is not None for node in ast.walk(tree))
+    except Exception:  # noqa: BLE001 -- no source (a builtin, exec), or source that is not one function
+        return None
+    function = tree.body[0] if tree.body and isinstance(tree.body[0], (ast.FunctionDef, ast.AsyncFunctionDef)) else None
+    if function is None:
+        return None
+    if all(_is_placeholder(statement) for statement in function.body):
+        return "unwritten"
+    if not any(isinstance(node, ast.Return) and node.value is not None for node in _own_nodes(function)):
+        return "no_return"
+    return None
+
+
+def _is_placeholder(statement):
+    if isinstance(statement, ast.Pass):
+        return True
+    if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant):
+        return statement.value.value is Ellipsis or isinstance(statement.value.value, str)
+    if isinstance(statement, ast.Raise) and statement.exc is not None:
+        exc = statement.exc.func if isinstance(statement.exc, ast.Call) else statement.exc
+        return isinstance(exc, ast.Name) and exc.id == "NotImplementedError"
+    return False
+
+
+def _own_nodes(function):
+    """The nodes of ``function``'s body, without those of functions defined inside it."""
+    stack = list(function.body)
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(child for child in ast.iter_child_nodes(node)
+                     if not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)))
+
+
+def call_safely(fn, args):
+    """Return ``("value", v)`` or ``("raised", exception)`` for ``fn(*args)``; only ■ (KeyboardInterrupt) gets
+    through. Warnings (0/0, overflow) are silenced: the verdict says what matters."""
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            return "value", fn(*args)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # noqa: BLE001 -- SystemExit (exit()), RecursionError... never reach the cell
+        return "raised", e
+
+
+def raised(e):
+    """One Japanese sentence for an exception a student's function raised."""
+    if isinstance(e, SystemExit):
+        return "exit() で止まりました。関数は止めずに、return で答えを返してください"
+    if isinstance(e, RecursionError):
+        return "関数が自分自身を呼び続けて終わりませんでした（RecursionError）"
+    try:
+        text = " ".join(str(e).split())
+    except Exception:  # noqa: BLE001
+        text = ""
+    text = text if len(text) <= 120 else text[:117] + "..."
+    return f"エラーになりました（{type(e).__name__}: {text}）" if text else f"エラーになりました（{type(e).__name__}）"
 
 
 class Exercise:
-    """One exercise: the cases a function must pass, the reference answer, a hint and a solution."""
+    """One exercise: the cases a function must pass, the reference answer, its hints and a solution.
 
-    def __init__(self, name, reference, cases, describe, hint, solution):
-        self.name, self.reference, self.cases = name, reference, cases
-        self.describe, self._hint, self._solution = describe, hint, solution
+    ``hints`` go from a nudge to almost the answer; ``case_hint(*args)`` may return a hint that fits one case
+    better than the first (say, a matrix with a digit that is never predicted), shown when that case fails.
+    """
 
-    def result(self, fn):
-        """Return the :class:`Result` for the student's ``fn``; never raises."""
+    def __init__(self, name, reference, cases, describe, hints, solution, params, case_hint=None):
+        self.name, self.reference, self.cases = name, reference, [_frozen(args) for args in cases]
+        self.describe, self.hints, self._solution, self.params = describe, list(hints), solution, params
+        self.case_hint = case_hint or (lambda *args: None)
+        self._shown = set()
+
+    @property
+    def _hint(self):  # the first hint (kept for older notebooks and tests)
+        return self.hints[0]
+
+    def result(self, fn=None):
+        """Return the :class:`Result` for the student's ``fn``; never raises (but for ■)."""
+        try:
+            return self._result(fn)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # noqa: BLE001 -- a last net: the checker itself must never stop the notebook
+            return Result("wrong", f"答え合わせができませんでした（{raised(e)}）。関数を見直して、もう一度実行してください。")
+
+    def _result(self, fn):
         if not callable(fn):
-            return Result("wrong", "check には関数そのものを渡してください（例: check(my_counts)、かっこは付けません）。")
-        if has_no_return(fn):
-            return Result("unwritten", "return がありません。計算した答えを return で返してください。")
+            return Result("wrong", f"check には関数そのものを渡してください（例: check(my_{self.name})、かっこは付けません）。"
+                                   f"今渡されたのは {_kind(fn)}です。")
+        state = template_state(fn)
+        if state == "unwritten":
+            return Result("unwritten", "`...` の行を消して、関数の中身を書いてから、もう一度このセルを実行してください。")
+        if state == "no_return":
+            return Result("no_return", "計算はありますが、答えを返していません。最後に return で答えを返してください。")
+        arity = self._arity_problem(fn)
+        if arity:
+            return Result("wrong", arity)
         for args in self.cases:
             verdict = self._verdict(fn, args)
             if verdict is not None:
                 return verdict
         return Result("correct", f"{len(self.cases)} 通りの入力で、すべて正しい値が返りました。")
 
+    def _arity_problem(self, fn):
+        try:
+            inspect.signature(fn).bind(*self.cases[0])
+        except TypeError:
+            count = len(self.params.split(","))
+            return f"この関数は {self.params} の {count} つを受け取るはずです（def my_{self.name}({self.params}): のように書きます）。"
+        except ValueError:  # no signature to read (some builtins): the call itself will tell
+            pass
+        return None
+
     def _verdict(self, fn, args):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", M.UndefinedMetricWarning)
-            want = self.reference(*args)
-        try:
-            got = fn(*args)
-        except NotImplementedError:
-            return Result("unwritten", "関数の中身を書いてから、もう一度このセルを実行してください。")
-        except Exception as e:  # noqa: BLE001 -- a student's code may fail in any way: say so, never stop the notebook
-            return Result("wrong", f"{self.describe(*args)} でエラーになりました（{type(e).__name__}: {e}）。\n{self._hint}")
+            want = self.reference(*copy.deepcopy(args))
+        case = self.describe(*args)
+        kind, got = call_safely(fn, copy.deepcopy(args))  # the student's own copy: changing it changes nothing here
+        if kind == "raised":
+            if isinstance(got, NotImplementedError):
+                return Result("unwritten", "関数の中身を書いてから、もう一度このセルを実行してください。")
+            return self._wrong(f"{case} で{raised(got)}。", args)
         if got is None or got is Ellipsis:
-            return Result("unwritten", "関数がまだ何も返していません。return で答えを返してください。")
-        if not _same(got, want):
-            return Result("wrong", f"{self.describe(*args)} のとき {_show_value(want)} になるはずが、"
-                                   f"{_show_value(got)} が返りました。\n{self._hint}")
+            return Result("no_return", f"{case} で答えが返りませんでした（{got!r}）。計算した答えを return で返してください"
+                                       "（return のない道筋で関数が終わっていませんか？）。")
+        got = plain(got)
+        problem = mismatch(got, want)
+        if problem:
+            return self._wrong(f"{case} のとき、{problem}。", args)
+        if not same(got, want):
+            return self._wrong(f"{case} のとき {shown(want)} になるはずが、{shown(got)} が返りました。", args)
         return None
 
-    def check(self, fn):
+    def _wrong(self, text, args):
+        hint = self.case_hint(*args) or self.hints[0]
+        self._shown.add(hint)
+        return Result("wrong", f"{text}\n{hint}")
+
+    def check(self, fn=None):
         """Show the verdict for ``fn`` (see :meth:`result`)."""
         show(self.result(fn))
 
+    def next_hint(self):
+        """Return the next hint not shown yet (by :meth:`hint` or a wrong check) as a :class:`Result`."""
+        for hint in self.hints:
+            if hint not in self._shown:
+                self._shown.add(hint)
+                return Result("hint", hint)
+        return Result("hint", NO_MORE_HINTS.format(name=self.name))
+
     def hint(self):
-        show(Result("hint", self._hint))
+        show(self.next_hint())
 
     def solution(self):
         show(Result("solution", self._solution))
+
+
+def _frozen(args):
+    """Return ``args`` with every array read-only: the cases are the checker's own and must never change."""
+    frozen = []
+    for arg in args:
+        if isinstance(arg, np.ndarray):
+            arg = arg.copy()
+            arg.flags.writeable = False
+        frozen.append(arg)
+    return tuple(frozen)
 
 
 def _matrix_case(C, *rest):
@@ -146,16 +317,26 @@ def _labels_case(y, k):
 
 
 def _counts(C, k):
-    return tuple(int(v) for v in M.one_vs_rest(np.asarray(C), k))
+    return tuple(int(v) for v in M.one_vs_rest(C, k))
 
 
 def _precision_recall(C, k):
-    c = M.one_vs_rest(np.asarray(C), k)
+    c = M.one_vs_rest(C, k)
     return M.precision(c), M.recall(c)
 
 
 def _macro_f1(C):
-    return float(M.averaged(M.f1, np.asarray(C), "macro"))
+    return float(M.averaged(M.f1, C, "macro"))
+
+
+def _never_predicted(C):
+    """The hint for a matrix with a digit no image was predicted as: its precision is 0/0."""
+    unseen = [k for k in range(len(C)) if not np.asarray(C)[:, k].sum()]
+    if unseen:
+        return (f"この C では数字 {unseen[0]} が一度も予測されていません（{unseen[0]} 列目が全部 0）。その数字の適合率は"
+                " 0/0 です（この授業と scikit-learn は 0 とします）。適合率と再現率から F1 を出しているなら、そこで"
+                "止まったり NaN になったりしていませんか？")
+    return None
 
 
 def _always_not(y, k):
@@ -171,60 +352,90 @@ MATRICES = [np.array([[5, 1, 0], [2, 7, 1], [0, 3, 9]]), np.array([[50, 4, 1], [
 
 counts = Exercise(
     "counts", _counts, [(C, k) for C in MATRICES for k in range(len(C))], _matrix_case,
-    "C の行は「本当の数字」、列は「予測した数字」です。k 行目を全部足すと何の枚数、k 列目を全部足すと何の枚数に"
-    "なるでしょう？その中で TP はどこにありますか？",
+    [("C の行は「本当の数字」、列は「予測した数字」です。k 行目を全部足すと何の枚数、k 列目を全部足すと何の枚数に"
+      "なるでしょう？その中で TP はどこにありますか？"),
+     ("TP は対角線の上、k 行 k 列です。FP は「k と予測したのに本当は k でない」もの（k 列目のうち TP 以外）、FN は"
+      "「本当は k なのに k と予測しなかった」もの（k 行目のうち TP 以外）、TN はそのどれでもない残り全部です。")],
     "TP = C[k, k]\nFP = C[:, k].sum() - TP   # k と予測したもの（k 列目）のうち、本当は k でないもの\n"
     "FN = C[k, :].sum() - TP   # 本当は k のもの（k 行目）のうち、k と予測しなかったもの\n"
-    "TN = C.sum() - TP - FP - FN\nreturn TP, FP, FN, TN")
+    "TN = C.sum() - TP - FP - FN\nreturn TP, FP, FN, TN", params="C, k")
 precision_recall = Exercise(
     "precision_recall", _precision_recall, [(C, k) for C in MATRICES for k in range(len(C))], _matrix_case,
-    "適合率は「k と予測したもの」が、再現率は「本当に k のもの」が分母です。それぞれ C のどの行か列に並んでいますか？",
+    ["適合率は「k と予測したもの」が、再現率は「本当に k のもの」が分母です。それぞれ C のどの行か列に並んでいますか？",
+     ("行が本当の数字、列が予測した数字なので、「k と予測したもの」は k 列目、「本当に k のもの」は k 行目に並んでいます。"
+      "分子はどちらも TP（k 行 k 列）です。")],
     "precision = C[k, k] / C[:, k].sum()   # k と予測したもののうち、本当に k\n"
-    "recall = C[k, k] / C[k, :].sum()      # 本当に k のもののうち、k と予測できた\nreturn precision, recall")
+    "recall = C[k, k] / C[k, :].sum()      # 本当に k のもののうち、k と予測できた\nreturn precision, recall",
+    params="C, k")
 macro_f1 = Exercise(
     "macro_f1", _macro_f1, [(C,) for C in MATRICES] + [(np.array([[3, 1, 0], [0, 4, 0], [2, 1, 0]]),)],
     _matrix_case,
-    "macro 平均は「数字ごとに F1 を出して、その平均」です。一度も予測されない数字があると、その F1 の式はどうなりますか？"
-    "（この授業と scikit-learn は、分母が 0 のときその値を 0 とします）",
+    [("macro 平均は「数字ごとに F1 を出して、その平均」です。全部の数字の TP・FP・FN を先に足してから 1 つの F1 を"
+      "出すのは、別の平均（micro）です。"),
+     ("数字 k の F1 は、適合率と再現率の調和平均 2PR / (P + R) でも、数から直接 2TP / (2TP + FP + FN) でも出せます。"
+      "一度も予測されない数字では適合率が 0/0 になりますが、後の式なら分母は 0 になりません"
+      "（分母が 0 のときは、この授業と scikit-learn は 0 とします）。")],
     "f1s = []\nfor k in range(len(C)):\n    TP, FP, FN = C[k, k], C[:, k].sum() - C[k, k], C[k, :].sum() - C[k, k]\n"
-    "    f1s.append(2 * TP / (2 * TP + FP + FN) if TP + FP + FN else 0.0)\nreturn sum(f1s) / len(f1s)")
+    "    f1s.append(2 * TP / (2 * TP + FP + FN) if TP + FP + FN else 0.0)\nreturn sum(f1s) / len(f1s)",
+    params="C", case_hint=_never_predicted)
 always_not = Exercise(
     "always_not", _always_not,
     [([3, 1, 3, 0, 5, 7, 2, 9, 3, 4], 3), ([0] * 9 + [1], 1), ([2, 2, 5, 8, 2, 6, 1, 0], 2)], _labels_case,
-    "この「検出器」は一度も k と答えないので、TP と FP はいくつですか？残りの画像は FN と TN のどちらに入りますか？",
+    ["この「検出器」は一度も k と答えないので、TP と FP はいくつですか？残りの画像は FN と TN のどちらに入りますか？",
+     ("本当に k の画像はすべて「k ではない」と答えられるので FN、k でない画像はすべて TN です。正解率は全体のうち"
+      "正しかった割合、再現率は本当に k のもののうち k と答えられた割合です。")],
     "y = np.asarray(y)\nTP, FP = 0, 0\nFN = (y == k).sum()   # 本当は k なのに「k ではない」と答えた\n"
-    "TN = (y != k).sum()   # 本当に k ではない\nreturn (TP + TN) / len(y), TP / (TP + FN)")
+    "TN = (y != k).sum()   # 本当に k ではない\nreturn (TP + TN) / len(y), TP / (TP + FN)", params="y, k")
 specificity = Exercise(
     "specificity", lambda TP, FP, FN, TN: M.specificity(M.Counts(TP, FP, FN, TN)),
     [(50, 10, 5, 935), (3, 1, 2, 94), (970, 12, 9, 9009), (1, 4, 7, 88)],
     lambda TP, FP, FN, TN: f"TP={TP}, FP={FP}, FN={FN}, TN={TN}",
-    "特異度は「本当に陰性のもののうち、陰性と予測できた割合」です。本当に陰性なのは、4 つのうちどれとどれですか？",
-    "return TN / (TN + FP)")
+    ["特異度は「本当に陰性のもののうち、陰性と予測できた割合」です。本当に陰性なのは、4 つのうちどれとどれですか？",
+     ("本当に陰性なのは、陰性と予測できた TN と、陽性と予測してしまった FP です。分母はその 2 つの和、分子は正しく"
+      "陰性と予測できたほうです。")],
+    "return TN / (TN + FP)", params="TP, FP, FN, TN")
 
 
 class ReadingExercise:
-    """Read one number off a widget and type it in: ``ex.NAME.check(value, C)`` against the model's own matrix."""
+    """Read one number off a widget and type it in: ``ex.NAME.check(value, C)`` against the model's own matrix.
+    Like :class:`Exercise`, a check never raises, whatever ``value`` and ``C`` are."""
 
-    def __init__(self, name, reference, question, hint):
-        self.name, self.reference, self.question, self._hint = name, reference, question, hint
+    def __init__(self, name, reference, question, hint, digit):
+        self.name, self.reference, self.question, self.hints, self.digit = name, reference, question, [hint], digit
+        self._shown = set()
 
-    def result(self, value, C):
-        want = self.reference(np.asarray(C))
+    def result(self, value=None, C=None):
+        if C is None:
+            return Result("wrong", "check(answer, C) のように、読んだ数と混同行列 C の 2 つを渡してください。")
+        try:
+            C = M._matrix(C)
+        except M.MetricInputError as e:
+            return Result("wrong", f"2 つ目には、エクスプローラと同じ混同行列 C を渡してください（{e}）")
+        if len(C) <= self.digit:
+            return Result("wrong", f"C が {len(C)}×{len(C)} です。数字 0〜9 の混同行列 C を渡してください。")
+        want = self.reference(C)
         if value is None or value is Ellipsis:
             return Result("unwritten", f"{self.question}を読んで、数を入れてから実行してください。")
-        if not _same(value, want):
-            return Result("wrong", f"{_show_value(value)} ではありません。{self._hint}")
-        return Result("correct", f"そのとおり、{_show_value(want)} です。")
+        value = plain(value)
+        problem = mismatch(value, want)
+        if problem:
+            return Result("wrong", f"{problem}。読んだ数をそのまま書いてください（例: answer = 12）。")
+        if not same(value, want):
+            self._shown.add(self.hints[0])
+            return Result("wrong", f"{shown(value)} ではありません。{self.hints[0]}")
+        return Result("correct", f"そのとおり、{shown(want)} です。")
 
-    def check(self, value, C):
+    def check(self, value=None, C=None):
         show(self.result(value, C))
 
+    next_hint = Exercise.next_hint
+
     def hint(self):
-        show(Result("hint", self._hint))
+        show(self.next_hint())
 
 
 explorer_fp = ReadingExercise(
     "explorer_fp", lambda C: int(M.one_vs_rest(C, 8).FP), "エクスプローラで数字 8 を選び、FP の数",
-    "FP は「8 と予測したのに、本当は 8 ではなかった」画像の数です。2×2 の表の、予測 8 の列・本当は 8 以外の行です。")
+    "FP は「8 と予測したのに、本当は 8 ではなかった」画像の数です。2×2 の表の、予測 8 の列・本当は 8 以外の行です。", 8)
 
 EXERCISES = {e.name: e for e in (counts, precision_recall, macro_f1, always_not, specificity)}

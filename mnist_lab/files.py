@@ -27,7 +27,37 @@ def os_error(e, path, action="書けません"):
         return UserError(f"{path} は読み取り専用の場所にあるので{action}。書き込める場所を指定してください。")
     if e.errno in (errno.ENOTDIR, errno.EEXIST):
         return UserError(f"{path} の途中にフォルダでなくファイルがあるので{action}。パスを確かめてください。")
+    if e.errno == errno.ELOOP:
+        return UserError(f"{path} のシンボリックリンクが輪になっているので{action}。リンク先を確かめてください。")
+    if e.errno == errno.ENAMETOOLONG:
+        return UserError(f"{path} は名前が長すぎるので{action}。短い名前にしてください。")
     return UserError(f"{path} を{action}（{e.strerror or type(e).__name__}）。パスと空き容量を確かめてください。")
+
+
+def file_problem(path, what):
+    """Return a :class:`UserError` saying why ``path`` is no regular file to read as ``what`` (Japanese, e.g.
+    "画像ファイル"), or ``None`` when it is one: a folder, a device or pipe, a link to nowhere, a missing file."""
+    path = Path(path)
+    if path.is_dir():
+        return UserError(f"{path} はフォルダです。{what}を指定してください。")
+    if path.is_file():
+        return None
+    if path.exists():
+        return UserError(f"{path} は普通のファイルではありません（デバイスやパイプなど）。{what}を指定してください。")
+    if path.is_symlink():
+        return UserError(f"{path} はリンクですが、リンク先がないか、リンクが輪になっています。{what}を指定してください。")
+    return UserError(f"{path} が見つかりません。パスを確かめてください。")
+
+
+def current_umask():
+    """Return the process's umask (what a new file's or folder's mode leaves out), without changing it."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii", errors="replace") as f:
+        for line in f:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)  # elsewhere the only way to read it is to set it, briefly
+    os.umask(mask)
+    return mask
 
 
 def fsync_dir(path):
@@ -54,7 +84,7 @@ def atomic_file(path, mode="wb"):
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(temporary, 0o644)
+        os.chmod(temporary, 0o666 & ~current_umask())  # as open() would have made it (mkstemp makes 0600)
         os.replace(temporary, path)
         fsync_dir(path.parent)
     except OSError as e:

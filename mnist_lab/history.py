@@ -1,6 +1,9 @@
 """What a training run records, epoch by epoch: :class:`History`."""
 
-from dataclasses import asdict, dataclass, field, fields
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from .errors import UserError
 
 
 @dataclass
@@ -32,6 +35,70 @@ class History:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d):
-        """Return the History stored as ``d`` (the form of :meth:`to_dict`; missing fields take their defaults)."""
+    def from_dict(cls, d, strict=False):
+        """Return the History stored as ``d`` (the form of :meth:`to_dict`; missing fields take their defaults).
+        With ``strict``, every record is checked first (:func:`checked_history`)."""
+        if strict:
+            return checked_history(d)
         return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+
+
+class HistoryError(UserError, ValueError):
+    """A history that no training wrote (a hand-edited ``metrics.json``...), explained in one Japanese line."""
+
+
+REQUIRED = ("epoch", "train_loss", "train_accuracy", "eval_loss", "eval_accuracy")
+RANGES = {"train_loss": (0, 3.5e38), "eval_loss": (0, 3.5e38), "train_accuracy": (0, 1), "eval_accuracy": (0, 1),
+          "seconds": (0, 1e9), "lr": (0, 1e6)}  # a loss is a float32: larger is no loss at all
+MAX_EPOCHS = 1_000_000
+
+
+def checked_history(history):
+    """Return ``history`` (a :class:`History` or its dict form) with records that can be read and drawn: ``null``
+    values (NaN written as JSON) become NaN; :class:`HistoryError` naming the first thing that is wrong."""
+    if isinstance(history, dict):
+        history = History.from_dict(history)
+    if not isinstance(history, History):
+        raise HistoryError(f"History（fit が返すもの）を渡してください（今は {type(history).__name__}）")
+    _check_fields(history)
+    records, last = [], 0
+    for i, record in enumerate(history.records):
+        record = _checked_record(i, record)
+        if record["epoch"] <= last:
+            raise HistoryError(f"records[{i}] の epoch {record['epoch']} が前の記録より後になっていません")
+        last = record["epoch"]
+        records.append(record)
+    return replace(history, records=records)
+
+
+def _check_fields(history):
+    if not isinstance(history.records, list) or len(history.records) > MAX_EPOCHS:
+        raise HistoryError("records が記録の並び（リスト）ではありません")
+    if not isinstance(history.eval_split, str) or not 0 < len(history.eval_split) <= 20:
+        raise HistoryError(f"eval_split {history.eval_split!r} は 'val' か 'test' のはずです"[:200])
+    for name in ("interrupted", "stopped_early"):
+        if not isinstance(getattr(history, name), bool):
+            raise HistoryError(f"{name} が true/false ではありません")
+    for name in ("best_epoch", "kept_epoch"):
+        value = getattr(history, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_EPOCHS:
+            raise HistoryError(f"{name} が 0 以上の整数ではありません")
+
+
+def _checked_record(i, record):
+    if not isinstance(record, dict):
+        raise HistoryError(f"records[{i}] が記録（キーと値の組）ではありません")
+    missing = [key for key in REQUIRED if key not in record]
+    if missing:
+        raise HistoryError(f"records[{i}] に {missing[0]} がありません")
+    epoch = record["epoch"]
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 1 <= epoch <= MAX_EPOCHS:
+        raise HistoryError(f"records[{i}] の epoch が 1〜{MAX_EPOCHS} の整数ではありません")
+    record = dict(record)
+    for key, (low, high) in RANGES.items():
+        value = record.get(key)
+        if value is None or isinstance(value, float) and not math.isfinite(value):
+            record[key] = float("nan")  # NaN is written as null; a missing seconds or lr is simply unknown
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            raise HistoryError(f"records[{i}] の {key} が {low}〜{high:g} の数ではありません"[:200])
+    return record

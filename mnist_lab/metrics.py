@@ -13,7 +13,11 @@
    :func:`specificity`);
    a 0/0 is decided in one place, :func:`_divide`: the result is 0 and an :class:`UndefinedMetricWarning` is issued,
    as scikit-learn does by default.
-4. Averages over the ten digits: ``macro`` (plain mean), ``weighted`` (mean weighted by support, the number of true
+4. Every function a student calls checks its arguments first: anything that is not what it needs (strings,
+   ``None``, probabilities, fractions that would be truncated, labels outside 0-9, a matrix that is not square or
+   holds negative counts) is a :class:`MetricInputError` (a ``ValueError``) whose message is one Japanese line
+   saying what is wrong.
+5. Averages over the ten digits: ``macro`` (plain mean), ``weighted`` (mean weighted by support, the number of true
    images of each digit) and ``micro`` (sum the counts first, then apply the formula).
 
 >>> C = confusion_matrix([0, 0, 1, 1, 2], [0, 1, 1, 1, 1], num_classes=3)
@@ -33,6 +37,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from .errors import UserError
+
 AVERAGES = ("macro", "micro", "weighted")
 
 
@@ -49,26 +55,117 @@ class Counts(NamedTuple):
     TN: object
 
 
-def _labels(y):
-    return np.asarray(y).ravel().astype(np.int64)
+class MetricInputError(UserError, ValueError):
+    """An argument a metric cannot use (strings, None, probabilities, a matrix that is no confusion matrix...),
+    explained in one Japanese line."""
+
+
+def _array(x, name):
+    """Return ``x`` (list, tuple, NumPy array or tensor, also on a GPU) as a NumPy array of numbers."""
+    if x is None:
+        raise MetricInputError(f"{name} が None です。関数が値を return しているか確かめてください。")
+    if hasattr(x, "detach") and hasattr(x, "cpu"):  # a torch tensor, wherever it lives
+        x = x.detach().cpu().numpy()
+    if isinstance(x, (str, bytes)):
+        raise MetricInputError(f"{name} が文字列 {_short(x)} です。数の配列を渡してください。")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            array = np.asarray(x)
+            array = array if type(array) is np.ndarray else np.asarray(array).view(np.ndarray)  # np.matrix
+        if array.dtype == object:
+            array = array.astype(np.float64)
+    except Exception as e:  # whatever an odd object raises, the student is told what it is
+        raise MetricInputError(f"{name} を数の配列にできません（長さの違う行や、数でない値 {_short(x)} が入っています）。") from e
+    if array.dtype.kind in "USa":
+        example = f"（例: {_short(array.ravel()[0])}）" if array.size else ""
+        raise MetricInputError(f"{name} に文字列{example}が入っています。int(...) などで整数にしてから渡してください。")
+    if array.dtype.kind == "b":
+        raise MetricInputError(f"{name} が True/False の配列です。0〜9 のような数の配列を渡してください。")
+    if array.dtype.kind not in "iuf":
+        raise MetricInputError(f"{name} の値の型 {array.dtype} は数ではありません。数の配列を渡してください。")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise MetricInputError(f"{name} に NaN か無限大が入っています。数だけの配列を渡してください。")
+    return array
+
+
+def _integers(array, name, what):
+    """Return a float array whose values are all whole numbers as int64; refuse one that would be truncated."""
+    if array.dtype.kind == "f":
+        fractional = array[array != np.floor(array)]
+        if fractional.size:
+            raise MetricInputError(f"{name} に小数 {fractional[0]:g} が入っています。{what}")
+        if array.size and np.abs(array).max() >= 2**53:
+            raise MetricInputError(f"{name} の値 {np.abs(array).max():g} は大きすぎます。")
+    return array.astype(np.int64) if array.dtype != np.uint64 or not array.size or array.max() < 2**63 else array
+
+
+def _short(value):
+    """A short one-line text for any value; never raises."""
+    try:
+        text = " ".join(repr(value).split())
+    except Exception:  # noqa: BLE001 -- a value whose repr fails is still named by its type
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _labels(y, name="y", num_classes=10):
+    """Return the labels ``y`` as a 1-D int64 array, each in ``0..num_classes-1``; else MetricInputError."""
+    y = _array(y, name)
+    if y.ndim == 2 and y.shape[1] == num_classes and y.shape[0] and y.dtype.kind == "f":
+        raise MetricInputError(f"{name} は確率（またはスコア）の表 {y.shape} です。数字にするには {name}.argmax(1) を渡してください。")
+    if y.ndim == 0:
+        raise MetricInputError(f"{name} が 1 つの数 {_short(y.item())} です。ラベルの配列（リストなど）を渡してください。")
+    if y.ndim > 1 and sum(n > 1 for n in y.shape) > 1:
+        raise MetricInputError(f"{name} の形 {y.shape} は扱えません。1 次元のラベルの配列を渡してください。")
+    y = _integers(y.ravel(), name, "ラベルは 0〜9 のような整数です（小数を整数にすると切り捨てられてしまいます）。"
+                  "予測の確率なら .argmax(1) で数字にしてください。")
+    outside = y[(y < 0) | (y >= num_classes)]
+    if outside.size:
+        raise MetricInputError(f"{name} に {outside[0]} が入っています。ラベルは 0〜{num_classes - 1} の整数にしてください。")
+    return y.astype(np.int64)
+
+
+def _matrix(C):
+    """Return ``C`` as a square int64 matrix of counts; MetricInputError saying what is wrong otherwise."""
+    C = _array(C, "C")
+    if C.ndim == 1:
+        raise MetricInputError(f"C が 1 次元の配列 {C.shape} です。混同行列（2 次元の表）を渡してください"
+                               "（ラベルからなら confusion_matrix(y_true, y_pred) で作れます）。")
+    if C.ndim != 2 or C.shape[0] != C.shape[1] or not C.size:
+        raise MetricInputError(f"C の形 {C.shape} は混同行列ではありません。行と列が同じ数の 2 次元の表（10 × 10 など）を渡してください。")
+    C = _integers(C, "C", "混同行列は枚数の表なので整数です（割合にした表ではなく、枚数の表を渡してください）。")
+    if (C < 0).any():
+        raise MetricInputError(f"C に負の数 {C[C < 0][0]} があります。混同行列は枚数の表なので 0 以上です。")
+    if float(C.sum(dtype=np.float64)) >= 2**62:
+        raise MetricInputError("C の枚数の合計が大きすぎます。")
+    return C.astype(np.int64)
+
+
+def _digit(k, C):
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or not 0 <= k < len(C):
+        raise MetricInputError(f"k は 0〜{len(C) - 1} の整数（数字）にしてください（今は {_short(k)}）。")
+    return int(k)
 
 
 def confusion_matrix(y_true, y_pred, num_classes=10):
     """Return ``C`` (int64, ``num_classes`` x ``num_classes``) with ``C[i, j]`` = #(true ``i``, predicted ``j``).
 
-    Accepts lists, NumPy arrays or CPU tensors of integer labels.
+    Accepts lists, NumPy arrays or tensors of integer labels; anything else is a :class:`MetricInputError` saying
+    what is wrong (strings, None, probabilities, fractions, labels outside ``0..num_classes-1``, unequal lengths).
     """
-    y_true, y_pred = _labels(y_true), _labels(y_pred)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or not 1 <= num_classes <= 1000:
+        raise MetricInputError(f"num_classes は 1〜1000 の整数にしてください（今は {_short(num_classes)}）。")
+    y_true, y_pred = _labels(y_true, "y_true", num_classes), _labels(y_pred, "y_pred", num_classes)
     if y_true.shape != y_pred.shape:
-        raise ValueError(f"y_true has {y_true.size} labels but y_pred has {y_pred.size}")
-    for y in (y_true, y_pred):
-        if y.size and (y.min() < 0 or y.max() >= num_classes):
-            raise ValueError(f"labels must lie in 0..{num_classes - 1}")
+        raise MetricInputError(f"y_true は {y_true.size} 個、y_pred は {y_pred.size} 個です。同じ画像の正解と予測を、同じ数だけ渡してください。")
     return np.bincount(num_classes * y_true + y_pred, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
 def one_vs_rest(C, k):
     """Return the :class:`Counts` of digit ``k`` against all other digits."""
+    C = _matrix(C)
+    k = _digit(k, C)
     TP = int(C[k, k])
     FP = int(C[:, k].sum()) - TP
     FN = int(C[k, :].sum()) - TP
@@ -77,10 +174,25 @@ def one_vs_rest(C, k):
 
 def class_counts(C):
     """Return the :class:`Counts` of every digit at once, as arrays indexed by digit."""
+    C = _matrix(C)
     TP = np.diag(C)
     FP = C.sum(axis=0) - TP
     FN = C.sum(axis=1) - TP
     return Counts(TP, FP, FN, C.sum() - TP - FP - FN)
+
+
+def _as_counts(c):
+    """Return ``c`` (Counts, or any 4 values TP, FP, FN, TN) as Counts of whole, non-negative numbers."""
+    if not isinstance(c, (tuple, list)) or len(c) != 4:
+        raise MetricInputError(f"Counts（TP, FP, FN, TN の 4 つ）を渡してください（今は {_short(c)}）。"
+                               "one_vs_rest(C, k) が返すものです。")
+    fields = []
+    for name, value in zip(Counts._fields, c):
+        array = _integers(_array(value, name), name, "TP・FP・FN・TN は枚数なので整数です。")
+        if (array < 0).any():
+            raise MetricInputError(f"{name} が負の数です。TP・FP・FN・TN は枚数なので 0 以上です。")
+        fields.append(int(array) if array.ndim == 0 else array)
+    return Counts(*fields)
 
 
 def _divide(numerator, denominator, metric):
@@ -97,31 +209,37 @@ def _divide(numerator, denominator, metric):
 
 def accuracy(c):
     """(TP + TN) / (TP + TN + FP + FN): the share of all predictions that were right."""
+    c = _as_counts(c)
     return _divide(c.TP + c.TN, c.TP + c.TN + c.FP + c.FN, "accuracy")
 
 
 def precision(c):
     """TP / (TP + FP): of the images predicted as the digit, the share that really were it."""
+    c = _as_counts(c)
     return _divide(c.TP, c.TP + c.FP, "precision")
 
 
 def recall(c):
     """TP / (TP + FN): of the images that really were the digit, the share predicted as it."""
+    c = _as_counts(c)
     return _divide(c.TP, c.TP + c.FN, "recall")
 
 
 def f1(c):
     """2 TP / (2 TP + FP + FN): the harmonic mean of precision and recall."""
+    c = _as_counts(c)
     return _divide(2 * c.TP, 2 * c.TP + c.FP + c.FN, "f1")
 
 
 def specificity(c):
     """TN / (TN + FP): of the images that were not the digit, the share predicted as not it."""
+    c = _as_counts(c)
     return _divide(c.TN, c.TN + c.FP, "specificity")
 
 
 def multiclass_accuracy(C):
     """trace(C) / sum(C): the share of all images whose digit was predicted right (sklearn's accuracy_score)."""
+    C = _matrix(C)
     return _divide(np.trace(C), C.sum(), "accuracy")
 
 
@@ -135,16 +253,18 @@ def averaged(metric, C, average):
     >>> round(averaged(precision, C, "macro"), 4), averaged(precision, C, "micro")
     (0.9, 0.875)
     """
+    if not isinstance(average, str) or average not in AVERAGES:
+        raise MetricInputError(f"average は {', '.join(map(repr, AVERAGES))} のどれかにしてください（今は {_short(average)}）。")
+    if not callable(metric):
+        raise MetricInputError(f"metric には precision・recall・f1 のような関数そのものを渡してください（今は {_short(metric)}）。")
     c = class_counts(C)
     if average == "micro":
         return metric(Counts(*(x.sum() for x in c)))
     per_class = metric(c)
     if average == "macro":
         return float(per_class.mean())
-    if average == "weighted":
-        support = c.TP + c.FN
-        return _divide((per_class * support).sum(), support.sum(), "weighted average")
-    raise ValueError(f"average must be one of {AVERAGES}, not {average!r}")
+    support = c.TP + c.FN  # weighted
+    return _divide((per_class * support).sum(), support.sum(), "weighted average")
 
 
 def classification_table(C):
@@ -160,6 +280,7 @@ def classification_table(C):
 
 def averages_table(C):
     """Return a DataFrame of precision, recall and f1 averaged three ways (rows ``macro``, ``micro``, ``weighted``)."""
+    C = _matrix(C)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)
         rows = {avg: {name: averaged(metric, C, avg) for name, metric in METRICS.items()} for avg in AVERAGES}
@@ -168,6 +289,7 @@ def averages_table(C):
 
 def summary(C):
     """Return a flat dict of the headline numbers: accuracy and every averaged metric (for ``metrics.json``)."""
+    C = _matrix(C)
     flat = {"accuracy": multiclass_accuracy(C)}
     flat.update({f"{name}_{avg}": float(value) for avg, row in averages_table(C).iterrows() for name, value in row.items()})
     return flat

@@ -12,6 +12,7 @@ from matplotlib import font_manager
 from matplotlib.figure import Figure as _MplFigure
 
 from .data import denormalize
+from .history import checked_history
 
 
 def _japanese_font():
@@ -74,7 +75,9 @@ def plot_samples(X, y, y_hat=None, ncols=8):
 
 
 def plot_history(history):
-    """Return loss and accuracy per epoch, training vs. evaluation, of a :class:`~mnist_lab.history.History`."""
+    """Return loss and accuracy per epoch, training vs. evaluation, of a :class:`~mnist_lab.history.History`
+    (or its dict form); a history no training could have written is a :class:`~mnist_lab.history.HistoryError`."""
+    history = checked_history(history)
     records, split = history.records, history.eval_split
     epochs = [r["epoch"] for r in records]
     fig = Figure(figsize=(10, 3.8), layout="constrained")

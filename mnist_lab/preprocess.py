@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 from scipy import ndimage
 from skimage.morphology import skeletonize
 
 from .data import MEAN, STD
 from .errors import UserError
-from .files import os_error
+from .files import file_problem, os_error
 
 BOX, SIZE = 20, 28  # MNIST: ink fitted into 20x20, centred by mass in 28x28
 THIN, THICK, WORK = 0.10, 0.16, 96  # stroke width / digit size kept in MNIST's middle range; working size, pixels
@@ -35,30 +35,52 @@ class EmptyImageError(UserError):
 
 
 def load_image(path):
-    """Return the still PIL image stored at ``path``, upright (its EXIF orientation applied).
+    """Return the still PIL image stored at ``path``, upright (its EXIF orientation applied), decoded whole into
+    a mode the rest of this module reads (see :func:`_readable`).
 
-    :class:`UserError` when it is missing, a folder, unreadable, not an image, an animation, or too large.
+    :class:`UserError` when it is missing, a folder, unreadable, not an image, an animation, too large, or has
+    pixels that are not numbers: whatever a broken or unusual file does while it is decoded, the error is one line.
     """
     path = Path(path)
-    if path.is_dir():
-        raise UserError(f"{path} はフォルダです。画像ファイルを指定してください。")
-    if not path.is_file():
-        raise UserError(f"画像 {path} が見つかりません。パスを確かめてください。")
+    problem = file_problem(path, "画像ファイル")
+    if problem:
+        raise problem
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we shrink big images at once
+            warnings.simplefilter("ignore")  # we shrink big images at once; a broken file's warnings say nothing new
             with Image.open(path) as image:
                 if getattr(image, "n_frames", 1) > 1:
                     raise UserError(f"{path} は {image.n_frames} コマの動く画像です。数字 1 つの静止画（PNG か JPEG）を指定してください。")
                 image.draft("L", (MAX_SIDE, MAX_SIDE))  # JPEG: decode at reduced size straight away
                 image.load()
-                return ImageOps.exif_transpose(image)
+                return _readable(ImageOps.exif_transpose(image), path)
+    except UserError:
+        raise
     except Image.DecompressionBombError as e:
         raise UserError(f"{path} は大きすぎて読めません（{_pixels(e)}）。縦横それぞれ数千ピクセル以下に縮めてください。") from e
     except PermissionError as e:
         raise os_error(e, path, "読めません") from e
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise UserError(f"{path} は画像として読めません。PNG か JPEG の画像を指定してください。") from e
+    except MemoryError as e:
+        raise UserError(f"{path} は大きすぎて読めません（メモリが足りません）。小さく縮めてください。") from e
+    except Exception as e:  # a corrupt file can make a decoder fail in any way
+        raise UserError(f"{path} は画像として読めません（壊れているか、対応していない形式です）。PNG か JPEG の画像を指定してください。") from e
+
+
+PLAIN_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "I", "F")
+
+
+def _readable(image, path):
+    """Return ``image`` in one of PLAIN_MODES: 16-bit integers as ``I``, CIELAB as its lightness, any other colour
+    space (CMYK, YCbCr, HSV...) as RGBA; :class:`UserError` for pixels that are NaN or infinite."""
+    if image.mode.startswith("I;16"):
+        image = Image.fromarray(np.asarray(image, dtype=np.int32), "I")
+    elif image.mode == "LAB":
+        image = image.getchannel("L")
+    elif image.mode not in PLAIN_MODES:
+        image = image.convert("RGBA")
+    if image.mode == "F" and not np.isfinite(np.asarray(image)).all():
+        raise UserError(f"{path} には NaN か無限大の画素があります。普通の画像（PNG か JPEG）として保存し直してください。")
+    return image
 
 
 def _pixels(error):
@@ -185,6 +207,8 @@ def _centred(box):
     """Place ``box`` in a 28x28 field with its centre of mass at pixel (14, 14), as MNIST did."""
     h, w = box.shape
     mass = box.sum()
+    if not mass > 0:  # the ink of a sliver of a picture (a 1-pixel-wide noise strip) can vanish on the way here
+        raise EmptyImageError()
     cy = (box.sum(1) * torch.arange(h)).sum() / mass
     cx = (box.sum(0) * torch.arange(w)).sum() / mass
     top = min(max(round(SIZE / 2 - cy.item()), 0), SIZE - h)

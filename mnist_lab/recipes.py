@@ -5,6 +5,7 @@ you name. ``MNIST_LAB_<FIELD>`` environment variables can change any value witho
 run the notebook fast).
 """
 
+import numbers
 import os
 import sys
 from dataclasses import dataclass, fields, replace
@@ -76,6 +77,12 @@ def make_config(preset="quick", **changes):
 def checked_config(config):
     """Return ``config`` unchanged if every value is usable, else raise :class:`UserError` saying which is not."""
     checked_model_name(config.model)
+    for name in ("epochs", "batch_size", "seed", "val_size", "patience"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise UserError(f"{name} は整数にしてください（今は {value!r}）。")
+    if not 0 <= config.seed < 2**64:  # what torch.manual_seed accepts; checked before any data is loaded
+        raise UserError(f"乱数の種 seed は 0 以上 2**64 未満の整数にしてください（例: 0。今は {config.seed}）。")
     if config.schedule not in SCHEDULES:
         raise UserError(f"学習率スケジュール '{config.schedule}' はありません。{', '.join(SCHEDULES)} のどれかです。")
     for name in ("epochs", "batch_size"):

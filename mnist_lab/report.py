@@ -1,10 +1,11 @@
 """``mnist-lab report RUN_DIR``: the figures of a finished ``train`` run, written as PNG files beside it."""
 
+import tempfile
 from pathlib import Path
 
 from .checkpoint import load_checkpoint
 from .data import load_mnist
-from .files import atomic_file
+from .files import atomic_file, os_error
 from .inference import predict_proba
 from .metrics import confusion_matrix
 from .plots import plot_confusion_matrix, plot_history, plot_misclassified, plot_samples
@@ -17,8 +18,9 @@ def write_report(run_dir, root=None, device="cpu"):
     """Write training_curves, predictions, confusion_matrix and misclassified PNGs into ``run_dir``; return paths
     and a list of notes about the run (e.g. that no epoch finished)."""
     run_dir = Path(run_dir)
-    metrics, history = read_run(run_dir)
+    metrics, history = read_run(run_dir)  # everything about the folder is checked before MNIST is loaded
     model, _ = load_checkpoint(run_dir / "model.pt", device=device)
+    check_writable(run_dir)
     data = load_mnist(root)
     probs = predict_proba(model, data.X_test)
     y_hat = probs.argmax(1)
@@ -34,6 +36,15 @@ def write_report(run_dir, root=None, device="cpu"):
             figures[name].savefig(f, format="png", dpi=100)
         paths.append(run_dir / name)
     return paths, run_notes(metrics, history)
+
+
+def check_writable(folder):
+    """Raise :class:`~mnist_lab.errors.UserError` unless a file can be made in ``folder``."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise os_error(e, folder, "書けません") from e
 
 
 def run_notes(metrics, history):

@@ -1,85 +1,396 @@
 """The run folder that ``train`` writes and ``evaluate``/``report`` read: ``model.pt`` + ``metrics.json``.
 
 ``metrics.json`` holds the run's figures, its config and its :class:`~mnist_lab.history.History`, as strict JSON
-(a NaN is written as ``null``). A run folder appears whole or not at all: :func:`new_run` checks the place
-before training, the files are written into a hidden folder beside it, and that folder is renamed into place at
-the end. An existing run is replaced only when asked (``force``): the old one is renamed aside, the new one moved
-in, the old one removed; a crash in between leaves the old run whole under its hidden name, and
-:func:`read_run` says where.
+(a NaN is written as ``null``). A run folder appears whole or not at all, and everything about the place is
+checked before training (:func:`new_run`):
+
+- a symbolic link is followed: the run is written where it points (a dangling link included) and the link stays;
+- a folder that must stay where it is (a mount point such as a Docker volume or a mounted share, the current
+  folder, a folder whose parent is not ours) is written *into*: the files are staged in a hidden folder inside it
+  and moved in one by one, ``metrics.json`` last;
+- anywhere else the files are staged in a hidden folder beside the target, on the same file system, and that
+  folder is renamed into place at the end (should that rename be refused after all, the files are moved in).
+
+An existing run is replaced only when asked (``force``): it is moved aside first, the new one moved in, the old one
+removed. Every hidden folder is locked while its run is alive; one left by a killed run (``kill -9``, a power cut)
+is named and cleaned up by the next run into the same place, and an old run left aside is put back.
 """
 
 import contextlib
+import errno
+import fcntl
 import json
 import math
 import os
+import re
 import shutil
+import signal
+import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from .checkpoint import save_checkpoint
+from .console import one_line
 from .errors import UserError
-from .files import atomic_file, fsync_dir, os_error
+from .files import atomic_file, current_umask, fsync_dir, os_error
 from .history import History
 
 RUN_FILES = ("model.pt", "metrics.json")
 FIGURES = ("training_curves.png", "predictions.png", "confusion_matrix.png", "misclassified.png")
+STAGED, ASIDE = "partial", "replaced"  # the hidden folders: a run being written, an old run being replaced
+CANNOT_RENAME = (errno.EBUSY, errno.EXDEV, errno.EPERM, errno.EACCES, errno.EINVAL)
+HIDDEN = re.compile(r"\.(?:(?P<name>.+)\.)?(?P<kind>partial|replaced)-[a-z0-9_]{8}")  # what tempfile.mkdtemp makes
 
 
 def is_run(folder):
-    """Whether ``folder`` holds a run (its two files, maybe with report figures) and nothing else."""
-    names = {p.name for p in Path(folder).iterdir()}
+    """Whether ``folder`` holds a run (its two files, maybe with report figures) and nothing else (but for a file
+    system's ``lost+found`` at a mount point, and the hidden folders of a run being written)."""
+    names = {p.name for p in entries(folder)}
     return set(RUN_FILES) <= names <= set(RUN_FILES) | set(FIGURES)
 
 
-def check_out_dir(out, force=False):
-    """Raise :class:`UserError` unless a run may be written at ``out`` (checked before any training)."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} はファイルです。結果を書くフォルダの名前を指定してください。")
+def entries(folder):
+    """The entries of ``folder`` that belong to no run of this module and to no file system."""
+    folder = Path(folder)
+    skip = {"lost+found"} if _is_mount(folder) else set()
+    return [p for p in folder.iterdir() if p.name not in skip and not HIDDEN.fullmatch(p.name)]
+
+
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a run goes: ``named`` as the user wrote it (for messages), ``path`` with every link resolved, and
+    whether the run is staged ``inside`` the folder (it must stay where it is) or beside it."""
+
+    named: Path
+    path: Path
+    inside: bool
+
+    def hidden(self, kind):
+        """Return ``(folder, prefix)`` for a new hidden folder of ``kind`` (STAGED or ASIDE)."""
+        if self.inside:
+            return self.path, f".{kind}-"
+        return self.path.parent, f".{self.path.name}.{kind}-"
+
+
+def target(out):
+    """Return the :class:`Target` for ``--out`` ``out``: links resolved, and where the files will be staged."""
+    named = Path(out)
     try:
-        entries = list(out.iterdir()) if out.is_dir() else []
+        path = Path(os.path.realpath(named, strict=True))
+    except FileNotFoundError:  # a new folder, or a link to one that does not exist yet
+        path = Path(os.path.realpath(named))
+    except OSError as e:  # a loop of links, no permission to look
+        raise os_error(e, named, "使えません") from e
+    inside = path.is_dir() and (_is_mount(path) or _holds_cwd(path) or not os.access(path.parent, os.W_OK))
+    return Target(named, path, inside)
+
+
+def _mount_points():
+    """The mount points the kernel lists for this process (bind mounts of one file system included)."""
+    try:
+        with open("/proc/self/mountinfo", "rb") as f:
+            fields = [line.split() for line in f]
+    except OSError:
+        return set()
+    unescape = re.compile(rb"\\([0-7]{3})")
+    return {os.fsdecode(unescape.sub(lambda m: bytes([int(m.group(1), 8)]), f[4])) for f in fields if len(f) > 4}
+
+
+def _is_mount(path):
+    return os.path.ismount(path) or str(path) in _mount_points()
+
+
+def _holds_cwd(path):
+    try:
+        cwd = Path.cwd().resolve()
+    except OSError:
+        return False
+    return cwd == path or path in cwd.parents
+
+
+def check_out_dir(out, force=False):
+    """Raise :class:`UserError` unless a run may be written at ``out`` (a path or a :class:`Target`)."""
+    place = out if isinstance(out, Target) else target(out)
+    out, path = place.named, place.path
+    if path.exists() and not path.is_dir():
+        raise UserError(f"--out {out} はファイルです。結果を書くフォルダの名前を指定してください。")
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"--out {out} の途中の {existing} はファイルです。フォルダの名前を指定してください。")
+    if existing == path.parent and _safe_is_run(existing):
+        raise UserError(f"--out {out} は学習結果のフォルダ {existing} の中です。別の場所を指定してください。")
+    try:
+        found = entries(path) if path.is_dir() else []
     except OSError as e:
         raise os_error(e, out, "読めません") from e
-    if entries and not is_run(out):
+    if found and not all(p.name in RUN_FILES + FIGURES and p.is_file() for p in found):
         raise UserError(f"{out} には学習結果ではないファイルがあるので使いません。新しいフォルダの名前を --out に指定してください。")
-    if entries and not force:
+    if found and not force:
         raise UserError(f"{out} には前の学習結果があります。残すなら別の --out を指定し、上書きするなら --force を付けてください。")
 
 
+def _safe_is_run(folder):
+    try:
+        return is_run(folder)
+    except OSError:
+        return False
+
+
 @contextlib.contextmanager
-def new_run(out, force=False):
-    """Check ``out``, then yield a hidden folder beside it to write the run into; when the block ends without an
-    error, that folder becomes ``out`` (replacing an old run only with ``force``); on any error it is removed."""
-    out = Path(out)
-    check_out_dir(out, force)
+def uninterrupted():
+    """Ctrl+C, SIGTERM and SIGHUP wait until the block is done: a hidden folder is never left half made or half
+    removed (the signal is delivered right after the block)."""
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    except OSError as e:
-        raise os_error(e, out, "作れません") from e
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+    except (AttributeError, OSError, ValueError):  # a system without it
+        blocked = None
     try:
-        yield staging
-        _move_into_place(staging, out, force)
+        yield
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if blocked is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
-def _move_into_place(staging, out, force):
-    check_out_dir(out, force)  # again: something may have appeared there while training
-    fsync_dir(staging)
-    old = None
+class _Locked:
+    """A new hidden folder of ``kind`` for ``place``, locked (flock) for as long as this process holds it."""
+
+    def __init__(self, place, kind, mode=None):
+        folder, prefix = place.hidden(kind)
+        with uninterrupted():
+            try:
+                self.path = Path(tempfile.mkdtemp(prefix=prefix, dir=folder))
+                if mode is not None:
+                    os.chmod(self.path, mode)
+                self.fd = os.open(self.path, os.O_RDONLY)
+            except OSError as e:
+                with contextlib.suppress(OSError, AttributeError):
+                    os.rmdir(self.path)
+                raise os_error(e, place.named, "作れません") from e
+            with contextlib.suppress(OSError):  # a file system without locks: the folder is never taken as stale
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def release(self):
+        with uninterrupted():
+            shutil.rmtree(self.path, ignore_errors=True)
+            os.close(self.fd)
+
+
+def _unlocked(folder):
+    """Whether no live process holds ``folder``'s lock (the run that made it is gone)."""
     try:
-        if out.is_dir() and any(out.iterdir()):
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.replaced-", dir=out.parent))
-            os.replace(out, old / out.name)
-        elif out.is_dir():
-            out.rmdir()
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _leftovers(folder):
+    """Yield ``(hidden folder, kind, name)`` for each hidden folder in ``folder`` that no live run holds (``name``:
+    the run it belongs to beside it, or ``None`` for one inside a run folder)."""
+    try:
+        found = [(p, HIDDEN.fullmatch(p.name)) for p in folder.iterdir()]
+    except OSError:
+        return
+    for path, match in found:
+        if match and path.is_dir() and not path.is_symlink() and _unlocked(path):
+            yield path, match["kind"], match["name"]
+
+
+def clean_leftovers(place):
+    """Remove the hidden folders that a killed run left beside or inside ``place`` (naming each on stderr), and
+    put back an old run that was moved aside when the run replacing it did not finish."""
+    for folder in {place.path.parent, place.path}:
+        for hidden, kind, name in list(_leftovers(folder)):
+            try:
+                with uninterrupted():
+                    _clean_leftover(hidden, kind, folder / name if name else folder)
+            except OSError as e:
+                _note(f"前に止まった学習が残したフォルダ {hidden} を片付けられませんでした（{e.strerror}）。")
+
+
+def _clean_leftover(hidden, kind, run):
+    if kind == STAGED:
+        if all(p.name in RUN_FILES or p.name.startswith(".") for p in hidden.iterdir()):  # only what a run writes
+            shutil.rmtree(hidden)
+            _note(f"前に止まった学習の書きかけ {hidden} を削除しました。")
+        return
+    old = hidden / run.name if hidden.parent == run.parent else hidden
+    if old.is_dir() and any(old.iterdir()):
+        if old != hidden and not run.exists():  # moved aside, the new run never moved in
+            os.replace(old, run)
+            _note(f"置き換えの途中で止まった前の学習結果を {run} に戻しました。")
+        elif old == hidden and not all((run / name).is_file() for name in RUN_FILES):
+            for name in RUN_FILES:
+                with contextlib.suppress(FileNotFoundError):
+                    (run / name).unlink()
+            _move_files(old, run)
+            _note(f"置き換えの途中で止まった前の学習結果を {run} に戻しました。")
+        else:
+            _note(f"置き換え済みの前の学習結果 {hidden} を削除しました。")
+    shutil.rmtree(hidden)
+
+
+def _note(text):
+    print(one_line(f"お知らせ: {text}"), file=sys.stderr)
+
+
+def _check_space(folder, needed, out):
+    with contextlib.suppress(OSError):
+        stat = os.statvfs(folder)
+        if stat.f_bavail * stat.f_frsize < needed:
+            raise os_error(OSError(errno.ENOSPC, "No space left on device"), out)
+
+
+class NewRun:
+    """What :func:`new_run` yields: ``staging``, the hidden folder to write the run into, and ``final``, where the
+    run is once the block has ended (the ``--out`` given, unless something appeared there meanwhile)."""
+
+    def __init__(self, staging, final):
+        self.staging, self.final = staging, final
+
+
+@contextlib.contextmanager
+def new_run(out, force=False, needed=0):
+    """Check ``out``, then yield a :class:`NewRun` whose ``staging`` folder the run is written into; when the block
+    ends without an error, its files become the run at ``out`` (replacing an old run only with ``force``); on any
+    error it is removed, with the folders made for it.
+
+    Checked before the block runs (so before any training): the place itself (:func:`check_out_dir`), that a folder
+    can be made there, and that ``needed`` bytes are free on its file system. Should something appear at ``out``
+    while the block runs (another training into the same place), the run is kept beside it, as ``out-2``...
+    """
+    place = target(out)
+    clean_leftovers(place)
+    check_out_dir(place, force)
+    made = [p for p in place.path.parents if not p.exists()]
+    staging, done = None, False
+    try:
+        try:
+            place.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise os_error(e, place.named, "作れません") from e
+        staging = _Locked(place, STAGED, mode=0o777 & ~current_umask())
+        _check_space(staging.path, needed, place.named)
+        run = NewRun(staging.path, place.named)
+        yield run
+        run.final = _move_into_place(staging.path, place, force)
+        done = True
+    finally:
+        if staging is not None:
+            staging.release()
+        for folder in made if not done else ():  # the parents made for a run that never came, deepest first
+            with contextlib.suppress(OSError), uninterrupted():
+                folder.rmdir()
+
+
+def _move_into_place(staging, place, force):
+    """Make the files in ``staging`` the run at ``place``; return where the run is (the name the user gave)."""
+    try:
+        check_out_dir(place, force)  # again: something may have appeared there while training
+    except UserError:
+        beside = None if place.inside else _beside(place)
+        if beside is None:
+            raise
+        _note(f"学習のあいだに {place.named} に別のものが置かれたので、この結果は {beside.named} に保存します。")
+        place = beside
+    fsync_dir(staging)
+    if not place.inside:
+        try:
+            with uninterrupted():
+                _swap_folder(staging, place)
+            return place.named
+        except OSError as e:
+            if e.errno not in CANNOT_RENAME or not place.path.is_dir():
+                raise os_error(e, place.named, "書けません") from e
+    with uninterrupted():
+        _swap_files(staging, place)  # the folder must stay: its files are replaced instead
+    return place.named
+
+
+def _beside(place):
+    """The first free ``NAME-2``, ``NAME-3``... beside ``place`` (a run found its place taken), or None."""
+    for i in range(2, 100):
+        path = place.path.with_name(f"{place.path.name}-{i}")
+        if not os.path.lexists(path):
+            return Target(path, path, False)
+    return None
+
+
+def _swap_folder(staging, place):
+    """Rename ``staging`` to the target; an old run there is moved aside first and removed last. An OSError
+    leaves everything as it was."""
+    out, aside = place.path, None
+    if out.is_dir() and any(out.iterdir()):
+        aside = _Locked(place, ASIDE)
+        try:
+            os.replace(out, aside.path / out.name)
+        except OSError:
+            aside.release()
+            raise
+    elif out.is_dir():
+        out.rmdir()
+    try:
         os.replace(staging, out)
-        fsync_dir(out.parent)
+    except OSError:
+        if aside is not None:
+            os.replace(aside.path / out.name, out)
+            aside.release()
+        elif not out.exists():
+            out.mkdir()
+        raise
+    fsync_dir(out.parent)
+    if aside is not None:
+        aside.release()
+
+
+def _swap_files(staging, place):
+    """Move the run's files from ``staging`` into the target folder (``metrics.json`` last); an old run's files are
+    moved aside first and put back if anything fails."""
+    out, aside = place.path, None
+    old = [name for name in (*RUN_FILES, *FIGURES) if (out / name).exists()]
+    try:
+        if old:
+            aside = _Locked(place, ASIDE)
+            for name in old:
+                _move(out / name, aside.path / name)
+        _move_files(staging, out)
+    except (OSError, UserError) as e:
+        for name in RUN_FILES:
+            with contextlib.suppress(FileNotFoundError):
+                (out / name).unlink()
+        if aside is not None:
+            _move_files(aside.path, out)
+        raise e if isinstance(e, UserError) else os_error(e, place.named, "書けません") from e
+    finally:
+        if aside is not None:
+            aside.release()
+
+
+def _move_files(source, folder):
+    for path in sorted(source.iterdir(), key=lambda p: p.name == "metrics.json"):  # metrics.json last: the run is whole
+        _move(path, folder / path.name)
+    fsync_dir(folder)
+
+
+def _move(source, destination):
+    """Rename ``source`` to ``destination``, or copy it there whole (another file system) and remove it."""
+    try:
+        os.replace(source, destination)
     except OSError as e:
-        raise os_error(e, out, "書けません") from e
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        if e.errno != errno.EXDEV:
+            raise
+        with open(source, "rb") as f, atomic_file(destination) as g:
+            shutil.copyfileobj(f, g)
+        source.unlink()
 
 
 def strict_json(value):
@@ -109,9 +420,15 @@ def write_run(folder, model, config, metrics, history):
 
 
 def read_run(run_dir):
-    """Return ``(metrics dict, History)`` of a run folder; :class:`UserError` saying what is wrong otherwise."""
+    """Return ``(metrics dict, History)`` of a run folder; :class:`UserError` saying what is wrong otherwise.
+
+    Everything is checked here, before anything slow (loading MNIST) happens: the files, the JSON, and every
+    record of the history (:meth:`History.from_dict` with ``strict``).
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
+        if run_dir.exists():
+            raise UserError(f"{run_dir} はファイルです。train の --out で指定したフォルダを指定してください。")
         raise UserError(f"{run_dir} というフォルダがありません{_left_aside(run_dir)}。train の --out で指定したフォルダを指定してください。")
     missing = [name for name in RUN_FILES if not (run_dir / name).is_file()]
     if missing:
@@ -122,14 +439,19 @@ def read_run(run_dir):
         metrics = json.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise os_error(e, path, "読めません") from e
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (ValueError, RecursionError) as e:  # not JSON, not UTF-8, nested too deeply
         raise UserError(f"{path} が壊れています（JSON として読めません）。学習をやり直してください。") from e
     if not isinstance(metrics, dict) or not isinstance(metrics.get("history"), dict):
         raise UserError(f"{path} に学習の履歴（history）がありません（古い形式か壊れています）。学習をやり直してください。")
-    return metrics, History.from_dict(metrics["history"])
+    try:
+        history = History.from_dict(metrics["history"], strict=True)
+    except ValueError as e:
+        raise UserError(f"{path} の学習の履歴が壊れています（{e}）。学習をやり直すか、手で直した所を元に戻してください。") from e
+    return metrics, history
 
 
 def _left_aside(run_dir):
-    """A note naming the hidden copy that an interrupted replacement left beside ``run_dir``, if there is one."""
-    copies = sorted(run_dir.parent.glob(f".{run_dir.name}.replaced-*/{run_dir.name}"))
+    """A note naming the old run that an interrupted replacement left aside, if there is one."""
+    copies = sorted(run_dir.parent.glob(f".{run_dir.name}.{ASIDE}-*/{run_dir.name}"))
+    copies += sorted(p for p in run_dir.glob(f".{ASIDE}-*") if (p / "metrics.json").is_file()) if run_dir.is_dir() else []
     return f"（置き換えの途中で止まったようです。前の結果は {copies[-1]} に残っています）" if copies else ""

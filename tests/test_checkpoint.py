@@ -87,3 +87,15 @@ def test_checkpoints_of_the_old_seed_model_still_load(tmp_path):
     torch.save(ckpt, path)
     model, info = load_checkpoint(path)
     assert info["model"] == "original" and type(model).__name__ == "OriginalCNN"
+
+
+def test_the_notebook_mistakes_are_one_line(tmp_path):
+    """Arguments swapped, a model where a file name goes, a device this machine does not have."""
+    model = build_model("quick")
+    path = save_checkpoint(tmp_path / "m.pt", model)
+    for call in (lambda: save_checkpoint(model, tmp_path / "x.pt"), lambda: load_checkpoint(model),
+                 lambda: load_checkpoint(path, device="cuda:7" if torch.cuda.is_available() else "cuda")):
+        with pytest.raises(UserError) as caught:
+            call()
+        assert "\n" not in str(caught.value)
+    assert not (tmp_path / "x.pt").exists()

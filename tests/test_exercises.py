@@ -52,13 +52,15 @@ def test_wrong_answers_get_a_hint_without_the_answer(name, fn):
     exercise = ex.EXERCISES[name]
     result = exercise.result(fn)
     assert result.status == "wrong", result
-    assert exercise._hint in result.message
-    for line in exercise._solution.splitlines():  # no line of the solution, so no formula, is given away
-        assert line.split("#")[0].strip() not in exercise._hint
+    hints = exercise.hints + [h for case in exercise.cases if (h := exercise.case_hint(*case))]
+    assert any(hint in result.message for hint in hints), result.message
+    for hint in hints:  # no line of the solution, so no formula, is given away
+        for line in exercise._solution.splitlines():
+            assert line.split("#")[0].strip() not in hint
 
 
 @pytest.mark.parametrize("name", list(ex.EXERCISES))
-def test_template_is_not_yet_written(name):
+def test_untouched_and_no_return_are_told_apart(name):
     def template(*args):
         ...  # ここに式を書いて return してください
 
@@ -68,9 +70,55 @@ def test_template_is_not_yet_written(name):
     def raises(*args):
         raise NotImplementedError
 
-    assert ex.EXERCISES[name].result(template).message.startswith("return がありません")
-    assert ex.EXERCISES[name].result(returns_nothing).message.startswith("return がありません")
-    assert ex.EXERCISES[name].result(raises).status == "unwritten"
+    def documented(*args):
+        """What the function should do."""
+        pass  # noqa: PIE790 - the template some students leave: a docstring and pass
+
+    exercise = ex.EXERCISES[name]
+    untouched = {exercise.result(f).status for f in (template, raises, documented)}
+    assert untouched == {"unwritten"} and exercise.result(returns_nothing).status == "no_return"
+    assert exercise.result(template).message != exercise.result(returns_nothing).message
+
+
+def test_macro_f1_hint_fits_the_case_that_failed():
+    """F1 from precision and recall without the 0/0 rule fails only on the matrix with a digit never predicted,
+    and the hint there is about that digit; averaging the wrong way fails on the first matrix, whose hint is about
+    averaging."""
+    def no_zero_rule(C):
+        f1s = []
+        for k in range(len(C)):
+            p, r = C[k, k] / C[:, k].sum(), C[k, k] / C[k].sum()  # NumPy: 0/0 is NaN
+            f1s.append(2 * p * r / (p + r))
+        return sum(f1s) / len(f1s)
+
+    def no_zero_rule_python(C):
+        C, f1s = C.tolist(), []
+        for k in range(len(C)):
+            p, r = C[k][k] / sum(row[k] for row in C), C[k][k] / sum(C[k])  # Python: ZeroDivisionError
+            f1s.append(2 * p * r / (p + r))
+        return sum(f1s) / len(f1s)
+
+    exercise = ex.macro_f1
+    unpredicted = exercise.cases[-1]
+    assert exercise.case_hint(*unpredicted) and not any(exercise.case_hint(*c) for c in exercise.cases[:-1])
+    for fn in (no_zero_rule, no_zero_rule_python):  # NaN, or a ZeroDivisionError
+        assert exercise.case_hint(*unpredicted) in exercise.result(fn).message
+    micro = exercise.result(WRONG["macro_f1"][0]).message
+    assert exercise.hints[0] in micro and exercise.case_hint(*unpredicted) not in micro
+
+
+@pytest.mark.parametrize("name", list(ex.EXERCISES))
+def test_hint_never_repeats_what_check_showed(name, capsys):
+    exercise = ex.Exercise(name, ex.EXERCISES[name].reference, ex.EXERCISES[name].cases,
+                           ex.EXERCISES[name].describe, ex.EXERCISES[name].hints, "", ex.EXERCISES[name].params,
+                           ex.EXERCISES[name].case_hint)  # a fresh copy: no hint shown yet
+    shown = [exercise.result(WRONG[name][0]).message]
+    for _ in range(len(exercise.hints)):
+        shown.append(exercise.next_hint().message)
+    later = shown[1:]
+    assert all(hint not in shown[0] for hint in later), "hint() repeated what check printed"
+    assert len(set(later)) == len(later), "a hint was shown twice"
+    assert ex.NO_MORE_HINTS.format(name=name) == later[-1]
 
 
 @pytest.mark.parametrize("bad", [
@@ -103,6 +151,26 @@ def test_results_render_in_jupyter_and_text():
 def test_numpy_and_list_answers_are_accepted():
     assert ex.specificity.result(lambda TP, FP, FN, TN: np.float32(TN / (TN + FP))).status == "correct"
     assert ex.counts.result(lambda C, k: list(right_counts(C, k))).status == "correct"
+    assert ex.counts.result(lambda C, k: np.array(right_counts(C, k))).status == "correct"
+
+
+def test_a_function_that_changes_its_argument_spoils_nothing():
+    def spoils(C, k):
+        C[:] = 0
+        return 0, 0, 0, 0
+
+    before = [C.copy() for C, _ in ex.counts.cases]
+    assert ex.counts.result(spoils).status == "wrong"
+    assert all((C == b).all() for (C, _), b in zip(ex.counts.cases, before))
+    assert ex.counts.result(RIGHT["counts"]).status == "correct"
+
+
+def test_the_wrong_kind_of_value_is_named():
+    """A number where four were asked, or a string: the verdict says the kind is wrong, not just 'wrong value'."""
+    one = ex.counts.result(lambda C, k: 3).message
+    text = ex.specificity.result(lambda TP, FP, FN, TN: "0.9").message
+    two = ex.counts.result(lambda C, k: (1, 2)).message
+    assert len({one, text, two}) == 3 and all("になるはずが" not in m for m in (one, text, two))
 
 
 def test_reading_a_number_off_the_explorer():
@@ -112,3 +180,6 @@ def test_reading_a_number_off_the_explorer():
     assert ex.explorer_fp.result(6, C).status == "correct"
     assert ex.explorer_fp.result(7, C).status == "wrong"
     assert ex.explorer_fp.result(..., C).status == "unwritten"
+    assert ex.explorer_fp.result(np.int64(6), C).status == "correct"
+    assert ex.explorer_fp.result("6", C).status == "wrong"
+    assert ex.explorer_fp.result(6, None).status == "wrong"

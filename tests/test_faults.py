@@ -49,11 +49,11 @@ def png_header_only(path, width, height):
     return path
 
 
-def previous_run(folder):
+def previous_run(folder, exist_ok=False):
     """A finished run, as train writes it, with a report figure beside it."""
     history = History(records=[{"epoch": 1, "train_loss": 0.3, "train_accuracy": 0.9, "eval_loss": 0.2,
                                 "eval_accuracy": 0.99, "seconds": 1.0, "lr": 0.01}], kept_epoch=1)
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=exist_ok)
     write_run(folder, build_model("quick", seed=0), vars(make_config("quick")), {"test_accuracy": 0.9907}, history)
     (folder / "training_curves.png").write_bytes(b"old figure")
     return folder
@@ -83,6 +83,13 @@ def place(tmp_path, monkeypatch):
     frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=100)
     png_header_only(tmp_path / "huge.png", 30000, 30000)
     (tmp_path / "cut.png").write_bytes((tmp_path / "seven.png").read_bytes()[:100])
+    os.mkfifo(tmp_path / "fifo.png")  # reading it would wait forever
+    (tmp_path / "loop.png").symlink_to("loop.png")
+    (tmp_path / "hello.pt").write_text("hello")  # the unpickler fails on it with a KeyError
+    odd_model = build_model("quick", seed=0)
+    with torch.no_grad():
+        odd_model.features[0][2].running_var[0] = -1.0  # a variance cannot be negative
+    save_checkpoint(tmp_path / "negvar.pt", odd_model)
     for name, metrics in (("nohistory", {"test_accuracy": 0.9}), ("broken", None)):
         folder = previous_run(tmp_path / name)
         (folder / "metrics.json").write_text("{broken" if metrics is None else json.dumps(metrics))
@@ -169,7 +176,19 @@ CASES = [  # (argv, exit status, a fragment of the one line)
     (["predict", "TMP/model.pt", "TMP/blank.png"], 2, "何か書いてください"),
     (["predict", "TMP/model.pt", "TMP/anim.gif"], 2, "動く画像"),
     (["predict", "TMP/model.pt", "TMP/huge.png"], 2, "大きすぎ"),
+    (["predict", "TMP/model.pt", "TMP/fifo.png"], 2, "fifo.png"),
+    (["predict", "TMP/model.pt", "TMP/loop.png"], 2, "loop.png"),
+    (["predict", "TMP/model.pt", "TMP/no\nsuch.png"], 2, "no\\nsuch.png"),  # a newline in a name: still one line
+    (["predict", "TMP/model.pt", ""], 2, "IMAGE"),
+    (["evaluate", "TMP/hello.pt"], 2, "hello.pt"),
+    (["evaluate", "TMP/negvar.pt"], 2, "running_var"),
+    (TRAIN + ["--out", ""], 2, "--out"),
+    (TRAIN + ["--out", "TMP/run/sub"], 2, "sub"),
+    (TRAIN + ["--out", "TMP/new", "--tensorboard", "TMP/new/tb"], 2, "--tensorboard"),
+    (TRAIN + ["--out", "TMP/new", "--seed", "-1"], 2, "seed"),
+    (TRAIN + ["--out", "TMP/new", "--seed", str(2**64)], 2, "seed"),
     # run folders read by report
+    (["report", "TMP/run/model.pt"], 2, "model.pt"),
     (["report", "TMP/nowhere"], 2, "ありません"),
     (["report", "TMP/empty"], 2, "metrics.json"),
     (["report", "TMP/nohistory"], 2, "history"),

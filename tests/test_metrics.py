@@ -127,9 +127,8 @@ def test_summary_matches_classification_report():
 
 
 def test_confusion_matrix_rejects_bad_labels():
-    with pytest.raises(ValueError, match="labels"):
-        M.confusion_matrix([0, 10], [0, 1])
-    with pytest.raises(ValueError, match="y_pred has 1"):
-        M.confusion_matrix([0, 1], [0])
-    with pytest.raises(ValueError, match="average"):
+    for y_true, y_pred in (([0, 10], [0, 1]), ([0, 1], [0]), ([0, 1], [0.5, 1])):
+        with pytest.raises(M.MetricInputError):
+            M.confusion_matrix(y_true, y_pred)
+    with pytest.raises(ValueError):  # a MetricInputError is a ValueError too
         M.averaged(M.precision, np.eye(2, dtype=int), "median")

@@ -1,0 +1,94 @@
+"""What the CLI prints can never fail, so that nothing can go wrong after a run is safely written.
+
+A path with bytes that are not UTF-8 (a file name from another system) cannot be encoded for a strict UTF-8
+terminal; a pipe closed by ``head``, or a terminal gone with its SSH session, refuses every write. Within
+:func:`safe_output`, ``sys.stdout`` and ``sys.stderr`` show such bytes as ``\\xNN`` escapes, drop what cannot be
+written, and never raise; and a background thread's error (a TensorBoard writer on a full disk) prints no
+traceback: the main thread reports what matters in one line.
+"""
+
+import contextlib
+import os
+import sys
+import threading
+import unicodedata
+
+
+def printable(text, encoding="utf-8"):
+    """Return ``text`` with what ``encoding`` cannot write escaped: undecodable bytes of a file name as ``\\xNN``.
+
+    >>> printable("run-\\udcff/model.pt")
+    'run-\\\\xff/model.pt'
+    """
+    try:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeError:
+        pass
+    return text.encode(encoding or "utf-8", "backslashreplace").decode(encoding or "utf-8")
+
+
+def one_line(text):
+    r"""Return ``text`` on one line: control characters and line breaks (a newline in a file name) as escapes.
+
+    >>> one_line("runs/a\nb を作れません")
+    'runs/a\\nb を作れません'
+    """
+    breaks = ("Cc", "Zl", "Zp")
+    return "".join(ch.encode("unicode_escape").decode("ascii") if unicodedata.category(ch) in breaks else ch
+                   for ch in text)
+
+
+class SafeStream:
+    """Wraps a text stream: writes that cannot be encoded are escaped, writes that fail are dropped."""
+
+    def __init__(self, stream):
+        self.stream, self.broken = stream, False
+
+    def write(self, text):
+        if not self.broken:
+            try:
+                self.stream.write(text)
+            except UnicodeError:
+                self._try(lambda: self.stream.write(printable(text, getattr(self.stream, "encoding", None))))
+            except (OSError, ValueError):
+                self._lose()
+        return len(text)
+
+    def flush(self):
+        if not self.broken:
+            self._try(self.stream.flush)
+
+    def _try(self, action):
+        try:
+            action()
+        except (OSError, ValueError, UnicodeError):
+            self._lose()
+
+    def _lose(self):
+        """The stream is gone (closed pipe, hung-up terminal): point its descriptor at /dev/null, so that Python's
+        own flush at exit cannot fail either."""
+        self.broken = True
+        with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+@contextlib.contextmanager
+def safe_output():
+    """Within the block, printing never raises and background threads print no tracebacks."""
+    streams, hook = (sys.stdout, sys.stderr), threading.excepthook
+    sys.stdout, sys.stderr = SafeStream(sys.stdout), SafeStream(sys.stderr)
+    if not os.environ.get("MNIST_LAB_DEBUG"):
+        threading.excepthook = lambda args: None  # the main thread meets the same error and explains it
+    try:
+        yield
+    finally:
+        for wrapper in (sys.stdout, sys.stderr):
+            if isinstance(wrapper, SafeStream):
+                wrapper.flush()
+        sys.stdout, sys.stderr = streams
+        threading.excepthook = hook

@@ -1,0 +1,67 @@
+"""Stopping a command from outside: Ctrl+C (SIGINT), ``kill``, ``docker stop`` or the hub's idle culler (SIGTERM)
+and a closed terminal or SSH session (SIGHUP) all stop it the same way.
+
+The first of these signals raises :class:`Interrupted`, a ``KeyboardInterrupt``, in the main thread, so training
+stops exactly as after Ctrl+C: the model goes back to the last finished epoch and the run is saved. After that
+first signal, and while a run is being saved (:meth:`Signals.hold`), signals are only recorded, so a save is never
+cut in half. The command then ends with status 128 + the signal's number, as a shell reports a process that a
+signal ended. A signal that was ignored when the command started (``nohup`` ignores SIGHUP) stays ignored.
+"""
+
+import contextlib
+import signal
+import threading
+
+NAMES = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
+class Interrupted(KeyboardInterrupt):
+    """Raised in the main thread by the first SIGINT, SIGTERM or SIGHUP."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+class Signals:
+    """What :func:`stop_on_signals` saw: ``received`` is the first signal's number, or ``None``."""
+
+    def __init__(self):
+        self.received, self.holding = None, False
+
+    def hold(self):
+        """From now on a signal is only recorded (the work left must finish: saving a finished run)."""
+        self.holding = True
+
+    def exit_status(self, default=0):
+        return 128 + self.received if self.received else default
+
+    def name(self):
+        return signal.Signals(self.received).name if self.received else ""
+
+    def _handle(self, signum, frame):
+        first = self.received is None
+        if first:
+            self.received = signum
+        if first and not self.holding:
+            raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """Within the block, SIGINT, SIGTERM and SIGHUP stop the work as described above; yields the :class:`Signals`.
+    Outside the main thread (where Python cannot handle signals) nothing changes."""
+    state = Signals()
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+    previous = {}
+    for name in NAMES:
+        number = getattr(signal, name, None)
+        if number is not None and signal.getsignal(number) is not signal.SIG_IGN:
+            previous[number] = signal.signal(number, state._handle)
+    try:
+        yield state
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)

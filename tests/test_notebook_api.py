@@ -1,0 +1,242 @@
+"""The functions a student calls from the notebook, with generated arguments and generated student functions.
+
+- The metrics functions (``confusion_matrix``, ``class_counts``, ``classification_table``, ``one_vs_rest``,
+  ``summary``, ``averaged``) either give the right answer (scikit-learn is the oracle) or raise a
+  ``MetricInputError`` whose message is one Japanese line; never another exception, never a silently truncated
+  or impossible result.
+- The exercise checkers never raise into the cell, whatever the student's function does (returns anything, raises
+  anything, exits, recurses, changes its arguments), their own data never changes, and the right answer in any
+  container (NumPy arrays and scalars, tensors, lists) is still judged right afterwards.
+"""
+
+import contextlib
+import copy
+import io
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import sklearn.metrics as skm
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from invariants import assert_japanese_message
+from test_exercises import RIGHT
+
+from mnist_lab import exercises as ex
+from mnist_lab import metrics as M
+
+FAST = settings(max_examples=150, deadline=None, derandomize=True, database=None)
+
+
+class Broken:
+    """A value whose every conversion fails (but its repr, which Hypothesis needs to report an example)."""
+
+    def __float__(self):
+        raise RuntimeError("no float")
+
+    def __len__(self):
+        raise RuntimeError("no len")
+
+    def __iter__(self):
+        raise RuntimeError("no iter")
+
+    def __array__(self, *args, **kwargs):
+        raise RuntimeError("no array")
+
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-3, 12), st.integers(), st.just(10**400),
+                    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=3), st.just(Ellipsis),
+                    st.just(Broken()), st.sampled_from([np.int64(3), np.float32(2.5), np.uint64(2**64 - 1),
+                                                        np.bool_(True), np.complex64(1 + 2j)]))
+dtypes = st.sampled_from([np.int8, np.int16, np.int64, np.uint8, np.uint64, np.float16, np.float32, np.float64,
+                          np.bool_, np.complex128, "U2", object])
+arrays = dtypes.flatmap(lambda dtype: hnp.arrays(
+    dtype, hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=11),
+    elements=st.integers(-2, 12) if dtype == object else None))
+containers = st.one_of(
+    st.lists(st.integers(-1, 11), max_size=30),
+    st.lists(st.floats(-1, 11), max_size=12),
+    st.lists(st.lists(st.integers(0, 9), max_size=4), max_size=4),  # maybe ragged
+    st.lists(scalars, max_size=4),
+    arrays,
+    arrays.map(lambda a: torch.from_numpy(a) if a.dtype.kind in "iufb" else a),
+    st.builds(dict), st.just({1, 2}),
+)
+anything = st.one_of(scalars, containers)
+
+
+def calls(x, y, k, average):
+    """Every metrics function a student calls, with the generated arguments."""
+    return {"confusion_matrix": lambda: M.confusion_matrix(x, y),
+            "confusion_matrix_k": lambda: M.confusion_matrix(x, y, num_classes=k),
+            "class_counts": lambda: M.class_counts(x),
+            "classification_table": lambda: M.classification_table(x),
+            "one_vs_rest": lambda: M.one_vs_rest(x, k),
+            "summary": lambda: M.summary(x),
+            "averaged": lambda: M.averaged(M.f1, x, average),
+            "precision_of": lambda: M.precision(y)}
+
+
+@FAST
+@given(x=anything, y=anything, k=scalars, average=st.one_of(st.sampled_from(M.AVERAGES), scalars),
+       name=st.sampled_from(sorted(calls(0, 0, 0, 0))))
+def test_metrics_functions_answer_or_say_in_one_japanese_line_what_is_wrong(x, y, k, average, name):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", M.UndefinedMetricWarning)
+        try:
+            value = calls(x, y, k, average)[name]()
+        except M.MetricInputError as e:
+            assert_japanese_message(e)
+            return
+    if name.startswith("confusion_matrix"):  # it answered: the answer is a real confusion matrix
+        assert value.ndim == 2 and value.shape[0] == value.shape[1] and (value >= 0).all()
+    if name == "summary":
+        assert all(0 <= v <= 1 for v in value.values()), value
+    if name == "classification_table":
+        assert ((value[["precision", "recall", "f1"]] >= 0) & (value[["precision", "recall", "f1"]] <= 1)).all().all()
+
+
+label_pairs = st.integers(1, 60).flatmap(lambda n: st.tuples(st.lists(st.integers(0, 9), min_size=n, max_size=n),
+                                                             st.lists(st.integers(0, 9), min_size=n, max_size=n)))
+forms = st.sampled_from([list, np.array, lambda v: np.array(v, np.uint8), lambda v: np.array(v, np.float32),
+                         lambda v: torch.tensor(v), lambda v: np.array(v).reshape(-1, 1), tuple])
+
+
+@FAST
+@given(pairs=label_pairs, form_true=forms, form_pred=forms)
+def test_labels_in_any_container_give_sklearns_matrix(pairs, form_true, form_pred):
+    y_true, y_pred = pairs
+    C = M.confusion_matrix(form_true(y_true), form_pred(y_pred))
+    np.testing.assert_array_equal(C, skm.confusion_matrix(y_true, y_pred, labels=range(10)))
+
+
+@pytest.mark.parametrize("y_pred, what", [
+    ([0.0, 1.7, 2.2], "fractions would be truncated"), (np.full((3, 10), 0.1), "probabilities"),
+    (["0", "1", "2"], "strings"), ([0, 1], "shorter"), ([0, 1, 10], "outside 0-9"), (None, "None"),
+    ([0, 1, float("nan")], "NaN"), ([True, False, True], "booleans"),
+])
+def test_bad_predictions_are_one_japanese_line(y_pred, what):
+    with pytest.raises(M.MetricInputError) as caught:
+        M.confusion_matrix([0, 1, 2], y_pred)
+    assert_japanese_message(caught.value)
+
+
+@pytest.mark.parametrize("C", [np.array([[3, -1], [0, 4]]), np.array([[0.5, 0.5], [0.2, 0.8]]),
+                               np.ones((2, 3), int), np.ones(4, int), np.zeros((0, 0), int), [[1, 2], [3]]])
+def test_matrices_that_are_no_confusion_matrix_are_refused(C):
+    for function in (M.summary, M.class_counts, M.classification_table, lambda C: M.one_vs_rest(C, 0),
+                     lambda C: M.averaged(M.recall, C, "macro")):
+        with pytest.raises(M.MetricInputError) as caught:
+            function(C)
+        assert_japanese_message(caught.value)
+
+
+def test_summary_of_negative_counts_is_refused_not_a_recall_above_one():
+    with pytest.raises(M.MetricInputError):
+        M.summary(np.array([[2, -1], [0, 1]]))
+
+
+# --- exercises -----------------------------------------------------------------------------------------------------
+
+CASES_AT_START = {name: copy.deepcopy(e.cases) for name, e in ex.EXERCISES.items()}
+problems = st.sampled_from([None, ValueError("bad"), ZeroDivisionError("division by zero"), OverflowError(),
+                            TypeError("x"), NotImplementedError(), SystemExit(3), KeyboardInterrupt, StopIteration(),
+                            GeneratorExit(), MemoryError(), IndexError(), "recursion", "exit", "warning"])
+returned = st.one_of(scalars, containers, st.tuples(scalars, scalars), st.tuples(*[st.integers(-5, 50)] * 4),
+                     st.just((1e308, 1e308)), st.just(iter([1, 2])))
+
+
+def student(problem, value, mutate, chatty):
+    """A student's function: maybe changes its arguments in place, prints, then raises or returns ``value``."""
+
+    def fn(*args):
+        if mutate:
+            for arg in args:
+                if isinstance(arg, np.ndarray) and arg.flags.writeable:
+                    arg[...] = -7
+                elif isinstance(arg, list):
+                    arg.clear()
+        if chatty:
+            print("debug", args)
+        if problem == "recursion":
+            return fn(*args)
+        if problem == "exit":
+            sys.exit("bye")
+        if problem == "warning":
+            warnings.warn("careful", RuntimeWarning)
+            return np.int8(127) + np.int8(1)
+        if problem is not None:
+            raise problem
+        return value
+
+    return fn
+
+
+@pytest.mark.filterwarnings("ignore:The recursion limit will not be reset")  # the student who recurses forever
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(name=st.sampled_from(sorted(ex.EXERCISES)), problem=problems.filter(lambda p: p is not KeyboardInterrupt),
+       value=returned, mutate=st.booleans(), chatty=st.booleans())
+def test_a_checker_never_raises_into_the_cell_and_its_data_never_changes(name, problem, value, mutate, chatty):
+    exercise = ex.EXERCISES[name]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), warnings.catch_warnings():
+        warnings.simplefilter("error")  # even a student who turned warnings into errors
+        result = exercise.result(student(problem, value, mutate, chatty))
+        exercise.check(student(problem, value, mutate, chatty))
+    assert result.status in ("unwritten", "no_return", "wrong", "correct") and result.message, result
+    assert repr(result) and result._repr_html_()
+    assert out.getvalue().strip()  # check showed its verdict
+    for got, want in zip(exercise.cases, CASES_AT_START[name]):
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+    assert exercise.result(RIGHT[name]).status == "correct"
+
+
+wrappers = st.sampled_from([
+    lambda v: v, lambda v: np.array(v), lambda v: list(v) if isinstance(v, tuple) else v,
+    lambda v: np.array(v, dtype=np.float32) if isinstance(v, tuple) else np.float32(v),
+    lambda v: torch.tensor(v, dtype=torch.float64), lambda v: tuple(np.float64(x) for x in v) if isinstance(v, tuple) else np.float64(v),
+])
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(name=st.sampled_from(sorted(ex.EXERCISES)), wrap=wrappers)
+def test_the_right_numbers_in_any_container_are_right(name, wrap):
+    def answer(*args):
+        return wrap(RIGHT[name](*args))
+
+    assert ex.EXERCISES[name].result(answer).status == "correct"
+
+
+@settings(max_examples=100, deadline=None, derandomize=True, database=None)
+@given(value=anything, C=st.one_of(anything, st.just(np.eye(10, dtype=int) * 5)))
+def test_reading_exercise_never_raises(value, C):
+    result = ex.explorer_fp.result(value, C)
+    assert result.status in ("unwritten", "wrong", "correct") and result.message
+
+
+class Unprintable(Broken):
+    def __repr__(self):
+        raise RuntimeError("no repr")
+
+
+def test_values_that_cannot_even_be_printed():
+    for call in (lambda: M.confusion_matrix(Unprintable(), [1]), lambda: M.one_vs_rest(np.eye(3, dtype=int), Unprintable()),
+                 lambda: M.averaged(M.f1, np.eye(3, dtype=int), Unprintable()), lambda: M.summary(Unprintable())):
+        with pytest.raises(M.MetricInputError) as caught:
+            call()
+        assert_japanese_message(caught.value)
+    for name in ex.EXERCISES:
+        result = ex.EXERCISES[name].result(student(None, Unprintable(), False, False))
+        assert result.status == "wrong" and "<Unprintable>" in result.message
+        assert ex.EXERCISES[name].result(Unprintable()).status == "wrong"
+    assert ex.explorer_fp.result(Unprintable(), np.eye(10, dtype=int)).status == "wrong"
+
+
+def test_the_interrupt_button_still_stops_a_check():
+    """■ (KeyboardInterrupt) is the one thing that gets through: it must stop a function that never ends."""
+    with pytest.raises(KeyboardInterrupt):
+        ex.counts.result(student(KeyboardInterrupt, None, False, False))

@@ -1,0 +1,152 @@
+"""The real ``train`` process, from outside: SIGINT, SIGTERM and SIGHUP at generated moments, SIGKILL and what it
+leaves for the next run, file names that are not UTF-8 on a strict UTF-8 terminal, and output nobody reads.
+
+The command runs on tiny toy data (tests/toy_cli.py), which prints ``EPOCH n`` after each epoch so that a signal
+can be sent at a known point. Invariants: the status is 128 + the signal's number (or 0 when the run had already
+ended), a stopped run is one Japanese line on stderr without a traceback, whatever is at ``--out`` is a whole run
+(holding at least every epoch that had finished when the signal came) or the earlier run byte for byte, and no
+hidden folder is left.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from invariants import assert_one_japanese_line, problem_lines, run_main, snapshot, stray_folders
+from test_faults import previous_run, seven
+
+from mnist_lab import build_model, save_checkpoint
+from mnist_lab.runs import is_run
+
+REPO = Path(__file__).resolve().parents[1]
+TOY = REPO / "tests" / "toy_cli.py"
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+
+
+def start(out, *extra, n=768, epochs=4):
+    argv = [sys.executable, str(TOY), "train", "--device", "cpu", "--epochs", str(epochs), "--batch-size", "32",
+            "--out", out, *extra]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**ENV, "TOY_N": str(n)})
+
+
+def wait_for_epoch(process, epoch):
+    """Read the process's stdout up to the line ``EPOCH epoch``; False if it ended before."""
+    for line in iter(process.stdout.readline, b""):
+        if line.strip() == f"EPOCH {epoch}".encode():
+            return True
+    return False
+
+
+moments = st.one_of(st.tuples(st.just(0), st.floats(0, 2.5)),  # while starting and loading the data
+                    st.tuples(st.integers(1, 2), st.floats(0, 0.4)))  # after epoch 1 or 2 finished
+
+
+@settings(max_examples=6, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(signum=st.sampled_from([signal.SIGINT, signal.SIGTERM, signal.SIGHUP]), moment=moments,
+       earlier=st.booleans())
+def test_a_signal_at_any_moment_keeps_every_finished_epoch_or_the_earlier_run(tmp_path, signum, moment, earlier):
+    base = Path(os.path.realpath(tmp_path)) / f"case{time.monotonic_ns()}"
+    out = base / "run"
+    before = snapshot(previous_run(out)) if earlier else None
+    process = start(out, *(["--force"] if earlier else []))
+    epoch, delay = moment
+    reached = wait_for_epoch(process, epoch) if epoch else True
+    time.sleep(delay)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=300)
+    stderr = stderr.decode()
+    if process.returncode == -signum:  # still importing, before the command could start anything: the signal's
+        assert not epoch and not out.exists() or snapshot(out) == before, stderr  # default (a shell says 128+N)
+        return
+    assert process.returncode in (0, 128 + signum), (process.returncode, stderr)
+    if process.returncode:
+        assert_one_japanese_line(stderr, prefix="")
+    else:
+        assert not problem_lines(stderr), stderr
+    if is_run(out) and (not earlier or snapshot(out) != before):
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["kept_epoch"] == len(metrics["history"]["records"])  # no validation split: the last epoch
+        assert metrics["kept_epoch"] >= (epoch if reached else 0), "a finished epoch was lost"
+    else:
+        assert not (epoch and reached), "the run was lost although an epoch had finished"
+        assert snapshot(out) == before if earlier else not out.exists()
+    assert not stray_folders(base), stray_folders(base)
+
+
+def test_a_killed_run_leaves_a_folder_the_next_run_names_and_removes(tmp_path):
+    out = tmp_path / "run"
+    process = start(out, epochs=50)
+    assert wait_for_epoch(process, 1)
+    process.kill()  # SIGKILL: no handler, no cleanup
+    process.wait(timeout=60)
+    left = stray_folders(tmp_path)
+    assert left, "a killed run should have left its staging folder (this test must be able to fail)"
+    result = subprocess.run([sys.executable, str(TOY), "train", "--dry-run", "--device", "cpu", "--out", out],
+                            capture_output=True, text=True, env=ENV, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    notes = [line for line in result.stderr.splitlines() if line.startswith("お知らせ: ")]
+    assert len(notes) == 1 and str(left[0]) in notes[0] and not problem_lines(result.stderr), result.stderr
+    assert is_run(out) and not stray_folders(tmp_path)
+
+
+@pytest.fixture
+def toy_training(monkeypatch):
+    from test_train import tiny_data
+
+    monkeypatch.setattr("mnist_lab.cli.load_mnist", lambda root=None, val_size=0, seed=0: tiny_data(64))
+
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_an_old_run_left_aside_by_a_killed_replacement_is_put_back(tmp_path, toy_training, monkeypatch, inside):
+    """Killed between moving the old run aside and moving the new one in: the next run puts the old one back."""
+    old = snapshot(previous_run(tmp_path / "old"))
+    if inside:  # the run folder must stay ('.'): the old files were moved into a hidden folder inside it
+        out = tmp_path / "here"
+        out.mkdir()
+        (tmp_path / "old").rename(out / ".replaced-abcd1234")
+        save_checkpoint(out / "model.pt", build_model("quick"))  # the new run's first file had moved in
+        monkeypatch.chdir(out)
+    else:
+        out = tmp_path / "run"
+        (tmp_path / ".run.replaced-abcd1234").mkdir()
+        (tmp_path / "old").rename(tmp_path / ".run.replaced-abcd1234" / "run")
+    code, _, err = run_main(["train", "--dry-run", "--device", "cpu", "--out", "." if inside else out])
+    assert code == 2 and any(line.startswith("お知らせ: ") for line in err.splitlines()), err
+    assert "--force" in assert_one_japanese_line(err)  # the old run is back, so it is not replaced unasked
+    assert snapshot(out) == old and not stray_folders(tmp_path)
+
+
+def test_file_names_that_are_not_utf8_on_a_strict_utf8_terminal(tmp_path):
+    """The run is written and the status says so: printing such a name can no longer fail afterwards."""
+    base = os.fsencode(tmp_path)
+    strict = {**ENV, "PYTHONIOENCODING": "utf-8:strict", "LC_ALL": "C.UTF-8"}
+    out = base + b"/run-\xff\xfe"
+    result = subprocess.run([sys.executable, str(TOY), "train", "--dry-run", "--device", "cpu", "--out", out],
+                            capture_output=True, env=strict, timeout=300, check=False)
+    assert result.returncode == 0 and not problem_lines(result.stderr.decode()), result.stderr.decode()
+    assert is_run(os.fsdecode(out)) and b"\\xff\\xfe" in result.stdout
+    image = base + b"/seven-\xe9.png"
+    seven(Path(os.fsdecode(image)))
+    result = subprocess.run([sys.executable, "-m", "mnist_lab", "predict", out + b"/model.pt", image,
+                             base + b"/missing-\xe9.png"], capture_output=True, env=strict, timeout=300, check=False)
+    assert result.returncode == 2 and result.stdout.count(b"\n") == 1 and b"\\xe9" in result.stdout
+    assert_one_japanese_line(result.stderr.decode())
+
+
+def test_output_nobody_reads_does_not_fail_the_run(tmp_path):
+    """stdout closed by the reader (``| head -c0``): the run is written and the status is still 0."""
+    out = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, str(TOY), "train", "--dry-run", "--device", "cpu", "--out", out],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=300) == 0 and not problem_lines(stderr), stderr
+    assert is_run(out)
