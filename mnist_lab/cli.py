@@ -7,6 +7,7 @@ output folder before it trains and never replaces an earlier run unless ``--forc
 """
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -24,6 +25,7 @@ from .files import os_error
 from .inference import evaluate, predict_proba
 from .metrics import classification_table, confusion_matrix, summary
 from .models import MODELS, build_model
+from .ood import WARNING, read
 from .preprocess import load_image, preprocess_drawing
 from .recipes import PRESETS, SCHEDULES, make_config, preset_name
 from .runs import new_run, write_run
@@ -127,6 +129,9 @@ def build_parser():
     p.add_argument("checkpoint", help="train が書いた model.pt")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="画像ファイル（大きさ・色・白黒の向きは自由）")
     p.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="計算に使うデバイス（既定: auto）")
+    p.add_argument("--json", action="store_true",
+                   help="結果を JSON で出す: 画像ごとに digit・probability・probabilities・energy・not_a_digit"
+                        "（数字ではなさそうなら true、モデルに判断の境目がなければ null）（既定: 1 行ずつの文）")
     p.set_defaults(func=predict_command)
     r = sub.add_parser("report", help="train の結果フォルダに学習曲線・予測例・混同行列・間違えた画像の PNG を書く")
     r.add_argument("run_dir", metavar="RUN_DIR", help="train の --out で指定したフォルダ")
@@ -185,16 +190,21 @@ def evaluate_command(args):
 
 def predict_command(args):
     model, _ = load_checkpoint(args.checkpoint, device=try_gpu(args.device))
-    failed = 0
+    failed, results = 0, []
     for path in args.images:
         try:
-            probs = predict_proba(model, preprocess_drawing(load_image(path)))[0]
+            reading = read(model, preprocess_drawing(load_image(path)))[0]
         except UserError as e:
             print(f"エラー: {e}" if str(path) in str(e) else f"エラー: {path}: {e}", file=sys.stderr)
+            results.append({"image": str(path), "error": str(e)})
             failed += 1
             continue
-        digit = int(probs.argmax())
-        print(f"{path}: {digit}（確率 {probs[digit]:.1%}）")
+        results.append({"image": str(path), **reading.as_dict()})
+        if not args.json:
+            warning = f"  ⚠ {WARNING}" if reading.not_a_digit else ""
+            print(f"{path}: {reading.digit}（確率 {reading.probability:.1%}）{warning}")
+    if args.json:
+        print(json.dumps(results, ensure_ascii=False, indent=1))
     return 2 if failed else 0
 
 
