@@ -9,7 +9,8 @@ ink of the paper alone; for a plain picture it returns ``None`` and the plain wa
 How (all on a copy at most 160 pixels a side, so it costs a few milliseconds):
 
 1. **The paper**: the bright pixels (Otsu's threshold) of the largest bright region, its holes filled. It is a
-   sheet on a desk when the region is large, most of the image's edge is dark desk, the sheet's edge is sharp (a
+   sheet on a desk when the region is large and holds nearly all the light, most of the image's edge is dark
+   desk, the sheet's edge is sharp (a
    shadow's is soft), and the dark marks inside it (the ink) are thin next to the sheet (so a white 0 on black is
    not taken for a sheet with a dark blob on it).
 2. **The light**: the paper's own brightness at every pixel is estimated by closing over the ink (a maximum then
@@ -89,6 +90,8 @@ def _sheet(small, bright, marks):
     if n == 0:
         return None
     sizes = ndimage.sum_labels(bright, labels, range(1, n + 1))
+    if sizes.max() < 0.8 * sizes.sum():
+        return None  # light spread over several regions (a big letter cut by the frame): not one sheet
     paper = ndimage.binary_fill_holes(labels == 1 + int(np.argmax(sizes)))
     edge = np.concatenate([paper[0], paper[-1], paper[:, 0], paper[:, -1]])
     if paper.mean() < PAPER_AREA or 1 - edge.mean() < DESK_EDGE:
@@ -103,8 +106,9 @@ def _sheet(small, bright, marks):
         return None  # its darker side fades in slowly: a shadow on the paper, not a desk
     on_paper = marks & ndimage.binary_erosion(paper, iterations=2)
     inscribed = ndimage.distance_transform_edt(paper).max()
-    if on_paper.sum() < 0.0005 * paper.sum():  # nothing on it: a blank sheet, or a white stroke on black
-        return paper if inscribed >= 0.15 * min(small.shape) else None
+    if on_paper.sum() < 0.0005 * paper.sum():  # nothing on it: a blank sheet lying in the picture, or else a
+        lies_inside = edge.mean() <= 0.25  # white shape on black, or the white around a big black letter
+        return paper if lies_inside and inscribed >= 0.15 * min(small.shape) else None
     widest = ndimage.distance_transform_edt(on_paper).max()
     return paper if widest <= INK_THIN * inscribed else None
 

@@ -247,3 +247,15 @@ def test_pictures_that_are_not_digits_still_reach_the_model(kind):
     rng = np.random.default_rng(1)
     for _ in range(5):
         assert preprocess_drawing(DRAWN[kind](rng)).shape == (1, 1, 28, 28)
+
+
+def test_a_big_letter_cut_by_the_frame_is_no_blank_sheet():
+    """The white around a black shape that runs off the picture is not a sheet of paper on a black desk."""
+    from PIL import ImageFont
+
+    from mnist_lab.synthetic import bundled_fonts
+
+    font = ImageFont.truetype(str(next(p for p in bundled_fonts() if p.name == "DejaVuSerif-Bold.ttf")), 150)
+    image = Image.new("L", (112, 112), 255)
+    ImageDraw.Draw(image).text((40, 70), "u", font=font, fill=0, anchor="mm")
+    assert mnist_like(image).sum() > 10
