@@ -42,10 +42,10 @@ def ink_of_photo(pixels, gray):
 
     ``pixels`` is ``H x W`` or ``H x W x 3`` in [0, 1], ``gray`` its brightness ``H x W``.
     """
+    if min(gray.shape) < 32:
+        return None  # a thumbnail or an MNIST-sized picture is no photo of paper
     step = max(1, int(np.ceil(max(gray.shape) / WORK_SIDE)))
     small = gray[::step, ::step]
-    if min(small.shape) < 8:
-        return None
     bright = small > _otsu(small)
     value = _paper_value(pixels, bright, step)
     small_value = value[::step, ::step]

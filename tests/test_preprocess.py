@@ -259,3 +259,11 @@ def test_a_big_letter_cut_by_the_frame_is_no_blank_sheet():
     image = Image.new("L", (112, 112), 255)
     ImageDraw.Draw(image).text((40, 70), "u", font=font, fill=0, anchor="mm")
     assert mnist_like(image).sum() > 10
+
+
+def test_a_tiny_white_digit_on_black_is_no_sheet_of_paper():
+    """scikit-learn's 8x8 digits: white on black, the size of a thumbnail."""
+    from sklearn.datasets import load_digits
+
+    for image in load_digits().images[:50]:
+        assert preprocess_drawing(image / 16).shape == (1, 1, 28, 28)
