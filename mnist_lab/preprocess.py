@@ -280,3 +280,15 @@ def preprocess_drawing(image):
     training data. Raises :class:`EmptyImageError` ("何か書いてください") when there is no ink.
     """
     return ((mnist_like(image) - MEAN) / STD).view(1, 1, SIZE, SIZE)
+
+
+def preprocess_all(images):
+    """Return one ``N x 1 x 28 x 28`` batch of those ``images`` that have ink (blank ones, such as a faint
+    gradient, are left out: there is nothing to read)."""
+    X = []
+    for image in images:
+        try:
+            X.append(preprocess_drawing(image))
+        except EmptyImageError:
+            continue
+    return torch.cat(X) if X else torch.empty(0, 1, SIZE, SIZE)

@@ -18,7 +18,7 @@ from mnist_lab.app import PAD_MODEL, drawing_app
 from mnist_lab.cli import main
 from mnist_lab.errors import UserError
 from mnist_lab.ood import WARNING, calibrated_threshold, energies, flagged, most_confident, read, threshold_of
-from mnist_lab.preprocess import EmptyImageError, preprocess_drawing
+from mnist_lab.preprocess import preprocess_all, preprocess_drawing
 from mnist_lab.widgets import DrawPad
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -40,21 +40,10 @@ def unseen_fonts():
     return fonts
 
 
-def readable(pictures):
-    """The pictures preprocessing finds ink in, as one batch (the rest are never read as a digit at all)."""
-    X = []
-    for picture in pictures:
-        try:
-            X.append(preprocess_drawing(picture))
-        except EmptyImageError:
-            continue
-    return torch.cat(X)
-
-
 def test_the_pad_model_flags_generated_non_digits_and_not_mnist_digits(pad_model, unseen_fonts, mnist):
     """Targets: >= 90 % of non-digits, <= 1 % of MNIST test digits, <= 3 % of drawn digits; asserted with margin."""
     assert threshold_of(pad_model) is not None
-    X_non = readable(synthetic.non_digits(400, seed=11, fonts=unseen_fonts))
+    X_non = preprocess_all(synthetic.non_digits(400, seed=11, fonts=unseen_fonts))
     assert len(X_non) >= 380
     assert flagged(pad_model, X_non).float().mean() >= 0.85
     assert flagged(pad_model, mnist.X_test[:3000]).float().mean() <= 0.02
