@@ -51,8 +51,7 @@ def fit(model, data, config, device=None, callbacks=(), progress=True):
     scheduler = make_scheduler(optimizer, config, steps)
     callbacks = standard_callbacks(model, config, eval_split, steps, progress) + list(callbacks)
     generator = torch.Generator().manual_seed(config.seed)  # batch order and augmentation, the same on every device
-    extra = extra_pictures(config, len(data.y_train), device)
-    history = History(eval_split=eval_split)
+    extra, history = extra_pictures(config, len(data.y_train), device), History(eval_split=eval_split)
     try:
         for epoch in range(1, config.epochs + 1):
             start = time.perf_counter()
@@ -70,10 +69,7 @@ def fit(model, data, config, device=None, callbacks=(), progress=True):
     finally:
         _call(callbacks, "on_train_end", model, history)
         model.eval()
-    if config.not_digits and len(history) and not history.interrupted:
-        settle_batchnorm(model, data, config, generator, extra)
-        if eval_split == "val":  # the threshold: never set on the test set
-            calibrate(model, X_eval)
+    settle_and_calibrate(model, data, config, generator, extra, history)
     if history.interrupted:
         print("\n" + interruption_note(history))
     return history
@@ -117,6 +113,16 @@ def training_loss(model, X, y):
     # generated non-digits (label -1): every digit should get the same score (outlier exposure, mnist_lab.ood)
     loss = F.cross_entropy(scores[digits], y[digits]) + NOT_DIGIT_WEIGHT * uniform_loss(scores[~digits])
     return loss, scores
+
+
+def settle_and_calibrate(model, data, config, generator, extra, history):
+    """After a finished training with non-digits: BatchNorm settled on digits (:func:`settle_batchnorm`), then the
+    "not a digit" threshold set on the validation digits (never on the test set: without them, none is set)."""
+    if not (config.not_digits and len(history) and not history.interrupted):
+        return
+    settle_batchnorm(model, data, config, generator, extra)
+    if len(data.y_val):
+        calibrate(model, data.X_val)
 
 
 def settle_batchnorm(model, data, config, generator, extra, batches=60):
