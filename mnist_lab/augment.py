@@ -41,37 +41,94 @@ def _sampled(X, grid):
 
 
 def like_drawings(X, y, generator=None):
-    """Return ``X`` (normalised ``N x 1 x 28 x 28``, labels ``y``) changed the ways digits drawn on a pad differ
-    from MNIST's: half the ones given a flag (MNIST's writers were American: the continental 1 is rare in it),
-    rotated up to 15 degrees, slanted, stretched, scaled 0.75-1.1, strokes made thinner or thicker, and a slow
-    wobble of the whole shape (an elastic distortion of up to about one pixel)."""
-    X = with_flags(X, y, generator)
+    """Return ``X`` (normalised ``N x 1 x 28 x 28``, labels ``y``) changed the ways digits drawn on a pad, or
+    written by people other than MNIST's, differ from MNIST's: half the ones given a flag and some of those a base
+    too, a third of the sevens a crossbar (MNIST's writers were American: the continental 1 and 7 are rare in it),
+    rotated up to 15 degrees, slanted, stretched, scaled 0.75-1.1, strokes made thinner or thicker, a slow wobble
+    of the whole shape (an elastic distortion of up to about one pixel), and a quarter of them seen at a lower
+    resolution (a small or blurred picture, enlarged). Half the images are left as they are: every change above
+    resamples the picture, and a model that only ever saw resampled digits takes MNIST's own sharper ones for
+    strangers once it is also taught non-digits (it read them at 65 %)."""
+    original, kept = X, torch.rand(len(X), generator=generator).to(X.device) < 0.5
+    X = with_crossbars(with_flags(X, y, generator), y, generator)
     X = random_affine(X, generator, degrees=15.0, shift=2.0, scale=(0.75, 1.1), shear=0.3, stretch=0.2)
-    return _wobbled(_rethickened(X, generator), generator)
+    X = _low_resolution(_wobbled(_rethickened(X, generator), generator), generator)
+    return torch.where(kept[:, None, None, None], original, X)
 
 
-def with_flags(X, y, generator=None, share=0.5):
+def _extent(ink):
+    """Return the rows ``(top, bottom)`` of the ink in each of ``k x h x w`` boolean images, as floats."""
+    h = ink.shape[1]
+    rows = torch.arange(h, device=ink.device, dtype=torch.float32)
+    has = ink.any(2)
+    top = torch.where(has, rows, torch.full_like(rows, h)).amin(1)
+    bottom = torch.where(has, rows, torch.full_like(rows, -1)).amax(1)
+    return top, bottom
+
+
+def _row_centre(ink, row):
+    """Return the mean column of the ink on row ``row`` (one per image) of ``k x h x w`` boolean images."""
+    k, h, w = ink.shape
+    line = ink[torch.arange(k, device=ink.device), row.long().clamp(0, h - 1)].float()
+    return (line * torch.arange(w, device=ink.device, dtype=torch.float32)).sum(1) / line.sum(1).clamp_min(1)
+
+
+def _drawn_on(X, chosen, flag):
+    out = X.clone()
+    out[chosen, 0] = torch.maximum(X[chosen, 0], BACKGROUND + flag.to(X.dtype) * (INK - BACKGROUND))
+    return out
+
+
+def with_flags(X, y, generator=None, share=0.5, bases=0.4):
     """Return ``X`` with a flag drawn on a ``share`` of its ones: a stroke from the top of the 1 down to the
-    left, 20-45 % of the digit's height long, 30-60 degrees below the horizontal, about as wide as MNIST's pen."""
-    n, _, h, w = X.shape
-    u = torch.rand(n, 4, generator=generator).to(X.device)
+    left, 20-45 % of the digit's height long, 30-60 degrees below the horizontal, about as wide as MNIST's pen;
+    ``bases`` of those also get a base, a level stroke 40-70 % of the height long under the 1's foot."""
+    u = torch.rand(len(X), 7, generator=generator).to(X.device)
     chosen = (y == 1) & (u[:, 0] < share)
     if not chosen.any():
         return X
-    ink = X[chosen, 0] > 0  # about half-way between background and full ink
-    rows = torch.arange(h, device=X.device, dtype=X.dtype)
-    has = ink.any(2)  # (k, h): rows with ink
-    top = torch.where(has, rows, torch.full_like(rows, h)).amin(1)
-    bottom = torch.where(has, rows, torch.full_like(rows, -1)).amax(1)
-    top_row = ink[torch.arange(len(ink)), top.long().clamp(max=h - 1)].to(X.dtype)
-    left = (top_row * torch.arange(w, device=X.device, dtype=X.dtype)).sum(1) / top_row.sum(1).clamp_min(1)
-    length = (0.2 + 0.25 * u[chosen, 1]) * (bottom - top + 1)
-    angle = torch.deg2rad(30 + 30 * u[chosen, 2])
-    start = torch.stack([left, top], 1)
-    end = start + length[:, None] * torch.stack([-torch.cos(angle), torch.sin(angle)], 1)
-    flag = _segment(start, end, 1.0 + 0.5 * u[chosen, 3], h, w)
+    u, ink = u[chosen].float(), X[chosen, 0] > 0  # about half-way between background and full ink
+    top, bottom = _extent(ink)
+    height = bottom - top + 1
+    start = torch.stack([_row_centre(ink, top), top], 1)
+    angle = torch.deg2rad(30 + 30 * u[:, 2])
+    end = start + ((0.2 + 0.25 * u[:, 1]) * height)[:, None] * torch.stack([-torch.cos(angle), torch.sin(angle)], 1)
+    flag = _segment(start, end, 1.0 + 0.5 * u[:, 3], *X.shape[2:])
+    foot = torch.stack([_row_centre(ink, bottom), bottom], 1)
+    half = ((0.2 + 0.15 * u[:, 4]) * height)[:, None] * torch.tensor([1.0, 0.0], device=X.device)
+    base = _segment(foot - half, foot + half, 1.0 + 0.5 * u[:, 3], *X.shape[2:]) * (u[:, 5] < bases)[:, None, None]
+    return _drawn_on(X, chosen, torch.maximum(flag, base))
+
+
+def with_crossbars(X, y, generator=None, share=0.33):
+    """Return ``X`` with a crossbar drawn through the middle of the stem on a ``share`` of its sevens (a level
+    stroke 30-50 % of the digit's height long), as many people outside America write a 7."""
+    u = torch.rand(len(X), 4, generator=generator).to(X.device)
+    chosen = (y == 7) & (u[:, 0] < share)
+    if not chosen.any():
+        return X
+    u, ink = u[chosen].float(), X[chosen, 0] > 0
+    top, bottom = _extent(ink)
+    height = bottom - top + 1
+    row = top + (0.45 + 0.15 * u[:, 1]) * height
+    middle = torch.stack([_row_centre(ink, row), row], 1)
+    half = ((0.15 + 0.1 * u[:, 2]) * height)[:, None] * torch.tensor([1.0, 0.0], device=X.device)
+    return _drawn_on(X, chosen, _segment(middle - half, middle + half, 1.0 + 0.5 * u[:, 3], *X.shape[2:]))
+
+
+def _low_resolution(X, generator, share=0.25):
+    """A ``share`` of the images shrunk to 11-18 pixels and enlarged back (a small or blurred picture), their
+    brightest ink kept as bright as before."""
+    u = torch.rand(len(X), generator=generator)
+    chosen = torch.nonzero(u < share).flatten().to(X.device)
+    if not len(chosen):
+        return X
+    side = 11 + int(torch.randint(0, 8, (1,), generator=generator))  # one size per batch: one resize call
+    ink = X[chosen] - BACKGROUND
+    blurred = F.interpolate(F.interpolate(ink, size=(side, side), mode="area"), size=X.shape[2:], mode="bilinear",
+                            align_corners=False)
     out = X.clone()
-    out[chosen, 0] = torch.maximum(X[chosen, 0], BACKGROUND + flag * (INK - BACKGROUND))
+    out[chosen] = blurred * _brightest(ink) / _brightest(blurred) + BACKGROUND
     return out
 
 

@@ -10,6 +10,8 @@ run unless ``--force`` is given (see :mod:`mnist_lab.runs`); nothing printed can
 
 import argparse
 import contextlib
+import json
+import math
 import os
 import re
 import sys
@@ -31,6 +33,7 @@ from .inference import evaluate, predict_proba
 from .interrupts import Signals, stop_on_signals
 from .metrics import classification_table, confusion_matrix, summary
 from .models import MODELS, build_model
+from .ood import WARNING, read
 from .preprocess import load_image, preprocess_drawing
 from .recipes import PRESETS, SCHEDULES, make_config, preset_name
 from .runs import new_run, write_run
@@ -142,6 +145,9 @@ def build_parser():
     p.add_argument("checkpoint", type=path_argument, help="train が書いた model.pt")
     p.add_argument("images", nargs="+", metavar="IMAGE", type=path_argument, help="画像ファイル（大きさ・色・白黒の向きは自由）")
     p.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="計算に使うデバイス（既定: auto）")
+    p.add_argument("--json", action="store_true",
+                   help="結果を JSON で出す: 画像ごとに digit・probability・probabilities・energy・not_a_digit"
+                        "（数字ではなさそうなら true、モデルに判断の境目がなければ null）（既定: 1 行ずつの文）")
     p.set_defaults(func=predict_command)
     r = sub.add_parser("report", help="train の結果フォルダに学習曲線・予測例・混同行列・間違えた画像の PNG を書く")
     r.add_argument("run_dir", metavar="RUN_DIR", type=path_argument, help="train の --out で指定したフォルダ")
@@ -266,21 +272,26 @@ def evaluate_command(args):
 def predict_command(args):
     """Read each image on its own: one that cannot be read is one line on stderr, and the rest are still read."""
     model, _ = load_checkpoint(args.checkpoint, device=try_gpu(args.device))
-    status = 0
+    status, results = 0, []
     for path in args.images:
         try:
-            probs = predict_proba(model, preprocess_drawing(load_image(path)))[0]
-            if not torch.isfinite(probs).all():
+            reading = read(model, preprocess_drawing(load_image(path)))[0]
+            if not all(map(math.isfinite, reading.probabilities)):
                 raise UserError("モデルの出力が数になりません（NaN）。学習し直したチェックポイントを使ってください。")
         except Exception as e:  # one bad image never stops the others
             if isinstance(e, (MemoryError, torch.OutOfMemoryError)) or os.environ.get("MNIST_LAB_DEBUG"):
                 raise
             error, code = explained(e, args)
             print(one_line(f"エラー: {error}" if str(path) in error else f"エラー: {path}: {error}"), file=sys.stderr)
+            results.append({"image": str(path), "error": error})
             status = max(status, code)
             continue
-        digit = int(probs.argmax())
-        print(one_line(f"{path}: {digit}（確率 {probs[digit]:.1%}）"))
+        results.append({"image": str(path), **reading.as_dict()})
+        if not args.json:
+            warning = f"  ⚠ {WARNING}" if reading.not_a_digit else ""
+            print(one_line(f"{path}: {reading.digit}（確率 {reading.probability:.1%}）{warning}"))
+    if args.json:
+        print(json.dumps(results, ensure_ascii=False, indent=1))
     return status
 
 

@@ -73,6 +73,26 @@ class LeNet5(nn.Module):
         return self.classifier(self.flatten(self.features(X)))
 
 
+class PadCNN(nn.Module):
+    """The draw pad's CNN (the ``pad`` preset): :class:`QuickCNN`'s three blocks twice as wide, dropout before the
+    classifier, and the energy above which a picture is "not a digit" kept with the weights (:mod:`mnist_lab.ood`;
+    NaN until the recipe sets it from validation digits after training).
+
+    28x28 -> 14x14 (32 ch) -> 7x7 (64 ch) -> 3x3 (128 ch) -> 1152 numbers -> dropout -> 10 class scores.
+    """
+
+    def __init__(self, dropout=0.2):
+        super().__init__()
+        self.features = nn.Sequential(_conv_pool_block(1, 32), _conv_pool_block(32, 64), _conv_pool_block(64, 128))
+        self.flatten = nn.Flatten()
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(128 * 3 * 3, 10)
+        self.register_buffer("energy_threshold", torch.tensor(float("nan")))
+
+    def forward(self, X):
+        return self.fc(self.dropout(self.flatten(self.features(X))))
+
+
 def _conv_block(c_in, c_out):
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU())
 
@@ -156,7 +176,7 @@ class DeepEnsemble(Ensemble):
 
 
 MODELS = {"original": OriginalCNN, "quick": QuickCNN, "lenet5": LeNet5, "deep": DeepCNN, "ensemble": DeepEnsemble,
-          "mlp": MLP}
+          "mlp": MLP, "pad": PadCNN}
 
 
 RENAMED_MODELS = {"seed": "original"}  # old names, still read (e.g. from older checkpoints)

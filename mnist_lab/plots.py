@@ -208,3 +208,21 @@ def plot_feature_maps(image, maps, n=8):
             ax.imshow(channel.numpy(), cmap="viridis")
             ax.set_title(f"{channel.shape[0]}×{channel.shape[1]}", fontsize=7)
     return fig
+
+
+def plot_energies(digits, non_digits, threshold=None, title=None):
+    """Histograms of the energies of digits and of non-digits (the same model), with the threshold if given."""
+    fig = Figure(figsize=(7, 3))
+    ax = fig.subplots()
+    bins = np.linspace(float(min(digits.min(), non_digits.min())), float(max(digits.max(), non_digits.max())), 50)
+    ax.hist(digits.numpy(), bins=bins, density=True, alpha=0.6, color=RIGHT, label=label("数字（MNIST テスト）", "digits"))
+    ax.hist(non_digits.numpy(), bins=bins, density=True, alpha=0.6, color=WRONG, label=label("数字でない絵", "non-digits"))
+    if threshold is not None:
+        ax.axvline(threshold, color="black", linestyle="--", label=label("境目（これより右は警告）", "threshold"))
+    ax.set_xlabel(label("エネルギー（右ほど「知らない」）", "energy (higher: less familiar)"))
+    ax.set_yticks([])
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig

@@ -20,6 +20,7 @@ from skimage.morphology import skeletonize
 from .data import MEAN, STD
 from .errors import UserError
 from .files import file_problem, os_error
+from .photo import NoInkOnPaper, ink_of_photo
 
 BOX, SIZE = 20, 28  # MNIST: ink fitted into 20x20, centred by mass in 28x28
 THIN, THICK, WORK = 0.10, 0.16, 96  # stroke width / digit size kept in MNIST's middle range; working size, pixels
@@ -32,6 +33,13 @@ class EmptyImageError(UserError):
 
     def __init__(self):
         super().__init__("何も書かれていません（インクが見つかりません）。何か書いてください。")
+
+
+class PaperWithoutInkError(EmptyImageError):
+    """A photo of a sheet of paper with nothing written on it."""
+
+    def __init__(self):
+        UserError.__init__(self, "紙は見つかりましたが、インクが見つかりません。数字を濃くはっきり書いて、紙に近づいて撮ってください。")
 
 
 def load_image(path):
@@ -111,26 +119,76 @@ def _stretched(array):
     return (array - low) / (high - low) if high > low else np.zeros_like(array)
 
 
-def to_gray(image):
-    """Return ``image`` (PIL image, 2-D array/tensor, or H x W x 3/4 uint8 array) as a 2-D float array in [0, 1].
+def to_pixels(image):
+    """Return ``image`` as a float array in [0, 1]: ``H x W`` (grey) or ``H x W x 3`` (colour), at most
+    ``MAX_SIDE`` pixels a side, transparency flattened onto white or black (whichever leaves the drawing visible).
 
-    A 2-D array in [0, 1] is taken as it is, one in [0, 255] is divided by 255, any other range is stretched.
+    Takes a PIL image, or an array/tensor of any number type as plt.imread, OpenCV, PIL or a browser canvas give
+    them: ``H x W``, ``H x W x 1/2/3/4`` (grey, grey + alpha, RGB or BGR, RGBA), ``C x H x W`` tensors; uint8 is
+    divided by 255, uint16 by 65535, bool is 0/1; other numbers in [0, 1] are kept, in [0, 255] divided by 255,
+    any other range stretched.
     """
     if isinstance(image, Image.Image):
+        if image.mode in ("RGB", "RGBA", "P", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "RGBa", "PA"):
+            image = image.copy()
+            image.thumbnail((MAX_SIDE, MAX_SIDE))
+            rgba = image.convert("RGBA") if image.mode in ("RGBA", "P", "PA", "RGBa") else image.convert("RGB")
+            return _pixels_of(np.asarray(rgba))
         return _gray_from_pil(image.copy())
     array = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    return _pixels_of(array)
+
+
+def _pixels_of(array):
     if array.dtype.kind not in "biuf":
         raise UserError(f"画像の値の型 {array.dtype} は扱えません。数の配列を渡してください。")
-    if array.size and not np.isfinite(array).all():
-        raise UserError("画像に NaN か無限大の値が入っています。0〜255 か 0〜1 の数だけの画像を渡してください。")
-    if array.ndim == 3 and array.shape[2] in (3, 4) and array.min() >= 0 and array.max() <= 255:
-        return _gray_from_pil(Image.fromarray(array.astype(np.uint8)))
-    if array.ndim != 2 or array.size == 0:
+    while array.ndim > 3 and array.shape[0] == 1:  # a batch of one
+        array = array[0]
+    if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[2] not in (1, 2, 3, 4):
+        array = np.moveaxis(array, 0, 2)  # channels first (a tensor) -> channels last
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.size == 0 or not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (2, 3, 4))):
         raise UserError(f"画像の形 {array.shape} は扱えません。2次元の白黒画像かカラー画像を渡してください。")
+    if not np.isfinite(array).all():
+        raise UserError("画像に NaN か無限大の値が入っています。0〜255 か 0〜1 の数だけの画像を渡してください。")
+    array = _shrunk(_scaled(array))
+    if array.ndim == 3 and array.shape[2] in (2, 4):  # grey or colour with alpha
+        colour, alpha = array[..., :-1], array[..., -1:]
+        flat = [colour * alpha + background * (1 - alpha) for background in (1.0, 0.0)]
+        array = max(flat, key=lambda a: float(np.std(_luminance(a))))
+    return array[..., 0] if array.ndim == 3 and array.shape[2] == 1 else array
+
+
+def _scaled(array):
+    """Return ``array`` as float32 in [0, 1], by its number type (see :func:`to_pixels`)."""
+    if array.dtype == np.uint8 or array.dtype == bool:
+        return array.astype(np.float32) / (255 if array.dtype == np.uint8 else 1)
+    if array.dtype == np.uint16 and array.max() > 255:
+        return array.astype(np.float32) / 65535
     array = array.astype(np.float32)
     if array.min() >= 0 and array.max() <= 1:
         return array
     return array / 255 if array.min() >= 0 and array.max() <= 255 else _stretched(array)
+
+
+def _shrunk(array):
+    """Return ``array`` (``H x W`` or ``H x W x C``) shrunk so its longer side is at most ``MAX_SIDE``."""
+    h, w = array.shape[:2]
+    if max(h, w) <= MAX_SIDE:
+        return array
+    size = (max(1, round(h * MAX_SIDE / max(h, w))), max(1, round(w * MAX_SIDE / max(h, w))))
+    t = torch.from_numpy(np.ascontiguousarray(array.reshape(h, w, -1))).permute(2, 0, 1)[None]
+    return F.interpolate(t, size=size, mode="area")[0].permute(1, 2, 0).numpy().reshape(*size, *array.shape[2:])
+
+
+def _luminance(array):
+    return array if array.ndim == 2 else array[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def to_gray(image):
+    """Return ``image`` (anything :func:`to_pixels` takes) as a 2-D float array in [0, 1] (0 = black)."""
+    return _luminance(to_pixels(image)).astype(np.float32)
 
 
 def ink_from_gray(gray):
@@ -145,6 +203,19 @@ def ink_from_gray(gray):
     if ink.max() < 0.1:
         raise EmptyImageError()
     return ink / ink.max()
+
+
+def find_ink(image):
+    """Return the ink of ``image`` as values in [0, 1] on a 0 background (see :mod:`mnist_lab.photo`): a sheet of
+    paper on a darker desk is found and only its ink kept, shadows and uneven light are evened out, ink of any
+    colour counts; a plain drawing or scan is read by the median of its border (:func:`ink_from_gray`)."""
+    pixels = to_pixels(image)
+    gray = _luminance(pixels).astype(np.float32)
+    try:
+        ink = ink_of_photo(pixels, gray)
+    except NoInkOnPaper:
+        raise PaperWithoutInkError() from None
+    return ink_from_gray(gray) if ink is None else ink
 
 
 def _cropped(ink):
@@ -183,8 +254,11 @@ def _even_strokes(crop):
 
     Measured through this same function, MNIST's strokes are 7.5-18 % of the digit's longer side (5th to 95th
     percentile; median 11.6 %). Strokes outside 10-16 % are redrawn: their middle lines (the pen's path) are found
-    at a working size of 96 pixels and drawn again with the nearest width in that range.
+    at a working size of 96 pixels and drawn again with the nearest width in that range. A picture already at
+    MNIST's scale (ink less than 40 pixels across: a scan, a small image) has no pen to even out: kept as it is.
     """
+    if max(crop.shape) < 2 * BOX:
+        return crop
     work = _resized(crop, WORK).numpy() > 0.5
     width, skeleton = stroke_width(work)
     target = min(max(width / WORK, THIN), THICK)
@@ -220,7 +294,7 @@ def _centred(box):
 
 def mnist_like(image):
     """Return the 28x28 MNIST-like picture (float tensor in [0, 1], white ink on black) of any digit image."""
-    return _centred(_fit_box(_even_strokes(_cropped(ink_from_gray(to_gray(image))))))
+    return _centred(_fit_box(_even_strokes(_cropped(find_ink(image)))))
 
 
 def preprocess_drawing(image):
@@ -230,3 +304,15 @@ def preprocess_drawing(image):
     training data. Raises :class:`EmptyImageError` ("何か書いてください") when there is no ink.
     """
     return ((mnist_like(image) - MEAN) / STD).view(1, 1, SIZE, SIZE)
+
+
+def preprocess_all(images):
+    """Return one ``N x 1 x 28 x 28`` batch of those ``images`` that have ink (blank ones, such as a faint
+    gradient, are left out: there is nothing to read)."""
+    X = []
+    for image in images:
+        try:
+            X.append(preprocess_drawing(image))
+        except EmptyImageError:
+            continue
+    return torch.cat(X) if X else torch.empty(0, 1, SIZE, SIZE)

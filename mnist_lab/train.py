@@ -28,6 +28,9 @@ from .device import describe_device, try_gpu
 from .history import History
 from .inference import evaluate, mixed_precision
 from .models import Ensemble, combine_scores
+from .ood import calibrate, uniform_loss
+
+NOT_DIGIT_WEIGHT = 0.5  # weight of the non-digits' loss (outlier exposure) next to the digits' cross-entropy
 
 
 def fit(model, data, config, device=None, callbacks=(), progress=True):
@@ -48,11 +51,11 @@ def fit(model, data, config, device=None, callbacks=(), progress=True):
     scheduler = make_scheduler(optimizer, config, steps)
     callbacks = standard_callbacks(model, config, eval_split, steps, progress) + list(callbacks)
     generator = torch.Generator().manual_seed(config.seed)  # batch order and augmentation, the same on every device
-    history = History(eval_split=eval_split)
+    extra, history = extra_pictures(config, len(data.y_train), device), History(eval_split=eval_split)
     try:
         for epoch in range(1, config.epochs + 1):
             start = time.perf_counter()
-            batches = training_batches(data.X_train, data.y_train, config, generator)
+            batches = training_batches(data.X_train, data.y_train, config, generator, extra)
             train_loss, train_accuracy, lr = train_epoch(model, batches, optimizer, scheduler, callbacks)
             _call(callbacks, "before_evaluation", model)
             eval_loss, eval_accuracy = evaluate(model, X_eval, y_eval)
@@ -66,6 +69,7 @@ def fit(model, data, config, device=None, callbacks=(), progress=True):
     finally:
         _call(callbacks, "on_train_end", model, history)
         model.eval()
+    settle_and_calibrate(model, data, config, generator, extra, history)
     if history.interrupted:
         print("\n" + interruption_note(history))
     return history
@@ -87,9 +91,9 @@ def train_epoch(model, batches, optimizer, scheduler=None, callbacks=()):
             scheduler.step()
         _call(callbacks, "on_step", model, loss)
         loss_sum += loss.detach() * len(y)  # kept on the device: no CPU-GPU sync per step
-        correct += (scores.argmax(1) == y).sum()
-        n += len(y)
-    return float(loss_sum) / n, int(correct) / n, lr
+        correct += (scores.argmax(1) == y).sum()  # generated non-digits (label -1) are never "correct"...
+        n += (y >= 0).sum()  # ... nor counted
+    return float(loss_sum) / int(n), int(correct) / int(n), lr
 
 
 def training_loss(model, X, y):
@@ -103,18 +107,76 @@ def training_loss(model, X, y):
         loss = F.cross_entropy(member_scores.flatten(0, 1), y.repeat(len(member_scores)))
         return loss, combine_scores(member_scores)
     scores = model(X)
-    loss = F.cross_entropy(scores, y)
+    digits = y >= 0
+    if digits.all():
+        return F.cross_entropy(scores, y), scores
+    # generated non-digits (label -1): every digit should get the same score (outlier exposure, mnist_lab.ood)
+    loss = F.cross_entropy(scores[digits], y[digits]) + NOT_DIGIT_WEIGHT * uniform_loss(scores[~digits])
     return loss, scores
 
 
-def training_batches(X, y, config, generator):
+def settle_and_calibrate(model, data, config, generator, extra, history):
+    """After a finished training with non-digits: BatchNorm settled on digits (:func:`settle_batchnorm`), then the
+    "not a digit" threshold set on the validation digits (never on the test set: without them, none is set)."""
+    if not (config.not_digits and len(history) and not history.interrupted):
+        return
+    settle_batchnorm(model, data, config, generator, extra)
+    if len(data.y_val):
+        calibrate(model, data.X_val)
+
+
+def settle_batchnorm(model, data, config, generator, extra, batches=60):
+    """After training with non-digits: BatchNorm's statistics measured again on digits alone, then one more epoch
+    at a tenth of the rate with them frozen. (Mixed into the batches, noise and gradients skew the running
+    statistics far from a digit's: eval mode read MNIST at 70 % where train mode read it at 97 %.)"""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a plain average over the batches
+    model.train()
+    with torch.no_grad():
+        for _ in range(batches):
+            model(data.X_train[torch.randint(len(data.y_train), (256,), generator=generator).to(data.y_train.device)])
+    for norm in norms:
+        norm.momentum = 0.1
+        norm.eval()  # frozen from here on
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr / 10)
+    steps = -(-len(data.y_train) // config.batch_size)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    for X, y in training_batches(data.X_train, data.y_train, config, generator, extra):
+        optimizer.zero_grad()
+        training_loss(model, X, y)[0].backward()
+        optimizer.step()
+        scheduler.step()
+    model.eval()
+
+
+def extra_pictures(config, n_train, device):
+    """Return ``(X, y)`` of the generated pictures ``config.not_digits`` asks to add to the batches (non-digits,
+    label -1, and typeset digits; :func:`mnist_lab.synthetic.training_pictures`), or ``None``. One for every 12
+    training images, at most 3,000 non-digits and 1,000 digits (about 15 s to make on 2 CPU cores)."""
+    if not config.not_digits:
+        return None
+    from .synthetic import training_pictures
+
+    n = min(3000, max(8, n_train // 12))
+    X, y = training_pictures(n, max(2, n // 3), seed=config.seed)
+    return X.to(device), y.to(device)
+
+
+def training_batches(X, y, config, generator, extra=None):
     """Yield the epoch's ``(X, y)`` batches: shuffled by ``generator``, randomly warped when ``config.augment``
-    or ``config.drawings`` asks for it."""
+    or ``config.drawings`` asks for it, with ``config.not_digits`` times as many of the ``extra`` pictures
+    (slightly turned, shifted and scaled) added to each."""
     for X_b, y_b in shuffled_batches(X, y, config.batch_size, generator):
         if config.drawings:
             X_b = like_drawings(X_b, y_b, generator)
         elif config.augment:
             X_b = random_affine(X_b, generator)
+        if extra is not None:
+            idx = torch.randint(len(extra[1]), (round(config.not_digits * len(y_b)),), generator=generator)
+            X_b = torch.cat([X_b, random_affine(extra[0][idx.to(extra[1].device)], generator)])
+            y_b = torch.cat([y_b, extra[1][idx.to(extra[1].device)]])
         yield X_b, y_b
 
 

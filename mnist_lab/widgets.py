@@ -16,8 +16,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from .data import denormalize
-from .inference import predict_proba
 from .metrics import accuracy, confusion_matrix, f1, one_vs_rest, precision, recall
+from .ood import WARNING, probabilities_and_flag
 from .preprocess import EmptyImageError, mnist_like, preprocess_drawing
 
 
@@ -54,7 +54,7 @@ class DrawPad(widgets.HBox):
         self.seen = widgets.HTML().add_class("mnist-seen")
         self.bars = [widgets.FloatProgress(min=0, max=1, description=str(k), layout=widgets.Layout(width="260px"))
                      for k in range(10)]
-        self.probabilities = None
+        self.probabilities = self.not_a_digit = None  # not_a_digit: None when the model cannot tell
         super().__init__([widgets.VBox([self.canvas, self.clear_button, self.pen_width]),
                           widgets.VBox([self.prediction, self.seen, *self.bars],
                                        layout=widgets.Layout(margin="0 0 0 16px"))],
@@ -137,7 +137,7 @@ class DrawPad(widgets.HBox):
         except EmptyImageError:
             self._show(None)
             return None
-        self.probabilities = predict_proba(self.model, X)[0]
+        self.probabilities, self.not_a_digit = probabilities_and_flag(self.model, X)
         self._show(self.probabilities)
         return self.probabilities
 
@@ -151,6 +151,8 @@ class DrawPad(widgets.HBox):
         digit = int(probs.argmax())
         self.prediction.value = (f"<b style='font-size:1.4em'>予測: <span class='digit'>{digit}</span></b>"
                                  f"（確率 {probs[digit]:.1%}）")
+        if self.not_a_digit:  # the digit is still shown, with the warning
+            self.prediction.value += f"<div class='mnist-not-digit' style='color:#b45309'>⚠ {WARNING}</div>"
         self.seen.value = (f"モデルが見た 28×28 の画像:<br><img src='{png_data_url(mnist_like(self.image), 3)}'"
                            " width='84' height='84' style='image-rendering:pixelated'>")
         for k, bar in enumerate(self.bars):

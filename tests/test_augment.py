@@ -68,13 +68,27 @@ def test_flags_are_drawn_on_ones_only_to_the_upper_left():
 
     X = digit_batch(6)  # a vertical bar: rows 8-19, columns 12-15
     y = torch.tensor([1, 1, 1, 7, 7, 7])
-    Y = with_flags(X, y, torch.Generator().manual_seed(0), share=1.0)
+    Y = with_flags(X, y, torch.Generator().manual_seed(0), share=1.0, bases=0.0)
     assert torch.equal(Y[3:], X[3:])  # other digits untouched
     added = (Y[:3] - X[:3]).clamp_min(0)
     assert (added.sum((1, 2, 3)) > 2).all()  # every 1 got ink ...
     rows, cols = torch.nonzero(added[:, 0] > 0.5, as_tuple=True)[1:]
     assert (cols <= 15).all() and (rows <= 8 + 12 // 2).all()  # ... left of the bar's right edge, in its upper half
     assert torch.equal(with_flags(X, y, share=0.0), X)
+
+
+def test_bases_go_under_the_ones_and_crossbars_through_the_sevens():
+    from mnist_lab.augment import with_crossbars, with_flags
+
+    X = digit_batch(4)  # a vertical bar: rows 8-19, columns 12-15
+    y = torch.tensor([1, 1, 7, 7])
+    based = (with_flags(X, y, torch.Generator().manual_seed(0), share=1.0, bases=1.0) - X).clamp_min(0)[:2, 0]
+    rows, cols = torch.nonzero(based[:, 14:] > 0.5, as_tuple=True)[1:]
+    assert len(rows) and (rows + 14 >= 17).all() and cols.min() < 12 and cols.max() > 15  # low, on both sides
+    crossed = (with_crossbars(X, y, torch.Generator().manual_seed(0), share=1.0) - X).clamp_min(0)[:, 0]
+    assert crossed[:2].sum() == 0  # ones untouched
+    rows, cols = torch.nonzero(crossed[2:] > 0.5, as_tuple=True)[1:]
+    assert ((rows >= 12) & (rows <= 17)).all() and cols.min() < 12 and cols.max() > 15  # level, mid-height
 
 
 def test_drawing_augmentation_keeps_shape_range_and_repeats_with_a_seed():

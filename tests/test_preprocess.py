@@ -152,3 +152,118 @@ def test_strokes_of_mnist_width_are_left_alone():
 
     crop = _cropped(ink_from_gray(to_gray(image)))
     assert _even_strokes(crop) is crop
+
+
+def seven(size=(120, 100)):
+    image = Image.new("L", size, 255)
+    ImageDraw.Draw(image).line([(30, 20), (90, 20), (50, 85)], fill=0, width=9)
+    return image
+
+
+def transparent(image):
+    rgba = np.array(image.convert("RGBA"))
+    rgba[..., 3] = np.where(np.asarray(image) < 128, 255, 0)
+    return Image.fromarray(rgba)
+
+
+@pytest.mark.parametrize(("mode", "ext"), [(m, e) for m in ("L", "RGB", "RGBA", "LA", "P", "1", "I;16")
+                                           for e in ("png", "tif", "jpg") if e != "jpg" or m in ("L", "RGB")])
+def test_every_array_plt_imread_returns_is_read(tmp_path, mode, ext):
+    """plt.imread gives float32 in [0, 1] for PNG (grey, RGB, RGBA; 16-bit too) and uint8/uint16 for the rest."""
+    import matplotlib.pyplot as plt
+
+    image = {"RGBA": transparent(seven()), "LA": transparent(seven()).convert("LA"),
+             "I;16": Image.fromarray(np.asarray(seven()).astype(np.uint16) * 257)}.get(mode) or seven().convert(mode)
+    image.save(tmp_path / f"seven.{ext}")
+    array = plt.imread(tmp_path / f"seven.{ext}")
+    difference = (mnist_like(array) - mnist_like(seven())).abs()
+    assert difference.mean() < (0.03 if ext == "jpg" else 1e-3), (array.dtype, array.shape)
+
+
+@pytest.mark.parametrize("convert", [
+    lambda a: np.repeat(a[..., None], 3, 2).astype(np.uint16)[..., ::-1] * 257,  # OpenCV: BGR, 16 bits
+    lambda a: a[..., None].astype(np.float32) / 255,  # H x W x 1 float
+    lambda a: a.astype(np.float64),  # float in 0-255
+    lambda a: a > 128,  # bool
+    lambda a: a.astype(np.int32) - 128,  # signed, any range
+    lambda a: torch.from_numpy(np.repeat(a[None], 3, 0) / 255.0),  # C x H x W tensor
+    lambda a: torch.from_numpy(a / 255.0)[None, None],  # a batch of one
+])
+def test_arrays_of_any_type_and_layout(convert):
+    a = np.asarray(seven())
+    assert (mnist_like(convert(a)) - mnist_like(seven())).abs().max() < 0.02
+
+
+def drawn_photos(n, seed, **kwargs):
+    """``n`` photo-like RGB pictures of drawn digits on paper (mnist_lab.synthetic.photo), with their digits."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from handwriting import drawings, render
+
+    from mnist_lab.synthetic import photo
+
+    rng = np.random.default_rng(seed)
+    items = drawings(-(-n // 10), seed)[:: max(1, 10 * -(-n // 10) // n)][:n]
+    return [(digit, render(strokes, width), photo(render(strokes, width), rng, **kwargs))
+            for digit, _, strokes, width in items]
+
+
+def test_a_photo_of_paper_on_a_dark_desk_is_read_as_the_paper_alone():
+    """The sheet is found: what the model sees is the drawing, not the sheet (which the border rule would take for
+    ink), whatever the pen's colour, the paper's tint and the shadow."""
+    for digit, drawing, picture in drawn_photos(10, seed=3, desk=True, shadow=True):
+        seen, clean = mnist_like(picture), mnist_like(drawing)
+        overlap = (seen * clean).sum() / (seen.norm() * clean.norm())
+        assert overlap > 0.75, digit
+        assert (mnist_like(np.asarray(picture)[..., ::-1].copy()) - seen).abs().max() < 0.1  # BGR too
+
+
+def test_photos_with_a_dark_border_read_right():
+    from mnist_lab import load_checkpoint
+    from mnist_lab.app import PAD_MODEL
+
+    model, _ = load_checkpoint(PAD_MODEL)
+    photos = drawn_photos(30, seed=5, desk=True, shadow=True) + drawn_photos(10, seed=6, desk=False, shadow=True)
+    right = sum(int(model(preprocess_drawing(picture)).argmax()) == digit for digit, _, picture in photos)
+    assert right >= 36, right  # 40 photos; the plain border rule reads the sheet as a 0 or a 1
+
+
+def test_blank_paper_says_what_it_could_not_find():
+    from mnist_lab.preprocess import PaperWithoutInkError
+    from mnist_lab.synthetic import photo
+
+    blank = photo(Image.new("L", (100, 100), 255), np.random.default_rng(0))
+    with pytest.raises(PaperWithoutInkError):
+        preprocess_drawing(blank)
+
+
+@pytest.mark.parametrize("kind", ["gradient", "noise", "line", "dots", "shape"])
+def test_pictures_that_are_not_digits_still_reach_the_model(kind):
+    """A gradient or noise is no photo of paper: it is read (and the model may say "not a digit")."""
+    from mnist_lab.synthetic import DRAWN
+
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        assert preprocess_drawing(DRAWN[kind](rng)).shape == (1, 1, 28, 28)
+
+
+def test_a_big_letter_cut_by_the_frame_is_no_blank_sheet():
+    """The white around a black shape that runs off the picture is not a sheet of paper on a black desk."""
+    from PIL import ImageFont
+
+    from mnist_lab.synthetic import bundled_fonts
+
+    font = ImageFont.truetype(str(next(p for p in bundled_fonts() if p.name == "DejaVuSerif-Bold.ttf")), 150)
+    image = Image.new("L", (112, 112), 255)
+    ImageDraw.Draw(image).text((40, 70), "u", font=font, fill=0, anchor="mm")
+    assert mnist_like(image).sum() > 10
+
+
+def test_a_tiny_white_digit_on_black_is_no_sheet_of_paper():
+    """scikit-learn's 8x8 digits: white on black, the size of a thumbnail."""
+    from sklearn.datasets import load_digits
+
+    for image in load_digits().images[:50]:
+        assert preprocess_drawing(image / 16).shape == (1, 1, 28, 28)
