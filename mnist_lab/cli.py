@@ -313,9 +313,12 @@ def app_command(args):
 
 
 def main(argv=None):
+    """Run one command; ``argv`` defaults to the command line. Without ``argv`` main is the whole process, so once
+    training has ended a signal is ignored rather than interrupting the exit."""
     with safe_output():
         args = build_parser().parse_args(argv)
-        stopping = stop_on_signals() if args.func is train_command else contextlib.nullcontext(Signals())
+        training = args.func is train_command
+        stopping = stop_on_signals(then_ignore=argv is None) if training else contextlib.nullcontext(Signals())
         with stopping as signals:
             args.signals = signals  # train saves what it has when a signal stops it
             try:

@@ -48,8 +48,10 @@ class Signals:
 
 
 @contextlib.contextmanager
-def stop_on_signals():
+def stop_on_signals(then_ignore=False):
     """Within the block, SIGINT, SIGTERM and SIGHUP stop the work as described above; yields the :class:`Signals`.
+    Afterwards the earlier handlers are back, or, with ``then_ignore`` (the block was the whole command and only
+    exiting is left), the signals are ignored, so that a late Ctrl+C cannot interrupt Python's own clean-up.
     Outside the main thread (where Python cannot handle signals) nothing changes."""
     state = Signals()
     if threading.current_thread() is not threading.main_thread():
@@ -63,5 +65,7 @@ def stop_on_signals():
     try:
         yield state
     finally:
+        state.hold()
         for number, handler in previous.items():
-            signal.signal(number, signal.SIG_DFL if handler is None else handler)
+            after = signal.SIG_IGN if then_ignore else handler
+            signal.signal(number, signal.SIG_DFL if after is None else after)

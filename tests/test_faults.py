@@ -321,10 +321,26 @@ def test_a_really_full_disk_keeps_the_previous_run(tmp_path, capsys, monkeypatch
 def without_root_powers(argv, cwd):
     """Run the CLI so that file permissions apply: as root (CI is root), without the two capabilities that let root
     read and write past them; as anyone else, as they are."""
-    prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if IS_ROOT else []
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(prefix + [sys.executable, "-m", "mnist_lab", *argv], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(WITHOUT_ROOT_POWERS + [sys.executable, "-m", "mnist_lab", *argv], cwd=cwd,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=300,
+                          check=False)
+
+
+# Root keeps a capability through exec when it is in the bounding set or in the inheritable set (some container
+# engines fill that one), so both are emptied of the two.
+WITHOUT_ROOT_POWERS = ["setpriv", "--inh-caps=-all", "--ambient-caps=-all",
+                       "--bounding-set=-dac_override,-dac_read_search"] if IS_ROOT else []
+
+
+def assert_permissions_apply(locked):
+    """The test means something only if the command really meets the permissions: writing into ``locked`` fails."""
+    probe = ("import pathlib, sys\ntry:\n    (pathlib.Path(sys.argv[1]) / 'probe').write_text('')\n"
+             "except PermissionError:\n    sys.exit(0)\nprint(pathlib.Path('/proc/self/status').read_text())\n"
+             "sys.exit(1)")
+    result = subprocess.run(WITHOUT_ROOT_POWERS + [sys.executable, "-c", probe, str(locked)], capture_output=True,
+                            text=True, timeout=60, check=False)
+    caps = [line for line in result.stdout.splitlines() if line.startswith(("Cap", "Uid", "Seccomp", "NoNewPrivs"))]
+    assert result.returncode == 0, f"this machine lets the command write into a read-only folder: {caps} {result.stderr}"
 
 
 def test_no_permission_is_one_line_and_loses_nothing(tmp_path):
@@ -336,8 +352,10 @@ def test_no_permission_is_one_line_and_loses_nothing(tmp_path):
     (tmp_path / "data" / "MNIST" / "raw").mkdir(parents=True)
     (tmp_path / "secret.png").chmod(0)
     (tmp_path / "data" / "MNIST" / "raw").chmod(0)
-    locked.chmod(0o555)
+    for folder in (locked / "run", locked):  # a run may be replaced in place (a mount point): lock it too
+        folder.chmod(0o555)
     try:
+        assert_permissions_apply(locked)
         for argv in (["train", "--dry-run", "--out", str(locked / "new")],
                      ["train", "--dry-run", "--out", str(locked / "run"), "--force"],
                      ["predict", str(tmp_path / "model.pt"), str(tmp_path / "secret.png")],
@@ -345,6 +363,6 @@ def test_no_permission_is_one_line_and_loses_nothing(tmp_path):
             result = without_root_powers(argv, tmp_path)
             assert_one_line(result.returncode, result.stderr, 2, "権限")
     finally:
-        locked.chmod(0o755)
-        (tmp_path / "data" / "MNIST" / "raw").chmod(0o755)
+        for folder in (locked, locked / "run", tmp_path / "data" / "MNIST" / "raw"):
+            folder.chmod(0o755)
     assert snapshot(locked / "run") == before and not (locked / "new").exists()

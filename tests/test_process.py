@@ -81,6 +81,24 @@ def test_a_signal_at_any_moment_keeps_every_finished_epoch_or_the_earlier_run(tm
     assert not stray_folders(base), stray_folders(base)
 
 
+def test_signals_while_the_finished_command_exits_change_nothing(tmp_path):
+    """Ctrl+C pressed again and again after the last epoch: the run is saved and Python's own clean-up at exit is
+    never interrupted (no traceback); the status says the run was saved (0) or that a signal stopped it (130)."""
+    out = tmp_path / "run"
+    process = start(out, epochs=1, n=64)
+    assert wait_for_epoch(process, 1)
+    while process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.005)
+    stderr = process.stderr.read().decode()
+    assert process.returncode in (0, 130), (process.returncode, stderr)
+    if process.returncode:
+        assert_one_japanese_line(stderr, prefix="")
+    else:
+        assert not problem_lines(stderr), stderr
+    assert is_run(out) and not stray_folders(tmp_path)
+
+
 def test_a_killed_run_leaves_a_folder_the_next_run_names_and_removes(tmp_path):
     out = tmp_path / "run"
     process = start(out, epochs=50)

@@ -22,7 +22,7 @@ def main():
     cli.load_mnist = lambda root=None, val_size=0, seed=0: tiny_data(n)
     cli.fit = lambda model, data, config, device, callbacks, progress: fit(model, data, config, device,
                                                                             [*callbacks, Marker()], progress)
-    return cli.main(sys.argv[1:])
+    return cli.main()  # the whole process, as `python -m mnist_lab`
 
 
 if __name__ == "__main__":
