@@ -50,6 +50,7 @@ def fit(model, data, config, device=None, callbacks=(), progress=True):
     generator = torch.Generator().manual_seed(config.seed)  # batch order and augmentation, the same on every device
     history = History(eval_split=eval_split)
     try:
+        _call(callbacks, "on_train_begin", model, history, config.epochs, steps)
         for epoch in range(1, config.epochs + 1):
             start = time.perf_counter()
             batches = training_batches(data.X_train, data.y_train, config, generator)
@@ -85,9 +86,10 @@ def train_epoch(model, batches, optimizer, scheduler=None, callbacks=()):
         lr = optimizer.param_groups[0]["lr"]
         if scheduler is not None:
             scheduler.step()
-        _call(callbacks, "on_step", model, loss)
+        right = (scores.argmax(1) == y).sum()
+        _call(callbacks, "on_step", model, loss, right, len(y))
         loss_sum += loss.detach() * len(y)  # kept on the device: no CPU-GPU sync per step
-        correct += (scores.argmax(1) == y).sum()
+        correct += right
         n += len(y)
     return float(loss_sum) / n, int(correct) / n, lr
 
