@@ -8,6 +8,7 @@ training callback: :class:`mnist_lab.callbacks.LiveCurves`.)
 import base64
 import html
 import io
+import weakref
 from pathlib import Path
 
 import anywidget
@@ -56,9 +57,11 @@ class DrawPad(widgets.HBox):
     """
 
     EVERY = 0.25  # seconds between readings while the pen moves
+    _open = weakref.WeakSet()  # the pads not closed yet (close_all)
 
     def __init__(self, model, size=280, line_width=22):
         self.model, self.size = model, size
+        DrawPad._open.add(self)
         self.canvas = PadCanvas(size=size, line_width=line_width, every=self.EVERY,
                                 layout=widgets.Layout(width=f"{size + 4}px"))
         self.pen_width = widgets.IntSlider(value=line_width, min=2, max=40, description="ペンの太さ",
@@ -90,7 +93,14 @@ class DrawPad(widgets.HBox):
         for widget in (self.canvas, self.pen_width, self.prediction, self.seen, *self.bars, *self.children):
             widget.close()
         self.model = None
+        DrawPad._open.discard(self)
         super().close()
+
+    @classmethod
+    def close_all(cls):
+        """Close every pad still open (Jupyter keeps each shown widget, and so its model, alive until closed)."""
+        for pad in list(cls._open):
+            pad.close()
 
     def clear(self):
         """Wipe the drawing and the prediction, here and on every page that shows the pad."""

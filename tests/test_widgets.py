@@ -69,6 +69,19 @@ def test_closing_the_pad_lets_the_model_go():
     assert ref() is None
 
 
+def test_close_all_closes_every_open_pad_once_and_can_run_again():
+    model = build_model("quick", seed=0)
+    ref = weakref.ref(model)
+    pads = [DrawPad(model), DrawPad(model)]
+    pads[0].close()
+    DrawPad.close_all()
+    DrawPad.close_all()  # a section run twice
+    assert all(pad.model is None for pad in pads)
+    del model, pads
+    gc.collect()
+    assert ref() is None
+
+
 def test_explorer_shows_the_library_counts():
     g = torch.Generator().manual_seed(0)
     y = torch.randint(0, 10, (500,), generator=g)
