@@ -279,3 +279,34 @@ def test_ctrl_c_stops_the_whole_comparison_and_the_table_says_so(monkeypatch):
     assert list(table["status"]) == ["trained", "interrupted", "not trained"]
     assert table.loc["a", "test_accuracy"] > 0.5 and table.loc[["b", "c"], "test_accuracy"].isna().all()
     assert table.loc["c", "epochs"] == 0 and table["errors"].isna().tolist() == [False, True, True]
+
+
+def test_ctrl_c_between_two_trainings_still_gives_the_table(monkeypatch):
+    """■ can land outside fit too (while a model is built or measured): the comparison still ends with its table."""
+    from mnist_lab import compare as compare_module
+
+    def measured_when_interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(compare_module, "evaluate", measured_when_interrupted)
+    configs = {"a": make_config("quick", epochs=1, batch_size=64), "b": make_config("quick", epochs=1)}
+    table = compare(tiny_data(), configs, device="cpu", progress=False)
+    assert list(table["status"]) == ["interrupted", "not trained"] and table["errors"].isna().all()
+
+
+def test_live_curves_get_many_points_per_epoch_and_the_bar_names_the_epoch():
+    from mnist_lab.callbacks import LiveCurves, ProgressBar
+
+    curves = LiveCurves(points_per_epoch=4)
+    data, config = tiny_data(512), make_config("quick", epochs=2, batch_size=32)  # 12 steps an epoch
+    fit(build_model("quick", seed=0), data, config, device="cpu", progress=False, callbacks=[curves])
+    epochs = [p["epoch"] for p in curves.points]
+    assert len(epochs) == 8 and epochs[3] == 1.0 and epochs[-1] == 2.0 and epochs == sorted(epochs)
+    assert all(0 <= p["train_accuracy"] <= 1 and p["train_loss"] > 0 for p in curves.points)
+    assert curves.points[-1]["train_loss"] < curves.points[0]["train_loss"]
+
+    bar = ProgressBar(24, "test", disable=True)
+    bar.on_train_begin(None, History(), 2, 12)
+    bar.on_epoch_begin(None)
+    bar.on_epoch_begin(None)
+    assert "2/2" in bar.bar.desc
