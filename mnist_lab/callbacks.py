@@ -185,8 +185,9 @@ class TensorBoardLogger(Callback):
 class LiveCurves(Callback):
     """Draws the training curves while the model trains, in place in Jupyter: a point of training loss and accuracy
     every ``1 / points_per_epoch`` of an epoch (the mean over the batches since the point before), and the
-    evaluation after every epoch. The figure is redrawn at most every ``seconds`` (drawing takes time too) and at
-    every epoch's end. Outside Jupyter it prints one line per epoch instead.
+    evaluation after every epoch. The figure is redrawn at every epoch's end and in between at most every
+    ``seconds``, or every four drawing times on a slow machine: drawing never takes more than a fifth of the run.
+    Outside Jupyter it prints one line per epoch instead.
 
     ``points``: the training points so far, ``{"epoch": fraction of the run in epochs, "train_loss": ...,
     "train_accuracy": ...}``.
@@ -195,7 +196,7 @@ class LiveCurves(Callback):
     def __init__(self, points_per_epoch=20, seconds=2.0):
         self.points_per_epoch, self.seconds = points_per_epoch, seconds
         self.handle, self.history, self.points, self.epochs, self.steps_per_epoch = None, None, [], 0, 1
-        self.every, self.step, self.drawn_at, self._sums = 1, 0, 0.0, [0.0, 0, 0]
+        self.every, self.step, self.next_draw, self._sums = 1, 0, 0.0, [0.0, 0, 0]
 
     def on_train_begin(self, model, history, epochs, steps_per_epoch):
         self.history, self.epochs, self.steps_per_epoch = history, epochs, steps_per_epoch
@@ -218,7 +219,7 @@ class LiveCurves(Callback):
             self.points.append({"epoch": self.step / self.steps_per_epoch, "train_loss": float(sums[0]) / sums[2],
                                 "train_accuracy": int(sums[1]) / sums[2]})
             self._sums = [0.0, 0, 0]
-            if not at_epoch_end and time.monotonic() - self.drawn_at >= self.seconds and _in_jupyter():
+            if not at_epoch_end and time.monotonic() >= self.next_draw and _in_jupyter():
                 self._draw()
 
     def on_epoch_end(self, model, history):
@@ -239,12 +240,14 @@ class LiveCurves(Callback):
 
         from .plots import plot_history
 
+        start = time.monotonic()
         figure = plot_history(self.history, points=self.points, epochs=self.epochs)
         if self.handle is None:
             self.handle = display(figure, display_id=True)
         else:
             self.handle.update(figure)
-        self.drawn_at = time.monotonic()
+        now = time.monotonic()
+        self.next_draw = now + max(self.seconds, 4 * (now - start))
 
 
 def _in_jupyter():

@@ -10,6 +10,7 @@ import html
 import io
 import weakref
 from pathlib import Path
+from typing import ClassVar
 
 import anywidget
 import ipywidgets as widgets
@@ -57,7 +58,7 @@ class DrawPad(widgets.HBox):
     """
 
     EVERY = 0.25  # seconds between readings while the pen moves
-    _open = weakref.WeakSet()  # the pads not closed yet (close_all)
+    _open: ClassVar[weakref.WeakSet] = weakref.WeakSet()  # the pads not closed yet (close_all)
 
     def __init__(self, model, size=280, line_width=22):
         self.model, self.size = model, size
