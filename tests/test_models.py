@@ -63,9 +63,9 @@ def test_the_first_block_follows_the_forward_pass_not_the_definition_order():
 
 
 def test_layer_lines_give_each_layers_own_numbers():
-    from mnist_lab.models import layer_table
-
     import re
+
+    from mnist_lab.models import layer_table
 
     def numbers(row):  # the numbers, whatever the words around them
         return [int(n) for n in re.findall(r"\d+", row["働き"])]
