@@ -277,8 +277,9 @@ def assert_falling(losses):
 
 @pytest.mark.slow
 def test_a_student_on_a_slow_machine_presses_stop_and_follows_the_advice(mnist_root, tmp_path):
-    """Full MNIST, the default PRESET: ■ during the training, on to the end, ■ during section 12's comparison, on to
-    section 13; then, as the notebook says, PRESET = "quick" and everything again from section 2."""
+    """Full MNIST, the default PRESET: ■ during the training and on through the lesson with that model, ■ during
+    section 12's comparison; then, as the notebook advises, PRESET = "quick" and everything again from section 2;
+    then section 13."""
     with lesson(tmp_path, {"MNIST_LAB_DATA": str(mnist_root), "MNIST_LAB_EPOCHS": "1"}) as run:
         run.set_preset("original")
         ran = run.run(0, run.release - 1, interrupt_at=(run.training, run.comparison))
@@ -288,18 +289,17 @@ def test_a_student_on_a_slow_machine_presses_stop_and_follows_the_advice(mnist_r
         assert 0 <= got["accuracy"] <= 1 and got["agrees_with_sklearn"] and got["loaded_predicts_the_same"]
         assert got["fit_same_as_hand"] <= 1e-6
         assert_falling(got["hand_losses"])
-        run.check(run.run(run.release))
-        assert run.probe("'model' in globals()") is False  # section 13 let go of everything
 
         run.set_preset("quick")
         ran = run.run(run.settings, run.release - 1)
         run.check(ran)
         got = run.values()
-        assert got["preset"] == "quick" and not got["interrupted"] and got["epochs"] == 1
+        assert got["preset"] == "quick" and not got["interrupted"] and got["epochs"] >= 1
         assert got["accuracy"] > 0.97 and got["statuses"] == ["trained", "trained"]
         assert got["agrees_with_sklearn"] and got["loaded_predicts_the_same"]
         assert_falling(got["hand_losses"])
         run.check(run.run(run.release))
+        assert run.probe("'model' in globals()") is False  # section 13 let go of everything
 
 
 @pytest.mark.slow
@@ -312,7 +312,7 @@ def test_every_preset_re_runs_and_a_fresh_kernel_runs_it_all_again(mnist_root, t
         ran = run.run(0, run.release - 1)
         run.check(ran)
         got = run.values()
-        assert got["preset"] == "best" and got["epochs"] == 1 and not got["interrupted"]
+        assert got["preset"] == "best" and got["epochs"] >= 1 and not got["interrupted"]
         assert got["accuracy"] > 0.5 and got["statuses"] == ["trained", "trained"]
         assert got["agrees_with_sklearn"] and got["loaded_predicts_the_same"] and got["fit_same_as_hand"] <= 1e-6
         assert_falling(got["hand_losses"])
