@@ -5,6 +5,8 @@ a NaN loss, averaging the weights (EMA), keeping the best epoch's weights and ea
 live training curves. Each hook receives the model; hooks a callback does not need are inherited no-ops.
 """
 
+import time
+
 import torch
 from tqdm.auto import tqdm
 
@@ -14,8 +16,13 @@ from .errors import TrainingDiverged, UserError
 class Callback:
     """The hooks :func:`~mnist_lab.train.fit` calls; override the ones you need."""
 
-    def on_step(self, model, loss):
-        """After every optimizer step (``loss``: the batch's loss tensor)."""
+    def on_train_begin(self, model, history, epochs, steps_per_epoch):
+        """Once, before the first batch: the run will make ``epochs`` x ``steps_per_epoch`` steps and record them in
+        ``history`` (still empty)."""
+
+    def on_step(self, model, loss, correct, size):
+        """After every optimizer step: the batch's loss (a tensor), how many of its ``size`` digits the model got
+        right (both tensors: reading them waits for the device; generated non-digits are not counted)."""
 
     def on_epoch_begin(self, model):
         """Before the first batch of each epoch."""
@@ -42,18 +49,26 @@ def standard_callbacks(model, config, eval_split, steps_per_epoch, progress=True
 
 
 class ProgressBar(Callback):
-    """A tqdm bar over all the steps of the run, with the loss and the last epoch's accuracy."""
+    """A tqdm bar over all the steps of the run, labelled with the epoch, showing the loss and the last epoch's
+    accuracy."""
 
     def __init__(self, total, eval_split, disable=False):
         self.bar = tqdm(total=total, desc="学習", unit="batch", disable=disable, dynamic_ncols=True)
-        self.eval_split = eval_split
+        self.eval_split, self.epoch, self.epochs = eval_split, 0, 0
         parts = getattr(getattr(self.bar, "container", None), "children", ())
         if len(parts) == 3:  # Jupyter's bar: label on one line (it was squeezed to a character a line), bar visible
             label, bar, _ = parts
             label.layout.flex, label.layout.min_width = "0 0 auto", "max-content"
             bar.layout.min_width = "35%"
 
-    def on_step(self, model, loss):
+    def on_train_begin(self, model, history, epochs, steps_per_epoch):
+        self.epochs = epochs
+
+    def on_epoch_begin(self, model):
+        self.epoch += 1
+        self.bar.set_description(f"エポック {self.epoch}/{self.epochs}", refresh=False)
+
+    def on_step(self, model, loss, correct, size):
         self.bar.update(1)
         if self.bar.n % 50 == 1:
             self.bar.set_postfix(loss=f"{loss.item():.3f}")
@@ -72,7 +87,7 @@ class StopOnNonFiniteLoss(Callback):
     def __init__(self, lr):
         self.lr, self.step = lr, 0
 
-    def on_step(self, model, loss):
+    def on_step(self, model, loss, correct, size):
         self.step += 1
         loss = loss.detach()
         if not torch.isfinite(loss).item():
@@ -89,7 +104,7 @@ class AverageWeights(Callback):
         self.average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
         self.own = None
 
-    def on_step(self, model, loss):
+    def on_step(self, model, loss, correct, size):
         self.average.update_parameters(model)
 
     def before_evaluation(self, model):
@@ -168,26 +183,77 @@ class TensorBoardLogger(Callback):
 
 
 class LiveCurves(Callback):
-    """Redraws the training curves after every epoch: in place in Jupyter, one printed line per epoch elsewhere."""
+    """Draws the training curves while the model trains, in place in Jupyter: a point of training loss and accuracy
+    every ``1 / points_per_epoch`` of an epoch (the mean over the batches since the point before), and the
+    evaluation after every epoch. The figure is redrawn at every epoch's end and in between at most every
+    ``seconds``, or every four drawing times on a slow machine: drawing never takes more than a fifth of the run.
+    Outside Jupyter it prints one line per epoch instead.
 
-    def __init__(self):
-        self.handle = None
+    ``points``: the training points so far, ``{"epoch": fraction of the run in epochs, "train_loss": ...,
+    "train_accuracy": ...}``.
+    """
+
+    def __init__(self, points_per_epoch=20, seconds=2.0):
+        self.points_per_epoch, self.seconds = points_per_epoch, seconds
+        self.handle, self.history, self.points, self.epochs, self.steps_per_epoch = None, None, [], 0, 1
+        self.every, self.step, self.next_draw, self._sums = 1, 0, 0.0, [0.0, 0, 0]
+
+    def on_train_begin(self, model, history, epochs, steps_per_epoch):
+        self.history, self.epochs, self.steps_per_epoch = history, epochs, steps_per_epoch
+        self.every = max(1, steps_per_epoch // self.points_per_epoch)
+        self.handle, self.points, self.step, self._sums = None, [], 0, [0.0, 0, 0]
+        if _in_jupyter():
+            self._draw()  # the empty axes at once: the student sees where the curves will go
+
+    def on_epoch_begin(self, model):
+        self._sums = [0.0, 0, 0]  # a point never mixes two epochs
+
+    def on_step(self, model, loss, correct, size):
+        self.step += 1
+        sums = self._sums
+        sums[0] = sums[0] + loss.detach().float() * size  # summed on the device: read once per point
+        sums[1] = sums[1] + correct
+        sums[2] += size
+        at_epoch_end = self.step % self.steps_per_epoch == 0
+        if self.step % self.every == 0 or at_epoch_end:
+            n = int(sums[2])
+            self.points.append({"epoch": self.step / self.steps_per_epoch, "train_loss": float(sums[0]) / n,
+                                "train_accuracy": int(sums[1]) / n})
+            self._sums = [0.0, 0, 0]
+            if not at_epoch_end and time.monotonic() >= self.next_draw and _in_jupyter():
+                self._draw()
 
     def on_epoch_end(self, model, history):
-        from IPython import get_ipython
-        from IPython.display import display
-
-        from .plots import plot_history
-
-        shell = get_ipython()
-        if shell is None or not hasattr(shell, "kernel"):
+        if not _in_jupyter():
             r = history.records[-1]
             print(f"epoch {r['epoch']}: train loss {r['train_loss']:.4f}, {history.eval_split} accuracy "
                   f"{r['eval_accuracy']:.4f}")
             return False
-        figure = plot_history(history)
+        self._draw()
+        return False
+
+    def on_train_end(self, model, history):
+        if _in_jupyter() and self.handle is not None:
+            self._draw()  # the points since the last drawing (after ■ too)
+
+    def _draw(self):
+        from IPython.display import display
+
+        from .plots import plot_history
+
+        start = time.monotonic()
+        figure = plot_history(self.history, points=self.points, epochs=self.epochs)
         if self.handle is None:
             self.handle = display(figure, display_id=True)
         else:
             self.handle.update(figure)
-        return False
+        now = time.monotonic()
+        self.next_draw = now + max(self.seconds, 4 * (now - start))
+
+
+def _in_jupyter():
+    """Whether the code runs in a Jupyter kernel (which can show figures and update them in place)."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    return shell is not None and hasattr(shell, "kernel")

@@ -27,11 +27,15 @@ def compare(data, configs, device=None, progress=True):
             rows[name] = _row(config, model, "not trained", 0, 0.0, data)
             continue
         print(f"--- {name} ---")
-        start = time.perf_counter()
-        history = fit(model, data, config, device, progress=progress)
-        stopped = history.interrupted
-        status = "interrupted" if stopped else "trained"
-        rows[name] = _row(config, model, status, len(history), time.perf_counter() - start, data)
+        start, epochs = time.perf_counter(), 0
+        try:
+            history = fit(model, data, config, device, progress=progress)
+            stopped, epochs = history.interrupted, len(history)
+            rows[name] = _row(config, model, "interrupted" if stopped else "trained", epochs,
+                              time.perf_counter() - start, data)
+        except KeyboardInterrupt:  # ■ between two models' training, or while this one was being measured
+            stopped = True
+            rows[name] = _row(config, model, "interrupted", 0, time.perf_counter() - start, data)
     return pd.DataFrame(rows).T.astype(COLUMNS)
 
 

@@ -4,6 +4,7 @@ No ``DataLoader`` and no per-sample ``ToTensor`` in the training loop: the 60,00
 float32, so a batch is just ``X[idx]`` for a slice ``idx`` of a random permutation.
 """
 
+import contextlib
 import hashlib
 import os
 from dataclasses import dataclass, replace
@@ -60,9 +61,13 @@ def file_problem(path, size, md5):
 
 
 def _missing_message(folder, missing, downloaded):
-    why = "ダウンロードもできませんでした" if downloaded else "ダウンロードはしない設定です"
-    return (f"MNIST のファイル {'、'.join(missing)} が {folder}/ にありません（{why}）。4つのファイル"
-            f"（{'、'.join(RAW_FILES)}）をそこに置くか、環境変数 {ENV_ROOT} または --data でそれがある場所を指定してください。")
+    files = f"4つのファイル（{'、'.join(RAW_FILES)}）"
+    if downloaded:
+        return (f"MNIST をダウンロードできませんでした（インターネットにつながっているか確かめてください）。つながらない"
+                f"マシンでは、{files}を {folder}/ に置くか、それがある場所を環境変数 {ENV_ROOT} に設定してから、"
+                "やり直してください。")
+    return (f"MNIST のファイル {'、'.join(missing)} が {folder}/ にありません（ダウンロードはしない設定です）。{files}を"
+            f"そこに置くか、それがある場所を環境変数 {ENV_ROOT} に設定してから、やり直してください。")
 
 
 def _checked_root(root):
@@ -93,13 +98,7 @@ def ensure_mnist(root=None, download=True):
     root = _checked_root(root)
     folder = raw_dir(root)
     if download and not all((folder / name).is_file() for name in RAW_FILES):
-        from torchvision.datasets import MNIST
-
-        try:
-            MNIST(root, train=True, download=True)
-            MNIST(root, train=False, download=True)
-        except (OSError, RuntimeError):  # URLError is an OSError; torchvision raises RuntimeError when all mirrors fail
-            pass  # the files still missing are named below
+        _download(root)
     missing = [name for name in RAW_FILES if not (folder / name).is_file()]
     if missing:
         raise UserError(_missing_message(folder, missing, download))
@@ -108,6 +107,26 @@ def ensure_mnist(root=None, download=True):
         if problem:
             raise UserError(f"{problem}。このファイルを削除して再実行すると取り直します（オフラインなら正しいファイルをコピーしてください）。")
     return root
+
+
+def _download(root):
+    """Fetch MNIST through torchvision into ``root``. When that fails (no network) nothing it made is left behind:
+    no empty ``MNIST/raw/`` that would look as if the data were there, no half-downloaded file."""
+    from torchvision.datasets import MNIST
+
+    made = [p for p in (root, root / "MNIST", raw_dir(root)) if not p.exists()]
+    before = set(raw_dir(root).iterdir()) if raw_dir(root).is_dir() else set()
+    try:
+        MNIST(root, train=True, download=True)
+        MNIST(root, train=False, download=True)
+    except (OSError, RuntimeError):  # URLError is an OSError; torchvision raises RuntimeError when all mirrors fail
+        if raw_dir(root).is_dir():
+            for path in set(raw_dir(root).iterdir()) - before:
+                if path.is_file():
+                    path.unlink()
+        for path in reversed(made):
+            with contextlib.suppress(OSError):  # not empty: something else is in it, keep it
+                path.rmdir()
 
 
 def normalize(images):

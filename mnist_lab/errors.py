@@ -1,12 +1,17 @@
 """The exception types for mistakes a user can fix.
 
 Library code raises :class:`UserError` with a one-line Japanese message that says what is wrong and how to fix it;
-the CLI prints that line and exits with status 2 instead of showing a traceback.
+the CLI prints that line and exits with status 2 instead of showing a traceback, and a notebook shows that line
+alone, in red, where a traceback would be (IPython asks an exception for ``_render_traceback_``).
 """
 
 
 class UserError(Exception):
     """A problem with the user's input or environment, explained in one line of Japanese."""
+
+    def _render_traceback_(self):
+        """What Jupyter shows instead of a traceback: the one line, as the CLI prints it."""
+        return [f"\x1b[1;31mエラー:\x1b[0m {self}"]
 
 
 class TrainingDiverged(UserError):

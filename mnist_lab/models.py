@@ -215,17 +215,53 @@ def count_parameters(model):
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-LAYER_KINDS = {  # each kind of layer: its name and what it does, in one line, for the lesson's table
-    nn.Conv2d: ("畳み込み", "小さなフィルタを画像の上で滑らせ、線や角などの模様を探す"),
-    nn.BatchNorm2d: ("バッチ正規化", "値の大きさをそろえて学習を安定させる"),
-    nn.ReLU: ("ReLU", "負の値を 0 にする（模様が「ない」ところを消す）"),
-    nn.Tanh: ("tanh", "値を -1〜1 に押し込む"),
-    nn.MaxPool2d: ("最大プーリング", "2×2 の中の最大値だけ残し、縦横を半分にする"),
-    nn.AvgPool2d: ("平均プーリング", "2×2 の平均を取り、縦横を半分にする"),
-    nn.Flatten: ("平らにする", "縦×横×チャンネルの数を 1 列に並べる"),
-    nn.Dropout: ("ドロップアウト", "学習中だけ、ランダムに一部の値を 0 にする"),
-    nn.Linear: ("全結合", "すべての入力に重みを掛けて足し、新しい数を作る"),
+LAYER_KINDS = {  # each kind of layer: its name and, for the lesson's table, what it does (filled in by _does)
+    nn.Conv2d: "畳み込み",
+    nn.BatchNorm2d: "バッチ正規化",
+    nn.ReLU: "ReLU",
+    nn.Tanh: "tanh",
+    nn.MaxPool2d: "最大プーリング",
+    nn.AvgPool2d: "平均プーリング",
+    nn.Flatten: "平らにする",
+    nn.Dropout: "ドロップアウト",
+    nn.Linear: "全結合",
 }
+ACTIVATIONS = (nn.ReLU, nn.Tanh, nn.GELU, nn.SiLU, nn.LeakyReLU, nn.ELU, nn.Sigmoid)
+POOLS = (nn.MaxPool2d, nn.AvgPool2d)
+
+
+def layer_kind(module):
+    """Return the Japanese name of a layer's kind (its class name for a kind the lesson does not name)."""
+    return LAYER_KINDS.get(type(module), type(module).__name__)
+
+
+def _pair(value):
+    return value if isinstance(value, tuple) else (value, value)
+
+
+def _does(module):
+    """Return what ``module`` does, in one line of Japanese, with its own numbers (sizes, counts, padding)."""
+    if isinstance(module, nn.Conv2d):
+        (kh, kw), (ph, pw) = _pair(module.kernel_size), _pair(module.padding)
+        line = f"{kh}×{kw} のフィルタ {module.out_channels} 枚を画像の上で滑らせ、線や角などの模様を探す"
+        if (ph, pw) == (kh // 2, kw // 2) and kh % 2 and kw % 2:
+            return line + f"（周りを {ph} ピクセル 0 で埋める padding で、縦横は変わらない）"
+        if (ph, pw) == (0, 0):
+            return line + f"（周りを埋めないので、縦横が {kh - 1} ずつ縮む）"
+        return line
+    if isinstance(module, POOLS):
+        (kh, kw), stride = _pair(module.kernel_size), _pair(module.stride or module.kernel_size)
+        how = "最大値だけ残し" if isinstance(module, nn.MaxPool2d) else "平均を取り"
+        shrink = "半分" if stride == (2, 2) else f"1/{stride[0]}"
+        return f"{kh}×{kw} の中の{how}、縦横を{shrink}にする"
+    if isinstance(module, nn.Linear):
+        return f"{module.in_features} 個の数すべてに重みを掛けて足し、{module.out_features} 個の数を作る"
+    if isinstance(module, nn.Dropout):
+        return f"学習中だけ、ランダムに {module.p:.0%} の値を 0 にする"
+    return {nn.BatchNorm2d: "値の大きさをそろえて学習を安定させる",
+            nn.ReLU: "負の値を 0 にする（模様が「ない」ところを消す）",
+            nn.Tanh: "値を -1〜1 に押し込む",
+            nn.Flatten: "縦×横×チャンネルの数を 1 列に並べる"}.get(type(module), "")
 
 
 def layer_table(model, input_shape=(1, 1, 28, 28)):
@@ -233,14 +269,42 @@ def layer_table(model, input_shape=(1, 1, 28, 28)):
 
     >>> [row["層"] for row in layer_table(OriginalCNN())]
     ['畳み込み', 'バッチ正規化', 'ReLU', '最大プーリング', '平らにする', '全結合']
+    >>> layer_table(OriginalCNN())[0]["働き"]
+    '5×5 のフィルタ 32 枚を画像の上で滑らせ、線や角などの模様を探す（周りを 2 ピクセル 0 で埋める padding で、縦横は変わらない）'
     """
     modules = dict(model.named_modules())
     rows = []
     for name, shape in layer_shapes(model, input_shape):
-        kind, does = LAYER_KINDS.get(type(modules[name]), (type(modules[name]).__name__, ""))
-        rows.append({"層": kind, "働き": does, "出力の形": shape, "パラメータ数": count_parameters(modules[name]),
-                     "名前": name})
+        module = modules[name]
+        rows.append({"層": layer_kind(module), "働き": _does(module), "出力の形": shape,
+                     "パラメータ数": count_parameters(module), "名前": name})
     return rows
+
+
+def first_block(model, input_shape=(1, 1, 28, 28)):
+    """Return ``[(name, kind), ...]`` of the layers an image meets first: the first convolution and the layers after
+    it up to the next convolution or the classifier (empty for a model without convolutions). Found by running
+    ``model`` once, so it follows the forward pass of any model, not the order its layers were defined in.
+
+    >>> first_block(OriginalCNN())
+    [('conv.0', '畳み込み'), ('conv.1', 'バッチ正規化'), ('conv.2', 'ReLU'), ('conv.3', '最大プーリング')]
+    """
+    modules, block = dict(model.named_modules()), []
+    for name, _ in layer_shapes(model, input_shape):
+        module = modules[name]
+        if isinstance(module, (nn.Flatten, nn.Linear)) or (block and isinstance(module, nn.Conv2d)):
+            if block:
+                break
+            continue
+        if block or isinstance(module, nn.Conv2d):
+            block.append((name, layer_kind(module)))
+    return block
+
+
+def first_convolution(model):
+    """Return the first convolution an image meets in ``model`` (``None`` for a model without one)."""
+    block = first_block(model)
+    return model.get_submodule(block[0][0]) if block else None
 
 
 def layer_shapes(model, input_shape=(1, 1, 28, 28)):

@@ -74,27 +74,37 @@ def plot_samples(X, y, y_hat=None, ncols=8):
     return fig
 
 
-def plot_history(history):
-    """Return loss and accuracy per epoch, training vs. evaluation, of a :class:`~mnist_lab.history.History`
-    (or its dict form); a history no training could have written is a :class:`~mnist_lab.history.HistoryError`."""
+def plot_history(history, points=(), epochs=None):
+    """Return loss and accuracy over the epochs, training vs. evaluation, of a :class:`~mnist_lab.history.History`
+    (or its dict form); a history no training could have written is a :class:`~mnist_lab.history.HistoryError`.
+
+    ``points`` (from :class:`~mnist_lab.callbacks.LiveCurves`) are training points within epochs, ``{"epoch":
+    fraction of the run, "train_loss", "train_accuracy"}``; without them the training curve has one point per epoch.
+    ``epochs``: the run's length, so the axis spans the whole run while it is still going.
+    """
     history = checked_history(history)
     records, split = history.records, history.eval_split
-    epochs = [r["epoch"] for r in records]
     fig = Figure(figsize=(10, 3.8), layout="constrained")
     ax_loss, ax_acc = fig.subplots(1, 2)
+    train = points or records
+    last = max([epochs or 0] + [p["epoch"] for p in train] + [r["epoch"] for r in records])
     for ax, key, title in ((ax_loss, "loss", label("損失（交差エントロピー）", "Loss (cross-entropy)")),
                            (ax_acc, "accuracy", label("正解率", "Accuracy"))):
-        ax.plot(epochs, [r[f"train_{key}"] for r in records], "o-", label=label("訓練", "train"))
-        ax.plot(epochs, [r[f"eval_{key}"] for r in records], "s-", label=label(SPLITS.get(split, split), split))
+        ax.plot([p["epoch"] for p in train], [p[f"train_{key}"] for p in train], ".-" if points else "o-",
+                label=label("訓練", "train"))
+        ax.plot([r["epoch"] for r in records], [r[f"eval_{key}"] for r in records], "s-",
+                label=label(SPLITS.get(split, split), split))
         ax.set_xlabel(label("エポック", "epoch"))
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend()
-        if not epochs:
-            ax.text(0.5, 0.5, label("終わったエポックがありません\n（中断）", "no finished epoch\n(interrupted)"), ha="center", va="center", transform=ax.transAxes)
-    if epochs:
-        for ax in (ax_loss, ax_acc):
-            ax.set_xticks(epochs if len(epochs) <= 12 else epochs[:: -(-len(epochs) // 12)])
+        if last:
+            ax.set_xlim(0 if points else 0.5, last + (0.02 * last if points else 0.5))
+            ax.set_xticks(range(0 if points else 1, int(last) + 1, max(1, -(-int(last) // 12))))
+        if not train and not records:
+            note = (label("終わったエポックがありません\n（中断）", "no finished epoch\n(interrupted)") if history.interrupted
+                    else label("学習が始まると\nここに描きます", "the curves appear\nonce training starts"))
+            ax.text(0.5, 0.5, note, ha="center", va="center", transform=ax.transAxes)
     return fig
 
 
@@ -163,40 +173,58 @@ def plot_misclassified(X, y, probs, n=24, ncols=8):
 
 
 def plot_comparison(table):
-    """Return test errors (out of the test set) and training time per model, from ``compare``'s table; a model
-    that was not trained is labelled so instead of a bar."""
+    """Return test errors (out of the test set) and training time per model, from ``compare``'s table. A model with
+    no finished epoch has no error count: it gets no bar, but its status ("not trained", "interrupted") instead."""
     fig = Figure(figsize=(10, 3.6), layout="constrained")
     ax_err, ax_time = fig.subplots(1, 2)
     names = list(table.index)
-    errors = table["errors"].astype("Float64").fillna(0).astype(float).tolist()
-    ax_err.bar(names, errors, color="tab:red")
+    errors = table["errors"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+    ax_err.bar(names, np.nan_to_num(errors), color="tab:red")
     ax_err.set_title(label("テストで間違えた枚数（少ないほどよい）", "Test errors (lower is better)"))
     ax_time.bar(names, table["seconds"], color="tab:blue")
     ax_time.set_title(label("学習時間 [秒]", "Training time [s]"))
-    for ax, values in ((ax_err, errors), (ax_time, list(table["seconds"]))):
+    for ax, values in ((ax_err, errors), (ax_time, np.asarray(table["seconds"], dtype=float))):
         for i, (value, status) in enumerate(zip(values, table["status"])):
-            ax.text(i, value, f"{value:.0f}" if status != "not trained" else label("未学習", "not trained"), ha="center",
-                    va="bottom")
+            ax.text(i, np.nan_to_num(value), _bar_label(value, status), ha="center", va="bottom")
         ax.grid(axis="y", alpha=0.3)
+    if np.isnan(errors).all():
+        ax_err.set_ylim(0, 1)
+        ax_err.set_yticks([])
     return fig
 
 
-def plot_filters(weight, ncols=8):
-    """Return the learned filters of a convolution (``weight``: ``out x 1 x k x k``), each with its own grey scale:
-    white where it weighs a pixel positively, black where negatively."""
+def _bar_label(value, status):
+    if status == "not trained":
+        return label("未学習", "not trained")
+    if np.isnan(value):
+        return label("中断\n（終わったエポックなし）", "interrupted\n(no finished epoch)")
+    return f"{value:.0f}"
+
+
+def plot_filters(conv, ncols=8):
+    """Return the learned filters of a convolution on the image (a ``Conv2d`` taking one channel, or its weight
+    ``out x 1 x k x k``), each with its own grey scale: white where it weighs a pixel positively, black where
+    negatively. ``None`` (a model without convolutions, see ``models.first_convolution``) gives a figure saying so."""
+    if conv is None:
+        return _message_figure(label("このモデルには畳み込み層がありません", "this model has no convolution"))
+    weight = getattr(conv, "weight", conv)
     filters = weight.detach().float().cpu()[:, 0].numpy()
     fig, axes = _grid(len(filters), ncols, cell=0.9)
     for k, (ax, w) in enumerate(zip(axes, filters)):
         bound = np.abs(w).max() or 1.0
         ax.imshow(w, cmap="gray", vmin=-bound, vmax=bound)
         ax.set_title(str(k), fontsize=8)
-    fig.suptitle(label(f"学習した {len(filters)} 枚の {filters.shape[-1]}×{filters.shape[-1]} フィルタ",
-                       f"The {len(filters)} learned {filters.shape[-1]}x{filters.shape[-1]} filters"))
+    height, width = filters.shape[-2:]
+    fig.suptitle(label(f"学習した {len(filters)} 枚の {height}×{width} フィルタ",
+                       f"The {len(filters)} learned {height}x{width} filters"))
     return fig
 
 
 def plot_feature_maps(image, maps, n=8):
-    """Return one image and, row by row, the first ``n`` channels of each ``{title: maps (channels x H x W)}``."""
+    """Return one image and, row by row, the first ``n`` channels of each ``{title: maps (channels x H x W)}``
+    (no maps: a figure saying the model has no convolution)."""
+    if not maps:
+        return _message_figure(label("このモデルには畳み込み層がありません", "this model has no convolution"))
     fig = Figure(figsize=(1.3 * (n + 1), 1.45 * len(maps)), layout="constrained")
     axes = fig.subplots(len(maps), n + 1, squeeze=False)
     for row, (title, channels) in zip(axes, maps.items()):
@@ -225,4 +253,12 @@ def plot_energies(digits, non_digits, threshold=None, title=None):
     if title:
         ax.set_title(title)
     fig.tight_layout()
+    return fig
+
+
+def _message_figure(text):
+    fig = Figure(figsize=(6, 1), layout="constrained")
+    ax = fig.subplots()
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, text, ha="center", va="center")
     return fig

@@ -303,7 +303,12 @@ def preprocess_drawing(image):
     Crops to the ink, scales its longer side to 20 px, centres it by mass in 28x28, then normalises like the
     training data. Raises :class:`EmptyImageError` ("何か書いてください") when there is no ink.
     """
-    return ((mnist_like(image) - MEAN) / STD).view(1, 1, SIZE, SIZE)
+    return model_input(mnist_like(image))
+
+
+def model_input(picture):
+    """Return the normalised ``1 x 1 x 28 x 28`` tensor a model reads, from a 28x28 picture of :func:`mnist_like`."""
+    return ((picture - MEAN) / STD).view(1, 1, SIZE, SIZE)
 
 
 def preprocess_all(images):

@@ -36,9 +36,8 @@ NOT_DIGIT_WEIGHT = 0.5  # weight of the non-digits' loss (outlier exposure) next
 def fit(model, data, config, device=None, callbacks=(), progress=True):
     """Train ``model`` on ``data`` (:class:`~mnist_lab.data.MNISTData`) as ``config`` says; return its History.
 
-    After every epoch the model is evaluated on the validation split (or the test split when there is none; the
-    test set never chooses anything) and every callback's ``on_epoch_end`` runs. Ctrl+C stops training cleanly:
-    the model is put back to the last finished epoch's weights (or the best one on validation).
+    After each epoch the model is evaluated on the validation split (the test split when there is none: the test
+    set never chooses anything); Ctrl+C stops cleanly, keeping the last finished (or best) epoch's weights.
     """
     device = torch.device(device) if device is not None else try_gpu()
     print(f"学習デバイス: {describe_device(device)}")
@@ -53,6 +52,7 @@ def fit(model, data, config, device=None, callbacks=(), progress=True):
     generator = torch.Generator().manual_seed(config.seed)  # batch order and augmentation, the same on every device
     extra, history = extra_pictures(config, len(data.y_train), device), History(eval_split=eval_split)
     try:
+        _call(callbacks, "on_train_begin", model, history, config.epochs, steps)
         for epoch in range(1, config.epochs + 1):
             start = time.perf_counter()
             batches = training_batches(data.X_train, data.y_train, config, generator, extra)
@@ -89,10 +89,11 @@ def train_epoch(model, batches, optimizer, scheduler=None, callbacks=()):
         lr = optimizer.param_groups[0]["lr"]
         if scheduler is not None:
             scheduler.step()
-        _call(callbacks, "on_step", model, loss)
+        right, counted = (scores.argmax(1) == y).sum(), (y >= 0).sum()
+        _call(callbacks, "on_step", model, loss, right, counted)
         loss_sum += loss.detach() * len(y)  # kept on the device: no CPU-GPU sync per step
-        correct += (scores.argmax(1) == y).sum()  # generated non-digits (label -1) are never "correct"...
-        n += (y >= 0).sum()  # ... nor counted
+        correct += right  # generated non-digits (label -1) are never "correct"...
+        n += counted  # ... nor counted
     return float(loss_sum) / int(n), int(correct) / int(n), lr
 
 

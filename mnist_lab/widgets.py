@@ -8,17 +8,21 @@ training callback: :class:`mnist_lab.callbacks.LiveCurves`.)
 import base64
 import html
 import io
-import time
+import weakref
+from pathlib import Path
+from typing import ClassVar
 
+import anywidget
 import ipywidgets as widgets
 import numpy as np
 import torch
+import traitlets
 from PIL import Image, ImageDraw
 
 from .data import denormalize
 from .metrics import accuracy, confusion_matrix, f1, one_vs_rest, precision, recall
 from .ood import WARNING, probabilities_and_flag
-from .preprocess import EmptyImageError, mnist_like, preprocess_drawing
+from .preprocess import EmptyImageError, mnist_like, model_input
 
 
 def png_data_url(pixels, scale=2):
@@ -30,118 +34,164 @@ def png_data_url(pixels, scale=2):
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
+class PadCanvas(anywidget.AnyWidget):
+    """The pad's canvas and its "消す" button, drawn by the browser (``mnist_lab/drawpad.js``): the ink appears the
+    moment the pen moves, even while the kernel is busy. The pen's path arrives here as messages of operations,
+    ``{"ops": [["down", x, y, width], ["move", x, y], ["up"], ["clear"], ...]}``; the browser sends the next one
+    only after the ``{"type": "read"}`` answer to the one before, at most every ``every`` seconds while the pen
+    moves."""
+
+    _esm = Path(__file__).with_name("drawpad.js").read_text(encoding="utf-8")
+    size = traitlets.Int(280).tag(sync=True)
+    line_width = traitlets.Int(22).tag(sync=True)
+    every = traitlets.Float(0.25).tag(sync=True)
+    ops = traitlets.List().tag(sync=True)  # the drawing since the last clear, for a page that shows the pad later
+
+
 class DrawPad(widgets.HBox):
     """Draw a digit with mouse, pen or finger; the model reads it while you draw and when you lift the pen.
 
     Shows the predicted digit, the ten class probabilities as bars, and the 28x28 picture the model actually saw.
-    Strokes are drawn on the browser canvas and, identically, on a Pillow image kept here, which is what is read.
-    A slider sets the pen's width (for the next strokes).
+    The browser draws the ink (:class:`PadCanvas`); the same strokes are drawn here on a Pillow image, which is
+    what is read: once per batch of strokes the browser sends, each reading preprocessing the drawing once. A
+    slider sets the pen's width (for the next strokes).
     """
 
     EVERY = 0.25  # seconds between readings while the pen moves
+    _open: ClassVar[weakref.WeakSet] = weakref.WeakSet()  # the pads not closed yet (close_all)
 
     def __init__(self, model, size=280, line_width=22):
-        from ipycanvas import Canvas
-
-        self.model, self.size, self.line_width = model, size, line_width
-        self.canvas = Canvas(width=size, height=size, layout=widgets.Layout(border="2px solid #888", width=f"{size}px",
-                                                                          height=f"{size}px"))
-        self.clear_button = widgets.Button(description="消す", icon="eraser")
+        self.model, self.size = model, size
+        DrawPad._open.add(self)
+        self.canvas = PadCanvas(size=size, line_width=line_width, every=self.EVERY,
+                                layout=widgets.Layout(width=f"{size + 4}px"))
         self.pen_width = widgets.IntSlider(value=line_width, min=2, max=40, description="ペンの太さ",
                                            layout=widgets.Layout(width=f"{size}px")).add_class("mnist-pen-width")
-        self.pen_width.observe(lambda change: self.set_line_width(change["new"]), names="value")
+        widgets.jslink((self.pen_width, "value"), (self.canvas, "line_width"))  # in the browser, at once
+        widgets.link((self.pen_width, "value"), (self.canvas, "line_width"))  # and here (no page needed)
         self.prediction = widgets.HTML().add_class("mnist-prediction")
         self.seen = widgets.HTML().add_class("mnist-seen")
         self.bars = [widgets.FloatProgress(min=0, max=1, description=str(k), layout=widgets.Layout(width="260px"))
                      for k in range(10)]
         self.probabilities = self.not_a_digit = None  # not_a_digit: None when the model cannot tell
-        super().__init__([widgets.VBox([self.canvas, self.clear_button, self.pen_width]),
+        super().__init__([widgets.VBox([self.canvas, self.pen_width]),
                           widgets.VBox([self.prediction, self.seen, *self.bars],
                                        layout=widgets.Layout(margin="0 0 0 16px"))],
                          layout=widgets.Layout(flex_flow="row wrap"))  # a phone: the bars go below the canvas
-        self._last, self._read_at = None, 0.0
-        self.canvas.on_mouse_down(self.pen_down)
-        self.canvas.on_mouse_move(self.pen_move)
-        self.canvas.on_mouse_up(self.pen_up)
-        self.canvas.on_mouse_out(self.pen_up)
-        self.canvas.on_touch_start(lambda touches: touches and self.pen_down(*touches[0]))  # first finger only
-        self.canvas.on_touch_move(lambda touches: touches and self.pen_move(*touches[0]))
-        self.canvas.on_touch_end(lambda touches: self.pen_up(0, 0))
-        self.canvas.on_touch_cancel(lambda touches: self.pen_up(0, 0))  # the system took the touch over
-        self.clear_button.on_click(lambda _: self.clear())
-        self.canvas.on_client_ready(self._new_view)
-        self.clear()
+        self.canvas.on_msg(self._on_message)
+        self._wipe()
+        self.show_reading(None, None)
+
+    @property
+    def line_width(self):
+        return self.canvas.line_width
+
+    def set_line_width(self, width):
+        """Draw the next strokes ``width`` pixels wide (as the slider does)."""
+        self.pen_width.value = width
 
     def close(self):
         """Close the pad and every widget in it, letting go of the model (so its GPU memory can be freed)."""
-        for widget in (self.canvas, self.clear_button, self.pen_width, self.prediction, self.seen, *self.bars,
-                       *self.children):
+        for widget in (self.canvas, self.pen_width, self.prediction, self.seen, *self.bars, *self.children):
             widget.close()
         self.model = None
+        DrawPad._open.discard(self)
         super().close()
 
+    @classmethod
+    def close_all(cls):
+        """Close every pad still open (Jupyter keeps each shown widget, and so its model, alive until closed)."""
+        for pad in list(cls._open):
+            pad.close()
+
     def clear(self):
-        """Wipe the canvas and the prediction."""
+        """Wipe the drawing and the prediction, here and on every page that shows the pad."""
+        self._wipe()
+        self.canvas.send({"type": "clear"})
+        self.show_reading(None, None)
+
+    def _wipe(self):
         self.image = Image.new("L", (self.size, self.size), 255)
         self._pen = ImageDraw.Draw(self.image)
-        self.canvas.clear()
-        self.canvas.fill_style = "white"
-        self.canvas.fill_rect(0, 0, self.size, self.size)
-        self._pick_up_pen()
-        self._show(None)
+        self._last, self._width, self._ops = None, self.line_width, []
+        self.probabilities = self.not_a_digit = None
+        self.canvas.ops = []
 
-    def _pick_up_pen(self):
-        self.canvas.stroke_style = self.canvas.fill_style = "black"
-        self.canvas.line_width, self.canvas.line_cap, self.canvas.line_join = self.line_width, "round", "round"
+    def _on_message(self, _, content, buffers):
+        """A batch of the pen's path from the browser: draw it all, read the drawing once, then say so."""
+        try:
+            for op in content.get("ops", []) if isinstance(content, dict) else []:
+                self.apply(op)
+            self.canvas.ops = list(self._ops)
+            self.predict()
+        finally:
+            self.canvas.send({"type": "read"})  # the browser may send the next batch
 
-    def _new_view(self):
-        """A page has just shown the pad (Voilà runs the notebook before any page opens; JupyterLab draws an output
-        again when a notebook is reopened): send it the drawing so far and the pen."""
-        self.canvas._canvas_manager._current_canvas = None  # else ipycanvas never tells the page which canvas
-        self.canvas.put_image_data(np.asarray(self.image.convert("RGB")), 0, 0)
-        self._pick_up_pen()
-
-    def set_line_width(self, width):
-        """Draw the next strokes ``width`` pixels wide."""
-        self.line_width = self.canvas.line_width = width
+    def apply(self, op):
+        """Draw one operation of the browser's: ``["down", x, y, width]``, ``["move", x, y]``, ``["up"]`` or
+        ``["clear"]`` (anything else is ignored: it cannot come from the pad's page)."""
+        try:
+            kind, *args = op
+            if kind == "down":
+                self._pen_down(float(args[0]), float(args[1]), int(args[2]))
+            elif kind == "move":
+                self._pen_move(float(args[0]), float(args[1]))
+            elif kind == "up":
+                self._last = None
+                self._ops.append(["up"])
+            elif kind == "clear":
+                self._wipe()
+        except (TypeError, ValueError, IndexError):
+            return
 
     def pen_down(self, x, y):
-        self._last = (x, y)
-        self.stroke(x, y, x, y)
+        """Put the pen down at ``(x, y)`` (what the browser sends, for scripts and tests)."""
+        self._pen_down(x, y, self.line_width)
 
     def pen_move(self, x, y):
+        self._pen_move(x, y)
+
+    def pen_up(self, x=None, y=None):
+        """Lift the pen and read the drawing."""
+        if self._last is not None:
+            self.apply(["up"])
+            self.canvas.ops = list(self._ops)
+            self.predict()
+
+    def _pen_down(self, x, y, width):
+        self._last, self._width = (x, y), max(1, min(int(width), self.size))
+        self._ops.append(["down", x, y, self._width])
+        self.stroke(x, y, x, y)
+
+    def _pen_move(self, x, y):
         if self._last is not None:
             self.stroke(*self._last, x, y)
             self._last = (x, y)
-            if time.monotonic() - self._read_at >= self.EVERY:
-                self.predict()
-
-    def pen_up(self, x, y):
-        if self._last is not None:
-            self._last = None
-            self.predict()
+            self._ops.append(["move", x, y])
 
     def stroke(self, x0, y0, x1, y1):
-        """Draw one segment of ink on the canvas and on the image that will be read."""
-        self.canvas.stroke_line(x0, y0, x1, y1)
-        self.canvas.fill_circle(x1, y1, self.line_width / 2)
-        self._pen.line([(x0, y0), (x1, y1)], fill=0, width=self.line_width)
-        r = self.line_width / 2
+        """Draw one segment of ink on the image that is read, as the browser draws it (round ends)."""
+        self._pen.line([(x0, y0), (x1, y1)], fill=0, width=self._width)
+        r = self._width / 2
         self._pen.ellipse([x1 - r, y1 - r, x1 + r, y1 + r], fill=0)
+        self._pen.ellipse([x0 - r, y0 - r, x0 + r, y0 + r], fill=0)
 
     def predict(self):
-        """Read the drawing; return the 10 probabilities (or ``None`` for an empty canvas) and show them."""
-        self._read_at = time.monotonic()
+        """Read the drawing: preprocess it once, let the model read it, show the reading. Return the 10
+        probabilities (``None`` for an empty pad)."""
         try:
-            X = preprocess_drawing(self.image)
+            seen = mnist_like(self.image)
         except EmptyImageError:
-            self._show(None)
+            self.probabilities = self.not_a_digit = None
+            self.show_reading(None, None)
             return None
-        self.probabilities, self.not_a_digit = probabilities_and_flag(self.model, X)
-        self._show(self.probabilities)
+        self.probabilities, self.not_a_digit = probabilities_and_flag(self.model, model_input(seen))
+        self.show_reading(self.probabilities, seen)
         return self.probabilities
 
-    def _show(self, probs):
+    def show_reading(self, probs, seen):
+        """Show one reading: the predicted digit and its probability, the ten probabilities as bars, and ``seen``,
+        the 28x28 picture the model read. ``probs`` is ``None`` for an empty pad."""
         if probs is None:
             self.prediction.value = "<b style='font-size:1.4em'>何か書いてください</b>"
             self.seen.value = ""
@@ -153,7 +203,7 @@ class DrawPad(widgets.HBox):
                                  f"（確率 {probs[digit]:.1%}）")
         if self.not_a_digit:  # the digit is still shown, with the warning
             self.prediction.value += f"<div class='mnist-not-digit' style='color:#b45309'>⚠ {WARNING}</div>"
-        self.seen.value = (f"モデルが見た 28×28 の画像:<br><img src='{png_data_url(mnist_like(self.image), 3)}'"
+        self.seen.value = (f"モデルが見た 28×28 の画像:<br><img src='{png_data_url(seen, 3)}'"
                            " width='84' height='84' style='image-rendering:pixelated'>")
         for k, bar in enumerate(self.bars):
             bar.value = float(probs[k])

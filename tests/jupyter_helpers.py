@@ -49,6 +49,13 @@ def clean_copy(destination):
     return destination
 
 
+def dark_run(page, canvas, row):
+    """The number of dark pixels in one row of the page's canvas (what the student sees)."""
+    return canvas.evaluate("""(c, row) => { const d = c.getContext('2d').getImageData(0, row, c.width, 1).data;
+                                           let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i] < 128) n++;
+                                           return n; }""", row)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

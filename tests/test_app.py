@@ -15,7 +15,7 @@ import urllib.request
 from contextlib import contextmanager
 
 import pytest
-from jupyter_helpers import CHROMIUM, CHROMIUM_ARGS, REPO, free_port, require_browser
+from jupyter_helpers import CHROMIUM, CHROMIUM_ARGS, REPO, dark_run, free_port, require_browser
 
 from mnist_lab import UserError
 from mnist_lab.app import CHECKPOINT_ENV, PAD_MODEL, checked_address, drawing_app, model_source
@@ -150,13 +150,6 @@ def draw_with_finger(page, canvas, strokes):
         for point in points[1:]:
             cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [point]})
         cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
-
-
-def dark_run(page, canvas, row):
-    """The number of dark pixels in one row of the page's canvas (what the student sees)."""
-    return canvas.evaluate("""(c, row) => { const d = c.getContext('2d').getImageData(0, row, c.width, 1).data;
-                                           let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i] < 128) n++;
-                                           return n; }""", row)
 
 
 def expect_digit(prediction, digit):

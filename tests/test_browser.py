@@ -1,5 +1,7 @@
 """A student's session in a real browser: JupyterLab + Chromium, cells run with Shift+Enter / Ctrl+Enter,
-digits drawn with the mouse on the draw pad, the one-vs-rest explorer changed, the kernel shut down.
+digits drawn with the mouse on the draw pad (also while the kernel is busy with another cell: the ink shows at
+once, the reading comes when the kernel is free), the one-vs-rest explorer changed, the kernel shut down, and what
+Shift+Enter does after that.
 
 Screenshots go to a temporary folder; with MNIST_LAB_UPDATE_SCREENSHOTS=1 they replace resources/drawpad.png,
 resources/explorer.png and resources/release_memory.png, which the README and the notebook show.
@@ -11,7 +13,7 @@ import os
 import re
 
 import pytest
-from jupyter_helpers import CHROMIUM, CHROMIUM_ARGS, REPO, clean_copy, jupyter_lab, require_browser
+from jupyter_helpers import CHROMIUM, CHROMIUM_ARGS, REPO, clean_copy, dark_run, jupyter_lab, require_browser
 
 from mnist_lab import build_model, fit, make_config, predict_proba
 from mnist_lab.metrics import confusion_matrix, one_vs_rest
@@ -26,6 +28,10 @@ def notebook_cells():
 
 def index_of(cells, text):
     return next(i for i, c in enumerate(cells) if c["cell_type"] == "code" and text in "".join(c["source"]))
+
+
+def prompt(page, i):
+    return page.locator(".jp-Notebook .jp-Cell").nth(i).locator(".jp-InputPrompt").first
 
 
 def run_cells(page, cells, start, stop, last_key="Shift+Enter"):
@@ -79,6 +85,7 @@ def test_student_session(tmp_path, mnist_root, notebook_model_counts):
     shots = REPO / "resources" if os.environ.get("MNIST_LAB_UPDATE_SCREENSHOTS") == "1" else tmp_path
     cells = notebook_cells()
     pad_cell, explorer_cell = index_of(cells, "DrawPad(model)"), index_of(cells, "OneVsRestExplorer(")
+    comparison_cell = index_of(cells, "compare(data, configs")
     root = clean_copy(tmp_path / "repo")
     env = {"MNIST_LAB_DATA": str(mnist_root), "MNIST_LAB_EPOCHS": "1"}
     with jupyter_lab(root, env) as (url, token), sync_playwright() as p:
@@ -115,8 +122,22 @@ def test_student_session(tmp_path, mnist_root, notebook_model_counts):
             expect(explorer.locator(".ovr-formulas")).to_contain_text(f"{expected.TP} / ({expected.TP} + {expected.FP})")
         explorer.screenshot(path=str(shots / "explorer.png"))
 
-        select_cell(page, pad_cell + 1)  # carry on to the end, as a student would
-        run_cells(page, cells, pad_cell + 1, len(cells) - 1, last_key="Control+Enter")
+        select_cell(page, pad_cell + 1)  # carry on, as a student would, up to section 12's comparison
+        run_cells(page, cells, pad_cell + 1, comparison_cell - 1)
+        page.keyboard.press("Control+Enter")  # the comparison trains two models: the kernel is busy for a while
+        expect(prompt(page, comparison_cell)).to_have_text(re.compile(r"\*"), timeout=30_000)
+        canvas.scroll_into_view_if_needed()
+        pad.get_by_role("button", name="消す").click()
+        assert dark_run(page, canvas, 140) == 0  # wiped by the page itself
+        draw(page, canvas, ONE)
+        assert dark_run(page, canvas, 140) > 0  # the ink is there at once ...
+        expect(prompt(page, comparison_cell)).to_have_text(re.compile(r"\*"))  # ... while the kernel is still busy
+        expect(prediction).to_contain_text("予測: 0")  # and has not read it yet
+        expect(prompt(page, comparison_cell)).to_have_text(re.compile(r"^\[\d+\]:?$"), timeout=CELL_TIMEOUT_MS)
+        expect(prediction).to_contain_text("予測: 1", timeout=30_000)  # read once the kernel is free
+
+        select_cell(page, comparison_cell + 1)  # to the end
+        run_cells(page, cells, comparison_cell + 1, len(cells) - 1, last_key="Control+Enter")
         expect(page.locator(".jp-OutputArea-output", has_text="Traceback")).to_have_count(0)
         expect(page.locator(".jp-Notebook")).to_contain_text("予測が全部同じ: True")
 
@@ -127,4 +148,10 @@ def test_student_session(tmp_path, mnist_root, notebook_model_counts):
         page.get_by_role("menuitem", name="Shut Down Kernel").click()
         expect(page.locator(".jp-Notebook-ExecutionIndicator")).not_to_have_attribute("data-status", "idle",
                                                                                    timeout=30_000)
+        # What section 13 says: a cell run after the shutdown starts a new kernel without asking, with no variables.
+        data_cell = index_of(cells, "data = load_mnist()")
+        select_cell(page, data_cell + 2)  # the cell after it uses `data`
+        page.keyboard.press("Control+Enter")
+        expect(prompt(page, data_cell + 2)).to_have_text(re.compile(r"^\[1\]:?$"), timeout=120_000)
+        expect(page.locator(".jp-Notebook .jp-Cell").nth(data_cell + 2)).to_contain_text("NameError")
         browser.close()

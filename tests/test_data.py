@@ -80,6 +80,30 @@ def test_failed_download_gives_the_same_clear_message(tmp_path, monkeypatch):
         D.ensure_mnist(tmp_path, download=True)
 
 
+def test_a_failed_download_leaves_nothing_it_made(tmp_path, monkeypatch):
+    """torchvision makes MNIST/raw/ and starts a file before the network fails: neither may stay behind (an empty
+    folder looks as if the data were there); what was there before stays."""
+    import torchvision.datasets
+
+    def half_download(root, train=True, download=False):
+        D.raw_dir(root).mkdir(parents=True, exist_ok=True)
+        (D.raw_dir(root) / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b partial")
+        raise urllib.error.URLError("the network went away")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", half_download)
+    fresh = tmp_path / "fresh"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(D.ENV_ROOT, raising=False)
+    with pytest.raises(UserError, match="4つのファイル") as e:
+        D.ensure_mnist(download=True)  # ./data, made by the download
+    assert not (tmp_path / "data").exists() and "--data" not in str(e.value)
+    D.raw_dir(fresh).mkdir(parents=True)
+    (D.raw_dir(fresh) / "notes.txt").write_text("mine")
+    with pytest.raises(UserError):
+        D.ensure_mnist(fresh, download=True)
+    assert sorted(p.name for p in D.raw_dir(fresh).iterdir()) == ["notes.txt"]
+
+
 def test_truncated_file_is_named(mnist_root, tmp_path):
     root = copy_raw(mnist_root, tmp_path)
     path = D.raw_dir(root) / "t10k-labels-idx1-ubyte"

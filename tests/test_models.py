@@ -27,6 +27,55 @@ def test_every_model_maps_a_batch_to_ten_scores(name):
     assert model_name(model) == name
 
 
+@pytest.mark.parametrize("name", list(MODELS))
+def test_the_first_block_is_found_in_every_model_from_its_forward_pass(name):
+    """What section 6 shows: the first convolution an image meets and the layers after it up to the next one."""
+    from mnist_lab.inference import activations
+    from mnist_lab.models import first_block, first_convolution
+
+    model = build_model(name, seed=0)
+    block = first_block(model)
+    if not any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
+        assert block == [] and first_convolution(model) is None
+        return
+    conv = first_convolution(model)
+    assert isinstance(conv, torch.nn.Conv2d) and conv.in_channels == 1  # it reads the image itself
+    assert model.get_submodule(block[0][0]) is conv
+    assert not any(isinstance(model.get_submodule(n), (torch.nn.Conv2d, torch.nn.Linear)) for n, _ in block[1:])
+    maps = activations(model, torch.randn(1, 1, 28, 28), [n for n, _ in block])
+    assert all(maps[n].dim() == 4 and maps[n].shape[1] == conv.out_channels for n, _ in block)
+
+
+def test_the_first_block_follows_the_forward_pass_not_the_definition_order():
+    from mnist_lab.models import first_block
+
+    class Backwards(torch.nn.Module):  # layers defined in the opposite order of their use
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(8 * 14 * 14, 10)
+            self.pool = torch.nn.MaxPool2d(2)
+            self.conv = torch.nn.Conv2d(1, 8, 3, padding=1)
+
+        def forward(self, X):
+            return self.fc(self.pool(self.conv(X)).flatten(1))
+
+    assert first_block(Backwards()) == [("conv", "畳み込み"), ("pool", "最大プーリング")]
+
+
+def test_layer_lines_give_each_layers_own_numbers():
+    import re
+
+    from mnist_lab.models import layer_table
+
+    def numbers(row):  # the numbers, whatever the words around them
+        return [int(n) for n in re.findall(r"\d+", row["働き"])]
+
+    lenet = layer_table(build_model("lenet5"))
+    assert numbers(lenet[0])[:4] == [5, 5, 6, 2]  # 5x5, 6 filters, padding 2 keeps 28x28
+    assert numbers(lenet[3]) == [5, 5, 16, 4]  # no padding: 14x14 -> 10x10
+    assert numbers(lenet[7]) == [400, 120]
+
+
 def test_seed_makes_weights_reproducible():
     a, b = build_model("quick", seed=1), build_model("quick", seed=1)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))

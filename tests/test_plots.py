@@ -55,6 +55,33 @@ def test_history_without_a_finished_epoch_says_so():
     assert all(label("終わったエポックがありません", "no finished epoch") in ax.texts[0].get_text() for ax in fig.axes)
 
 
+def test_history_with_points_within_epochs_spans_the_whole_run():
+    history = History(records=[{"epoch": 1, "train_loss": 0.3, "eval_loss": 0.2, "train_accuracy": 0.9,
+                                "eval_accuracy": 0.95}])
+    points = [{"epoch": k / 4, "train_loss": 1 / k, "train_accuracy": 1 - 0.1 / k} for k in range(1, 6)]
+    loss, acc = plots.plot_history(history, points=points, epochs=3).axes
+    assert list(loss.lines[0].get_xdata()) == [0.25, 0.5, 0.75, 1.0, 1.25]  # training: every point
+    assert list(acc.lines[1].get_xdata()) == [1] and list(acc.lines[1].get_ydata()) == [0.95]  # evaluation: epochs
+    assert loss.get_xlim()[1] >= 3 and not loss.texts  # the axis already spans the 3 epochs of the run
+    empty = plots.plot_history(History(), points=[], epochs=3)
+    assert all(ax.texts and ax.get_xlim()[1] >= 3 for ax in empty.axes)  # before the first point: says so
+
+
+@pytest.mark.parametrize("status", ["interrupted", "not trained"])
+def test_a_model_without_a_finished_epoch_gets_no_bar_but_its_status(status):
+    table = pd.DataFrame({"model": ["quick", "lenet5"], "status": ["trained", status],
+                          "errors": pd.array([80, None], dtype="Int64"), "seconds": [3.0, 1.5]}, index=["a", "b"])
+    errors, _ = plots.plot_comparison(table).axes
+    assert [bar.get_height() for bar in errors.patches] == [80, 0]
+    words = [t.get_text() for t in errors.texts]
+    assert words[0] == "80" and words[1] != "0" and not any(ch.isdigit() for ch in words[1])
+
+
+def test_a_model_without_convolutions_is_said_not_crashed():
+    for fig in (plots.plot_filters(None), plots.plot_feature_maps(torch.zeros(1, 28, 28), {})):
+        assert fig._repr_png_().startswith(PNG) and fig.axes[0].texts
+
+
 def test_confusion_heatmap_writes_every_count():
     C = confusion_matrix([0, 1, 2, 2, 1], [0, 1, 2, 1, 1], num_classes=3)
     fig = plots.plot_confusion_matrix(C)

@@ -23,8 +23,16 @@ def tiny_data(n=256, seed=0):
 def test_presets_match_their_documents():
     original = make_config("original")
     assert (original.model, original.epochs, original.batch_size, original.lr, original.schedule) == (
-        "original", 10, 64, 0.01, "constant")
+        "original", 3, 64, 0.01, "constant")  # the notebook's and the CLI's: the seed ran 10 (--epochs 10)
     assert make_config("quick", epochs=3, lr=None).epochs == 3
+
+
+def test_the_environment_sets_what_the_caller_does_not_name():
+    environ = {"MNIST_LAB_EPOCHS": "1", "MNIST_LAB_LR": "0.002"}
+    assert make_config("original", environ=environ) == make_config("original", epochs=1, lr=0.002, environ={})
+    assert make_config("original", epochs=2, environ=environ).epochs == 2  # named here: the caller wins
+    with pytest.raises(UserError, match="MNIST_LAB_EPOCHS"):
+        make_config("quick", environ={"MNIST_LAB_EPOCHS": "many"})
 
 
 @pytest.mark.parametrize("overrides, match", [
@@ -271,3 +279,34 @@ def test_ctrl_c_stops_the_whole_comparison_and_the_table_says_so(monkeypatch):
     assert list(table["status"]) == ["trained", "interrupted", "not trained"]
     assert table.loc["a", "test_accuracy"] > 0.5 and table.loc[["b", "c"], "test_accuracy"].isna().all()
     assert table.loc["c", "epochs"] == 0 and table["errors"].isna().tolist() == [False, True, True]
+
+
+def test_ctrl_c_between_two_trainings_still_gives_the_table(monkeypatch):
+    """■ can land outside fit too (while a model is built or measured): the comparison still ends with its table."""
+    from mnist_lab import compare as compare_module
+
+    def measured_when_interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(compare_module, "evaluate", measured_when_interrupted)
+    configs = {"a": make_config("quick", epochs=1, batch_size=64), "b": make_config("quick", epochs=1)}
+    table = compare(tiny_data(), configs, device="cpu", progress=False)
+    assert list(table["status"]) == ["interrupted", "not trained"] and table["errors"].isna().all()
+
+
+def test_live_curves_get_many_points_per_epoch_and_the_bar_names_the_epoch():
+    from mnist_lab.callbacks import LiveCurves, ProgressBar
+
+    curves = LiveCurves(points_per_epoch=4)
+    data, config = tiny_data(512), make_config("quick", epochs=2, batch_size=32)  # 12 steps an epoch
+    fit(build_model("quick", seed=0), data, config, device="cpu", progress=False, callbacks=[curves])
+    epochs = [p["epoch"] for p in curves.points]
+    assert len(epochs) == 8 and epochs[3] == 1.0 and epochs[-1] == 2.0 and epochs == sorted(epochs)
+    assert all(0 <= p["train_accuracy"] <= 1 and p["train_loss"] > 0 for p in curves.points)
+    assert curves.points[-1]["train_loss"] < curves.points[0]["train_loss"]
+
+    bar = ProgressBar(24, "test", disable=True)
+    bar.on_train_begin(None, History(), 2, 12)
+    bar.on_epoch_begin(None)
+    bar.on_epoch_begin(None)
+    assert "2/2" in bar.bar.desc

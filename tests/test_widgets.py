@@ -69,6 +69,19 @@ def test_closing_the_pad_lets_the_model_go():
     assert ref() is None
 
 
+def test_close_all_closes_every_open_pad_once_and_can_run_again():
+    model = build_model("quick", seed=0)
+    ref = weakref.ref(model)
+    pads = [DrawPad(model), DrawPad(model)]
+    pads[0].close()
+    DrawPad.close_all()
+    DrawPad.close_all()  # a section run twice
+    assert all(pad.model is None for pad in pads)
+    del model, pads
+    gc.collect()
+    assert ref() is None
+
+
 def test_explorer_shows_the_library_counts():
     g = torch.Generator().manual_seed(0)
     y = torch.randint(0, 10, (500,), generator=g)
@@ -111,45 +124,63 @@ def test_the_pen_width_slider_sets_the_width_of_the_next_strokes():
         assert pad.line_width == width and abs(ink_columns(pad) - width) <= 2
 
 
-def test_the_pad_reads_while_the_pen_moves():
+def send(pad, *ops):
+    """What the pad's page sends: one batch of the pen's path."""
+    pad._on_message(pad.canvas, {"ops": [list(op) for op in ops]}, [])
+
+
+def test_each_batch_from_the_page_is_read_once_even_with_the_pen_still_down(monkeypatch):
+    from mnist_lab import widgets as W
+
     pad = DrawPad(build_model("quick", seed=0).eval())
-    pad.EVERY = 0.0  # read at every move
-    pad.pen_down(140, 40)
-    pad.pen_move(140, 200)
-    assert pad.probabilities is not None and "予測" in pad.prediction.value  # before the pen is lifted
+    preprocessed, answers = [], []
+    real = W.mnist_like
+    monkeypatch.setattr(W, "mnist_like", lambda image: preprocessed.append(1) or real(image))
+    pad.canvas.send = lambda content, buffers=None: answers.append(content)
+    send(pad, ("down", 140, 40, 22), ("move", 140, 120), ("move", 140, 200))  # the pen is still down
+    assert pad.probabilities is not None and "予測" in pad.prediction.value
+    assert len(preprocessed) == 1 and answers == [{"type": "read"}]  # one reading, then the page may send more
+    send(pad, ("move", 141, 230), ("up",))
+    assert len(preprocessed) == 2 and answers[-1] == {"type": "read"}
+    assert ink_columns(pad, 230) > 10
+    send(pad, ("clear",))
+    assert pad.probabilities is None and "何か書いてください" in pad.prediction.value
+    assert pad.image.getextrema() == (255, 255) and pad.canvas.ops == []
+
+
+def test_a_new_page_gets_the_drawing_so_far():
+    """Voilà runs the notebook before the page opens, and JupyterLab draws a pad again when a notebook is
+    reopened: the page draws from ``canvas.ops``, which must hold the strokes since the last clear."""
+    pad = DrawPad(build_model("quick", seed=0).eval())
+    send(pad, ("down", 10, 10, 8), ("move", 50, 50), ("up",), ("clear",), ("down", 140, 40, 22),
+         ("move", 140, 200), ("up",))
+    assert pad.canvas.ops == [["down", 140.0, 40.0, 22], ["move", 140.0, 200.0], ["up"]]
     pad.clear()
-    pad.EVERY = 3600.0
-    pad.pen_down(140, 40)
-    pad.pen_move(140, 200)
-    assert "何か書いてください" in pad.prediction.value  # throttled: no reading yet ...
-    pad.pen_up(0, 0)
-    assert "予測" in pad.prediction.value  # ... until the pen is lifted
+    assert pad.canvas.ops == [] and pad.probabilities is None
 
 
-def test_a_new_page_gets_the_drawing_and_the_pen():
-    """Voilà runs the notebook before the page opens: when the page's canvas appears, it must be told which canvas
-    to draw on and be given what is drawn so far."""
+def test_a_malformed_message_draws_nothing_and_still_answers():
     pad = DrawPad(build_model("quick", seed=0).eval())
-    draw_one(pad)
-    sent = []
-    manager = pad.canvas._canvas_manager
-    original = manager._send_custom
-    manager._send_custom = lambda command, buffers=None: sent.append(command)
-    try:
-        pad.canvas._handle_frontend_event(None, {"event": "client_ready"}, [])
-    finally:
-        manager._send_custom = original
-    from ipycanvas.canvas import COMMANDS
-
-    assert sent and sent[0][0] == COMMANDS["switchCanvas"]
-    assert COMMANDS["putImageData"] in [c[0] for c in sent if isinstance(c, list) and c and isinstance(c[0], int)]
+    answers = []
+    pad.canvas.send = lambda content, buffers=None: answers.append(content)
+    pad._on_message(pad.canvas, {"ops": [["down"], ["move", "x", 3], ["paint", 1, 2], 7, None]}, [])
+    pad._on_message(pad.canvas, ["not", "a", "dict"], [])
+    assert pad.image.getextrema() == (255, 255) and answers == [{"type": "read"}] * 2
 
 
-def test_touch_events_draw_with_the_first_finger_and_an_empty_list_is_ignored():
+def test_the_pen_width_is_the_one_the_stroke_began_with():
     pad = DrawPad(build_model("quick", seed=0).eval())
-    pad.canvas._handle_frontend_event(None, {"event": "touch_start", "touches": [{"x": 140, "y": 40}, {"x": 20, "y": 20}]}, [])
-    pad.canvas._handle_frontend_event(None, {"event": "touch_move", "touches": []}, [])
-    pad.canvas._handle_frontend_event(None, {"event": "touch_move", "touches": [{"x": 140, "y": 220}]}, [])
-    pad.canvas._handle_frontend_event(None, {"event": "touch_end", "touches": []}, [])
-    assert ink_columns(pad, 130) > 10 and "予測" in pad.prediction.value
-    assert np.asarray(pad.image)[20, 20] == 255  # the second finger drew nothing
+    send(pad, ("down", 140, 60, 6), ("move", 140, 220), ("up",))
+    assert abs(ink_columns(pad) - 6) <= 2
+    send(pad, ("clear",), ("down", 140, 60, 400), ("move", 140, 220), ("up",))  # wider than the pad: the pad
+    assert ink_columns(pad) >= 270
+
+
+def test_the_browser_module_draws_what_the_kernel_draws():
+    """drawpad.js paints the same operations as apply(): one list of names, round ends, clear to white."""
+    from mnist_lab.widgets import PadCanvas
+
+    js = PadCanvas._esm
+    for name in ("down", "move", "up", "clear", "read"):
+        assert f'"{name}"' in js
+    assert 'lineCap = "round"' in js and "msg:custom" in js and "model.send" in js
