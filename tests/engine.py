@@ -167,6 +167,9 @@ def docker_engine():
     (root / "data" / "volumes").mkdir(parents=True)
     engine = Engine(root)
     try:
+        # dockerd bind-mounts its data root onto itself when it is no mount point, which would hide the tmpfs
+        # below it: make it one first.
+        subprocess.run(["mount", "--bind", root / "data", root / "data"], check=True)
         subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={VOLUMES_SIZE},mode=0701", "mnist-lab-volumes",
                         root / "data" / "volumes"], check=True)
         engine.start_daemon()
