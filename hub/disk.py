@@ -10,9 +10,10 @@ unreadable folder is counted too). A student's server is stopped, and told why i
 - their /work reached ``quota`` (and grew past what it held when the watcher last stopped it: a student who
   starts again over the quota to delete files is left alone while they delete).
 
-A watcher acts after the fact: between two looks a student can write as fast as the disk allows. So the hub
-keeps a ``reserve``-sized file beside its database. When the watcher finds less than ``reserve`` free, it deletes
-that file, which gives the hub that much room at once; it makes the file again once there is twice as much free.
+A watcher acts after the fact: between two looks a student can write as fast as the disk allows, and a disk
+filled at once leaves the hub itself unable to write its database until the next look. So the hub keeps a
+``reserve``-sized file beside its database. When the watcher finds less than ``reserve`` free, it deletes that
+file, which gives the hub that much room at once; it makes the file again once there is twice as much free.
 While the file is missing the disk is short of room: every server that grows is stopped.
 The writable layer of a student's container takes nothing: it is read-only, /tmp a tmpfs counted in their memory.
 """

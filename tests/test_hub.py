@@ -164,11 +164,13 @@ class Hub:
         raise AssertionError(f"{name}'s server never became ready:\n" + self.compose("logs", "hub")[-3000:])
 
     def wait_stopped(self, name, token, seconds=60):
-        """True once ``name``'s server is gone (the hub says so and its container is removed)."""
+        """True once ``name``'s server is gone (the hub says so and its container is removed); an answer that is
+        not the user's model (the hub failing for a moment) counts as not yet."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            if self.server(name, token) is None and not self.engine.docker("ps", "-aq", "--filter",
-                                                                           f"name=mnist-lab-{name}$"):
+            answer = self.api("GET", f"/hub/api/users/{name}", token)
+            if answer.status_code == 200 and answer.json()["servers"].get("") is None and not self.engine.docker(
+                    "ps", "-aq", "--filter", f"name=mnist-lab-{name}$"):
                 return True
             time.sleep(1)
         return False
@@ -229,7 +231,7 @@ def hub(engine, image, mnist_root, tmp_path_factory):
     running.compose("up", "-d", "--no-build")
     try:
         running.wait_healthy()
-        running.stranger_signed_up_as_admin = sign_up(running, ADMIN, "i-am-the-teacher-now")
+        sign_up(running, ADMIN, "i-am-the-teacher-now")  # a stranger, first (test_the_admin_cannot_be_...)
         for name in STUDENTS:
             signed_up(running, name)
         yield running
@@ -501,8 +503,7 @@ def test_state_changes_need_a_post_with_xsrf_and_cookies_are_same_site(hub, serv
     admin.get(f"{hub.url}/hub/authorize/kai", timeout=30)  # a link in a chat, clicked by the admin
     admin.post(f"{hub.url}/hub/authorize/kai", timeout=30)  # a form on another site: no XSRF token
     admin.get(f"{hub.url}/hub/discard/kai", timeout=30)
-    assert not hub.logged_in("kai") and "already in use" in sign_up(hub, "kai")  # neither approved nor discarded
-    assert hub.approve(admin, "kai").status_code == 200 and hub.logged_in("kai")  # the button on /hub/authorize
+    changed = hub.logged_in("kai")  # approved (and, below, not discarded either: the button still approves kai)
     cookies = []
     session = browser_session()
     cookies += set_cookies(session.get(f"{hub.url}/hub/login", timeout=30))
@@ -510,16 +511,19 @@ def test_state_changes_need_a_post_with_xsrf_and_cookies_are_same_site(hub, serv
         "username": "aoi", "password": PASSWORD, "_xsrf": xsrf(session)}))
     cookies += set_cookies(session.get(hub.user_url("aoi") + "lab", timeout=120))  # OAuth with aoi's server
     names = {cookie.split("=", 1)[0] for cookie in cookies}
-    assert {"_xsrf", "jupyterhub-hub-login", "jupyterhub-user-aoi"} <= names, cookies
-    assert all("samesite=lax" in cookie.lower() or "samesite=strict" in cookie.lower() for cookie in cookies), cookies
+    loose = [c for c in cookies if "samesite=lax" not in c.lower() and "samesite=strict" not in c.lower()]
+    assert not changed and not loose, {"approval changed": changed, "cookies without SameSite": loose}
+    assert {"_xsrf", "jupyterhub-hub-login", "jupyterhub-user-aoi"} <= names, cookies  # all of them were seen
+    assert hub.approve(admin, "kai").status_code == 200 and hub.logged_in("kai")  # the button on /hub/authorize
 
 
 def test_the_admin_cannot_be_impersonated_or_locked_out(hub, servers):
-    said = hub.stranger_signed_up_as_admin  # right after the first start, before the admin did anything
-    assert "already in use" in said and not hub.logged_in(ADMIN, "i-am-the-teacher-now")
+    # right after the first start, before the admin did anything, a stranger signed up with the admin's name
+    taken = hub.logged_in(ADMIN, "i-am-the-teacher-now")
     for _ in range(6):
         assert not hub.logged_in(ADMIN, "wrong-password-123")
-    assert hub.logged_in(ADMIN)  # the admin still gets in
+    locked_out = not hub.logged_in(ADMIN)
+    assert not taken and not locked_out, {"name taken by a stranger": taken, "admin locked out": locked_out}
     signed_up(hub, "mio")
     admin, _ = hub.session(ADMIN)
     hub.approve(admin, "mio")
@@ -644,7 +648,9 @@ def test_a_full_disk_leaves_the_hub_working(hub, servers, approved):
                                   "dd if=/dev/zero of=/work/fill bs=1M count=1000 2>/dev/null", check=False)
         volumes = os.statvfs(hub.engine.root / "data" / "volumes")
         assert volumes.f_bavail * volumes.f_frsize < 2**20  # the disk of every volume is full
-        stopped = hub.wait_stopped("ren", token, seconds=30)
+        full = time.perf_counter()
+        stopped = hub.wait_stopped("ren", token, seconds=30)  # the hub itself fails until the watcher's next look
+        print(f"\nthe hub answered again {time.perf_counter() - full:.0f} s after the disk filled (DISK_CHECK 3 s)")
         signed_up(hub, "noa")  # the hub writes its database
         admin, _ = hub.session(ADMIN)
         assert hub.approve(admin, "noa").status_code == 200 and hub.logged_in("noa")
