@@ -565,14 +565,14 @@ for _ in range(40):
 print(time.perf_counter() - start)
 EOF"""
 NOTEBOOK_PER_CALIBRATION = 80  # measured: 1514 s / 19.1 s = 79 (2 cores, load average 13)
-MARGIN = 3
+MARGIN, AT_LEAST = 3, 900  # 900 s: the notebook took 352 s in such a container on an unloaded machine
 
 
 def test_the_notebook_runs_inside_a_spawned_server(hub, servers):
     """The time limit follows this machine's speed now: a fixed training workload is timed in the same container,
-    and the notebook may take MARGIN times what that predicts."""
+    and the notebook may take MARGIN times what that predicts (never less than AT_LEAST)."""
     calibration = float(run_in(hub.engine, "aoi", CALIBRATION))
-    limit = MARGIN * NOTEBOOK_PER_CALIBRATION * calibration
+    limit = max(AT_LEAST, MARGIN * NOTEBOOK_PER_CALIBRATION * calibration)
     start = time.perf_counter()
     result = hub.engine.docker("exec", "-e", "MNIST_LAB_EPOCHS=1", "-w", "/work", "mnist-lab-aoi", "jupyter",
                                "nbconvert", "--to", "notebook", "--execute", "main.ipynb", "--output",
