@@ -3,6 +3,8 @@
 # getpass.getuser() and ~ work, without making /etc/passwd writable: nss_wrapper (LD_PRELOAD, set in the
 # Dockerfile for every process, `docker exec` too) reads /tmp/passwd, a copy with that UID's line (re)named.
 # The name: MNIST_LAB_USER (compose), else JUPYTERHUB_USER (spawned by the hub), else the image's own.
+# Spawned by the hub, the image is read-only and /tmp an empty tmpfs: HOME (/tmp/home) is made here.
+mkdir -p "${HOME:-/tmp/home}"
 uid=$(id -u)
 name="${MNIST_LAB_USER:-${JUPYTERHUB_USER:-}}"
 if [ -z "$name" ] && ! grep -q "^[^:]*:[^:]*:$uid:" /etc/passwd; then

@@ -16,6 +16,10 @@ if not spawned_by_hub and len(token) < 16:
 
 if not spawned_by_hub:
     c.IdentityProvider.token = token  # every request needs it; never empty
+else:  # the hub's login cookies are SameSite=Lax (hub/jupyterhub_config.py); this server's _xsrf cookie too
+    c.ServerApp.tornado_settings = {"xsrf_cookie_kwargs": {"samesite": "Lax"}}
+    # Deleting a file frees its space: the trash would be /work/.Trash-1000, still inside the disk quota.
+    c.FileContentsManager.delete_to_trash = False
 c.ServerApp.ip = "0.0.0.0"  # inside the container only: compose publishes the port on the host's 127.0.0.1
 c.ServerApp.port = 8888
 c.ServerApp.open_browser = False

@@ -1,12 +1,17 @@
 """JupyterHub for a class on one GPU server (hub/docker-compose.yml runs it; settings come from hub/.env).
 
-- Login: NativeAuthenticator. Students sign up with a name and password on the hub's page; they can log in only
-  after the admin approved them (/hub/authorize). The lab's server accounts stay out of it: the hub runs in a
-  container and needs no access to the host's passwords (PAM would), and a student's hub account opens nothing
-  but their own server.
+- Login: NativeAuthenticator (hub/accounts.py). Students sign up with a name and password on the hub's page; they
+  can log in only after the admin approved them (/hub/authorize, by POST). The admin's account is made by the hub
+  with a random password kept in its volume. The lab's server accounts stay out of it: the hub runs in a container
+  and needs no access to the host's passwords (PAM would), and a student's hub account opens nothing but their own
+  server, on its own subdomain (NAME.localhost): a page a student's server serves runs no script on the hub's.
 - Servers: DockerSpawner starts one container per student from the lesson image, as its user 1000 (never root),
   with the student's own volume at /work (the lesson is put there by the image, docker/lesson.py), within the
-  limits of hub/.env, on the hub's own network (no port on the host).
+  limits of hub/.env, on the hub's own network (no port on the host), read-only but for /work and a /tmp in memory;
+  from there it reaches the hub and (INTERNET) the internet, nothing else (hub/network.py).
+- Disk: each student's /work is watched against DISK_QUOTA, and the hub keeps DISK_RESERVE for itself
+  (hub/disk.py). Why a server was stopped or could not start reaches the student in Japanese (hub/messages.py,
+  hub/templates).
 - GPUs: one per server, given as a device request; which one follows docker/gpu_policy.py (fewest students, a
   maximum per GPU, the student's previous GPU kept), from nvidia-smi's list and the GPUs of the running servers;
   each kernel holds at most its share of the GPU's memory (GPU_MEMORY_SHARE, docker/gpu_share.py).
@@ -18,18 +23,46 @@ import os
 import shutil
 import sys
 
+import docker.errors
 import nativeauthenticator
 from dockerspawner import DockerSpawner
-from tornado import web
-from traitlets import Integer
+from traitlets import Dict, Integer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.join(HERE, "..", "docker")]  # in the image: beside this file (hub/Dockerfile)
+import messages
+from disk import DiskWatch
 from gpu_policy import choose_gpu, memory_share, read_gpus, requested_gpus
+from helper import own_image
+from network import fence
 
 c = get_config()  # noqa: F821 -- provided by JupyterHub when it loads this file
 
+
+def size_in_bytes(text):
+    """``512m``, ``10g``, ``1.5G`` (Docker's units, powers of 1024) -> bytes."""
+    units = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+    number, unit = text.strip().lower().rstrip("ib"), ""
+    if number[-1:] in units:
+        number, unit = number[:-1], number[-1]
+    return int(float(number) * units[unit])
+
+
+def setting(name, parse):
+    """hub/.env's ``name``, read by ``parse``: a missing or wrong value stops the hub with one line saying which."""
+    try:
+        return parse(os.environ[name])
+    except (KeyError, ValueError) as e:
+        sys.exit(f"hub/.env の {name}={os.environ.get(name, '')} が読めません（{e!r}）。直してから起動してください。")
+
+
 ADMIN = os.environ["HUB_ADMIN"]
+if not ADMIN:
+    sys.exit("HUB_ADMIN が空です。hub/.env に管理者のアカウント名を書いてから起動してください。")
+INTERNET = setting("INTERNET", lambda value: {"yes": True, "no": False}[value])
+DISK_QUOTA, DISK_RESERVE = setting("DISK_QUOTA", size_in_bytes), setting("DISK_RESERVE", size_in_bytes)
+DISK_CHECK = setting("DISK_CHECK", int)
+DATA = "/srv/jupyterhub"  # the hub's volume: database, cookie secret, the admin's password, the disk reserve
 MEM_LIMIT = os.environ.get("MEM_LIMIT", "8g")
 MAX_PER_GPU = int(os.environ.get("MAX_PER_GPU", "4"))
 try:
@@ -46,29 +79,63 @@ def server_gpus():
     try:
         return read_gpus()
     except ValueError as e:
-        raise web.HTTPError(503, f"GPU の状態が読めません（nvidia-smi: {e}）。管理者に知らせてください。") from e
+        raise messages.nvidia_smi_failed(e) from e
 
 
 class LabSpawner(DockerSpawner):
-    """DockerSpawner that gives each student's server one GPU, chosen by the class's policy."""
+    """DockerSpawner that gives each student's server one GPU, chosen by the class's policy, fences its network,
+    watches its disk and tells the student why it could not start or was stopped."""
 
     gpu = Integer(None, allow_none=True, help="the student's GPU, kept (in the hub's database) for their next start")
+    stop_note = Dict(None, allow_none=True, help="why the hub stopped the server (messages.note), until its next start")
+    disk_baseline = Integer(0, help="what /work held when the disk watcher last stopped the server for its quota")
     _choosing = asyncio.Lock()  # two students starting at once never get the same GPU by a race
+    KEPT = ("gpu", "stop_note", "disk_baseline")  # kept in the hub's database across stops
 
     def load_state(self, state):
         super().load_state(state)
-        self.gpu = state.get("gpu")
+        self.gpu, self.stop_note, self.disk_baseline = state.get("gpu"), state.get("stop_note"), \
+            state.get("disk_baseline", 0)
 
     def get_state(self):
         state = super().get_state()
-        if self.gpu is not None:
-            state["gpu"] = self.gpu
+        state.update({name: getattr(self, name) for name in self.KEPT if getattr(self, name) is not None})
         return state
 
     def clear_state(self):
-        gpu = self.gpu
+        kept = {name: getattr(self, name) for name in self.KEPT}
         super().clear_state()
-        self.gpu = gpu  # a stopped server forgets its container, not its GPU
+        for name, value in kept.items():  # a stopped server forgets its container, not its GPU or why it stopped
+            setattr(self, name, value)
+
+    @property
+    def stop_message(self):
+        """Why the hub stopped this server, in Japanese ("" when it did not): shown on the student's page."""
+        return messages.from_note(self.stop_note).jupyterhub_message if self.stop_note else ""
+
+    @property
+    def stop_why(self):
+        return self.stop_note["why"] if self.stop_note else ""
+
+    async def pull_image(self, image):
+        try:
+            await super().pull_image(image)
+        except docker.errors.NotFound as e:
+            raise messages.image_missing(image) from e
+
+    async def poll(self):
+        """DockerSpawner's poll, and the disk watcher's look: a server it stops is reported stopped."""
+        status = await super().poll()
+        if status is not None or self.pending:  # stopped, or starting/stopping: JupyterHub is on it
+            return status
+        self.stop_note = await WATCH.check(self)
+        if self.stop_note is None:
+            return None
+        if self.stop_note["why"] == "disk-quota":
+            self.disk_baseline = self.stop_note["args"][0]
+        self.log.warning("Stopping %s's server: %s", self.user.name, self.stop_message)
+        await self.stop()
+        return f"stopped by the disk watcher ({self.stop_why})"
 
     async def gpus_of_other_students(self):
         """The GPU index of every other student's running server (a list with repeats)."""
@@ -81,44 +148,67 @@ class LabSpawner(DockerSpawner):
         return taken
 
     async def start(self):
+        self.stop_note = None  # shown on the page the student started from; a new start is a new story
         async with self._choosing:
             gpus = server_gpus()
             if gpus is not None:
                 choice = choose_gpu(gpus, await self.gpus_of_other_students(), MAX_PER_GPU, previous=self.gpu)
                 if choice is None:
-                    raise web.HTTPError(503, f"どの GPU もすでに {MAX_PER_GPU} 人が使っています。"
-                                             "しばらくしてからもう一度始めてください。")
+                    raise messages.gpus_full(MAX_PER_GPU)
                 self.gpu = choice
                 self.extra_host_config = {**HOST_CONFIG, "device_requests": [
                     {"driver": "nvidia", "device_ids": [str(choice)], "capabilities": [["gpu"]]}]}
                 self.log.info("%s gets GPU %d", self.user.name, choice)
-            return await super().start()
+            address = await super().start()
+        try:
+            await fence(self, await own_image(self), NETWORK, INTERNET)
+        except Exception as e:  # JupyterHub stops the container of a failed start
+            self.log.error("Could not fence %s's server: %s", self.user.name, e)
+            raise messages.fence_failed(e) from e
+        return address
 
 
 # ---- where the hub listens ----
 c.JupyterHub.bind_url = "http://:8000"  # inside its container; compose publishes it on the host's 127.0.0.1 only
 c.JupyterHub.hub_bind_url = "http://:8081"  # the hub's API, for the students' servers on the hub's network
 c.JupyterHub.hub_connect_url = "http://hub:8081"
-c.JupyterHub.db_url = "sqlite:////srv/jupyterhub/jupyterhub.sqlite"
-c.JupyterHub.cookie_secret_file = "/srv/jupyterhub/jupyterhub_cookie_secret"
+c.JupyterHub.db_url = f"sqlite:///{DATA}/jupyterhub.sqlite"
+c.JupyterHub.cookie_secret_file = f"{DATA}/jupyterhub_cookie_secret"
+# Not in the volume: a pid file left there by a killed hub names a process of the next container (compose gives
+# the hub a fresh /tmp at every start).
+c.ConfigurableHTTPProxy.pid_file = "/tmp/jupyterhub-proxy.pid"
+# Each student's server on its own origin, NAME.localhost (browsers resolve *.localhost to this computer, which
+# `ssh -L` forwards): a page a student's server serves cannot act on the hub's origin with the admin's cookies.
+c.JupyterHub.subdomain_host = os.environ.get("HUB_URL") or f"http://localhost:{os.environ['HUB_PORT']}"
+# SameSite=Lax on every cookie of the hub (login, session, _xsrf) and, through JUPYTERHUB_COOKIE_OPTIONS, on the
+# students' servers' login cookies: another site's form or script never sends them along.
+c.JupyterHub.tornado_settings = {"cookie_options": {"samesite": "Lax"}}
 
 # ---- login ----
-c.JupyterHub.authenticator_class = "nativeauthenticator.NativeAuthenticator"
+c.JupyterHub.authenticator_class = "accounts.LabAuthenticator"
 c.Authenticator.admin_users = {ADMIN}
+c.LabAuthenticator.admin_password_file = f"{DATA}/admin-password"
+c.Authenticator.username_pattern = r"^[a-z0-9][a-z0-9_-]{0,31}$"  # a container, volume and subdomain name
 c.NativeAuthenticator.allow_all = True  # every *approved* account: NativeAuthenticator refuses the others
 c.NativeAuthenticator.open_signup = False  # the admin approves each new account
 c.NativeAuthenticator.minimum_password_length = 10
 c.NativeAuthenticator.check_common_password = True
-c.NativeAuthenticator.allowed_failed_logins = 5  # then wait:
+c.NativeAuthenticator.allowed_failed_logins = 5  # then wait (never the admin: hub/accounts.py):
 c.NativeAuthenticator.seconds_before_next_try = 300
-# its signup page, linked from the login page
-c.JupyterHub.template_paths = [os.path.join(os.path.dirname(nativeauthenticator.__file__), "templates")]
+# The pages in Japanese (error, server not running, approval by POST) first, then NativeAuthenticator's (its signup
+# page, linked from the login page), then JupyterHub's own.
+c.JupyterHub.template_paths = [os.path.join(HERE, "templates"),
+                               os.path.join(os.path.dirname(nativeauthenticator.__file__), "templates")]
 
 # ---- the students' servers ----
+SHM_SIZE = os.environ.get("SHM_SIZE", "1g")
 HOST_CONFIG = {
     "memswap_limit": MEM_LIMIT,  # no swap beyond the memory limit
     "pids_limit": int(os.environ.get("PIDS_LIMIT", "1024")),
-    "shm_size": os.environ.get("SHM_SIZE", "1g"),
+    "shm_size": SHM_SIZE,
+    # Only /work (the watched volume) takes disk: the image read-only, /tmp (HOME too) in the student's memory.
+    "read_only": True,
+    "tmpfs": {"/tmp": f"size={SHM_SIZE},mode=1777"},
     "init": True,
     "security_opt": ["no-new-privileges"],
     "cap_drop": ["ALL"],
@@ -144,6 +234,8 @@ c.DockerSpawner.extra_create_kwargs = {"labels": {"mnist-lab.student": "{raw_use
 c.Spawner.default_url = "/lab/tree/main.ipynb"
 c.Spawner.start_timeout = 300  # a first start copies the lesson into the new volume
 c.Spawner.http_timeout = 120
+c.Spawner.poll_interval = DISK_CHECK  # each poll also asks the disk watcher
+WATCH = DiskWatch(DISK_QUOTA, DISK_RESERVE, DISK_CHECK, DATA)
 
 # ---- idle servers ----
 c.JupyterHub.services = [{

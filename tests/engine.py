@@ -7,6 +7,10 @@ GPU device requests (``--gpus``, compose's ``devices``, DockerSpawner's ``device
 own NVIDIA driver, which only needs ``nvidia-container-runtime-hook`` on dockerd's PATH: the NVIDIA Container
 Toolkit's OCI hook. Here a stand-in hook accepts every container, so a device request is handled exactly as on a
 GPU server up to the hook (dockerd sets ``NVIDIA_VISIBLE_DEVICES`` to the chosen GPUs), without a GPU.
+
+Named volumes live on a small tmpfs of their own (``VOLUMES_SIZE``), so that a test can fill "the disk" of the
+students and the hub without filling this machine's. ``Engine.power_cut`` kills the daemon and every process of
+its containers at once and starts the daemon again on the same data, as after a power cut (page cache aside).
 """
 
 import functools
@@ -25,6 +29,7 @@ from pathlib import Path
 import pytest
 
 STANDIN = "mnist-lab-standin:bookworm"  # the tag import_standin gives the Debian stand-in base
+VOLUMES_SIZE = "384m"  # the file system of the engine's named volumes
 WHEELS = Path("/opt")  # /opt/pypi (and /opt/pypi-more: torch 2.14.1) as simple indexes, as on this machine
 DEBIAN = "http://deb.debian.org/debian"
 
@@ -55,6 +60,63 @@ class Engine:
         (config / "cli-plugins").mkdir(parents=True)
         (config / "cli-plugins" / "docker-compose").symlink_to(compose_binary())
         self.env = {**os.environ, "DOCKER_HOST": f"unix://{root}/docker.sock", "DOCKER_CONFIG": str(config)}
+        self.daemon = None
+
+    def start_daemon(self):
+        """Start dockerd on this engine's folders; wait until it answers."""
+        hook = self.root / "bin" / "nvidia-container-runtime-hook"
+        with open(self.root / "dockerd.log", "a") as log:
+            self.daemon = subprocess.Popen(
+                ["dockerd", "--data-root", self.root / "data", "--exec-root", self.root / "exec",
+                 "--pidfile", self.root / "dockerd.pid", "-H", f"unix://{self.root}/docker.sock"],
+                env={**os.environ, "PATH": f"{hook.parent}:{os.environ['PATH']}"}, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        for _ in range(120):
+            if self.docker("info", check=False, timeout=10).returncode == 0:
+                return
+            if self.daemon.poll() is not None:
+                raise RuntimeError("dockerd stopped: " + (self.root / "dockerd.log").read_text()[-2000:])
+            time.sleep(0.5)
+        raise RuntimeError("dockerd never answered: " + (self.root / "dockerd.log").read_text()[-2000:])
+
+    def stop_daemon(self):
+        self.daemon.send_signal(signal.SIGTERM)
+        try:
+            self.daemon.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.daemon.kill()
+            self.daemon.wait()
+
+    def power_cut(self):
+        """SIGKILL dockerd, its containerd, the containers' shims and every process in the containers, all at once;
+        then start dockerd again on the same data (it restarts containers by their restart policy)."""
+        victims = self._processes()
+        for pid in victims:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.daemon.wait()
+        deadline = time.monotonic() + 30
+        while any(Path(f"/proc/{pid}").exists() for pid in victims) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.start_daemon()
+
+    def _processes(self):
+        """The PIDs of this engine: dockerd, and every process whose command line names this engine's folder
+        (containerd, the shims), and every process in a running container's cgroup."""
+        pids = {self.daemon.pid}
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit():
+                try:
+                    if str(self.root).encode() in (proc / "cmdline").read_bytes():
+                        pids.add(int(proc.name))
+                except OSError:
+                    pass
+        for container in self.docker("ps", "-q", "--no-trunc").split():
+            pid = self.inspect(container)["State"]["Pid"]
+            pids |= set(cgroup_members(pid)) | {pid}
+        return sorted(pids)
 
     def docker(self, *args, check=True, timeout=600, env=None, **kwargs):
         """Run ``docker ARGS`` (``env``: more environment variables); return its stdout, stripped (``check=False``:
@@ -81,6 +143,16 @@ exit 0
 """
 
 
+def cgroup_members(pid):
+    """Every process in the cgroup of ``pid`` (cgroup v1's pids controller, or v2)."""
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        folder = Path("/sys/fs/cgroup") / ("pids" if "pids" in controllers.split(",") else "") / path.lstrip("/")
+        if (controllers == "" or "pids" in controllers.split(",")) and (folder / "cgroup.procs").is_file():
+            return [int(p) for p in (folder / "cgroup.procs").read_text().split()]
+    return []
+
+
 @contextmanager
 def docker_engine():
     """Start dockerd in a temporary folder; yield an :class:`Engine`; stop it and remove what it created."""
@@ -92,27 +164,19 @@ def docker_engine():
     hook.parent.mkdir()
     hook.write_text(STANDIN_HOOK)
     hook.chmod(0o755)
-    with open(root / "dockerd.log", "w") as log:
-        daemon = subprocess.Popen(["dockerd", "--data-root", root / "data", "--exec-root", root / "exec",
-                                   "--pidfile", root / "dockerd.pid", "-H", f"unix://{root}/docker.sock"],
-                                  env={**os.environ, "PATH": f"{hook.parent}:{os.environ['PATH']}"},
-                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    (root / "data" / "volumes").mkdir(parents=True)
     engine = Engine(root)
     try:
-        for _ in range(120):
-            if engine.docker("info", check=False, timeout=10).returncode == 0:
-                break
-            if daemon.poll() is not None:
-                raise RuntimeError("dockerd stopped: " + (root / "dockerd.log").read_text()[-2000:])
-            time.sleep(0.5)
+        # dockerd bind-mounts its data root onto itself when it is no mount point, which would hide the tmpfs
+        # below it: make it one first.
+        subprocess.run(["mount", "--bind", root / "data", root / "data"], check=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={VOLUMES_SIZE},mode=0701", "mnist-lab-volumes",
+                        root / "data" / "volumes"], check=True)
+        engine.start_daemon()
         yield engine
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
+        if engine.daemon is not None:
+            engine.stop_daemon()
         subprocess.run(["iptables-restore"], input=rules, text=True, check=False)
         for link in sorted(set(os.listdir("/sys/class/net")) - links):
             if link == "docker0" or link.startswith("br-"):  # left behind when a test failed before `down`

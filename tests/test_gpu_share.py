@@ -65,7 +65,7 @@ def test_the_hub_gives_every_students_server_the_share_of_hub_env(monkeypatch):
     assert load_config(monkeypatch, GPU_MEMORY_SHARE="0.5")["c"].DockerSpawner.environment[gpu_share.ENV] == "0.5"
     with pytest.raises(SystemExit, match="hub/.env"):
         load_config(monkeypatch, GPU_MEMORY_SHARE="2")
-    hub = json.loads(compose_hub(GPU_MEMORY_SHARE="0.3").stdout)["services"]["hub"]
+    hub = json.loads(compose_hub(GPU_MEMORY_SHARE="0.3", HUB_ADMIN="teacher").stdout)["services"]["hub"]
     assert hub["environment"]["GPU_MEMORY_SHARE"] == "0.3"  # hub/.env reaches the hub's config
 
 

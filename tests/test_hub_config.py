@@ -1,7 +1,7 @@
 """The class's hub without an engine: hub/jupyterhub_config.py read as JupyterHub reads it (limits from hub/.env,
-the GPU choice with a fake nvidia-smi and fake running containers), the hub's compose file as real Compose reads
-it, the lock files, the pinned base images, and the Kubernetes values agreeing with all of that. The same hub on a
-real engine: tests/test_hub.py."""
+the GPU choice with a fake nvidia-smi and fake running containers, what a stopped server remembers), the disk
+watcher's decisions, the hub's compose file as real Compose reads it, the lock files, the pinned base images, and
+the Kubernetes values agreeing with all of that. The same hub on a real engine: tests/test_hub.py."""
 
 import asyncio
 import json
@@ -9,6 +9,7 @@ import os
 import re
 import runpy
 import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,6 +17,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 HUB = REPO / "hub"
+sys.path.insert(0, str(HUB))
+
+import disk  # hub/disk.py
+import messages  # hub/messages.py
+import network  # hub/network.py
 
 
 def hub_env():
@@ -29,7 +35,8 @@ def load_config(monkeypatch, **overrides):
     passes them to the hub; return its namespace (``c``, ``LabSpawner``...)."""
     from traitlets.config import Config
 
-    for name, value in {**hub_env(), "LESSON_IMAGE": "mnist-lab-class:cu126", **overrides}.items():
+    for name, value in {**hub_env(), "HUB_ADMIN": "teacher", "LESSON_IMAGE": "mnist-lab-class:cu126",
+                        **overrides}.items():
         monkeypatch.setenv(name, value)
     namespace = {"get_config": lambda: namespace.setdefault("c", Config())}
     return runpy.run_path(str(HUB / "jupyterhub_config.py"), init_globals=namespace)
@@ -46,13 +53,33 @@ def test_the_limits_of_hub_env_reach_every_students_container(monkeypatch):
     assert spawner.remove is True and spawner.use_internal_ip is True and spawner.cmd == ["jupyterhub-singleuser"]
     (culler,) = c.JupyterHub.services
     assert f"--timeout={hub_env()['CULL_TIMEOUT']}" in culler["command"]
-    assert c.Authenticator.admin_users == {hub_env()["HUB_ADMIN"]} and c.NativeAuthenticator.open_signup is False
+    assert c.Authenticator.admin_users == {"teacher"} and c.NativeAuthenticator.open_signup is False
+    assert host["read_only"] is True and host["tmpfs"] == {"/tmp": "size=512m,mode=1777"}  # only /work on disk
+
+
+def test_no_admin_name_is_shipped_and_the_hub_refuses_to_start_without_one(monkeypatch):
+    assert hub_env()["HUB_ADMIN"] == ""  # the lab chooses it: nobody can guess it from this repository
+    with pytest.raises(SystemExit) as refused:
+        load_config(monkeypatch, HUB_ADMIN="")
+    assert "HUB_ADMIN" in str(refused.value) and "hub/.env" in str(refused.value)
 
 
 def test_mnist_dir_is_given_read_only(monkeypatch):
     spawner = load_config(monkeypatch, MNIST_DIR="/srv/datasets")["c"].DockerSpawner
     assert spawner.volumes["/srv/datasets"] == {"bind": "/data/mnist", "mode": "ro"}
     assert spawner.environment["MNIST_LAB_DATA"] == "/data/mnist"
+
+
+@pytest.mark.parametrize("name, value", [("INTERNET", "maybe"), ("DISK_QUOTA", "ten"), ("DISK_CHECK", "")])
+def test_a_wrong_setting_stops_the_hub_with_one_line_naming_it(monkeypatch, name, value):
+    with pytest.raises(SystemExit) as refused:
+        load_config(monkeypatch, **{name: value})
+    assert name in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_sizes_are_read_as_docker_writes_them(monkeypatch):
+    size = load_config(monkeypatch)["size_in_bytes"]
+    assert [size(s) for s in ("10g", "1.5G", "512m", "64MiB", "1024")] == [10 * 2**30, 3 * 2**29, 2**29, 2**26, 1024]
 
 
 def fake_nvidia_smi(tmp_path, monkeypatch, output, exit_code=0):
@@ -80,7 +107,8 @@ class FakeDocker:
 
 @pytest.fixture
 def docker(monkeypatch):
-    """Docker faked: DockerSpawner's own start (create and start the container) records the GPU it was given."""
+    """Docker faked: DockerSpawner's own start (create and start the container) records the GPU it was given; the
+    network fence (tested on a real engine) is skipped."""
     from dockerspawner import DockerSpawner
 
     fake = FakeDocker()
@@ -90,12 +118,18 @@ def docker(monkeypatch):
         fake.containers[spawner.user.name] = int(request["device_ids"][0])
         return ("10.0.0.2", 8888)
 
+    async def nothing(*args):
+        return None
+
     monkeypatch.setattr(DockerSpawner, "start", started)
+    fake.skip_fence = lambda namespace: [monkeypatch.setitem(namespace["LabSpawner"].start.__globals__, name, nothing)
+                                         for name in ("fence", "own_image")]
     return fake
 
 
 def start_server(namespace, name, docker, state=None):
     """Start ``name``'s server with the hub's LabSpawner; return the spawner."""
+    docker.skip_fence(namespace)
     spawner = namespace["LabSpawner"](user=SimpleNamespace(name=name, id=1, url=f"/user/{name}/"),
                                       config=namespace["c"])
     spawner.load_state(state or {})
@@ -105,7 +139,6 @@ def start_server(namespace, name, docker, state=None):
 
 
 def test_the_hub_spreads_students_over_gpus_and_keeps_each_ones(tmp_path, monkeypatch, docker):
-    from tornado import web
 
     fake_nvidia_smi(tmp_path, monkeypatch, "0, 81000\n1, 81000\n2, 40000")
     namespace = load_config(monkeypatch, MAX_PER_GPU="1")
@@ -119,19 +152,30 @@ def test_the_hub_spreads_students_over_gpus_and_keeps_each_ones(tmp_path, monkey
     del docker.containers["aoi"], docker.containers["ren"]
     docker.containers["mio"] = 0  # someone else took GPU 0 while aoi was away: aoi gets a free one
     assert start_server(namespace, "aoi", docker, state=state).gpu == 1
-    with pytest.raises(web.HTTPError, match="どの GPU もすでに 1 人が使っています"):
+    with pytest.raises(messages.StudentError) as full:
         start_server(namespace, "kai", docker)  # 0, 1 and 2 are full
+    assert full.value.why == "gpus-full" and full.value.jupyterhub_message == messages.gpus_full(1).jupyterhub_message
+
+
+def test_a_stopped_server_keeps_its_gpu_and_why_the_hub_stopped_it(monkeypatch):
+    namespace = load_config(monkeypatch)
+    spawner = namespace["LabSpawner"](user=SimpleNamespace(name="aoi", id=1, url="/user/aoi/"), config=namespace["c"])
+    spawner.load_state({"gpu": 1, "stop_note": messages.note("disk-quota", 3 * 2**30, 2**30),
+                        "disk_baseline": 3 * 2**30})
+    spawner.clear_state()
+    assert spawner.get_state() == {"gpu": 1, "stop_note": messages.note("disk-quota", 3 * 2**30, 2**30),
+                                   "disk_baseline": 3 * 2**30}
+    assert spawner.stop_why == "disk-quota" and "3.0 GiB" in spawner.stop_message and "1.0 GiB" in spawner.stop_message
 
 
 def test_nvidia_smis_error_reaches_the_student_as_one_line(tmp_path, monkeypatch, docker):
-    from tornado import web
-
     fake_nvidia_smi(tmp_path, monkeypatch, "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA "
                                            "driver.\nMake sure that the latest NVIDIA driver is installed.", 9)
-    with pytest.raises(web.HTTPError) as error:
+    with pytest.raises(messages.StudentError) as error:
         start_server(load_config(monkeypatch), "aoi", docker)
-    assert error.value.status_code == 503 and "\n" not in error.value.log_message
-    assert "couldn't communicate" in error.value.log_message and "管理者" in error.value.log_message
+    said = error.value.jupyterhub_message  # what JupyterHub shows the student
+    assert error.value.status_code == 503 and error.value.why == "nvidia-smi" and "\n" not in said
+    assert "couldn't communicate" in said
 
 
 def locked(path):
@@ -171,16 +215,19 @@ def compose_hub(*files, **env):
 
 
 def test_the_hub_listens_on_loopback_and_alone_holds_the_docker_socket():
-    result = compose_hub()
+    result = compose_hub(HUB_ADMIN="teacher")  # hub/.env ships no admin name: the lab writes one
     assert result.returncode == 0, result.stderr
     config = json.loads(result.stdout)
     hub, lesson = config["services"]["hub"], config["services"]["lesson"]
+    assert hub["tmpfs"] == ["/tmp"]  # the proxy's pid file never outlives a killed hub
+    assert {name: hub["environment"][name] for name in ("INTERNET", "DISK_QUOTA", "DISK_RESERVE", "DISK_CHECK")} == \
+        {name: hub_env()[name] for name in ("INTERNET", "DISK_QUOTA", "DISK_RESERVE", "DISK_CHECK")}
     assert [(p["host_ip"], str(p["published"])) for p in hub["ports"]] == [("127.0.0.1", hub_env()["HUB_PORT"])]
     assert any(v["target"] == "/var/run/docker.sock" for v in hub["volumes"])
     assert hub["environment"]["MEM_LIMIT"] == hub_env()["MEM_LIMIT"]  # hub/.env, the one place
     assert lesson["image"] == "mnist-lab-class:" + hub_env()["CUDA"] and lesson["scale"] == 0
     assert config["networks"]["hub"]["name"] == hub["environment"]["HUB_NETWORK"]
-    no_gpu = json.loads(compose_hub("docker-compose.yml", "no-gpu.yml").stdout)["services"]["hub"]
+    no_gpu = json.loads(compose_hub("docker-compose.yml", "no-gpu.yml", HUB_ADMIN="teacher").stdout)["services"]["hub"]
     assert not no_gpu.get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices")
     assert no_gpu["ports"] == hub["ports"] and no_gpu["volumes"] == hub["volumes"]
 
@@ -188,6 +235,49 @@ def test_the_hub_listens_on_loopback_and_alone_holds_the_docker_socket():
 def test_the_hub_refuses_to_start_without_an_admin():
     result = compose_hub(HUB_ADMIN="")
     assert result.returncode != 0 and "HUB_ADMIN" in result.stderr and "hub/.env" in result.stderr
+
+
+GB = 2**30
+
+
+@pytest.mark.parametrize("used, before, baseline, short, stopped", [
+    (0.5 * GB, 0.4 * GB, 0, False, None),  # under the quota
+    (1.0 * GB, 0.9 * GB, 0, False, "disk-quota"),  # reached it
+    (1.5 * GB, None, 0, False, "disk-quota"),  # over it at the first look
+    (1.5 * GB, 1.5 * GB, 1.5 * GB, False, None),  # started again over the quota to clean up: left alone
+    (1.2 * GB, 1.5 * GB, 1.5 * GB, False, None),  # cleaning up
+    (1.6 * GB, 1.5 * GB, 1.5 * GB, False, "disk-quota"),  # over the quota and growing again
+    (0.5 * GB, 0.4 * GB, 0, True, "disk-full"),  # the disk is short of room and this one writes
+    (0.5 * GB, 0.5 * GB, 0, True, None),  # the disk is short of room, this one does not write
+    (0.5 * GB, None, 0, True, None),  # first look: not known to write
+])
+def test_the_disk_watcher_stops_a_server_over_its_quota_or_writing_on_a_full_disk(used, before, baseline, short,
+                                                                                  stopped):
+    note = disk.verdict(used, before, GB, baseline, short, 10 * 2**20)
+    assert (note and note["why"]) == stopped
+    if note:
+        error = messages.from_note(json.loads(json.dumps(note)))  # as kept in the hub's database
+        assert error.why == stopped and error.status_code == 507
+
+
+def test_the_disk_watcher_keeps_room_for_the_hub(tmp_path):
+    watch = disk.DiskWatch(quota=GB, reserve=2**20, every=30, data_dir=tmp_path)
+    log = SimpleNamespace(warning=lambda *args: None)
+    for free, kept in ((10 * 2**20, True), (2**19, False), (int(1.5 * 2**20), False), (3 * 2**20, True)):
+        watch.free_at_look = free
+        watch.keep_room(log)
+        assert watch.ballast.exists() == kept, free
+        if kept:
+            assert os.stat(watch.ballast).st_blocks * 512 >= 2**20  # really on the disk, not a sparse file
+
+
+def test_the_disk_watcher_reads_du_and_the_fence_reads_ip_addr():
+    assert disk.parse_du("1234\t/v/aoi\n56\t/v/ren\ndu: cannot read\n") == {"aoi": 1234, "ren": 56}
+    said = ("1: lo    inet 127.0.0.1/8 scope host lo\n2: eth0    inet 10.1.2.3/24 brd 10.1.2.255 scope global\n"
+            "2: eth0    inet6 fe80::1/64 scope link\n3: docker0    inet 172.17.0.1/16 scope global docker0")
+    assert network.addresses_in(said) == ["127.0.0.1", "10.1.2.3", "fe80::1", "172.17.0.1"]
+    rules = network.ipv4_rules(["172.18.0.0/16", "fd00::/64"], ["127.0.0.1", "10.1.2.3", "fe80::1"], internet=False)
+    assert "-d 10.1.2.3/32 -j REJECT" in rules and "fd00" not in rules and "fe80" not in rules
 
 
 def test_the_kubernetes_values_match_the_hub():
