@@ -15,7 +15,7 @@ import urllib.request
 from contextlib import contextmanager
 
 import pytest
-from jupyter_helpers import CHROMIUM, CHROMIUM_ARGS, REPO, dark_run, free_port, require_browser
+from jupyter_helpers import CHROMIUM_ARGS, REPO, dark_run, free_port
 
 from mnist_lab import UserError
 from mnist_lab.app import CHECKPOINT_ENV, PAD_MODEL, checked_address, drawing_app, model_source
@@ -162,15 +162,12 @@ MOUSE = [(7, "crossbar"), (1, "flag"), (0, "oval"), (4, "open")]  # continental 
 FINGER = [(2, "curve"), (9, "straight")]
 
 
-@pytest.mark.browser
-@pytest.mark.slow
-def test_drawing_on_the_app_with_mouse_and_finger(tmp_path):
-    require_browser()
+def test_drawing_on_the_app_with_mouse_and_finger(tmp_path, chromium):
     from playwright.sync_api import expect, sync_playwright
 
     shots = REPO / "resources" if os.environ.get("MNIST_LAB_UPDATE_SCREENSHOTS") == "1" else tmp_path
     with app_server() as (url, _), sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         base = url.split("?")[0]
         for wrong in ("", "?token=wrong", "api/kernels", "api/kernels?token=wrong"):  # only the login page
             with urllib.request.urlopen(base + wrong) as response:
@@ -222,17 +219,14 @@ def test_drawing_on_the_app_with_mouse_and_finger(tmp_path):
         browser.close()
 
 
-@pytest.mark.browser
-@pytest.mark.slow
-def test_the_same_page_inside_jupyterlab(tmp_path):
+def test_the_same_page_inside_jupyterlab(tmp_path, chromium, git_checkout):
     """JupyterLab (the Docker image, the hub) serves the app as /voila/render/mnist_lab/app.ipynb, no command needed."""
-    require_browser()
     from jupyter_helpers import clean_copy, jupyter_lab
     from playwright.sync_api import expect, sync_playwright
 
     root = clean_copy(tmp_path / "repo")
     with jupyter_lab(root) as (url, token), sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 640, "height": 800})
         page.goto(f"{url}/voila/render/mnist_lab/app.ipynb?token={token}")
         prediction = page.locator(".mnist-prediction")

@@ -13,12 +13,11 @@ import os
 import re
 
 import pytest
-from jupyter_helpers import CHROMIUM, CHROMIUM_ARGS, REPO, clean_copy, dark_run, jupyter_lab, require_browser
+from jupyter_helpers import CHROMIUM_ARGS, REPO, clean_copy, dark_run, jupyter_lab
 
 from mnist_lab import build_model, fit, make_config, predict_proba
 from mnist_lab.metrics import confusion_matrix, one_vs_rest
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
 CELL_TIMEOUT_MS = 300_000
 
 
@@ -78,8 +77,7 @@ def notebook_model_counts(mnist):
     return confusion_matrix(mnist.y_test, predict_proba(model, mnist.X_test).argmax(1))
 
 
-def test_student_session(tmp_path, mnist_root, notebook_model_counts):
-    require_browser()
+def test_student_session(tmp_path, mnist_root, notebook_model_counts, chromium, git_checkout):
     from playwright.sync_api import expect, sync_playwright
 
     shots = REPO / "resources" if os.environ.get("MNIST_LAB_UPDATE_SCREENSHOTS") == "1" else tmp_path
@@ -89,7 +87,7 @@ def test_student_session(tmp_path, mnist_root, notebook_model_counts):
     root = clean_copy(tmp_path / "repo")
     env = {"MNIST_LAB_DATA": str(mnist_root), "MNIST_LAB_EPOCHS": "1"}
     with jupyter_lab(root, env) as (url, token), sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1200, "height": 860})
         page.goto(f"{url}/lab/tree/main.ipynb?token={token}")
         expect(page.locator(".jp-StatusBar-Widget", has_text="Idle").first).to_be_visible(timeout=120_000)

@@ -39,7 +39,6 @@ SETTINGS = {"MEM_LIMIT": "2g", "CPUS": "1.5", "PIDS_LIMIT": "512", "SHM_SIZE": "
             "DISK_QUOTA": "128m", "DISK_RESERVE": "64m", "DISK_CHECK": "3", "INTERNET": "yes", "CULL_TIMEOUT": "3600"}
 OUTSIDE = "198.51.100.0/24"  # TEST-NET-2 (RFC 5737): "the internet" here is one container of this engine
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
 def fake_nvidia_smi(said=FAKE_GPUS, exit_code=0):
@@ -442,13 +441,10 @@ def test_a_students_server_reaches_the_hub_and_the_internet_and_nothing_else(hub
     assert said == {name: name in ("hub api", "internet") for name in targets}, said
 
 
-@pytest.mark.browser
-def test_a_page_of_a_students_server_cannot_act_for_the_admin_on_the_hub(hub, servers, approved, tmp_path):
+def test_a_page_of_a_students_server_cannot_act_for_the_admin_on_the_hub(hub, servers, approved, tmp_path, chromium):
     """aoi leaves a trusted notebook whose output runs script, and asks the admin to look at it. Opened in the
     admin's real browser, the script tries to make itself an admin token with the admin's cookies."""
-    from jupyter_helpers import CHROMIUM, CHROMIUM_ARGS, require_browser
-
-    require_browser()
+    from jupyter_helpers import CHROMIUM_ARGS
     from playwright.sync_api import sync_playwright
 
     script = (REPO / "tests" / "hub_attack.js").read_text().replace("HUB", hub.url).replace("ADMIN", ADMIN)
@@ -463,7 +459,7 @@ def test_a_page_of_a_students_server_cannot_act_for_the_admin_on_the_hub(hub, se
     run_in(hub.engine, "aoi", "jupyter trust /work/look.ipynb")  # aoi's own server trusts it: its outputs run
     tokens_before = stolen_tokens(hub, approved)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
             page.goto(f"{hub.url}/hub/login?next=%2Fhub%2Fhome")

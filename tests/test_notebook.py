@@ -275,7 +275,6 @@ def assert_falling(losses):
     assert len(losses) == 50 and last < first, losses
 
 
-@pytest.mark.slow
 def test_a_student_on_a_slow_machine_presses_stop_and_follows_the_advice(mnist_root, tmp_path):
     """Full MNIST, the default PRESET: ■ during the training and on through the lesson with that model, ■ during
     section 12's comparison; then, as the notebook advises, PRESET = "quick" and everything again from section 2;
@@ -302,7 +301,6 @@ def test_a_student_on_a_slow_machine_presses_stop_and_follows_the_advice(mnist_r
         assert run.probe("'model' in globals()") is False  # section 13 let go of everything
 
 
-@pytest.mark.slow
 def test_every_preset_re_runs_and_a_fresh_kernel_runs_it_all_again(mnist_root, tmp_path):
     """The first MNIST images only (a hook before the notebook): "best" top to bottom; sections 5-7 again after
     PRESET = "original"; then a new kernel runs every cell of the notebook as it now stands (Restart and Run All)."""
@@ -337,7 +335,6 @@ def test_every_preset_re_runs_and_a_fresh_kernel_runs_it_all_again(mnist_root, t
         assert (tmp_path / "runs" / "notebook" / "model.pt").is_file()
 
 
-@pytest.mark.slow
 def test_missing_mnist_is_one_line_in_the_notebook_and_leaves_no_empty_folder(tmp_path):
     """No MNIST and no network: the data cell shows one line (no traceback, no command-line flag), and no empty
     data/MNIST/raw/ is left to look as if the data were there."""
