@@ -1,12 +1,8 @@
-import subprocess
-import sys
-from pathlib import Path
-
 from PIL import Image
+from test_cli import assert_one_line_error
 
 from mnist_lab.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
 FIGURES = ["training_curves.png", "predictions.png", "confusion_matrix.png", "misclassified.png"]
 
 
@@ -21,16 +17,16 @@ def test_report_writes_the_four_figures(tmp_path, mnist_root, capsys):
         assert name in out
 
 
-def test_report_of_a_folder_that_is_no_run(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "mnist_lab", "report", str(tmp_path)], cwd=REPO,
-                            capture_output=True, text=True, timeout=120, check=False)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.startswith("エラー: ") and "metrics.json" in result.stderr
+def test_report_of_a_folder_that_is_no_run(tmp_path, capsys):
+    code = main(["report", str(tmp_path)])
+    assert_one_line_error(code, capsys.readouterr().err, "metrics.json")
 
 
 def test_report_of_a_broken_metrics_file(tmp_path, mnist_root, capsys):
     run = tmp_path / "run"
     main(["train", "--dry-run", "--data", str(mnist_root), "--device", "cpu", "--out", str(run)])
     (run / "metrics.json").write_text("{broken")
-    assert main(["report", str(run), "--data", str(mnist_root)]) == 2
-    assert "壊れています" in capsys.readouterr().err
+    capsys.readouterr()
+    code = main(["report", str(run), "--data", str(mnist_root)])
+    assert_one_line_error(code, capsys.readouterr().err, "metrics.json")
+    assert not any((run / name).exists() for name in FIGURES)
