@@ -119,6 +119,37 @@ def test_imports_only_flow_downwards_and_every_module_has_a_layer():
             assert LAYERS.index(imported) < LAYERS.index(module), f"{module} imports {imported}, a higher module"
 
 
+SERVERS = {"voila", "jupyter_server", "tornado", "nbclient", "playwright"}
+
+
+def imported_when_loaded(path):
+    """The top-level names of the modules that the file at ``path`` imports when it is loaded (outside functions)."""
+    found, todo = set(), list(ast.parse(path.read_text()).body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            found.add(node.module.split(".")[0])
+        elif not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            todo.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def test_no_module_loads_a_server_when_imported():
+    """Voilà and Jupyter's servers are imported by the command that starts one, so importing the package (the
+    lesson's first cell, ``pytest --doctest-modules``) never waits for them (Voilà alone took about 35 s)."""
+    loaded = {path.name: imported_when_loaded(path) & SERVERS for path in PACKAGE.glob("*.py")}
+    assert not any(loaded.values()), loaded
+    assert "voila" in imports_of_anything(PACKAGE / "app.py")  # the command that serves still has it
+
+
+def imports_of_anything(path):
+    return {alias.name.split(".")[0] for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Import)
+            for alias in node.names} | {node.module.split(".")[0] for node in ast.walk(ast.parse(path.read_text()))
+                                        if isinstance(node, ast.ImportFrom) and node.level == 0}
+
+
 def test_no_function_is_over_forty_lines():
     for path in PACKAGE.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
