@@ -127,9 +127,32 @@ NEEDS = {  # marker -> the fixtures that bring the need (a test using any of the
     "needs_git": {"git_checkout"},
 }
 ALWAYS_SLOW = {"docker", "browser"}  # an engine or a browser never starts in a few seconds
+SLOW_FIXTURES = {"trained"}  # trains the quick preset on all of MNIST: ~5 s on 2 idle cores, 164-223 s under load
 
-# Tests over about 3 s on 2 cores (pytest --durations=0, setup + call), by file::function (all its parameters):
+# Tests over a few seconds on 2 cores, by file::function (every parameter of it). Measured with the CPU time of pytest
+# and the processes it waits for (less noisy than the clock on a shared machine): 3 s or more, or 6 s or more by the
+# clock in a run at load ~8 on 2 cores. Add a test here when it crosses that; a stale name stops a full run.
 SLOW = frozenset({
+    "test_cli.py::test_the_installed_command_works_from_any_folder",
+    "test_faults.py::test_a_crash_between_the_files_of_a_run_keeps_the_previous_run",
+    "test_faults.py::test_no_permission_is_one_line_and_loses_nothing",
+    "test_gpu_benchmark.py::test_the_dry_mode_runs_every_part_end_to_end",
+    "test_image_files.py::test_one_bad_image_never_stops_the_good_ones",
+    "test_notebook.py::test_a_student_on_a_slow_machine_presses_stop_and_follows_the_advice",
+    "test_notebook.py::test_every_preset_re_runs_and_a_fresh_kernel_runs_it_all_again",
+    "test_notebook.py::test_missing_mnist_is_one_line_in_the_notebook_and_leaves_no_empty_folder",
+    "test_preprocess.py::test_photos_with_a_dark_border_read_right",
+    "test_process.py::test_a_killed_run_leaves_a_folder_the_next_run_names_and_removes",
+    "test_process.py::test_a_signal_at_any_moment_keeps_every_finished_epoch_or_the_earlier_run",
+    "test_process.py::test_file_names_that_are_not_utf8_on_a_strict_utf8_terminal",
+    "test_process.py::test_output_nobody_reads_does_not_fail_the_run",
+    "test_process.py::test_signals_while_the_finished_command_exits_change_nothing",
+    "test_report.py::test_report_writes_the_four_figures",
+    "test_train.py::test_early_stopping_after_patience_epochs",
+    "test_train.py::test_ema_keeps_the_averaged_weights",
+    "test_train.py::test_every_schedule_trains_and_records_its_rate",
+    "test_train.py::test_live_curves_get_many_points_per_epoch_and_the_bar_names_the_epoch",
+    "test_train.py::test_validation_chooses_the_kept_epoch_and_never_looks_at_the_test_set",
 })
 
 
@@ -139,7 +162,8 @@ def slow_key(item):
 
 @pytest.hookimpl(tryfirst=True)  # before -m chooses by the markers added here
 def pytest_collection_modifyitems(config, items):
-    """Mark every test by need (``NEEDS``) and by cost (``SLOW``); a stale name in ``SLOW`` stops a full run."""
+    """Mark every test by need (``NEEDS``) and by cost (``SLOW``, ``SLOW_FIXTURES``, ``ALWAYS_SLOW``); a marker
+    written on a test, or a stale name in ``SLOW``, stops the run."""
     for item in items:
         written = {mark.name for mark in item.iter_markers()} & (set(NEEDS) | {"slow"})
         if written:
@@ -149,7 +173,7 @@ def pytest_collection_modifyitems(config, items):
         needs = [marker for marker, fixtures in NEEDS.items() if fixtures & used]
         for marker in needs:
             item.add_marker(marker)
-        if slow_key(item) in SLOW or ALWAYS_SLOW & set(needs):
+        if slow_key(item) in SLOW or ALWAYS_SLOW & set(needs) or SLOW_FIXTURES & used:
             item.add_marker(pytest.mark.slow)
     if config.args_source == pytest.Config.ArgsSource.TESTPATHS:  # the whole suite was collected
         stale = SLOW - {slow_key(item) for item in items}
