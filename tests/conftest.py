@@ -134,6 +134,8 @@ SLOW_FIXTURES = {"trained"}  # trains the quick preset on all of MNIST: ~5 s on 
 # clock in a run at load ~8 on 2 cores. Add a test here when it crosses that; a stale name stops a full run.
 SLOW = frozenset({
     "test_cli.py::test_the_installed_command_works_from_any_folder",
+    "test_data.py::test_real_data_shapes_and_normalisation",
+    "test_data.py::test_validation_split_is_fixed_and_disjoint",
     "test_faults.py::test_a_crash_between_the_files_of_a_run_keeps_the_previous_run",
     "test_faults.py::test_no_permission_is_one_line_and_loses_nothing",
     "test_gpu_benchmark.py::test_the_dry_mode_runs_every_part_end_to_end",
@@ -141,6 +143,8 @@ SLOW = frozenset({
     "test_notebook.py::test_a_student_on_a_slow_machine_presses_stop_and_follows_the_advice",
     "test_notebook.py::test_every_preset_re_runs_and_a_fresh_kernel_runs_it_all_again",
     "test_notebook.py::test_missing_mnist_is_one_line_in_the_notebook_and_leaves_no_empty_folder",
+    "test_ood.py::test_the_pad_model_flags_generated_non_digits_and_not_mnist_digits",
+    "test_ood.py::test_the_threshold_is_chosen_on_validation_digits",
     "test_preprocess.py::test_photos_with_a_dark_border_read_right",
     "test_process.py::test_a_killed_run_leaves_a_folder_the_next_run_names_and_removes",
     "test_process.py::test_a_signal_at_any_moment_keeps_every_finished_epoch_or_the_earlier_run",
