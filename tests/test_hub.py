@@ -649,7 +649,7 @@ def test_a_full_disk_leaves_the_hub_working(hub, servers, approved):
         volumes = os.statvfs(hub.engine.root / "data" / "volumes")
         assert volumes.f_bavail * volumes.f_frsize < 2**20  # the disk of every volume is full
         full = time.perf_counter()
-        stopped = hub.wait_stopped("ren", token, seconds=120)  # the hub fails until the watcher's next look (slow under load)
+        stopped = hub.wait_stopped("ren", token, seconds=120)  # the hub fails until the watcher's next look
         print(f"\nthe hub answered again {time.perf_counter() - full:.0f} s after the disk filled (DISK_CHECK 3 s)")
         signed_up(hub, "noa")  # the hub writes its database
         admin, _ = hub.session(ADMIN)
