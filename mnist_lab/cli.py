@@ -241,8 +241,11 @@ class BestEffort(Callback):
                   file=sys.stderr)
             return False
 
-    def on_step(self, model, loss):
-        self._call("on_step", model, loss)
+    def on_train_begin(self, model, history, epochs, steps_per_epoch):
+        self._call("on_train_begin", model, history, epochs, steps_per_epoch)
+
+    def on_step(self, model, loss, correct, size):
+        self._call("on_step", model, loss, correct, size)
 
     def on_epoch_begin(self, model):
         self._call("on_epoch_begin", model)

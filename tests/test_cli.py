@@ -144,3 +144,17 @@ def test_the_installed_command_works_from_any_folder(tmp_path):
     result = subprocess.run([command, "evaluate", "nowhere.pt"], cwd=tmp_path, capture_output=True, text=True,
                             timeout=120, check=False)
     assert_one_line_error(result.returncode, result.stderr, "nowhere.pt")
+
+
+def test_the_optional_logs_wrapper_passes_on_every_hook_of_a_callback():
+    """A hook BestEffort does not pass on never reaches TensorBoard; one with another signature breaks training."""
+    import inspect
+
+    from mnist_lab.callbacks import Callback
+    from mnist_lab.cli import BestEffort
+
+    hooks = [name for name in vars(Callback) if name.startswith(("on_", "before_"))]
+    assert hooks
+    for name in hooks:
+        assert name in vars(BestEffort), name
+        assert inspect.signature(getattr(BestEffort, name)) == inspect.signature(getattr(Callback, name)), name
