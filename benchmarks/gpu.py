@@ -232,11 +232,11 @@ def lesson_setup(dry):
     return f"""
 import json, os, time, torch
 from mnist_lab.data import load_mnist
-from mnist_lab.device import try_gpu
+from mnist_lab.device import best_device
 from mnist_lab.inference import evaluate
 from mnist_lab.models import build_model
 from mnist_lab.train import fit
-device = try_gpu()
+device = best_device()
 data = load_mnist(download=False){head}
 if device.type == "cuda":
     torch.ones(1, device=device)  # CUDA initialised, as by the lesson's first cell

@@ -118,7 +118,7 @@ def load_checkpoint(path, model=None, device="cpu"):
         return model.to(device), ckpt
     except (RuntimeError, AssertionError, ValueError, TypeError) as e:  # no such device here (cuda on a laptop)
         raise UserError(f"デバイス {device} が使えません（{str(e).splitlines()[0][:80] if str(e) else type(e).__name__}）。"
-                        "device を指定しないか、try_gpu() が選ぶデバイスを使ってください。") from e
+                        "device を指定しないか、best_device() が選ぶデバイスを使ってください。") from e
 
 
 def _path(path):

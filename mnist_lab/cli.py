@@ -26,7 +26,7 @@ from .callbacks import Callback, TensorBoardLogger
 from .checkpoint import checkpoint_size, load_checkpoint
 from .console import one_line, safe_output
 from .data import ENV_ROOT, RAW_FILES, load_mnist
-from .device import DEVICE_CHOICES, try_gpu
+from .device import DEVICE_CHOICES, best_device
 from .errors import UserError
 from .files import os_error
 from .inference import evaluate, predict_proba
@@ -176,7 +176,7 @@ def train_command(args):
                          augment=args.augment, drawings=args.drawings, patience=args.patience, ema=args.ema)
     if config.val_size >= TRAIN_IMAGES:  # known before the data is loaded
         raise UserError(f"検証データの数 {config.val_size} は 0 以上 {TRAIN_IMAGES} 未満にしてください（MNIST の学習データは {TRAIN_IMAGES} 枚）。")
-    device = try_gpu(args.device)
+    device = best_device(args.device)
     model = build_model(config.model, seed=config.seed)
     out = Path(args.out) if args.out else default_out(preset)
     with new_run(out, args.force, needed=checkpoint_size(model)) as run:  # checks --out before training
@@ -258,7 +258,7 @@ class BestEffort(Callback):
 
 
 def evaluate_command(args):
-    model, ckpt = load_checkpoint(args.checkpoint, device=try_gpu(args.device))
+    model, ckpt = load_checkpoint(args.checkpoint, device=best_device(args.device))
     data = load_mnist(args.data)
     y_hat = predict_proba(model, data.X_test).argmax(1)
     C = confusion_matrix(data.y_test, y_hat)
@@ -271,7 +271,7 @@ def evaluate_command(args):
 
 def predict_command(args):
     """Read each image on its own: one that cannot be read is one line on stderr, and the rest are still read."""
-    model, _ = load_checkpoint(args.checkpoint, device=try_gpu(args.device))
+    model, _ = load_checkpoint(args.checkpoint, device=best_device(args.device))
     status, results = 0, []
     for path in args.images:
         try:
@@ -298,7 +298,7 @@ def predict_command(args):
 def report_command(args):
     from .report import write_report  # matplotlib is only needed here
 
-    paths, notes = write_report(args.run_dir, args.data, try_gpu(args.device))
+    paths, notes = write_report(args.run_dir, args.data, best_device(args.device))
     for path in paths:
         print(one_line(f"書きました: {path}"))
     for note in notes:

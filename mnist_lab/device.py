@@ -1,4 +1,4 @@
-"""Choosing the compute device and looking at GPU memory (one helper, like d2l's ``try_gpu``)."""
+"""Choosing the compute device (:func:`best_device`: CUDA, then Apple MPS, then CPU) and looking at GPU memory."""
 
 import gc
 
@@ -13,10 +13,10 @@ def _mps_available():
     return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
 
 
-def try_gpu(name="auto"):
+def best_device(name="auto"):
     """Return the device to compute on: CUDA, then Apple MPS, then CPU for ``"auto"``, else the one named.
 
-    >>> try_gpu("cpu")
+    >>> best_device("cpu")
     device(type='cpu')
     """
     if name not in DEVICE_CHOICES:
@@ -70,7 +70,7 @@ def environment_report(device=None):
 
     import torchvision
 
-    device = torch.device(device) if device is not None else try_gpu()
+    device = torch.device(device) if device is not None else best_device()
     lines = [f"Python {platform.python_version()} / PyTorch {torch.__version__} / torchvision {torchvision.__version__}",
              f"使うデバイス: {describe_device(device)}"]
     if device.type == "cuda":
