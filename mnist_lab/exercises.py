@@ -343,7 +343,7 @@ def _always_not(y, k):
     """A detector that answers "not k" for every image: TP = FP = 0, FN = the k's, TN = the rest."""
     y = np.asarray(y)
     c = M.Counts(TP=0, FP=0, FN=int((y == k).sum()), TN=int((y != k).sum()))
-    return M.accuracy(c), M.recall(c)
+    return M.one_vs_rest_accuracy(c), M.recall(c)
 
 
 # Rows are not symmetric to columns and TP != TN, so swapped rows/columns or swapped counts fail.

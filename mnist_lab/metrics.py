@@ -9,7 +9,7 @@
    - FN (false negative): true ``k``, predicted not ``k``   = row ``k`` minus TP
    - TN (true negative):  neither                          = everything else
 
-3. Every metric is a formula over those counts (:func:`accuracy`, :func:`precision`, :func:`recall`, :func:`f1`,
+3. Every metric is a formula over those counts (:func:`one_vs_rest_accuracy`, :func:`precision`, :func:`recall`, :func:`f1`,
    :func:`specificity`);
    a 0/0 is decided in one place, :func:`_divide`: the result is 0 and an :class:`UndefinedMetricWarning` is issued,
    as scikit-learn does by default.
@@ -207,10 +207,13 @@ def _divide(numerator, denominator, metric):
     return float(result) if result.ndim == 0 else result
 
 
-def accuracy(c):
-    """(TP + TN) / (TP + TN + FP + FN): the share of all predictions that were right."""
+def one_vs_rest_accuracy(c):
+    """(TP + TN) / (TP + TN + FP + FN): of all images, the share rightly called the digit or not the digit.
+
+    This is one digit against the rest; the accuracy over all ten digits is :func:`multiclass_accuracy`.
+    """
     c = _as_counts(c)
-    return _divide(c.TP + c.TN, c.TP + c.TN + c.FP + c.FN, "accuracy")
+    return _divide(c.TP + c.TN, c.TP + c.TN + c.FP + c.FN, "one-vs-rest accuracy")
 
 
 def precision(c):
@@ -238,7 +241,8 @@ def specificity(c):
 
 
 def multiclass_accuracy(C):
-    """trace(C) / sum(C): the share of all images whose digit was predicted right (sklearn's accuracy_score)."""
+    """trace(C) / sum(C): the share of all images whose digit was predicted right, over all ten digits (sklearn's
+    accuracy_score; ``summary(C)["accuracy"]``, :func:`mnist_lab.inference.evaluate` and ``test_accuracy``)."""
     C = _matrix(C)
     return _divide(np.trace(C), C.sum(), "accuracy")
 
