@@ -20,7 +20,10 @@ MAKE_ONE = "`mnist-lab train`（または `python -m mnist_lab train`）が書�
 
 
 def save_checkpoint(path, model, config=None, metrics=None):
-    """Write ``model``'s weights with its registry name, its training config and metrics to ``path``."""
+    """Write ``model``'s weights with its registry name, its training config and metrics to ``path``.
+
+    Introduced in the lesson: main.ipynb §11.
+    """
     if not isinstance(model, torch.nn.Module) or isinstance(path, torch.nn.Module):
         raise UserError("save_checkpoint(保存先のパス, モデル) の順に渡してください（例: save_checkpoint(\"model.pt\", model)）。")
     path = _path(path)
@@ -96,6 +99,8 @@ def load_checkpoint(path, model=None, device="cpu"):
 
     Without ``model`` a fresh one of the stored architecture is built. With ``model``, its architecture must be the
     stored one, else :class:`UserError` says which architecture the file holds.
+
+    Introduced in the lesson: main.ipynb §10.
     """
     ckpt = read_checkpoint(path)
     name = ckpt["model"]

@@ -29,7 +29,10 @@ RAW_FILES = {
 
 
 def data_root(root=None):
-    """Return the data folder: ``root`` if given, else ``$MNIST_LAB_DATA``, else ``./data``."""
+    """Return the data folder: ``root`` if given, else ``$MNIST_LAB_DATA``, else ``./data``.
+
+    Introduced in the lesson: main.ipynb §5.
+    """
     return Path(root or os.environ.get(ENV_ROOT) or DEFAULT_ROOT)
 
 
@@ -201,6 +204,8 @@ def load_mnist(root=None, val_size=0, seed=0, download=True):
 
     The validation images are chosen by a permutation seeded with ``seed``, so they are the same every run and on
     every device. The test set is never used to choose anything.
+
+    Introduced in the lesson: main.ipynb §3.
     """
     root = ensure_mnist(root, download)
     images, labels = read_split(root, train=True)
@@ -217,6 +222,8 @@ def shuffled_batches(X, y, batch_size, generator=None):
 
     The permutation is drawn on the CPU (so a seed gives the same batches on every device) and applied on the data's
     own device. (For a fixed order, ``zip(X.split(n), y.split(n))`` is all it takes.)
+
+    Introduced in the lesson: main.ipynb §5.
     """
     order = torch.randperm(len(y), generator=generator).to(y.device)
     for idx in order.split(batch_size):

@@ -18,6 +18,8 @@ def best_device(name="auto"):
 
     >>> best_device("cpu")
     device(type='cpu')
+
+    Introduced in the lesson: main.ipynb §1.
     """
     if name not in DEVICE_CHOICES:
         raise UserError(f"デバイス '{name}' は使えません。{', '.join(DEVICE_CHOICES)} のどれかを指定してください。")
@@ -44,7 +46,10 @@ def describe_device(device):
 
 
 def gpu_memory_mib(device=None):
-    """Return ``{"allocated": MiB, "reserved": MiB}`` held by this process on a CUDA device (zeros without one)."""
+    """Return ``{"allocated": MiB, "reserved": MiB}`` held by this process on a CUDA device (zeros without one).
+
+    Introduced in the lesson: main.ipynb §13.
+    """
     if not torch.cuda.is_available():
         return {"allocated": 0.0, "reserved": 0.0}
     return {
@@ -57,6 +62,8 @@ def free_gpu_memory():
     """Collect garbage and give PyTorch's cached CUDA memory back; returns :func:`gpu_memory_mib` afterwards.
 
     Only tensors nobody references any more are freed: delete your variables first (``del model``).
+
+    Introduced in the lesson: main.ipynb §13.
     """
     gc.collect()
     if torch.cuda.is_available():
@@ -65,7 +72,10 @@ def free_gpu_memory():
 
 
 def environment_report(device=None):
-    """Return a few lines on Python, PyTorch, CUDA and the device in use, in Japanese, for the lesson's first cell."""
+    """Return a few lines on Python, PyTorch, CUDA and the device in use, in Japanese, for the lesson's first cell.
+
+    Introduced in the lesson: main.ipynb §1.
+    """
     import platform
 
     import torchvision

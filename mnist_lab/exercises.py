@@ -16,6 +16,8 @@ the next check or the reference answer. ``ex.NAME.hint()`` shows the next hint t
 one a wrong check showed counts as shown), ``ex.NAME.solution()`` the answer as code. Each shows itself at once, so
 a check and a hint in one cell are both seen. The reference answers are :mod:`mnist_lab.metrics` itself, so the
 exercises and the library can never disagree. ``ex.NAME.result(fn)`` returns the verdict instead.
+
+Introduced in the lesson: main.ipynb §8.
 """
 
 import ast

@@ -47,7 +47,10 @@ class UndefinedMetricWarning(UserWarning):
 
 
 class Counts(NamedTuple):
-    """One-vs-rest counts; each field is an int (one digit) or an array with one entry per digit."""
+    """One-vs-rest counts; each field is an int (one digit) or an array with one entry per digit.
+
+    Introduced in the lesson: main.ipynb §7.
+    """
 
     TP: object
     FP: object
@@ -153,6 +156,8 @@ def confusion_matrix(y_true, y_pred, num_classes=10):
 
     Accepts lists, NumPy arrays or tensors of integer labels; anything else is a :class:`MetricInputError` saying
     what is wrong (strings, None, probabilities, fractions, labels outside ``0..num_classes-1``, unequal lengths).
+
+    Introduced in the lesson: main.ipynb §7.
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or not 1 <= num_classes <= 1000:
         raise MetricInputError(f"num_classes は 1〜1000 の整数にしてください（今は {_short(num_classes)}）。")
@@ -163,7 +168,10 @@ def confusion_matrix(y_true, y_pred, num_classes=10):
 
 
 def one_vs_rest(C, k):
-    """Return the :class:`Counts` of digit ``k`` against all other digits."""
+    """Return the :class:`Counts` of digit ``k`` against all other digits.
+
+    Introduced in the lesson: main.ipynb §7.
+    """
     C = _matrix(C)
     k = _digit(k, C)
     TP = int(C[k, k])
@@ -211,6 +219,8 @@ def one_vs_rest_accuracy(c):
     """(TP + TN) / (TP + TN + FP + FN): of all images, the share rightly called the digit or not the digit.
 
     This is one digit against the rest; the accuracy over all ten digits is :func:`multiclass_accuracy`.
+
+    Introduced in the lesson: main.ipynb §7.
     """
     c = _as_counts(c)
     return _divide(c.TP + c.TN, c.TP + c.TN + c.FP + c.FN, "one-vs-rest accuracy")
@@ -223,7 +233,10 @@ def precision(c):
 
 
 def recall(c):
-    """TP / (TP + FN): of the images that really were the digit, the share predicted as it."""
+    """TP / (TP + FN): of the images that really were the digit, the share predicted as it.
+
+    Introduced in the lesson: main.ipynb §7.
+    """
     c = _as_counts(c)
     return _divide(c.TP, c.TP + c.FN, "recall")
 
@@ -272,7 +285,10 @@ def averaged(metric, C, average):
 
 
 def classification_table(C):
-    """Return a DataFrame with one row per digit: ``TP, FP, FN, TN, precision, recall, f1, support``."""
+    """Return a DataFrame with one row per digit: ``TP, FP, FN, TN, precision, recall, f1, support``.
+
+    Introduced in the lesson: main.ipynb §7.
+    """
     c = class_counts(C)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)  # 0 is the documented value; the table shows it

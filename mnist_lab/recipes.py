@@ -76,6 +76,8 @@ def make_config(preset="quick", environ=None, **changes):
     2
     >>> make_config("original", environ={"MNIST_LAB_EPOCHS": "1"}).epochs
     1
+
+    Introduced in the lesson: main.ipynb §2.
     """
     unknown = set(changes) - {f.name for f in fields(TrainConfig)}
     if unknown:

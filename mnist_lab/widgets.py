@@ -55,6 +55,8 @@ class DrawPad(widgets.HBox):
     The browser draws the ink (:class:`PadCanvas`); the same strokes are drawn here on a Pillow image, which is
     what is read: once per batch of strokes the browser sends, each reading preprocessing the drawing once. A
     slider sets the pen's width (for the next strokes).
+
+    Introduced in the lesson: main.ipynb §10.
     """
 
     EVERY = 0.25  # seconds between readings while the pen moves
@@ -216,7 +218,10 @@ def _count_cell(name, value):
 
 class OneVsRestExplorer(widgets.VBox):
     """Pick a digit: see its 2x2 confusion matrix, TP/FP/FN/TN, the metrics' formulas with the numbers filled in,
-    and a few example images for TP, FP and FN."""
+    and a few example images for TP, FP and FN.
+
+    Introduced in the lesson: main.ipynb §7.
+    """
 
     def __init__(self, X, y, probs, digit=3, n_examples=8):
         self.X, self.y = X, torch.as_tensor(y).cpu()
