@@ -64,6 +64,8 @@ def read_checkpoint(path):
         raise UserError(f"{path} は mnist_lab のチェックポイントではありません。{MAKE_ONE}")
     name = ckpt.get("model")
     ckpt["model"] = RENAMED_MODELS.get(name, name) if isinstance(name, str) else None
+    if isinstance(ckpt.get("config"), dict) and isinstance(ckpt["config"].get("model"), str):  # the same, in its recipe
+        ckpt["config"]["model"] = RENAMED_MODELS.get(ckpt["config"]["model"], ckpt["config"]["model"])
     if ckpt["model"] not in MODELS or not isinstance(ckpt.get("state_dict"), dict):
         raise UserError(f"{path} は mnist_lab のチェックポイントではありません。{MAKE_ONE}")
     problem = next(filter(None, (_impossible(k, v) for k, v in ckpt["state_dict"].items())), None)

@@ -1,4 +1,9 @@
-"""The CNNs, registered by name so the CLI and the notebook can say ``model="original"``."""
+"""The CNNs, registered by name so the CLI and the notebook can say ``model="original_cnn"``.
+
+A model's name is never a preset's name: the ``original`` preset trains ``original_cnn``, ``quick`` trains
+``quick_cnn``, ``pad`` trains ``pad_cnn`` (presets: :mod:`mnist_lab.recipes`). The older model names, the same as the
+presets', still build the same models, so older checkpoints and older code keep working (:data:`RENAMED_MODELS`).
+"""
 
 import math
 
@@ -175,11 +180,11 @@ class DeepEnsemble(Ensemble):
         super().__init__([DeepCNN(), DeepCNN()])
 
 
-MODELS = {"original": OriginalCNN, "quick": QuickCNN, "lenet5": LeNet5, "deep": DeepCNN, "ensemble": DeepEnsemble,
-          "mlp": MLP, "pad": PadCNN}
+MODELS = {"original_cnn": OriginalCNN, "quick_cnn": QuickCNN, "lenet5": LeNet5, "deep": DeepCNN,
+          "ensemble": DeepEnsemble, "mlp": MLP, "pad_cnn": PadCNN}
 
-
-RENAMED_MODELS = {"seed": "original"}  # old names, still read (e.g. from older checkpoints)
+# Old names, still read (older checkpoints store them; older notebooks call build_model("quick")).
+RENAMED_MODELS = {"seed": "original_cnn", "original": "original_cnn", "quick": "quick_cnn", "pad": "pad_cnn"}
 
 
 def checked_model_name(name):

@@ -21,7 +21,7 @@ SCHEDULES = ("constant", "onecycle", "cosine", "step")
 class TrainConfig:
     """Everything that decides a training run (saved in every checkpoint and ``metrics.json``)."""
 
-    model: str = "quick"
+    model: str = "quick_cnn"
     epochs: int = 1
     batch_size: int = 128
     lr: float = 0.01  # Adam's learning rate; the peak rate for the one-cycle schedule
@@ -38,9 +38,9 @@ class TrainConfig:
 PRESETS = {
     # The original lesson's recipe (the seed document): Adam, lr 0.01, batch 64, constant rate; 3 epochs, as the
     # notebook runs it (the seed ran 10: `--epochs 10`, `make_config("original", epochs=10)`).
-    "original": TrainConfig(model="original", epochs=3, batch_size=64, lr=0.01, schedule="constant"),
+    "original": TrainConfig(model="original_cnn", epochs=3, batch_size=64, lr=0.01, schedule="constant"),
     # The fastest recipe to >= 99 % we measured on 2 CPU cores (benchmarks/speed.py): one epoch, one cycle.
-    "quick": TrainConfig(model="quick", epochs=1, batch_size=128, lr=0.01, schedule="onecycle"),
+    "quick": TrainConfig(model="quick_cnn", epochs=1, batch_size=128, lr=0.01, schedule="onecycle"),
     # The most accurate (benchmarks/best.py): two deeper CNNs voting, augmentation, one cycle; the epoch kept is
     # chosen on 5,000 held-out training images, never on the test set.
     "best": TrainConfig(model="ensemble", epochs=15, batch_size=128, lr=0.005, schedule="onecycle",
@@ -49,7 +49,7 @@ PRESETS = {
     # changed the ways other people's digits differ from it (mnist_lab.augment.like_drawings) and on generated
     # non-digits (mnist_lab.synthetic, mnist_lab.ood); the epoch kept and the threshold are chosen on 5,000
     # held-out training images. Shipped as mnist_lab/pad_model.pt, made by `python resources/make_pad_model.py`.
-    "pad": TrainConfig(model="pad", epochs=5, batch_size=128, lr=0.01, schedule="onecycle", val_size=5000,
+    "pad": TrainConfig(model="pad_cnn", epochs=5, batch_size=128, lr=0.01, schedule="onecycle", val_size=5000,
                        drawings=True, not_digits=0.25),
 }
 RENAMED = {"seed": "original"}  # old preset names that still work, with a notice (models: models.RENAMED_MODELS)
@@ -88,8 +88,9 @@ def make_config(preset="quick", environ=None, **changes):
 
 
 def checked_config(config):
-    """Return ``config`` unchanged if every value is usable, else raise :class:`UserError` saying which is not."""
-    checked_model_name(config.model)
+    """Return ``config`` if every value is usable (an older model name replaced by the current one), else raise
+    :class:`UserError` saying which is not."""
+    config = replace(config, model=checked_model_name(config.model))
     for name in ("epochs", "batch_size", "seed", "val_size", "patience"):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):

@@ -44,7 +44,7 @@ def test_train_dry_run_writes_metrics_and_checkpoint(capsys, tmp_path, mnist_roo
     assert code == 0 and "テスト正解率" in stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"test_accuracy", "train_seconds", "epochs", "model", "device", "history"} <= set(metrics)
-    assert metrics["model"] == "original" and metrics["epochs"] == 1 and metrics["dry_run"] is True
+    assert metrics["model"] == "original_cnn" and metrics["epochs"] == 1 and metrics["dry_run"] is True
     assert 0 <= metrics["test_accuracy"] <= 1 and len(metrics["history"]["records"]) == 1
     assert (out / "model.pt").is_file()
 
