@@ -63,8 +63,8 @@ def quick_run(root, seed):
                         "--device", "cpu", "--data", str(root), "--out", out],
                        cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wall = time.perf_counter() - start
-        metrics = json.loads((Path(out) / "metrics.json").read_text())
-    return metrics["train_seconds"], wall, metrics["test_accuracy"]
+        results = json.loads((Path(out) / "results.json").read_text())
+    return results["train_seconds"], wall, results["test_accuracy"]
 
 
 def main():

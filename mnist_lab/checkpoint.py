@@ -1,4 +1,4 @@
-"""Saving and loading checkpoints: ``state_dict`` + model name + config + metrics, never a pickled model.
+"""Saving and loading checkpoints: ``state_dict`` + model name + config + results, never a pickled model.
 
 Loading uses ``torch.load(weights_only=True)``, so a checkpoint can only hold tensors and plain data and cannot run
 code when it is opened. Saving is atomic (:mod:`mnist_lab.files`): a crash or a full disk leaves the old file whole.
@@ -19,8 +19,11 @@ FORMAT = "mnist_lab/1"
 MAKE_ONE = "`mnist-lab train`（または `python -m mnist_lab train`）が書いた model.pt を指定してください。"
 
 
-def save_checkpoint(path, model, config=None, metrics=None):
-    """Write ``model``'s weights with its registry name, its training config and metrics to ``path``.
+def save_checkpoint(path, model, config=None, results=None):
+    """Write ``model``'s weights with its registry name, its training config and results to ``path``.
+
+    ``results`` (such as ``{"test_accuracy": 0.99}``) is what the run measured; older versions stored it under
+    ``"metrics"``, which :func:`read_checkpoint` still reads as ``"results"``.
 
     Introduced in the lesson: main.ipynb §11.
     """
@@ -34,7 +37,7 @@ def save_checkpoint(path, model, config=None, metrics=None):
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     buffer = io.BytesIO()  # torch.save reports a full disk as a RuntimeError: write the bytes ourselves
     torch.save({"format": FORMAT, "model": model_name(model), "state_dict": state,
-                "config": dict(config or {}), "metrics": dict(metrics or {})}, buffer)
+                "config": dict(config or {}), "results": dict(results or {})}, buffer)
     with atomic_file(path) as f:
         f.write(buffer.getbuffer())
     return path
@@ -62,6 +65,8 @@ def read_checkpoint(path):
         raise UserError(f"{path} は mnist_lab のチェックポイントとして読めません（壊れているか別の形式です）。{MAKE_ONE}") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise UserError(f"{path} は mnist_lab のチェックポイントではありません。{MAKE_ONE}")
+    if "results" not in ckpt and "metrics" in ckpt:  # what older versions called it
+        ckpt["results"] = ckpt.pop("metrics")
     name = ckpt.get("model")
     ckpt["model"] = RENAMED_MODELS.get(name, name) if isinstance(name, str) else None
     if isinstance(ckpt.get("config"), dict) and isinstance(ckpt["config"].get("model"), str):  # the same, in its recipe

@@ -35,7 +35,7 @@ from .metrics import classification_table, confusion_matrix, summary
 from .models import MODELS, build_model
 from .ood import WARNING, read
 from .preprocess import load_image, preprocess_drawing
-from .recipes import PRESETS, SCHEDULES, make_config, preset_name
+from .recipes import PRESETS, SCHEDULES, make_config, preset_help, preset_name
 from .runs import new_run, write_run
 from .train import fit
 
@@ -110,11 +110,9 @@ TRAIN_FLAGS = (("--epochs", int, "エポック数"), ("--batch-size", int, "バ�
 
 
 def _add_train(sub):
-    t = sub.add_parser("train", help="モデルを学習して OUT/model.pt と OUT/metrics.json を書く")
+    t = sub.add_parser("train", help="モデルを学習して OUT/model.pt と OUT/results.json を書く")
     t.add_argument("--preset", default="quick", metavar="PRESET",
-                   help="学習レシピ（既定: quick = 1 エポックで99%%超、CPU 2 コアで 5〜16 秒。original = 元資料の CNN とレシピ（Adam lr 0.01・バッチ64）を授業と同じ"
-                        " 3 エポック（元資料どおりなら --epochs 10）。best = 深い CNN 2 つの確率の平均 + データ拡張で最高精度、CPU 2 コアで 15〜45 分。"
-                        "pad = お絵かき用: quick のモデルを手書き風のデータ拡張で 3 エポック、CPU 2 コアで約 1 分）")
+                   help=preset_help("quick").replace("%", "%%"))  # argparse formats help with %
     t.add_argument("--model", default=None, metavar="MODEL",
                    help=f"モデル: {', '.join(MODELS)}（既定: プリセットのもの）")
     for flag, kind, meaning in TRAIN_FLAGS:
@@ -189,14 +187,14 @@ def train_command(args):
         signals.hold()  # training is over: from here on a signal waits until the run is saved
         seconds = time.perf_counter() - start
         test_loss, test_accuracy = evaluate(model, data.X_test, data.y_test)
-        metrics = {"test_accuracy": test_accuracy, "test_loss": test_loss, "train_seconds": seconds,
+        results = {"test_accuracy": test_accuracy, "test_loss": test_loss, "train_seconds": seconds,
                    "epochs": len(history), "kept_epoch": history.kept_epoch, "best_epoch": history.best_epoch,
                    "model": config.model, "preset": preset, "device": str(device), "dry_run": args.dry_run,
                    "interrupted": history.interrupted}
-        write_run(run.staging, model, asdict(config), metrics, history)
+        write_run(run.staging, model, asdict(config), results, history)
     out = run.final
     print(one_line(f"テスト正解率 {test_accuracy:.2%}（学習 {seconds:.1f} 秒, {len(history)} エポック）→ {out}/model.pt, "
-                   f"{out}/metrics.json"))
+                   f"{out}/results.json"))
     if history.interrupted or signals.received:
         why = f"{signals.name()} を受けたので" if signals.received else ""
         kept = ("学習は終わっていたので最後までの結果" if not history.interrupted else

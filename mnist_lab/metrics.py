@@ -308,7 +308,7 @@ def averages_table(C):
 
 
 def summary(C):
-    """Return a flat dict of the headline numbers: accuracy and every averaged metric (for ``metrics.json``)."""
+    """Return a flat dict of the headline numbers: accuracy and every averaged metric."""
     C = _matrix(C)
     flat = {"accuracy": multiclass_accuracy(C)}
     flat.update({f"{name}_{avg}": float(value) for avg, row in averages_table(C).iterrows() for name, value in row.items()})

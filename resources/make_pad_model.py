@@ -33,9 +33,9 @@ def main():
     history = fit(model, data, config, device="cpu", progress=sys.stderr.isatty())
     seconds = time.perf_counter() - start
     _, test_accuracy = evaluate(model, data.X_test, data.y_test)
-    metrics = {"test_accuracy": test_accuracy, "train_seconds": seconds, "kept_epoch": history.kept_epoch,
+    results = {"test_accuracy": test_accuracy, "train_seconds": seconds, "kept_epoch": history.kept_epoch,
                "energy_threshold": threshold_of(model), "preset": "pad", "device": "cpu"}
-    save_checkpoint(args.out, model, asdict(config), metrics)
+    save_checkpoint(args.out, model, asdict(config), results)
     print(f"{args.out}: MNIST test {test_accuracy:.2%}, threshold {threshold_of(model):.2f}, {seconds:.0f} s")
     return 0
 

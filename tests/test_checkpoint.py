@@ -12,13 +12,13 @@ def test_roundtrip_predicts_the_same(tmp_path, name):
     loaded, ckpt = load_checkpoint(path)
     X = torch.randn(8, 1, 28, 28)
     assert torch.equal(predict_proba(model, X), predict_proba(loaded, X))
-    assert ckpt["config"] == {"lr": 0.01} and ckpt["metrics"] == {"test_accuracy": 0.5} and ckpt["model"] == name
+    assert ckpt["config"] == {"lr": 0.01} and ckpt["results"] == {"test_accuracy": 0.5} and ckpt["model"] == name
 
 
 def test_checkpoint_holds_only_plain_data(tmp_path):
     path = save_checkpoint(tmp_path / "m.pt", build_model("quick"))
     ckpt = torch.load(path, weights_only=True)  # would raise if anything but tensors and plain data were inside
-    assert set(ckpt) == {"format", "model", "state_dict", "config", "metrics"}
+    assert set(ckpt) == {"format", "model", "state_dict", "config", "results"}
 
 
 def test_loading_into_another_architecture_is_explained(tmp_path):

@@ -42,7 +42,7 @@ def test_train_dry_run_writes_metrics_and_checkpoint(capsys, tmp_path, mnist_roo
     code, stdout, _ = run_main(capsys, "train", "--preset", "original", "--dry-run", "--data", mnist_root,
                                "--device", "cpu", "--out", out)
     assert code == 0 and "テスト正解率" in stdout
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "results.json").read_text())
     assert {"test_accuracy", "train_seconds", "epochs", "model", "device", "history"} <= set(metrics)
     assert metrics["model"] == "original_cnn" and metrics["epochs"] == 1 and metrics["dry_run"] is True
     assert 0 <= metrics["test_accuracy"] <= 1 and len(metrics["history"]["records"]) == 1
@@ -120,7 +120,7 @@ def test_train_best_preset_switches_and_tensorboard(capsys, tmp_path, mnist_root
                                  "--device", "cpu", "--out", out, "--no-augment", "--schedule", "cosine",
                                  "--tensorboard", logs)
     assert code == 0, err
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "results.json").read_text())
     assert metrics["config"]["model"] == "ensemble" and metrics["config"]["augment"] is False
     assert metrics["config"]["schedule"] == "cosine" and metrics["config"]["val_size"] == 5000
     assert metrics["history"]["eval_split"] == "val" and metrics["best_epoch"] == 1

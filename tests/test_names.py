@@ -12,6 +12,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from mnist_lab import exercises
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,3 +79,107 @@ def test_the_exercise_calls_documented_exist():
     absent = [f"ex.{name}.{method}" for name, method in sorted(calls)
               if not callable(getattr(getattr(exercises, name, None), method, None))]
     assert not absent, f"documented but not in mnist_lab.exercises: {absent}"
+
+
+def older_run(folder):
+    """A run folder as older versions wrote it: ``metrics.json``, and ``"metrics"`` and ``"quick"`` in model.pt."""
+    import torch
+
+    from mnist_lab.history import History
+    from mnist_lab.models import build_model
+    from mnist_lab.recipes import make_config
+    from mnist_lab.runs import write_run
+
+    history = History(records=[{"epoch": 1, "train_loss": 0.3, "train_accuracy": 0.9, "eval_loss": 0.2,
+                                "eval_accuracy": 0.99, "seconds": 1.0, "lr": 0.01}], kept_epoch=1)
+    folder.mkdir()
+    write_run(folder, build_model("quick_cnn", seed=0), vars(make_config("quick")),
+              {"test_accuracy": 0.9907, "dry_run": True}, history)
+    (folder / "results.json").rename(folder / "metrics.json")
+    ckpt = torch.load(folder / "model.pt", weights_only=True)
+    ckpt["metrics"] = ckpt.pop("results")
+    ckpt["model"] = ckpt["config"]["model"] = "quick"
+    torch.save(ckpt, folder / "model.pt")
+    return folder
+
+
+def test_a_run_folder_written_by_an_older_version_still_loads(tmp_path):
+    from mnist_lab.checkpoint import load_checkpoint
+    from mnist_lab.report import run_notes
+    from mnist_lab.runs import is_run, read_run
+
+    run = older_run(tmp_path / "run")
+    assert is_run(run)
+    results, history = read_run(run)
+    assert results["test_accuracy"] == 0.9907 and len(history) == 1 and len(run_notes(results, history)) == 1
+    model, info = load_checkpoint(run / "model.pt")
+    assert info["results"]["test_accuracy"] == 0.9907 and "metrics" not in info
+    assert info["model"] == info["config"]["model"] == "quick_cnn" and type(model).__name__ == "QuickCNN"
+
+
+@pytest.mark.parametrize("where", ["beside", "into"])  # a folder renamed into place, or files moved into it
+def test_a_new_run_replaces_an_older_run_whole(tmp_path, monkeypatch, where):
+    from mnist_lab.errors import UserError
+    from mnist_lab.history import History
+    from mnist_lab.models import build_model
+    from mnist_lab.runs import new_run, read_run, write_run
+
+    run = older_run(tmp_path / "run")
+    if where == "into":
+        monkeypatch.chdir(run)  # the current folder is written into, never renamed
+    with pytest.raises(UserError), new_run(run):
+        pass  # an older run is a run: kept unless replacing it is asked for
+    with new_run(run, force=True) as new:
+        write_run(new.staging, build_model("mlp", seed=0), {"model": "mlp"}, {"test_accuracy": 0.5}, History())
+    assert sorted(p.name for p in run.iterdir()) == ["model.pt", "results.json"]
+    assert read_run(run)[0]["test_accuracy"] == 0.5
+
+
+# --- preset facts: written once, in mnist_lab/recipes.py --------------------------------------------------------
+
+def readme_presets_block():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("\n", readme.index("<!-- presets:")) + 1
+    return readme[start:readme.index("<!-- /presets -->")].strip()
+
+
+def test_the_readme_shows_the_presets_as_recipes_py_has_them():
+    from mnist_lab.recipes import preset_markdown
+
+    assert readme_presets_block() == preset_markdown(), (
+        "README's preset table differs from mnist_lab/recipes.py: edit FACTS/PRESETS there and paste the output of "
+        "python -c 'from mnist_lab.recipes import preset_markdown; print(preset_markdown())' between the markers")
+
+
+def test_every_preset_and_its_measured_figures_are_in_the_tables():
+    from mnist_lab.recipes import FACTS, PRESETS, preset_markdown, preset_table
+
+    table, markdown = preset_table(), preset_markdown()
+    assert list(table.index) == list(PRESETS) == list(FACTS)
+    for name, config in PRESETS.items():
+        row = " ".join(table.loc[name])
+        assert config.model in row and f"{FACTS[name].accuracy:.2%}" in row and FACTS[name].time in row
+        assert f"| `{name}` | {config.model}" in markdown
+
+
+def test_the_cli_help_is_made_from_the_recipes(monkeypatch, capsys):
+    from dataclasses import replace
+
+    from mnist_lab import cli, recipes
+
+    monkeypatch.setitem(recipes.PRESETS, "quick", replace(recipes.PRESETS["quick"], epochs=7, batch_size=96))
+    monkeypatch.setitem(recipes.FACTS, "quick", replace(recipes.FACTS["quick"], accuracy=0.1234, time="42 分"))
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "12.34%" in text and "42 分" in text and "quick: 7" in text and "quick: 96" in text
+
+
+def test_the_lesson_does_not_repeat_the_measured_figures():
+    """The lesson shows preset_table(); its prose would go stale if it wrote the figures again."""
+    from mnist_lab.recipes import FACTS
+
+    prose = "".join(source for _, kind, source in lesson_cells() if kind == "markdown")
+    repeated = [f"{name}: {figure}" for name, facts in FACTS.items()
+                for figure in (f"{facts.accuracy:.2%}", facts.time) if figure in prose]
+    assert not repeated, repeated
