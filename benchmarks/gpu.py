@@ -779,9 +779,9 @@ def prepare(carry):
     (carry / "requirements.txt").write_text("\n".join(tops) + "\n")
     raw = carry / "mnist" / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    from mnist_lab.data import RAW_FILES, data_root, ensure_mnist, raw_dir
+    from mnist_lab.data import RAW_FILES, ensure_mnist, mnist_folder, raw_dir
 
-    source = raw_dir(ensure_mnist(data_root(), download=False))
+    source = raw_dir(ensure_mnist(mnist_folder(), download=False))
     for name in RAW_FILES:
         with open(source / name, "rb") as f, gzip.open(raw / f"{name}.gz", "wb", compresslevel=9) as g:
             shutil.copyfileobj(f, g)
@@ -796,9 +796,9 @@ def canonical(name):
 
 def mnist_root(folder, scratch):
     """A data root holding MNIST's four raw files: ``folder`` itself, or its gzipped files unpacked into ``scratch``."""
-    from mnist_lab.data import RAW_FILES, data_root, raw_dir
+    from mnist_lab.data import RAW_FILES, mnist_folder, raw_dir
 
-    root = data_root(folder)
+    root = mnist_folder(folder)
     if all((raw_dir(root) / name).is_file() for name in RAW_FILES):
         return root
     unpacked = raw_dir(scratch)
@@ -824,7 +824,7 @@ PARTS = {"notebook": part_notebook, "sharing": part_sharing, "recipes": part_rec
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", default="gpu.json", help="where to write the figures (default: gpu.json)")
-    parser.add_argument("--data", default=None, help="MNIST (raw or gzipped; default: $MNIST_LAB_DATA, else ./data)")
+    parser.add_argument("--data", default=None, help="MNIST (raw or gzipped; default: $MNIST_LAB_DATA, else ./mnist_data)")
     parser.add_argument("--budget", type=float, default=480, help="seconds for the whole run (default: 480)")
     parser.add_argument("--dry", action="store_true", help="the dry mode even with CUDA (default: only without)")
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),

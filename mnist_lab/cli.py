@@ -25,7 +25,7 @@ import torch
 from .callbacks import Callback, TensorBoardLogger
 from .checkpoint import checkpoint_size, load_checkpoint
 from .console import one_line, safe_output
-from .data import ENV_ROOT, RAW_FILES, load_mnist
+from .data import DEFAULT_FOLDER, ENV_ROOT, RAW_FILES, load_mnist
 from .device import DEVICE_CHOICES, best_device
 from .errors import UserError
 from .files import os_error
@@ -94,8 +94,9 @@ def prog_name():
 
 
 def _add_data_and_device(p):
-    p.add_argument("--data", default=None, metavar="DIR", type=path_argument,
-                   help=f"MNIST を置く／読むフォルダ（既定: 環境変数 {ENV_ROOT}、なければ ./data）")
+    p.add_argument("--mnist-dir", "--data", dest="mnist_dir", default=None, metavar="DIR", type=path_argument,
+                   help=f"MNIST を置く／読むフォルダ（既定: 環境変数 {ENV_ROOT}、なければ ./{DEFAULT_FOLDER}。"
+                        "--data は以前の名前）")
     p.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
                    help="計算に使うデバイス（既定: auto = CUDA → MPS → CPU の順に選ぶ）")
 
@@ -179,7 +180,7 @@ def train_command(args):
     out = Path(args.out) if args.out else default_out(preset)
     with new_run(out, args.force, needed=checkpoint_size(model)) as run:  # checks --out before training
         callbacks = [tensorboard_logger(args.tensorboard, out)] if args.tensorboard else []
-        data = load_mnist(args.data, val_size=config.val_size, seed=config.seed)
+        data = load_mnist(args.mnist_dir, val_size=config.val_size, seed=config.seed)
         if args.dry_run:  # one batch of everything: proves the pipeline runs end to end in seconds
             data, config = data.head(config.batch_size, config.batch_size), replace(config, epochs=1)
         start = time.perf_counter()
@@ -257,7 +258,7 @@ class BestEffort(Callback):
 
 def evaluate_command(args):
     model, ckpt = load_checkpoint(args.checkpoint, device=best_device(args.device))
-    data = load_mnist(args.data)
+    data = load_mnist(args.mnist_dir)
     y_hat = predict_proba(model, data.X_test).argmax(1)
     C = confusion_matrix(data.y_test, y_hat)
     scores = summary(C)
@@ -296,7 +297,7 @@ def predict_command(args):
 def report_command(args):
     from .report import write_report  # matplotlib is only needed here
 
-    paths, notes = write_report(args.run_dir, args.data, best_device(args.device))
+    paths, notes = write_report(args.run_dir, args.mnist_dir, best_device(args.device))
     for path in paths:
         print(one_line(f"書きました: {path}"))
     for note in notes:

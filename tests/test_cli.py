@@ -78,7 +78,7 @@ def test_predict_keeps_going_past_a_bad_image(capsys, trained, tmp_path):
     (["train", "--preset", "turbo"], ["turbo"]),
     (["train", "--epochs", "0"], ["epochs"]),
     (["train", "--epochs", "two"], ["two"]),
-    (["train", "--data", "TMP/nowhere", "--dry-run", "--out", "TMP/o"], ["nowhere", "がありません"]),
+    (["train", "--mnist-dir", "TMP/nowhere", "--dry-run", "--out", "TMP/o"], ["nowhere", "がありません"]),
     (["evaluate", "TMP/missing.pt"], ["見つかりません"]),
     (["evaluate", "TMP/notes.txt"], ["読めません"]),
     (["predict", "TMP/missing.pt", "TMP/x.png"], ["見つかりません"]),

@@ -183,3 +183,25 @@ def test_the_lesson_does_not_repeat_the_measured_figures():
     repeated = [f"{name}: {figure}" for name, facts in FACTS.items()
                 for figure in (f"{facts.accuracy:.2%}", facts.time) if figure in prose]
     assert not repeated, repeated
+
+
+# --- the MNIST folder is not `data` (the lesson's tensors) ------------------------------------------------------
+
+def test_the_mnist_folder_older_versions_downloaded_into_is_still_read(tmp_path, monkeypatch):
+    from mnist_lab import data as D
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(D.ENV_ROOT, raising=False)
+    assert str(D.mnist_folder()) == "mnist_data"  # nothing downloaded yet: the new name
+    D.raw_dir("data").mkdir(parents=True)  # what an older version downloaded
+    assert str(D.mnist_folder()) == "data" and D.data_root is D.mnist_folder
+    (tmp_path / "mnist_data").mkdir()
+    assert str(D.mnist_folder()) == "mnist_data"
+
+
+def test_the_cli_takes_the_mnist_folder_by_its_new_and_its_old_flag():
+    from mnist_lab.cli import build_parser
+
+    for flag in ("--mnist-dir", "--data"):
+        args = build_parser().parse_args(["evaluate", "m.pt", flag, "somewhere"])
+        assert str(args.mnist_dir) == "somewhere" and not hasattr(args, "data")
