@@ -38,9 +38,7 @@ def fit(model, data, config, device=None, callbacks=(), progress=True):
 
     After each epoch the model is evaluated on the validation split (the test split when there is none: the test
     set never chooses anything); Ctrl+C stops cleanly, keeping the last finished (or best) epoch's weights.
-
-    Introduced in the lesson: main.ipynb §5.
-    """
+    Introduced in the lesson: main.ipynb §5."""
     device = torch.device(device) if device is not None else best_device()
     print(f"学習デバイス: {describe_device(device)}")
     torch.manual_seed(config.seed)  # dropout

@@ -215,7 +215,7 @@ def test_there_are_at_least_fifty_cases():
 def test_force_replaces_a_run_whole_and_drops_its_old_figures(place, capsys):
     code, _, err = run_cli(place, TRAIN + ["--out", "TMP/run", "--force"], capsys)
     assert code == 0, err
-    assert sorted(p.name for p in (place / "run").iterdir()) == ["results.json", "model.pt"]
+    assert sorted(p.name for p in (place / "run").iterdir()) == ["model.pt", "results.json"]
     assert json.loads((place / "run" / "results.json").read_text())["dry_run"] is True
     assert not list(place.glob(".*"))
 
