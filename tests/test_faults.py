@@ -280,7 +280,7 @@ mnist_lab.cli.main(["train", "--dry-run", "--device", "cpu", "--out", {out!r}, "
 """
 
 
-@pytest.mark.parametrize("target, after", [("mnist_lab.files.os.replace", 1),  # between model.pt and metrics.json
+@pytest.mark.parametrize("target, after", [("mnist_lab.files.os.replace", 1),  # between model.pt and results.json
                                            ("mnist_lab.runs.os.replace", 0),  # before the old run is moved aside
                                            ("mnist_lab.runs.os.replace", 1)])  # between moving old out and new in
 def test_a_crash_between_the_files_of_a_run_keeps_the_previous_run(place, target, after, capsys):
