@@ -16,6 +16,16 @@ from .files import atomic_file, file_problem, os_error
 from .models import MODELS, RENAMED_MODELS, build_model, model_name
 
 FORMAT = "mnist_lab/1"
+
+
+class Checkpoint(dict):
+    """A checkpoint as :func:`read_checkpoint` returns it: a dict, where ``ckpt["metrics"]`` (what older versions
+    called ``"results"``) still reads the results, so that a lesson saved before the rename still runs."""
+
+    def __missing__(self, key):
+        if key == "metrics" and "results" in self:
+            return self["results"]
+        raise KeyError(key)
 MAKE_ONE = "`mnist-lab train`（または `python -m mnist_lab train`）が書いた model.pt を指定してください。"
 
 
@@ -65,6 +75,7 @@ def read_checkpoint(path):
         raise UserError(f"{path} は mnist_lab のチェックポイントとして読めません（壊れているか別の形式です）。{MAKE_ONE}") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise UserError(f"{path} は mnist_lab のチェックポイントではありません。{MAKE_ONE}")
+    ckpt = Checkpoint(ckpt)
     if "results" not in ckpt and "metrics" in ckpt:  # what older versions called it
         ckpt["results"] = ckpt.pop("metrics")
     name = ckpt.get("model")

@@ -34,6 +34,11 @@ def best_device(name="auto"):
     return torch.device(name)
 
 
+def try_gpu(name="auto"):
+    """The older name of :func:`best_device`, kept so that a lesson saved before the rename still runs."""
+    return best_device(name)
+
+
 def describe_device(device):
     """Return a one-line human description of ``device``, e.g. ``'cuda (NVIDIA H100, 79.2 GiB)'``."""
     device = torch.device(device)

@@ -226,6 +226,11 @@ def one_vs_rest_accuracy(c):
     return _divide(c.TP + c.TN, c.TP + c.TN + c.FP + c.FN, "one-vs-rest accuracy")
 
 
+def accuracy(c):
+    """The older name of :func:`one_vs_rest_accuracy`, kept so that a lesson saved before the rename still runs."""
+    return one_vs_rest_accuracy(c)
+
+
 def precision(c):
     """TP / (TP + FP): of the images predicted as the digit, the share that really were it."""
     c = _as_counts(c)

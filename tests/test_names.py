@@ -205,3 +205,24 @@ def test_the_cli_takes_the_mnist_folder_by_its_new_and_its_old_flag():
     for flag in ("--mnist-dir", "--data"):
         args = build_parser().parse_args(["evaluate", "m.pt", flag, "somewhere"])
         assert str(args.mnist_dir) == "somewhere" and not hasattr(args, "data")
+
+
+def test_a_lesson_saved_before_the_renames_still_runs(tmp_path, monkeypatch):
+    """A student's own copy of main.ipynb is kept when the image updates the package: its older spellings work."""
+    import torch
+
+    from mnist_lab.checkpoint import load_checkpoint, save_checkpoint
+    from mnist_lab.data import data_root
+    from mnist_lab.device import best_device, try_gpu
+    from mnist_lab.metrics import Counts, accuracy, one_vs_rest_accuracy
+    from mnist_lab.models import build_model
+
+    assert try_gpu() == best_device() and try_gpu("cpu") == torch.device("cpu")
+    lazy = Counts(TP=0, FP=0, FN=3, TN=7)
+    assert accuracy(lazy) == one_vs_rest_accuracy(lazy) == 0.7
+    monkeypatch.setenv("MNIST_LAB_DATA", str(tmp_path))
+    assert data_root() == tmp_path
+    path = save_checkpoint(tmp_path / "model.pt", build_model("original", seed=0), {}, {"test_accuracy": 0.98})
+    _, info = load_checkpoint(path)
+    assert info["metrics"]["test_accuracy"] == info["results"]["test_accuracy"] == 0.98
+    assert info["model"] == "original_cnn"
