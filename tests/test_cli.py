@@ -42,9 +42,9 @@ def test_train_dry_run_writes_metrics_and_checkpoint(capsys, tmp_path, mnist_roo
     code, stdout, _ = run_main(capsys, "train", "--preset", "original", "--dry-run", "--data", mnist_root,
                                "--device", "cpu", "--out", out)
     assert code == 0 and "テスト正解率" in stdout
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "results.json").read_text())
     assert {"test_accuracy", "train_seconds", "epochs", "model", "device", "history"} <= set(metrics)
-    assert metrics["model"] == "original" and metrics["epochs"] == 1 and metrics["dry_run"] is True
+    assert metrics["model"] == "original_cnn" and metrics["epochs"] == 1 and metrics["dry_run"] is True
     assert 0 <= metrics["test_accuracy"] <= 1 and len(metrics["history"]["records"]) == 1
     assert (out / "model.pt").is_file()
 
@@ -78,7 +78,7 @@ def test_predict_keeps_going_past_a_bad_image(capsys, trained, tmp_path):
     (["train", "--preset", "turbo"], ["turbo"]),
     (["train", "--epochs", "0"], ["epochs"]),
     (["train", "--epochs", "two"], ["two"]),
-    (["train", "--data", "TMP/nowhere", "--dry-run", "--out", "TMP/o"], ["nowhere", "がありません"]),
+    (["train", "--mnist-dir", "TMP/nowhere", "--dry-run", "--out", "TMP/o"], ["nowhere", "がありません"]),
     (["evaluate", "TMP/missing.pt"], ["見つかりません"]),
     (["evaluate", "TMP/notes.txt"], ["読めません"]),
     (["predict", "TMP/missing.pt", "TMP/x.png"], ["見つかりません"]),
@@ -120,7 +120,7 @@ def test_train_best_preset_switches_and_tensorboard(capsys, tmp_path, mnist_root
                                  "--device", "cpu", "--out", out, "--no-augment", "--schedule", "cosine",
                                  "--tensorboard", logs)
     assert code == 0, err
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "results.json").read_text())
     assert metrics["config"]["model"] == "ensemble" and metrics["config"]["augment"] is False
     assert metrics["config"]["schedule"] == "cosine" and metrics["config"]["val_size"] == 5000
     assert metrics["history"]["eval_split"] == "val" and metrics["best_epoch"] == 1

@@ -25,12 +25,12 @@ def test_report_of_a_folder_that_is_no_run(tmp_path):
     result = subprocess.run([sys.executable, "-m", "mnist_lab", "report", str(tmp_path)], cwd=REPO,
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.startswith("エラー: ") and "metrics.json" in result.stderr
+    assert result.stderr.startswith("エラー: ") and "results.json" in result.stderr
 
 
 def test_report_of_a_broken_metrics_file(tmp_path, mnist_root, capsys):
     run = tmp_path / "run"
     main(["train", "--dry-run", "--data", str(mnist_root), "--device", "cpu", "--out", str(run)])
-    (run / "metrics.json").write_text("{broken")
+    (run / "results.json").write_text("{broken")
     assert main(["report", str(run), "--data", str(mnist_root)]) == 2
     assert "壊れています" in capsys.readouterr().err
