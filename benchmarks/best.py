@@ -25,7 +25,7 @@ def run(seed, device, epochs=None, ema=None):
         subprocess.run([sys.executable, "-m", "mnist_lab", "train", "--preset", "best", "--seed", str(seed),
                         "--device", device, "--out", out, *extra], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
         wall = time.perf_counter() - start
-        return json.loads((Path(out) / "metrics.json").read_text()), wall
+        return json.loads((Path(out) / "results.json").read_text()), wall
 
 
 def main():
@@ -37,11 +37,11 @@ def main():
     args = parser.parse_args()
     accuracies = []
     for seed in args.seeds:
-        metrics, wall = run(seed, args.device, args.epochs, args.ema)
-        accuracies.append(metrics["test_accuracy"])
-        print(f"seed {seed}: test accuracy {metrics['test_accuracy']:.2%} "
-              f"({round((1 - metrics['test_accuracy']) * 10000)} errors), epoch kept {metrics['best_epoch']} of "
-              f"{metrics['epochs']}, training {metrics['train_seconds']:.0f} s on {metrics['device']} "
+        results, wall = run(seed, args.device, args.epochs, args.ema)
+        accuracies.append(results["test_accuracy"])
+        print(f"seed {seed}: test accuracy {results['test_accuracy']:.2%} "
+              f"({round((1 - results['test_accuracy']) * 10000)} errors), epoch kept {results['best_epoch']} of "
+              f"{results['epochs']}, training {results['train_seconds']:.0f} s on {results['device']} "
               f"(whole command {wall:.0f} s)", flush=True)
     mean = statistics.mean(accuracies)
     print(f"mean test accuracy {mean:.3%} (min {min(accuracies):.2%}, max {max(accuracies):.2%}); "

@@ -232,11 +232,11 @@ def lesson_setup(dry):
     return f"""
 import json, os, time, torch
 from mnist_lab.data import load_mnist
-from mnist_lab.device import try_gpu
+from mnist_lab.device import best_device
 from mnist_lab.inference import evaluate
 from mnist_lab.models import build_model
 from mnist_lab.train import fit
-device = try_gpu()
+device = best_device()
 data = load_mnist(download=False){head}
 if device.type == "cuda":
     torch.ones(1, device=device)  # CUDA initialised, as by the lesson's first cell
@@ -779,9 +779,9 @@ def prepare(carry):
     (carry / "requirements.txt").write_text("\n".join(tops) + "\n")
     raw = carry / "mnist" / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    from mnist_lab.data import RAW_FILES, data_root, ensure_mnist, raw_dir
+    from mnist_lab.data import RAW_FILES, ensure_mnist, mnist_folder, raw_dir
 
-    source = raw_dir(ensure_mnist(data_root(), download=False))
+    source = raw_dir(ensure_mnist(mnist_folder(), download=False))
     for name in RAW_FILES:
         with open(source / name, "rb") as f, gzip.open(raw / f"{name}.gz", "wb", compresslevel=9) as g:
             shutil.copyfileobj(f, g)
@@ -796,9 +796,9 @@ def canonical(name):
 
 def mnist_root(folder, scratch):
     """A data root holding MNIST's four raw files: ``folder`` itself, or its gzipped files unpacked into ``scratch``."""
-    from mnist_lab.data import RAW_FILES, data_root, raw_dir
+    from mnist_lab.data import RAW_FILES, mnist_folder, raw_dir
 
-    root = data_root(folder)
+    root = mnist_folder(folder)
     if all((raw_dir(root) / name).is_file() for name in RAW_FILES):
         return root
     unpacked = raw_dir(scratch)
@@ -824,7 +824,7 @@ PARTS = {"notebook": part_notebook, "sharing": part_sharing, "recipes": part_rec
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", default="gpu.json", help="where to write the figures (default: gpu.json)")
-    parser.add_argument("--data", default=None, help="MNIST (raw or gzipped; default: $MNIST_LAB_DATA, else ./data)")
+    parser.add_argument("--data", default=None, help="MNIST (raw or gzipped; default: $MNIST_LAB_DATA, else ./mnist_data)")
     parser.add_argument("--budget", type=float, default=480, help="seconds for the whole run (default: 480)")
     parser.add_argument("--dry", action="store_true", help="the dry mode even with CUDA (default: only without)")
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),

@@ -76,13 +76,13 @@ def main():
     parser.add_argument("--rounds", type=int, default=2, help="runs of each notebook with --baseline (default: 2)")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
-    from mnist_lab.device import describe_device, try_gpu
+    from mnist_lab.device import best_device, describe_device
 
     if args.baseline:
         compare_with(args.baseline, args.preset, args.rounds)
         return 0
     nb, preset = notebook(REPO, args.preset)
-    print(f"device: {describe_device(try_gpu())}, PRESET = {preset!r}")
+    print(f"device: {describe_device(best_device())}, PRESET = {preset!r}")
     sections, cells, total = section_times(nb)
     for name, seconds in sections.items():
         print(f"{seconds:7.1f} s  {name}")

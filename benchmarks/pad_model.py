@@ -72,14 +72,15 @@ def main():
     parser.add_argument("--train", action="store_true", help="train the pad recipe now (default: the shipped model)")
     parser.add_argument("--quick", default=None, help="a quick model's checkpoint (default: train one now)")
     parser.add_argument("--runs", type=int, default=200, help="pad answers timed per model (default: 200)")
-    parser.add_argument("--data", default=None, help="MNIST folder (default: $MNIST_LAB_DATA, else ./data)")
+    parser.add_argument("--mnist-dir", "--data", dest="mnist_dir", default=None,
+                        help="MNIST folder (default: $MNIST_LAB_DATA, else ./mnist_data)")
     args = parser.parse_args()
-    data = load_mnist(args.data)
-    val = load_mnist(args.data, val_size=5000, seed=0).X_val  # the pad recipe's validation images
+    data = load_mnist(args.mnist_dir)
+    val = load_mnist(args.mnist_dir, val_size=5000, seed=0).X_val  # the pad recipe's validation images
     print("models:", flush=True)
     models = {"quick": load_checkpoint(args.quick)[0] if args.quick else trained("quick", data),
               "pad v1": load_checkpoint(BEFORE)[0],
-              "pad": trained("pad", load_mnist(args.data, val_size=5000)) if args.train else load_checkpoint(PAD_MODEL)[0]}
+              "pad": trained("pad", load_mnist(args.mnist_dir, val_size=5000)) if args.train else load_checkpoint(PAD_MODEL)[0]}
     limits = {name: threshold_of(m) or calibrated_threshold(scores_and_energy(m, val)[1]) for name, m in models.items()}
     sets = {"drawn (240, seed 0)": drawn_set(0), "drawn (720, seeds 1-3)": _joined([drawn_set(s) for s in (1, 2, 3)]),
             "fonts": font_set(0), "UCI (43 writers)": uci_set(), "photos": photo_set()}

@@ -27,7 +27,7 @@ from torchvision import transforms
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mnist_lab.data import data_root, ensure_mnist
+from mnist_lab.data import ensure_mnist, mnist_folder
 from mnist_lab.models import OriginalCNN
 
 
@@ -60,18 +60,18 @@ def quick_run(root, seed):
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "mnist_lab", "train", "--preset", "quick", "--seed", str(seed),
-                        "--device", "cpu", "--data", str(root), "--out", out],
+                        "--device", "cpu", "--mnist-dir", str(root), "--out", out],
                        cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wall = time.perf_counter() - start
-        metrics = json.loads((Path(out) / "metrics.json").read_text())
-    return metrics["train_seconds"], wall, metrics["test_accuracy"]
+        results = json.loads((Path(out) / "results.json").read_text())
+    return results["train_seconds"], wall, results["test_accuracy"]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="quick-preset seeds (default: 0 1 2)")
     args = parser.parse_args()
-    root = ensure_mnist(data_root(), download=False)
+    root = ensure_mnist(mnist_folder(), download=False)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     seed_seconds, seed_acc = seed_pipeline_epoch(root)
     print(f"(a) seed pipeline, 1 epoch:  {seed_seconds:6.2f} s   test accuracy {seed_acc:.2%}")

@@ -5,7 +5,7 @@ The notebook calls these; the command line is ``mnist-lab`` (or ``python -m mnis
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import MNISTData, load_mnist
-from .device import describe_device, free_gpu_memory, gpu_memory_mib, try_gpu
+from .device import best_device, describe_device, free_gpu_memory, gpu_memory_mib
 from .errors import UserError
 from .history import History
 from .inference import evaluate, evaluation_mode, predict_proba
@@ -16,8 +16,8 @@ from .recipes import PRESETS, TrainConfig, make_config
 from .train import fit
 
 __all__ = [
-    "MODELS", "PRESETS", "History", "MNISTData", "TrainConfig", "UserError", "build_model", "classification_table",
+    "MODELS", "PRESETS", "History", "MNISTData", "TrainConfig", "UserError", "best_device", "build_model", "classification_table",
     "confusion_matrix", "count_parameters", "describe_device", "evaluate", "evaluation_mode", "fit",
     "free_gpu_memory", "gpu_memory_mib", "layer_shapes", "load_checkpoint", "load_mnist", "make_config",
-    "one_vs_rest", "predict_proba", "preprocess_drawing", "save_checkpoint", "try_gpu",
+    "one_vs_rest", "predict_proba", "preprocess_drawing", "save_checkpoint",
 ]

@@ -46,7 +46,7 @@ def drawing_app(checkpoint=None):
     """
     path, words = model_source(checkpoint)
     model, ckpt = load_checkpoint(path)
-    accuracy = ckpt.get("metrics", {}).get("test_accuracy")
+    accuracy = ckpt.get("results", {}).get("test_accuracy")
     score = f"、MNIST テスト正解率 {accuracy:.2%}" if isinstance(accuracy, float) else ""
     source = widgets.HTML(f"モデル: {words} — {ckpt['model']}{score}").add_class("mnist-model-source")
     return widgets.VBox([source, DrawPad(model)])

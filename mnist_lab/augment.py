@@ -169,7 +169,10 @@ def _wobbled(X, generator, pixels=1.0):
 
 def shifted(X, right=0, down=0):
     """Return ``X`` (normalised ``N x 1 x 28 x 28``) moved ``right`` and ``down`` pixels (negative: left, up); the
-    pixels that come in are black, like MNIST's background."""
+    pixels that come in are black, like MNIST's background.
+
+    Introduced in the lesson: main.ipynb §6.
+    """
     out = torch.full_like(X, BACKGROUND)
     h, w = X.shape[-2:]
     rows_to, rows_from = slice(max(down, 0), h + min(down, 0)), slice(max(-down, 0), h - max(down, 0))

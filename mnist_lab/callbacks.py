@@ -191,6 +191,8 @@ class LiveCurves(Callback):
 
     ``points``: the training points so far, ``{"epoch": fraction of the run in epochs, "train_loss": ...,
     "train_accuracy": ...}``.
+
+    Introduced in the lesson: main.ipynb §5.
     """
 
     def __init__(self, points_per_epoch=20, seconds=2.0):

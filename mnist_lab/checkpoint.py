@@ -1,4 +1,4 @@
-"""Saving and loading checkpoints: ``state_dict`` + model name + config + metrics, never a pickled model.
+"""Saving and loading checkpoints: ``state_dict`` + model name + config + results, never a pickled model.
 
 Loading uses ``torch.load(weights_only=True)``, so a checkpoint can only hold tensors and plain data and cannot run
 code when it is opened. Saving is atomic (:mod:`mnist_lab.files`): a crash or a full disk leaves the old file whole.
@@ -16,11 +16,27 @@ from .files import atomic_file, file_problem, os_error
 from .models import MODELS, RENAMED_MODELS, build_model, model_name
 
 FORMAT = "mnist_lab/1"
+
+
+class Checkpoint(dict):
+    """A checkpoint as :func:`read_checkpoint` returns it: a dict, where ``ckpt["metrics"]`` (what older versions
+    called ``"results"``) still reads the results, so that a lesson saved before the rename still runs."""
+
+    def __missing__(self, key):
+        if key == "metrics" and "results" in self:
+            return self["results"]
+        raise KeyError(key)
 MAKE_ONE = "`mnist-lab train`（または `python -m mnist_lab train`）が書いた model.pt を指定してください。"
 
 
-def save_checkpoint(path, model, config=None, metrics=None):
-    """Write ``model``'s weights with its registry name, its training config and metrics to ``path``."""
+def save_checkpoint(path, model, config=None, results=None):
+    """Write ``model``'s weights with its registry name, its training config and results to ``path``.
+
+    ``results`` (such as ``{"test_accuracy": 0.99}``) is what the run measured; older versions stored it under
+    ``"metrics"``, which :func:`read_checkpoint` still reads as ``"results"``.
+
+    Introduced in the lesson: main.ipynb §11.
+    """
     if not isinstance(model, torch.nn.Module) or isinstance(path, torch.nn.Module):
         raise UserError("save_checkpoint(保存先のパス, モデル) の順に渡してください（例: save_checkpoint(\"model.pt\", model)）。")
     path = _path(path)
@@ -31,7 +47,7 @@ def save_checkpoint(path, model, config=None, metrics=None):
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     buffer = io.BytesIO()  # torch.save reports a full disk as a RuntimeError: write the bytes ourselves
     torch.save({"format": FORMAT, "model": model_name(model), "state_dict": state,
-                "config": dict(config or {}), "metrics": dict(metrics or {})}, buffer)
+                "config": dict(config or {}), "results": dict(results or {})}, buffer)
     with atomic_file(path) as f:
         f.write(buffer.getbuffer())
     return path
@@ -59,8 +75,13 @@ def read_checkpoint(path):
         raise UserError(f"{path} は mnist_lab のチェックポイントとして読めません（壊れているか別の形式です）。{MAKE_ONE}") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise UserError(f"{path} は mnist_lab のチェックポイントではありません。{MAKE_ONE}")
+    ckpt = Checkpoint(ckpt)
+    if "results" not in ckpt and "metrics" in ckpt:  # what older versions called it
+        ckpt["results"] = ckpt.pop("metrics")
     name = ckpt.get("model")
     ckpt["model"] = RENAMED_MODELS.get(name, name) if isinstance(name, str) else None
+    if isinstance(ckpt.get("config"), dict) and isinstance(ckpt["config"].get("model"), str):  # the same, in its recipe
+        ckpt["config"]["model"] = RENAMED_MODELS.get(ckpt["config"]["model"], ckpt["config"]["model"])
     if ckpt["model"] not in MODELS or not isinstance(ckpt.get("state_dict"), dict):
         raise UserError(f"{path} は mnist_lab のチェックポイントではありません。{MAKE_ONE}")
     problem = next(filter(None, (_impossible(k, v) for k, v in ckpt["state_dict"].items())), None)
@@ -96,6 +117,8 @@ def load_checkpoint(path, model=None, device="cpu"):
 
     Without ``model`` a fresh one of the stored architecture is built. With ``model``, its architecture must be the
     stored one, else :class:`UserError` says which architecture the file holds.
+
+    Introduced in the lesson: main.ipynb §10.
     """
     ckpt = read_checkpoint(path)
     name = ckpt["model"]
@@ -118,7 +141,7 @@ def load_checkpoint(path, model=None, device="cpu"):
         return model.to(device), ckpt
     except (RuntimeError, AssertionError, ValueError, TypeError) as e:  # no such device here (cuda on a laptop)
         raise UserError(f"デバイス {device} が使えません（{str(e).splitlines()[0][:80] if str(e) else type(e).__name__}）。"
-                        "device を指定しないか、try_gpu() が選ぶデバイスを使ってください。") from e
+                        "device を指定しないか、best_device() が選ぶデバイスを使ってください。") from e
 
 
 def _path(path):

@@ -25,8 +25,8 @@ import torch
 from .callbacks import Callback, TensorBoardLogger
 from .checkpoint import checkpoint_size, load_checkpoint
 from .console import one_line, safe_output
-from .data import ENV_ROOT, RAW_FILES, load_mnist
-from .device import DEVICE_CHOICES, try_gpu
+from .data import DEFAULT_FOLDER, ENV_ROOT, RAW_FILES, load_mnist
+from .device import DEVICE_CHOICES, best_device
 from .errors import UserError
 from .files import os_error
 from .inference import evaluate, predict_proba
@@ -35,7 +35,7 @@ from .metrics import classification_table, confusion_matrix, summary
 from .models import MODELS, build_model
 from .ood import WARNING, read
 from .preprocess import load_image, preprocess_drawing
-from .recipes import PRESETS, SCHEDULES, make_config, preset_name
+from .recipes import PRESETS, SCHEDULES, make_config, preset_help, preset_name
 from .runs import new_run, write_run
 from .train import fit
 
@@ -94,8 +94,9 @@ def prog_name():
 
 
 def _add_data_and_device(p):
-    p.add_argument("--data", default=None, metavar="DIR", type=path_argument,
-                   help=f"MNIST を置く／読むフォルダ（既定: 環境変数 {ENV_ROOT}、なければ ./data）")
+    p.add_argument("--mnist-dir", "--data", dest="mnist_dir", default=None, metavar="DIR", type=path_argument,
+                   help=f"MNIST を置く／読むフォルダ（既定: 環境変数 {ENV_ROOT}、なければ ./{DEFAULT_FOLDER}。"
+                        "--data は以前の名前）")
     p.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
                    help="計算に使うデバイス（既定: auto = CUDA → MPS → CPU の順に選ぶ）")
 
@@ -110,11 +111,9 @@ TRAIN_FLAGS = (("--epochs", int, "エポック数"), ("--batch-size", int, "バ�
 
 
 def _add_train(sub):
-    t = sub.add_parser("train", help="モデルを学習して OUT/model.pt と OUT/metrics.json を書く")
+    t = sub.add_parser("train", help="モデルを学習して OUT/model.pt と OUT/results.json を書く")
     t.add_argument("--preset", default="quick", metavar="PRESET",
-                   help="学習レシピ（既定: quick = 1 エポックで99%%超、CPU 2 コアで 5〜16 秒。original = 元資料の CNN とレシピ（Adam lr 0.01・バッチ64）を授業と同じ"
-                        " 3 エポック（元資料どおりなら --epochs 10）。best = 深い CNN 2 つの確率の平均 + データ拡張で最高精度、CPU 2 コアで 15〜45 分。"
-                        "pad = お絵かき用: quick のモデルを手書き風のデータ拡張で 3 エポック、CPU 2 コアで約 1 分）")
+                   help=preset_help("quick").replace("%", "%%"))  # argparse formats help with %
     t.add_argument("--model", default=None, metavar="MODEL",
                    help=f"モデル: {', '.join(MODELS)}（既定: プリセットのもの）")
     for flag, kind, meaning in TRAIN_FLAGS:
@@ -176,12 +175,12 @@ def train_command(args):
                          augment=args.augment, drawings=args.drawings, patience=args.patience, ema=args.ema)
     if config.val_size >= TRAIN_IMAGES:  # known before the data is loaded
         raise UserError(f"検証データの数 {config.val_size} は 0 以上 {TRAIN_IMAGES} 未満にしてください（MNIST の学習データは {TRAIN_IMAGES} 枚）。")
-    device = try_gpu(args.device)
+    device = best_device(args.device)
     model = build_model(config.model, seed=config.seed)
     out = Path(args.out) if args.out else default_out(preset)
     with new_run(out, args.force, needed=checkpoint_size(model)) as run:  # checks --out before training
         callbacks = [tensorboard_logger(args.tensorboard, out)] if args.tensorboard else []
-        data = load_mnist(args.data, val_size=config.val_size, seed=config.seed)
+        data = load_mnist(args.mnist_dir, val_size=config.val_size, seed=config.seed)
         if args.dry_run:  # one batch of everything: proves the pipeline runs end to end in seconds
             data, config = data.head(config.batch_size, config.batch_size), replace(config, epochs=1)
         start = time.perf_counter()
@@ -189,14 +188,14 @@ def train_command(args):
         signals.hold()  # training is over: from here on a signal waits until the run is saved
         seconds = time.perf_counter() - start
         test_loss, test_accuracy = evaluate(model, data.X_test, data.y_test)
-        metrics = {"test_accuracy": test_accuracy, "test_loss": test_loss, "train_seconds": seconds,
+        results = {"test_accuracy": test_accuracy, "test_loss": test_loss, "train_seconds": seconds,
                    "epochs": len(history), "kept_epoch": history.kept_epoch, "best_epoch": history.best_epoch,
                    "model": config.model, "preset": preset, "device": str(device), "dry_run": args.dry_run,
                    "interrupted": history.interrupted}
-        write_run(run.staging, model, asdict(config), metrics, history)
+        write_run(run.staging, model, asdict(config), results, history)
     out = run.final
     print(one_line(f"テスト正解率 {test_accuracy:.2%}（学習 {seconds:.1f} 秒, {len(history)} エポック）→ {out}/model.pt, "
-                   f"{out}/metrics.json"))
+                   f"{out}/results.json"))
     if history.interrupted or signals.received:
         why = f"{signals.name()} を受けたので" if signals.received else ""
         kept = ("学習は終わっていたので最後までの結果" if not history.interrupted else
@@ -241,6 +240,9 @@ class BestEffort(Callback):
                   file=sys.stderr)
             return False
 
+    def on_train_begin(self, model, history, epochs, steps_per_epoch):
+        self._call("on_train_begin", model, history, epochs, steps_per_epoch)
+
     def on_step(self, model, loss, correct, size):
         self._call("on_step", model, loss, correct, size)
 
@@ -258,8 +260,8 @@ class BestEffort(Callback):
 
 
 def evaluate_command(args):
-    model, ckpt = load_checkpoint(args.checkpoint, device=try_gpu(args.device))
-    data = load_mnist(args.data)
+    model, ckpt = load_checkpoint(args.checkpoint, device=best_device(args.device))
+    data = load_mnist(args.mnist_dir)
     y_hat = predict_proba(model, data.X_test).argmax(1)
     C = confusion_matrix(data.y_test, y_hat)
     scores = summary(C)
@@ -271,7 +273,7 @@ def evaluate_command(args):
 
 def predict_command(args):
     """Read each image on its own: one that cannot be read is one line on stderr, and the rest are still read."""
-    model, _ = load_checkpoint(args.checkpoint, device=try_gpu(args.device))
+    model, _ = load_checkpoint(args.checkpoint, device=best_device(args.device))
     status, results = 0, []
     for path in args.images:
         try:
@@ -298,7 +300,7 @@ def predict_command(args):
 def report_command(args):
     from .report import write_report  # matplotlib is only needed here
 
-    paths, notes = write_report(args.run_dir, args.data, try_gpu(args.device))
+    paths, notes = write_report(args.run_dir, args.mnist_dir, best_device(args.device))
     for path in paths:
         print(one_line(f"書きました: {path}"))
     for note in notes:

@@ -17,6 +17,8 @@ def compare(data, configs, device=None, progress=True):
     Each model's epoch is chosen on validation when it has one; the test set is only measured, once, at the end.
     Ctrl+C (■) stops the whole comparison: the model being trained is measured as it is, the rest are listed as
     not trained.
+
+    Introduced in the lesson: main.ipynb §12.
     """
     import pandas as pd
 

@@ -16,7 +16,8 @@ from .errors import UserError
 from .files import os_error
 
 MEAN, STD = 0.1307, 0.3081  # of the MNIST training pixels, scaled to [0, 1]
-DEFAULT_ROOT = "data"
+DEFAULT_FOLDER = "mnist_data"  # the MNIST folder when none is named (`data` is the lesson's tensors, MNISTData)
+OLD_DEFAULT_FOLDER = "data"  # where older versions downloaded MNIST; still read when it holds it
 ENV_ROOT = "MNIST_LAB_DATA"
 
 # The uncompressed IDX files as torchvision lays them out, with their sizes and published MD5 sums.
@@ -28,9 +29,20 @@ RAW_FILES = {
 }
 
 
-def data_root(root=None):
-    """Return the data folder: ``root`` if given, else ``$MNIST_LAB_DATA``, else ``./data``."""
-    return Path(root or os.environ.get(ENV_ROOT) or DEFAULT_ROOT)
+def mnist_folder(root=None):
+    """Return the MNIST folder (the ``root`` holding ``MNIST/raw/``): ``root`` if given, else ``$MNIST_LAB_DATA``,
+    else ``./mnist_data`` (or ``./data``, where older versions downloaded it, when only that holds MNIST).
+
+    Introduced in the lesson: main.ipynb §5.
+    """
+    if root or os.environ.get(ENV_ROOT):
+        return Path(root or os.environ.get(ENV_ROOT))
+    if not Path(DEFAULT_FOLDER).exists() and raw_dir(OLD_DEFAULT_FOLDER).is_dir():
+        return Path(OLD_DEFAULT_FOLDER)
+    return Path(DEFAULT_FOLDER)
+
+
+data_root = mnist_folder  # its older name, still called by older copies of the lesson
 
 
 def raw_dir(root):
@@ -71,14 +83,14 @@ def _missing_message(folder, missing, downloaded):
 
 
 def _checked_root(root):
-    """Return the data folder; :class:`UserError` when it is a file, unreadable, or a folder named by the user that
+    """Return the MNIST folder; :class:`UserError` when it is a file, unreadable, or a folder named by the user that
     does not exist (a typo must not silently become a new download folder)."""
     named = root is not None or bool(os.environ.get(ENV_ROOT))
-    root = data_root(root)
+    root = mnist_folder(root)
     if root.exists() and not root.is_dir():
-        raise UserError(f"{root} はファイルです。MNIST のフォルダ（中に MNIST/raw/ がある場所）を --data に指定してください。")
+        raise UserError(f"{root} はファイルです。MNIST のフォルダ（中に MNIST/raw/ がある場所）を --mnist-dir に指定してください。")
     if named and not root.exists():
-        raise UserError(f"データのフォルダ {root} がありません。パスを確かめてください（そこにダウンロードするなら、先に"
+        raise UserError(f"MNIST のフォルダ {root} がありません。パスを確かめてください（そこにダウンロードするなら、先に"
                         f" `mkdir -p {root}` してください）。")
     for folder in (root, raw_dir(root)):
         try:
@@ -201,6 +213,8 @@ def load_mnist(root=None, val_size=0, seed=0, download=True):
 
     The validation images are chosen by a permutation seeded with ``seed``, so they are the same every run and on
     every device. The test set is never used to choose anything.
+
+    Introduced in the lesson: main.ipynb §3.
     """
     root = ensure_mnist(root, download)
     images, labels = read_split(root, train=True)
@@ -217,6 +231,8 @@ def shuffled_batches(X, y, batch_size, generator=None):
 
     The permutation is drawn on the CPU (so a seed gives the same batches on every device) and applied on the data's
     own device. (For a fixed order, ``zip(X.split(n), y.split(n))`` is all it takes.)
+
+    Introduced in the lesson: main.ipynb §5.
     """
     order = torch.randperm(len(y), generator=generator).to(y.device)
     for idx in order.split(batch_size):

@@ -1,4 +1,4 @@
-"""Choosing the compute device and looking at GPU memory (one helper, like d2l's ``try_gpu``)."""
+"""Choosing the compute device (:func:`best_device`: CUDA, then Apple MPS, then CPU) and looking at GPU memory."""
 
 import gc
 
@@ -13,11 +13,13 @@ def _mps_available():
     return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
 
 
-def try_gpu(name="auto"):
+def best_device(name="auto"):
     """Return the device to compute on: CUDA, then Apple MPS, then CPU for ``"auto"``, else the one named.
 
-    >>> try_gpu("cpu")
+    >>> best_device("cpu")
     device(type='cpu')
+
+    Introduced in the lesson: main.ipynb §1.
     """
     if name not in DEVICE_CHOICES:
         raise UserError(f"デバイス '{name}' は使えません。{', '.join(DEVICE_CHOICES)} のどれかを指定してください。")
@@ -32,6 +34,11 @@ def try_gpu(name="auto"):
     return torch.device(name)
 
 
+def try_gpu(name="auto"):
+    """The older name of :func:`best_device`, kept so that a lesson saved before the rename still runs."""
+    return best_device(name)
+
+
 def describe_device(device):
     """Return a one-line human description of ``device``, e.g. ``'cuda (NVIDIA H100, 79.2 GiB)'``."""
     device = torch.device(device)
@@ -44,7 +51,10 @@ def describe_device(device):
 
 
 def gpu_memory_mib(device=None):
-    """Return ``{"allocated": MiB, "reserved": MiB}`` held by this process on a CUDA device (zeros without one)."""
+    """Return ``{"allocated": MiB, "reserved": MiB}`` held by this process on a CUDA device (zeros without one).
+
+    Introduced in the lesson: main.ipynb §13.
+    """
     if not torch.cuda.is_available():
         return {"allocated": 0.0, "reserved": 0.0}
     return {
@@ -57,6 +67,8 @@ def free_gpu_memory():
     """Collect garbage and give PyTorch's cached CUDA memory back; returns :func:`gpu_memory_mib` afterwards.
 
     Only tensors nobody references any more are freed: delete your variables first (``del model``).
+
+    Introduced in the lesson: main.ipynb §13.
     """
     gc.collect()
     if torch.cuda.is_available():
@@ -65,12 +77,15 @@ def free_gpu_memory():
 
 
 def environment_report(device=None):
-    """Return a few lines on Python, PyTorch, CUDA and the device in use, in Japanese, for the lesson's first cell."""
+    """Return a few lines on Python, PyTorch, CUDA and the device in use, in Japanese, for the lesson's first cell.
+
+    Introduced in the lesson: main.ipynb §1.
+    """
     import platform
 
     import torchvision
 
-    device = torch.device(device) if device is not None else try_gpu()
+    device = torch.device(device) if device is not None else best_device()
     lines = [f"Python {platform.python_version()} / PyTorch {torch.__version__} / torchvision {torchvision.__version__}",
              f"使うデバイス: {describe_device(device)}"]
     if device.type == "cuda":

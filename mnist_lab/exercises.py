@@ -16,6 +16,8 @@ the next check or the reference answer. ``ex.NAME.hint()`` shows the next hint t
 one a wrong check showed counts as shown), ``ex.NAME.solution()`` the answer as code. Each shows itself at once, so
 a check and a hint in one cell are both seen. The reference answers are :mod:`mnist_lab.metrics` itself, so the
 exercises and the library can never disagree. ``ex.NAME.result(fn)`` returns the verdict instead.
+
+Introduced in the lesson: main.ipynb §8.
 """
 
 import ast
@@ -343,7 +345,7 @@ def _always_not(y, k):
     """A detector that answers "not k" for every image: TP = FP = 0, FN = the k's, TN = the rest."""
     y = np.asarray(y)
     c = M.Counts(TP=0, FP=0, FN=int((y == k).sum()), TN=int((y != k).sum()))
-    return M.accuracy(c), M.recall(c)
+    return M.one_vs_rest_accuracy(c), M.recall(c)
 
 
 # Rows are not symmetric to columns and TP != TN, so swapped rows/columns or swapped counts fail.

@@ -44,7 +44,7 @@ class History:
 
 
 class HistoryError(UserError, ValueError):
-    """A history that no training wrote (a hand-edited ``metrics.json``...), explained in one Japanese line."""
+    """A history that no training wrote (a hand-edited ``results.json``...), explained in one Japanese line."""
 
 
 REQUIRED = ("epoch", "train_loss", "train_accuracy", "eval_loss", "eval_accuracy")

@@ -45,7 +45,10 @@ def batch_size_for(device):
 
 
 def evaluate(model, X, y, batch_size=None):
-    """Return ``(mean cross-entropy loss, accuracy)`` of ``model`` on ``X, y``: sums counted, divided once."""
+    """Return ``(mean cross-entropy loss, accuracy)`` of ``model`` on ``X, y``: sums counted, divided once.
+
+    Introduced in the lesson: main.ipynb §6.
+    """
     device = device_of(model)
     batch_size = batch_size or batch_size_for(device)
     loss_sum = correct = 0.0
@@ -59,7 +62,10 @@ def evaluate(model, X, y, batch_size=None):
 
 
 def predict_proba(model, X, batch_size=None):
-    """Return the class probabilities ``(N, 10)`` of ``model`` for images ``X``, as a CPU float tensor."""
+    """Return the class probabilities ``(N, 10)`` of ``model`` for images ``X``, as a CPU float tensor.
+
+    Introduced in the lesson: main.ipynb §6.
+    """
     device = device_of(model)
     batch_size = batch_size or batch_size_for(device)
     with evaluation_mode(model):
@@ -68,7 +74,10 @@ def predict_proba(model, X, batch_size=None):
 
 
 def activations(model, X, layers):
-    """Return ``{layer name: output}`` of the named layers of ``model`` (e.g. ``"conv.0"``) for images ``X``."""
+    """Return ``{layer name: output}`` of the named layers of ``model`` (e.g. ``"conv.0"``) for images ``X``.
+
+    Introduced in the lesson: main.ipynb §6.
+    """
     modules, found = dict(model.named_modules()), {}
     hooks = [modules[name].register_forward_hook(lambda m, i, out, name=name: found.__setitem__(name, out.float().cpu()))
              for name in layers]

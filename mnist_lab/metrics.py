@@ -9,7 +9,7 @@
    - FN (false negative): true ``k``, predicted not ``k``   = row ``k`` minus TP
    - TN (true negative):  neither                          = everything else
 
-3. Every metric is a formula over those counts (:func:`accuracy`, :func:`precision`, :func:`recall`, :func:`f1`,
+3. Every metric is a formula over those counts (:func:`one_vs_rest_accuracy`, :func:`precision`, :func:`recall`, :func:`f1`,
    :func:`specificity`);
    a 0/0 is decided in one place, :func:`_divide`: the result is 0 and an :class:`UndefinedMetricWarning` is issued,
    as scikit-learn does by default.
@@ -47,7 +47,10 @@ class UndefinedMetricWarning(UserWarning):
 
 
 class Counts(NamedTuple):
-    """One-vs-rest counts; each field is an int (one digit) or an array with one entry per digit."""
+    """One-vs-rest counts; each field is an int (one digit) or an array with one entry per digit.
+
+    Introduced in the lesson: main.ipynb §7.
+    """
 
     TP: object
     FP: object
@@ -153,6 +156,8 @@ def confusion_matrix(y_true, y_pred, num_classes=10):
 
     Accepts lists, NumPy arrays or tensors of integer labels; anything else is a :class:`MetricInputError` saying
     what is wrong (strings, None, probabilities, fractions, labels outside ``0..num_classes-1``, unequal lengths).
+
+    Introduced in the lesson: main.ipynb §7.
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or not 1 <= num_classes <= 1000:
         raise MetricInputError(f"num_classes は 1〜1000 の整数にしてください（今は {_short(num_classes)}）。")
@@ -163,7 +168,10 @@ def confusion_matrix(y_true, y_pred, num_classes=10):
 
 
 def one_vs_rest(C, k):
-    """Return the :class:`Counts` of digit ``k`` against all other digits."""
+    """Return the :class:`Counts` of digit ``k`` against all other digits.
+
+    Introduced in the lesson: main.ipynb §7.
+    """
     C = _matrix(C)
     k = _digit(k, C)
     TP = int(C[k, k])
@@ -207,10 +215,20 @@ def _divide(numerator, denominator, metric):
     return float(result) if result.ndim == 0 else result
 
 
-def accuracy(c):
-    """(TP + TN) / (TP + TN + FP + FN): the share of all predictions that were right."""
+def one_vs_rest_accuracy(c):
+    """(TP + TN) / (TP + TN + FP + FN): of all images, the share rightly called the digit or not the digit.
+
+    This is one digit against the rest; the accuracy over all ten digits is :func:`multiclass_accuracy`.
+
+    Introduced in the lesson: main.ipynb §7.
+    """
     c = _as_counts(c)
-    return _divide(c.TP + c.TN, c.TP + c.TN + c.FP + c.FN, "accuracy")
+    return _divide(c.TP + c.TN, c.TP + c.TN + c.FP + c.FN, "one-vs-rest accuracy")
+
+
+def accuracy(c):
+    """The older name of :func:`one_vs_rest_accuracy`, kept so that a lesson saved before the rename still runs."""
+    return one_vs_rest_accuracy(c)
 
 
 def precision(c):
@@ -220,7 +238,10 @@ def precision(c):
 
 
 def recall(c):
-    """TP / (TP + FN): of the images that really were the digit, the share predicted as it."""
+    """TP / (TP + FN): of the images that really were the digit, the share predicted as it.
+
+    Introduced in the lesson: main.ipynb §7.
+    """
     c = _as_counts(c)
     return _divide(c.TP, c.TP + c.FN, "recall")
 
@@ -238,7 +259,8 @@ def specificity(c):
 
 
 def multiclass_accuracy(C):
-    """trace(C) / sum(C): the share of all images whose digit was predicted right (sklearn's accuracy_score)."""
+    """trace(C) / sum(C): the share of all images whose digit was predicted right, over all ten digits (sklearn's
+    accuracy_score; ``summary(C)["accuracy"]``, :func:`mnist_lab.inference.evaluate` and ``test_accuracy``)."""
     C = _matrix(C)
     return _divide(np.trace(C), C.sum(), "accuracy")
 
@@ -268,7 +290,10 @@ def averaged(metric, C, average):
 
 
 def classification_table(C):
-    """Return a DataFrame with one row per digit: ``TP, FP, FN, TN, precision, recall, f1, support``."""
+    """Return a DataFrame with one row per digit: ``TP, FP, FN, TN, precision, recall, f1, support``.
+
+    Introduced in the lesson: main.ipynb §7.
+    """
     c = class_counts(C)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)  # 0 is the documented value; the table shows it
@@ -288,7 +313,7 @@ def averages_table(C):
 
 
 def summary(C):
-    """Return a flat dict of the headline numbers: accuracy and every averaged metric (for ``metrics.json``)."""
+    """Return a flat dict of the headline numbers: accuracy and every averaged metric."""
     C = _matrix(C)
     flat = {"accuracy": multiclass_accuracy(C)}
     flat.update({f"{name}_{avg}": float(value) for avg, row in averages_table(C).iterrows() for name, value in row.items()})

@@ -1,4 +1,9 @@
-"""The CNNs, registered by name so the CLI and the notebook can say ``model="original"``."""
+"""The CNNs, registered by name so the CLI and the notebook can say ``model="original_cnn"``.
+
+A model's name is never a preset's name: the ``original`` preset trains ``original_cnn``, ``quick`` trains
+``quick_cnn``, ``pad`` trains ``pad_cnn`` (presets: :mod:`mnist_lab.recipes`). The older model names, the same as the
+presets', still build the same models, so older checkpoints and older code keep working (:data:`RENAMED_MODELS`).
+"""
 
 import math
 
@@ -175,11 +180,11 @@ class DeepEnsemble(Ensemble):
         super().__init__([DeepCNN(), DeepCNN()])
 
 
-MODELS = {"original": OriginalCNN, "quick": QuickCNN, "lenet5": LeNet5, "deep": DeepCNN, "ensemble": DeepEnsemble,
-          "mlp": MLP, "pad": PadCNN}
+MODELS = {"original_cnn": OriginalCNN, "quick_cnn": QuickCNN, "lenet5": LeNet5, "deep": DeepCNN,
+          "ensemble": DeepEnsemble, "mlp": MLP, "pad_cnn": PadCNN}
 
-
-RENAMED_MODELS = {"seed": "original"}  # old names, still read (e.g. from older checkpoints)
+# Old names, still read (older checkpoints store them; older notebooks call build_model("quick")).
+RENAMED_MODELS = {"seed": "original_cnn", "original": "original_cnn", "quick": "quick_cnn", "pad": "pad_cnn"}
 
 
 def checked_model_name(name):
@@ -191,7 +196,10 @@ def checked_model_name(name):
 
 
 def build_model(name, seed=None):
-    """Return a fresh model of the registered ``name``; ``seed`` makes its initial weights reproducible."""
+    """Return a fresh model of the registered ``name``; ``seed`` makes its initial weights reproducible.
+
+    Introduced in the lesson: main.ipynb §4.
+    """
     name = checked_model_name(name)
     if seed is not None:
         torch.manual_seed(seed)
@@ -211,6 +219,8 @@ def count_parameters(model):
 
     >>> count_parameters(OriginalCNN())
     63626
+
+    Introduced in the lesson: main.ipynb §4.
     """
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
@@ -271,6 +281,8 @@ def layer_table(model, input_shape=(1, 1, 28, 28)):
     ['畳み込み', 'バッチ正規化', 'ReLU', '最大プーリング', '平らにする', '全結合']
     >>> layer_table(OriginalCNN())[0]["働き"]
     '5×5 のフィルタ 32 枚を画像の上で滑らせ、線や角などの模様を探す（周りを 2 ピクセル 0 で埋める padding で、縦横は変わらない）'
+
+    Introduced in the lesson: main.ipynb §4.
     """
     modules = dict(model.named_modules())
     rows = []
@@ -288,6 +300,8 @@ def first_block(model, input_shape=(1, 1, 28, 28)):
 
     >>> first_block(OriginalCNN())
     [('conv.0', '畳み込み'), ('conv.1', 'バッチ正規化'), ('conv.2', 'ReLU'), ('conv.3', '最大プーリング')]
+
+    Introduced in the lesson: main.ipynb §6.
     """
     modules, block = dict(model.named_modules()), []
     for name, _ in layer_shapes(model, input_shape):
@@ -302,7 +316,10 @@ def first_block(model, input_shape=(1, 1, 28, 28)):
 
 
 def first_convolution(model):
-    """Return the first convolution an image meets in ``model`` (``None`` for a model without one)."""
+    """Return the first convolution an image meets in ``model`` (``None`` for a model without one).
+
+    Introduced in the lesson: main.ipynb §6.
+    """
     block = first_block(model)
     return model.get_submodule(block[0][0]) if block else None
 

@@ -61,13 +61,19 @@ def scores_and_energy(model, X, batch_size=None):
 
 
 def energies(model, X):
-    """Return the energy of each image of ``X`` for ``model`` (``(N,)``, on the CPU)."""
+    """Return the energy of each image of ``X`` for ``model`` (``(N,)``, on the CPU).
+
+    Introduced in the lesson: main.ipynb §10.
+    """
     return scores_and_energy(model, X)[1]
 
 
 def most_confident(model, pictures):
     """Return ``(index, digit, probability)`` of the picture among ``pictures`` (any images) that ``model`` reads
-    as a digit most confidently: the lesson's letter read as a digit at 99 %."""
+    as a digit most confidently: the lesson's letter read as a digit at 99 %.
+
+    Introduced in the lesson: main.ipynb §10.
+    """
     from .preprocess import preprocess_drawing
 
     probs, _ = scores_and_energy(model, torch.cat([preprocess_drawing(p) for p in pictures]))
@@ -77,7 +83,10 @@ def most_confident(model, pictures):
 
 def threshold_of(model):
     """Return the energy above which ``model`` says "not a digit", or ``None`` when it has none (a model trained
-    without non-digits: only the ``pad`` recipe's :class:`~mnist_lab.models.PadCNN` has one)."""
+    without non-digits: only the ``pad`` recipe's :class:`~mnist_lab.models.PadCNN` has one).
+
+    Introduced in the lesson: main.ipynb §10.
+    """
     value = getattr(model, "energy_threshold", None)
     return None if value is None or not torch.isfinite(value) else float(value)
 
@@ -98,7 +107,10 @@ class Reading:
 
 
 def read(model, X):
-    """Return one :class:`Reading` for each image of ``X`` (normalised ``N x 1 x 28 x 28``)."""
+    """Return one :class:`Reading` for each image of ``X`` (normalised ``N x 1 x 28 x 28``).
+
+    Introduced in the lesson: main.ipynb §10.
+    """
     probs, energies = scores_and_energy(model, X)
     limit = threshold_of(model)
     return [Reading(int(p.argmax()), float(p.max()), [round(float(v), 6) for v in p], float(e),

@@ -59,6 +59,8 @@ def plot_samples(X, y, y_hat=None, ncols=8):
     """Return a grid of the images ``X`` titled with their labels ``y``.
 
     With predictions ``y_hat`` each title reads ``pred (true)``, green when right and red when wrong.
+
+    Introduced in the lesson: main.ipynb §3.
     """
     images = denormalize(X.detach().cpu()).numpy()
     fig, axes = _grid(len(images), ncols)
@@ -109,7 +111,10 @@ def plot_history(history, points=(), epochs=None):
 
 
 def plot_confusion_matrix(C):
-    """Return the confusion matrix as a heatmap with its counts written in (rows true, columns predicted)."""
+    """Return the confusion matrix as a heatmap with its counts written in (rows true, columns predicted).
+
+    Introduced in the lesson: main.ipynb §7.
+    """
     C = np.asarray(C)
     k = len(C)
     fig = Figure(figsize=(6.4, 5.6), layout="constrained")
@@ -131,7 +136,10 @@ def plot_confusion_matrix(C):
 
 
 def plot_per_class(table):
-    """Return precision, recall and F1 of each digit as grouped bars (from ``metrics.classification_table``)."""
+    """Return precision, recall and F1 of each digit as grouped bars (from ``metrics.classification_table``).
+
+    Introduced in the lesson: main.ipynb §7.
+    """
     fig = Figure(figsize=(10, 3.8), layout="constrained")
     ax = fig.subplots()
     digits = np.arange(len(table))
@@ -156,7 +164,10 @@ def misclassified(y, probs):
 
 
 def plot_misclassified(X, y, probs, n=24, ncols=8):
-    """Return a gallery of up to ``n`` misclassified images: ``true -> predicted (confidence)``."""
+    """Return a gallery of up to ``n`` misclassified images: ``true -> predicted (confidence)``.
+
+    Introduced in the lesson: main.ipynb §9.
+    """
     idx = misclassified(y, probs)[:n]
     probs = np.asarray(probs)
     fig, axes = _grid(max(1, len(idx)), ncols)
@@ -174,7 +185,10 @@ def plot_misclassified(X, y, probs, n=24, ncols=8):
 
 def plot_comparison(table):
     """Return test errors (out of the test set) and training time per model, from ``compare``'s table. A model with
-    no finished epoch has no error count: it gets no bar, but its status ("not trained", "interrupted") instead."""
+    no finished epoch has no error count: it gets no bar, but its status ("not trained", "interrupted") instead.
+
+    Introduced in the lesson: main.ipynb §12.
+    """
     fig = Figure(figsize=(10, 3.6), layout="constrained")
     ax_err, ax_time = fig.subplots(1, 2)
     names = list(table.index)
@@ -204,7 +218,10 @@ def _bar_label(value, status):
 def plot_filters(conv, ncols=8):
     """Return the learned filters of a convolution on the image (a ``Conv2d`` taking one channel, or its weight
     ``out x 1 x k x k``), each with its own grey scale: white where it weighs a pixel positively, black where
-    negatively. ``None`` (a model without convolutions, see ``models.first_convolution``) gives a figure saying so."""
+    negatively. ``None`` (a model without convolutions, see ``models.first_convolution``) gives a figure saying so.
+
+    Introduced in the lesson: main.ipynb §6.
+    """
     if conv is None:
         return _message_figure(label("このモデルには畳み込み層がありません", "this model has no convolution"))
     weight = getattr(conv, "weight", conv)
@@ -222,7 +239,10 @@ def plot_filters(conv, ncols=8):
 
 def plot_feature_maps(image, maps, n=8):
     """Return one image and, row by row, the first ``n`` channels of each ``{title: maps (channels x H x W)}``
-    (no maps: a figure saying the model has no convolution)."""
+    (no maps: a figure saying the model has no convolution).
+
+    Introduced in the lesson: main.ipynb §6.
+    """
     if not maps:
         return _message_figure(label("このモデルには畳み込み層がありません", "this model has no convolution"))
     fig = Figure(figsize=(1.3 * (n + 1), 1.45 * len(maps)), layout="constrained")
@@ -239,7 +259,10 @@ def plot_feature_maps(image, maps, n=8):
 
 
 def plot_energies(digits, non_digits, threshold=None, title=None):
-    """Histograms of the energies of digits and of non-digits (the same model), with the threshold if given."""
+    """Histograms of the energies of digits and of non-digits (the same model), with the threshold if given.
+
+    Introduced in the lesson: main.ipynb §10.
+    """
     fig = Figure(figsize=(7, 3))
     ax = fig.subplots()
     bins = np.linspace(float(min(digits.min(), non_digits.min())), float(max(digits.max(), non_digits.max())), 50)

@@ -302,6 +302,8 @@ def preprocess_drawing(image):
 
     Crops to the ink, scales its longer side to 20 px, centres it by mass in 28x28, then normalises like the
     training data. Raises :class:`EmptyImageError` ("何か書いてください") when there is no ink.
+
+    Introduced in the lesson: main.ipynb §10.
     """
     return model_input(mnist_like(image))
 
@@ -313,7 +315,10 @@ def model_input(picture):
 
 def preprocess_all(images):
     """Return one ``N x 1 x 28 x 28`` batch of those ``images`` that have ink (blank ones, such as a faint
-    gradient, are left out: there is nothing to read)."""
+    gradient, are left out: there is nothing to read).
+
+    Introduced in the lesson: main.ipynb §10.
+    """
     X = []
     for image in images:
         try:

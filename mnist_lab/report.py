@@ -18,7 +18,7 @@ def write_report(run_dir, root=None, device="cpu"):
     """Write training_curves, predictions, confusion_matrix and misclassified PNGs into ``run_dir``; return paths
     and a list of notes about the run (e.g. that no epoch finished)."""
     run_dir = Path(run_dir)
-    metrics, history = read_run(run_dir)  # everything about the folder is checked before MNIST is loaded
+    results, history = read_run(run_dir)  # everything about the folder is checked before MNIST is loaded
     model, _ = load_checkpoint(run_dir / "model.pt", device=device)
     check_writable(run_dir)
     data = load_mnist(root)
@@ -35,7 +35,7 @@ def write_report(run_dir, root=None, device="cpu"):
         with atomic_file(run_dir / name) as f:
             figures[name].savefig(f, format="png", dpi=100)
         paths.append(run_dir / name)
-    return paths, run_notes(metrics, history)
+    return paths, run_notes(results, history)
 
 
 def check_writable(folder):
@@ -47,13 +47,13 @@ def check_writable(folder):
         raise os_error(e, folder, "書けません") from e
 
 
-def run_notes(metrics, history):
+def run_notes(results, history):
     """Return one Japanese line for each thing a reader of the run's figures must know."""
     notes = []
     if not len(history):
         notes.append("この学習は 1 エポックも終わる前に中断されました。学習曲線は空で、モデルはエポック途中の重みです。")
     elif history.interrupted:
         notes.append(f"この学習は中断されました。モデルは {history.kept_epoch} エポック目の重みです。")
-    if metrics.get("dry_run"):
+    if results.get("dry_run"):
         notes.append("これは --dry-run（1 バッチだけ）の結果です。正解率に意味はありません。")
     return notes

@@ -1,13 +1,13 @@
-"""The run folder that ``train`` writes and ``evaluate``/``report`` read: ``model.pt`` + ``metrics.json``.
+"""The run folder that ``train`` writes and ``evaluate``/``report`` read: ``model.pt`` + ``results.json``.
 
-``metrics.json`` holds the run's figures, its config and its :class:`~mnist_lab.history.History`, as strict JSON
-(a NaN is written as ``null``). A run folder appears whole or not at all, and everything about the place is
+``results.json``, the run's record, holds its figures, its config and its :class:`~mnist_lab.history.History`, as
+strict JSON (a NaN is written as ``null``); older versions named it ``metrics.json``, which is still read. A run folder appears whole or not at all, and everything about the place is
 checked before training (:func:`new_run`):
 
 - a symbolic link is followed: the run is written where it points (a dangling link included) and the link stays;
 - a folder that must stay where it is (a mount point such as a Docker volume or a mounted share, the current
   folder, a folder whose parent is not ours) is written *into*: the files are staged in a hidden folder inside it
-  and moved in one by one, ``metrics.json`` last;
+  and moved in one by one, ``results.json`` last;
 - anywhere else the files are staged in a hidden folder beside the target, on the same file system, and that
   folder is renamed into place at the end (should that rename be refused after all, the files are moved in).
 
@@ -36,7 +36,8 @@ from .errors import UserError
 from .files import atomic_file, current_umask, fsync_dir, os_error
 from .history import History
 
-RUN_FILES = ("model.pt", "metrics.json")
+RECORD, OLD_RECORD = "results.json", "metrics.json"  # the run's record; the name older versions wrote, still read
+RUN_FILES = ("model.pt", RECORD)
 FIGURES = ("training_curves.png", "predictions.png", "confusion_matrix.png", "misclassified.png")
 STAGED, ASIDE = "partial", "replaced"  # the hidden folders: a run being written, an old run being replaced
 CANNOT_RENAME = (errno.EBUSY, errno.EXDEV, errno.EPERM, errno.EACCES, errno.EINVAL)
@@ -47,7 +48,14 @@ def is_run(folder):
     """Whether ``folder`` holds a run (its two files, maybe with report figures) and nothing else (but for a file
     system's ``lost+found`` at a mount point, and the hidden folders of a run being written)."""
     names = {p.name for p in entries(folder)}
-    return set(RUN_FILES) <= names <= set(RUN_FILES) | set(FIGURES)
+    has_record = RECORD in names or OLD_RECORD in names
+    return "model.pt" in names and has_record and names <= {*RUN_FILES, OLD_RECORD, *FIGURES}
+
+
+def record_path(run_dir):
+    """Return the path of the run's record in ``run_dir``: ``results.json``, or an older run's ``metrics.json``."""
+    run_dir = Path(run_dir)
+    return run_dir / OLD_RECORD if not (run_dir / RECORD).exists() and (run_dir / OLD_RECORD).exists() else run_dir / RECORD
 
 
 def entries(folder):
@@ -126,7 +134,7 @@ def check_out_dir(out, force=False):
         found = entries(path) if path.is_dir() else []
     except OSError as e:
         raise os_error(e, out, "読めません") from e
-    if found and not all(p.name in RUN_FILES + FIGURES and p.is_file() for p in found):
+    if found and not all(p.name in (*RUN_FILES, OLD_RECORD, *FIGURES) and p.is_file() for p in found):
         raise UserError(f"{out} には学習結果ではないファイルがあるので使いません。新しいフォルダの名前を --out に指定してください。")
     if found and not force:
         raise UserError(f"{out} には前の学習結果があります。残すなら別の --out を指定し、上書きするなら --force を付けてください。")
@@ -353,10 +361,10 @@ def _swap_folder(staging, place):
 
 
 def _swap_files(staging, place):
-    """Move the run's files from ``staging`` into the target folder (``metrics.json`` last); an old run's files are
+    """Move the run's files from ``staging`` into the target folder (``results.json`` last); an old run's files are
     moved aside first and put back if anything fails."""
     out, aside = place.path, None
-    old = [name for name in (*RUN_FILES, *FIGURES) if (out / name).exists()]
+    old = [name for name in (*RUN_FILES, OLD_RECORD, *FIGURES) if (out / name).exists()]
     try:
         if old:
             aside = _Locked(place, ASIDE)
@@ -376,7 +384,7 @@ def _swap_files(staging, place):
 
 
 def _move_files(source, folder):
-    for path in sorted(source.iterdir(), key=lambda p: p.name == "metrics.json"):  # metrics.json last: the run is whole
+    for path in sorted(source.iterdir(), key=lambda p: p.name in (RECORD, OLD_RECORD)):  # the record last: run whole
         _move(path, folder / path.name)
     fsync_dir(folder)
 
@@ -408,19 +416,20 @@ def strict_json(value):
     return value
 
 
-def write_run(folder, model, config, metrics, history):
-    """Write ``model.pt`` and ``metrics.json`` (``metrics`` + ``config`` + ``history``) into ``folder``."""
+def write_run(folder, model, config, results, history):
+    """Write ``model.pt`` and ``results.json`` (``results`` + ``config`` + ``history``) into ``folder``."""
     folder = Path(folder)
-    metrics = strict_json({**metrics, "config": dict(config)})
-    save_checkpoint(folder / "model.pt", model, config, metrics)
-    text = json.dumps({**metrics, "history": strict_json(history.to_dict())}, indent=2, allow_nan=False,
+    results = strict_json({**results, "config": dict(config)})
+    save_checkpoint(folder / "model.pt", model, config, results)
+    text = json.dumps({**results, "history": strict_json(history.to_dict())}, indent=2, allow_nan=False,
                       ensure_ascii=False)
-    with atomic_file(folder / "metrics.json", "w") as f:
+    with atomic_file(folder / RECORD, "w") as f:
         f.write(text + "\n")
 
 
 def read_run(run_dir):
-    """Return ``(metrics dict, History)`` of a run folder; :class:`UserError` saying what is wrong otherwise.
+    """Return ``(results dict, History)`` of a run folder (``results.json``, or an older run's ``metrics.json``);
+    :class:`UserError` saying what is wrong otherwise.
 
     Everything is checked here, before anything slow (loading MNIST) happens: the files, the JSON, and every
     record of the history (:meth:`History.from_dict` with ``strict``).
@@ -430,28 +439,28 @@ def read_run(run_dir):
         if run_dir.exists():
             raise UserError(f"{run_dir} はファイルです。train の --out で指定したフォルダを指定してください。")
         raise UserError(f"{run_dir} というフォルダがありません{_left_aside(run_dir)}。train の --out で指定したフォルダを指定してください。")
-    missing = [name for name in RUN_FILES if not (run_dir / name).is_file()]
+    path = record_path(run_dir)
+    missing = [p.name for p in (run_dir / "model.pt", path) if not p.is_file()]
     if missing:
         raise UserError(f"{run_dir} に {'、'.join(missing)} がありません{_left_aside(run_dir)}。"
                         "`mnist-lab train --out フォルダ` が書いたフォルダを指定してください。")
-    path = run_dir / "metrics.json"
     try:
-        metrics = json.loads(path.read_text(encoding="utf-8"))
+        results = json.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise os_error(e, path, "読めません") from e
     except (ValueError, RecursionError) as e:  # not JSON, not UTF-8, nested too deeply
         raise UserError(f"{path} が壊れています（JSON として読めません）。学習をやり直してください。") from e
-    if not isinstance(metrics, dict) or not isinstance(metrics.get("history"), dict):
+    if not isinstance(results, dict) or not isinstance(results.get("history"), dict):
         raise UserError(f"{path} に学習の履歴（history）がありません（古い形式か壊れています）。学習をやり直してください。")
     try:
-        history = History.from_dict(metrics["history"], strict=True)
+        history = History.from_dict(results["history"], strict=True)
     except ValueError as e:
         raise UserError(f"{path} の学習の履歴が壊れています（{e}）。学習をやり直すか、手で直した所を元に戻してください。") from e
-    return metrics, history
+    return results, history
 
 
 def _left_aside(run_dir):
     """A note naming the old run that an interrupted replacement left aside, if there is one."""
     copies = sorted(run_dir.parent.glob(f".{run_dir.name}.{ASIDE}-*/{run_dir.name}"))
-    copies += sorted(p for p in run_dir.glob(f".{ASIDE}-*") if (p / "metrics.json").is_file()) if run_dir.is_dir() else []
+    copies += sorted(p for p in run_dir.glob(f".{ASIDE}-*") if record_path(p).is_file()) if run_dir.is_dir() else []
     return f"（置き換えの途中で止まったようです。前の結果は {copies[-1]} に残っています）" if copies else ""

@@ -138,7 +138,10 @@ def non_digit(rng, fonts, kind=None, kana_font=None):
 
 def non_digits(n, seed=0, kinds=KINDS, fonts=None):
     """Return ``n`` pictures that are not digits, of the ``kinds`` named (e.g. ``("letter",)``), in ``fonts``
-    (default: the fonts matplotlib ships), drawn from ``seed``."""
+    (default: the fonts matplotlib ships), drawn from ``seed``.
+
+    Introduced in the lesson: main.ipynb §10.
+    """
     rng, fonts, kana = np.random.default_rng(seed), fonts or bundled_fonts(), kana_font()
     return [non_digit(rng, fonts, kinds[rng.integers(len(kinds))], kana_font=kana)[1] for _ in range(n)]
 

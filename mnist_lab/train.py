@@ -11,7 +11,7 @@ The heart of it is the step the lesson writes by hand (section 5), line for line
 Everything else a run can do (progress bar, stop on NaN, EMA, best epoch and early stopping, TensorBoard, live
 curves) is a callback from :mod:`mnist_lab.callbacks`; recipes come from :mod:`mnist_lab.recipes`.
 
-Where the computing happens: ``fit`` moves the model to ``device`` (default :func:`~mnist_lab.device.try_gpu`:
+Where the computing happens: ``fit`` moves the model to ``device`` (default :func:`~mnist_lab.device.best_device`:
 CUDA, then MPS, then CPU) and the data to the model's device; from then on everything runs where the model's
 weights are, as everywhere in :mod:`mnist_lab`.
 """
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from .augment import like_drawings, random_affine
 from .callbacks import standard_callbacks
 from .data import shuffled_batches
-from .device import describe_device, try_gpu
+from .device import best_device, describe_device
 from .history import History
 from .inference import evaluate, mixed_precision
 from .models import Ensemble, combine_scores
@@ -38,8 +38,8 @@ def fit(model, data, config, device=None, callbacks=(), progress=True):
 
     After each epoch the model is evaluated on the validation split (the test split when there is none: the test
     set never chooses anything); Ctrl+C stops cleanly, keeping the last finished (or best) epoch's weights.
-    """
-    device = torch.device(device) if device is not None else try_gpu()
+    Introduced in the lesson: main.ipynb §5."""
+    device = torch.device(device) if device is not None else best_device()
     print(f"学習デバイス: {describe_device(device)}")
     torch.manual_seed(config.seed)  # dropout
     model.to(device, memory_format=torch.channels_last)  # NHWC is the faster layout for CPU (oneDNN) and GPU convs

@@ -20,7 +20,7 @@ import traitlets
 from PIL import Image, ImageDraw
 
 from .data import denormalize
-from .metrics import accuracy, confusion_matrix, f1, one_vs_rest, precision, recall
+from .metrics import confusion_matrix, f1, one_vs_rest, one_vs_rest_accuracy, precision, recall
 from .ood import WARNING, probabilities_and_flag
 from .preprocess import EmptyImageError, mnist_like, model_input
 
@@ -55,6 +55,8 @@ class DrawPad(widgets.HBox):
     The browser draws the ink (:class:`PadCanvas`); the same strokes are drawn here on a Pillow image, which is
     what is read: once per batch of strokes the browser sends, each reading preprocessing the drawing once. A
     slider sets the pen's width (for the next strokes).
+
+    Introduced in the lesson: main.ipynb §10.
     """
 
     EVERY = 0.25  # seconds between readings while the pen moves
@@ -216,7 +218,10 @@ def _count_cell(name, value):
 
 class OneVsRestExplorer(widgets.VBox):
     """Pick a digit: see its 2x2 confusion matrix, TP/FP/FN/TN, the metrics' formulas with the numbers filled in,
-    and a few example images for TP, FP and FN."""
+    and a few example images for TP, FP and FN.
+
+    Introduced in the lesson: main.ipynb §7.
+    """
 
     def __init__(self, X, y, probs, digit=3, n_examples=8):
         self.X, self.y = X, torch.as_tensor(y).cpu()
@@ -241,7 +246,8 @@ class OneVsRestExplorer(widgets.VBox):
             f"<tr><th>本当は {k}</th>{_count_cell('TP', c.TP)}{_count_cell('FN', c.FN)}</tr>"
             f"<tr><th>本当は {k} 以外</th>{_count_cell('FP', c.FP)}{_count_cell('TN', c.TN)}</tr></table>")
         total = c.TP + c.FP + c.FN + c.TN
-        lines = [f"Accuracy（正解率、{k} か {k} 以外か） = (TP + TN) / 全部 = ({c.TP} + {c.TN}) / {total} = {accuracy(c):.4f}",
+        accuracy = one_vs_rest_accuracy(c)
+        lines = [f"Accuracy（正解率、{k} か {k} 以外か） = (TP + TN) / 全部 = ({c.TP} + {c.TN}) / {total} = {accuracy:.4f}",
                  f"Precision（適合率） = TP / (TP + FP) = {c.TP} / ({c.TP} + {c.FP}) = {precision(c):.4f}",
                  f"Recall（再現率） = TP / (TP + FN) = {c.TP} / ({c.TP} + {c.FN}) = {recall(c):.4f}",
                  f"F1 = 2TP / (2TP + FP + FN) = {2 * c.TP} / ({2 * c.TP} + {c.FP} + {c.FN}) = {f1(c):.4f}"]

@@ -71,8 +71,8 @@ def test_the_shipped_pad_model_is_small_and_made_by_the_pad_recipe():
 
     assert PAD_MODEL.stat().st_size < 500_000  # resources/make_pad_model.py writes it
     ckpt = read_checkpoint(PAD_MODEL)
-    assert ckpt["model"] == "pad" and ckpt["config"] == asdict(PRESETS["pad"])
-    assert ckpt["metrics"]["test_accuracy"] >= 0.993 and ckpt["metrics"]["energy_threshold"] is not None
+    assert ckpt["model"] == "pad_cnn" and ckpt["config"] == asdict(PRESETS["pad"])
+    assert ckpt["results"]["test_accuracy"] >= 0.993 and ckpt["results"]["energy_threshold"] is not None
 
 
 def test_the_pad_model_reads_the_drawn_set():

@@ -5,25 +5,25 @@ from mnist_lab import UserError, build_model, load_checkpoint, predict_proba, sa
 from mnist_lab.checkpoint import read_checkpoint
 
 
-@pytest.mark.parametrize("name", ["original", "ensemble"])
+@pytest.mark.parametrize("name", ["original_cnn", "ensemble"])
 def test_roundtrip_predicts_the_same(tmp_path, name):
     model = build_model(name, seed=0).eval()
     path = save_checkpoint(tmp_path / "a" / "model.pt", model, {"lr": 0.01}, {"test_accuracy": 0.5})
     loaded, ckpt = load_checkpoint(path)
     X = torch.randn(8, 1, 28, 28)
     assert torch.equal(predict_proba(model, X), predict_proba(loaded, X))
-    assert ckpt["config"] == {"lr": 0.01} and ckpt["metrics"] == {"test_accuracy": 0.5} and ckpt["model"] == name
+    assert ckpt["config"] == {"lr": 0.01} and ckpt["results"] == {"test_accuracy": 0.5} and ckpt["model"] == name
 
 
 def test_checkpoint_holds_only_plain_data(tmp_path):
     path = save_checkpoint(tmp_path / "m.pt", build_model("quick"))
     ckpt = torch.load(path, weights_only=True)  # would raise if anything but tensors and plain data were inside
-    assert set(ckpt) == {"format", "model", "state_dict", "config", "metrics"}
+    assert set(ckpt) == {"format", "model", "state_dict", "config", "results"}
 
 
 def test_loading_into_another_architecture_is_explained(tmp_path):
     path = save_checkpoint(tmp_path / "m.pt", build_model("quick"))
-    with pytest.raises(UserError, match="'quick' モデルのチェックポイント"):
+    with pytest.raises(UserError, match="'quick_cnn' モデルのチェックポイント"):
         load_checkpoint(path, model=build_model("original"))
 
 
@@ -80,13 +80,27 @@ def test_odd_contents_are_refused_as_not_ours(tmp_path, odd):
         load_checkpoint(path)
 
 
-def test_checkpoints_of_the_old_seed_model_still_load(tmp_path):
-    path = save_checkpoint(tmp_path / "m.pt", build_model("original"))
+@pytest.mark.parametrize("old, new, cls", [("seed", "original_cnn", "OriginalCNN"),
+                                          ("original", "original_cnn", "OriginalCNN"),
+                                          ("quick", "quick_cnn", "QuickCNN")])
+def test_checkpoints_with_old_model_names_still_load(tmp_path, old, new, cls):
+    path = save_checkpoint(tmp_path / "m.pt", build_model(new), {"model": old, "epochs": 1})
     ckpt = torch.load(path, weights_only=True)
-    ckpt["model"] = "seed"  # what earlier versions wrote for this architecture
+    assert ckpt["model"] == new  # what this version writes
+    ckpt["model"] = old  # what earlier versions wrote for this architecture
     torch.save(ckpt, path)
     model, info = load_checkpoint(path)
-    assert info["model"] == "original" and type(model).__name__ == "OriginalCNN"
+    assert info["model"] == new == info["config"]["model"] and type(model).__name__ == cls
+    assert type(build_model(old)).__name__ == cls  # and older code that names it still builds it
+
+
+def test_the_shipped_pad_model_written_under_the_old_names_loads_under_the_new():
+    from mnist_lab.app import PAD_MODEL
+
+    stored = torch.load(PAD_MODEL, weights_only=True)
+    model, info = load_checkpoint(PAD_MODEL)
+    assert stored["model"] in ("pad", "pad_cnn") and info["model"] == info["config"]["model"] == "pad_cnn"
+    assert type(model).__name__ == "PadCNN"
 
 
 def test_the_notebook_mistakes_are_one_line(tmp_path):

@@ -50,9 +50,9 @@ def test_train_dry_run_writes_metrics_and_checkpoint(capsys, tmp_path, mnist_roo
     code, stdout, _ = run_main(capsys, "train", "--preset", "original", "--dry-run", "--data", mnist_root,
                                "--device", "cpu", "--out", out)
     assert code == 0 and stdout
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "results.json").read_text())
     assert {"test_accuracy", "train_seconds", "epochs", "model", "device", "history"} <= set(metrics)
-    assert metrics["model"] == "original" and metrics["epochs"] == 1 and metrics["dry_run"] is True
+    assert metrics["model"] == "original_cnn" and metrics["epochs"] == 1 and metrics["dry_run"] is True
     assert 0 <= metrics["test_accuracy"] <= 1 and len(metrics["history"]["records"]) == 1
     assert (out / "model.pt").is_file()
 
@@ -87,7 +87,7 @@ def test_predict_keeps_going_past_a_bad_image(capsys, trained, tmp_path):
     (["train", "--preset", "turbo"], ["turbo"]),
     (["train", "--epochs", "0"], ["epochs"]),
     (["train", "--epochs", "two"], ["two"]),
-    (["train", "--data", "TMP/nowhere", "--dry-run", "--out", "TMP/o"], ["nowhere"]),
+    (["train", "--mnist-dir", "TMP/nowhere", "--dry-run", "--out", "TMP/o"], ["nowhere"]),
     (["evaluate", "TMP/missing.pt"], ["missing.pt"]),
     (["evaluate", "TMP/notes.txt"], ["notes.txt"]),
     (["predict", "TMP/missing.pt", "TMP/x.png"], ["missing.pt"]),
@@ -123,7 +123,7 @@ def test_train_best_preset_switches_and_tensorboard(capsys, tmp_path, mnist_root
                                  "--device", "cpu", "--out", out, "--no-augment", "--schedule", "cosine",
                                  "--tensorboard", logs)
     assert code == 0, err
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "results.json").read_text())
     assert metrics["config"]["model"] == "ensemble" and metrics["config"]["augment"] is False
     assert metrics["config"]["schedule"] == "cosine" and metrics["config"]["val_size"] == 5000
     assert metrics["history"]["eval_split"] == "val" and metrics["best_epoch"] == 1
@@ -140,3 +140,17 @@ def test_the_installed_command_works_from_any_folder(tmp_path, installed_command
     result = subprocess.run([installed_command, "evaluate", "nowhere.pt"], cwd=tmp_path, capture_output=True,
                             text=True, timeout=120, check=False)
     assert_one_line_error(result.returncode, result.stderr, "nowhere.pt")
+
+
+def test_the_optional_logs_wrapper_passes_on_every_hook_of_a_callback():
+    """A hook BestEffort does not pass on never reaches TensorBoard; one with another signature breaks training."""
+    import inspect
+
+    from mnist_lab.callbacks import Callback
+    from mnist_lab.cli import BestEffort
+
+    hooks = [name for name in vars(Callback) if name.startswith(("on_", "before_"))]
+    assert hooks
+    for name in hooks:
+        assert name in vars(BestEffort), name
+        assert inspect.signature(getattr(BestEffort, name)) == inspect.signature(getattr(Callback, name)), name

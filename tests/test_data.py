@@ -53,12 +53,13 @@ def test_shuffled_batches_cover_every_sample_once():
     assert again == seen
 
 
-def test_data_root_precedence(monkeypatch, tmp_path):
+def test_mnist_folder_precedence(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
     monkeypatch.delenv(D.ENV_ROOT, raising=False)
-    assert str(D.data_root()) == "data"
+    assert str(D.mnist_folder()) == "mnist_data"
     monkeypatch.setenv(D.ENV_ROOT, str(tmp_path))
-    assert D.data_root() == tmp_path
-    assert str(D.data_root("elsewhere")) == "elsewhere"
+    assert D.mnist_folder() == tmp_path
+    assert str(D.mnist_folder("elsewhere")) == "elsewhere"
 
 
 def test_missing_files_offline_say_where_to_put_them(tmp_path):
@@ -95,8 +96,8 @@ def test_a_failed_download_leaves_nothing_it_made(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv(D.ENV_ROOT, raising=False)
     with pytest.raises(UserError, match="4つのファイル") as e:
-        D.ensure_mnist(download=True)  # ./data, made by the download
-    assert not (tmp_path / "data").exists() and "--data" not in str(e.value)
+        D.ensure_mnist(download=True)  # ./mnist_data, made by the download
+    assert not (tmp_path / "mnist_data").exists() and "--mnist-dir" not in str(e.value)
     D.raw_dir(fresh).mkdir(parents=True)
     (D.raw_dir(fresh) / "notes.txt").write_text("mine")
     with pytest.raises(UserError):

@@ -1,31 +1,31 @@
 import pytest
 import torch
 
-from mnist_lab import UserError, describe_device, free_gpu_memory, gpu_memory_mib, try_gpu
+from mnist_lab import UserError, best_device, describe_device, free_gpu_memory, gpu_memory_mib
 
 
 def test_auto_prefers_cuda_then_mps_then_cpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert try_gpu() == torch.device("cuda")
+    assert best_device() == torch.device("cuda")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr("mnist_lab.device._mps_available", lambda: True)
-    assert try_gpu() == torch.device("mps")
+    assert best_device() == torch.device("mps")
     monkeypatch.setattr("mnist_lab.device._mps_available", lambda: False)
-    assert try_gpu() == torch.device("cpu") == try_gpu("cpu")
+    assert best_device() == torch.device("cpu") == best_device("cpu")
 
 
 def test_unknown_device_is_a_user_error():
     with pytest.raises(UserError, match="tpu"):
-        try_gpu("tpu")
+        best_device("tpu")
 
 
 def test_asking_for_a_missing_gpu_explains_what_to_do(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr("mnist_lab.device._mps_available", lambda: False)
     with pytest.raises(UserError, match="--device cpu"):
-        try_gpu("cuda")
+        best_device("cuda")
     with pytest.raises(UserError, match="MPS"):
-        try_gpu("mps")
+        best_device("mps")
     assert gpu_memory_mib() == {"allocated": 0.0, "reserved": 0.0}
     assert free_gpu_memory() == {"allocated": 0.0, "reserved": 0.0}
 

@@ -92,7 +92,7 @@ def place(tmp_path, monkeypatch):
     save_checkpoint(tmp_path / "negvar.pt", odd_model)
     for name, metrics in (("nohistory", {"test_accuracy": 0.9}), ("broken", None)):
         folder = previous_run(tmp_path / name)
-        (folder / "metrics.json").write_text("{broken" if metrics is None else json.dumps(metrics))
+        (folder / "results.json").write_text("{broken" if metrics is None else json.dumps(metrics))
     monkeypatch.setattr("mnist_lab.cli.load_mnist", toy_mnist)
     return tmp_path
 
@@ -190,7 +190,7 @@ CASES = [  # (argv, exit status, a fragment of the one line)
     # run folders read by report
     (["report", "TMP/run/model.pt"], 2, "model.pt"),
     (["report", "TMP/nowhere"], 2, "ありません"),
-    (["report", "TMP/empty"], 2, "metrics.json"),
+    (["report", "TMP/empty"], 2, "results.json"),
     (["report", "TMP/nohistory"], 2, "history"),
     (["report", "TMP/broken"], 2, "壊れています"),
 ]
@@ -215,8 +215,8 @@ def test_there_are_at_least_fifty_cases():
 def test_force_replaces_a_run_whole_and_drops_its_old_figures(place, capsys):
     code, _, err = run_cli(place, TRAIN + ["--out", "TMP/run", "--force"], capsys)
     assert code == 0, err
-    assert sorted(p.name for p in (place / "run").iterdir()) == ["metrics.json", "model.pt"]
-    assert json.loads((place / "run" / "metrics.json").read_text())["dry_run"] is True
+    assert sorted(p.name for p in (place / "run").iterdir()) == ["model.pt", "results.json"]
+    assert json.loads((place / "run" / "results.json").read_text())["dry_run"] is True
     assert not list(place.glob(".*"))
 
 
@@ -280,7 +280,7 @@ mnist_lab.cli.main(["train", "--dry-run", "--device", "cpu", "--out", {out!r}, "
 """
 
 
-@pytest.mark.parametrize("target, after", [("mnist_lab.files.os.replace", 1),  # between model.pt and metrics.json
+@pytest.mark.parametrize("target, after", [("mnist_lab.files.os.replace", 1),  # between model.pt and results.json
                                            ("mnist_lab.runs.os.replace", 0),  # before the old run is moved aside
                                            ("mnist_lab.runs.os.replace", 1)])  # between moving old out and new in
 def test_a_crash_between_the_files_of_a_run_keeps_the_previous_run(place, target, after, capsys):

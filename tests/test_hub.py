@@ -610,7 +610,7 @@ def test_a_student_is_stopped_at_the_disk_quota_and_can_clean_up(hub, servers, a
     token = approved["aoi"]
     try:
         run_in(hub.engine, "aoi", "dd if=/dev/zero of=/work/big bs=1M count=150 2>/dev/null")  # DISK_QUOTA is 128m
-        assert hub.wait_stopped("aoi", token, seconds=30), "aoi's server kept running over the quota"
+        assert hub.wait_stopped("aoi", token, seconds=120), "aoi's server kept running over the quota"
         case, text = why(stopped_page(hub, "aoi"))
         assert case == "disk-quota" and is_japanese(text), text[-2000:]
         assert hub.api("POST", "/hub/api/users/aoi/server", token).status_code in (201, 202)  # over the quota, still
@@ -645,7 +645,7 @@ def test_a_full_disk_leaves_the_hub_working(hub, servers, approved):
         volumes = os.statvfs(hub.engine.root / "data" / "volumes")
         assert volumes.f_bavail * volumes.f_frsize < 2**20  # the disk of every volume is full
         full = time.perf_counter()
-        stopped = hub.wait_stopped("ren", token, seconds=30)  # the hub itself fails until the watcher's next look
+        stopped = hub.wait_stopped("ren", token, seconds=120)  # the hub fails until the watcher's next look
         print(f"\nthe hub answered again {time.perf_counter() - full:.0f} s after the disk filled (DISK_CHECK 3 s)")
         signed_up(hub, "noa")  # the hub writes its database
         admin, _ = hub.session(ADMIN)
@@ -671,7 +671,7 @@ def test_taking_back_an_approval_ends_the_students_tokens_and_server(hub, server
     assert hub.approve(admin, "aoi").status_code == 200  # "take back"
     assert hub.api("GET", "/hub/api/user", token).status_code == 403
     assert session.get(f"{hub.url}/hub/home", timeout=30).url.startswith(f"{hub.url}/hub/login")
-    assert hub.wait_stopped("aoi", approved[ADMIN], seconds=30)
+    assert hub.wait_stopped("aoi", approved[ADMIN], seconds=120)
     assert not hub.logged_in("aoi")
 
 

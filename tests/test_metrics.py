@@ -95,7 +95,7 @@ def test_one_vs_rest_accuracy_matches_binary_sklearn():
     C = M.confusion_matrix(y_true, y_pred)
     for k in range(10):
         want = skm.accuracy_score(y_true == k, y_pred == k)
-        assert abs(M.accuracy(M.one_vs_rest(C, k)) - want) <= TOL
+        assert abs(M.one_vs_rest_accuracy(M.one_vs_rest(C, k)) - want) <= TOL
 
 
 def test_zero_division_gives_zero_and_warns():

@@ -361,7 +361,7 @@ def test_every_preset_re_runs_and_a_fresh_kernel_runs_it_all_again(mnist_root, t
 
 def test_missing_mnist_is_one_line_in_the_notebook_and_leaves_no_empty_folder(tmp_path):
     """No MNIST and no network: the data cell shows one line (no traceback, no command-line flag), and no empty
-    data/MNIST/raw/ is left to look as if the data were there."""
+    mnist_data/MNIST/raw/ is left to look as if the data were there."""
     closed = "http://127.0.0.1:9"  # nothing listens: every download fails at once
     env = {"http_proxy": closed, "https_proxy": closed, "HTTP_PROXY": closed, "HTTPS_PROXY": closed,
            "MNIST_LAB_DATA": ""}
@@ -372,5 +372,5 @@ def test_missing_mnist_is_one_line_in_the_notebook_and_leaves_no_empty_folder(tm
         errors = [o for o in run.nb.cells[data_cell].outputs if o.output_type == "error"]
         assert len(errors) == 1 and errors[0].ename == "UserError"
         (line,) = errors[0].traceback
-        assert "MNIST" in line and "--data" not in line and "\n" not in line
-    assert not (tmp_path / "data").exists()
+        assert "MNIST" in line and "--mnist-dir" not in line and "\n" not in line
+    assert not (tmp_path / "mnist_data").exists()

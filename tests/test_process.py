@@ -72,7 +72,7 @@ def test_a_signal_at_any_moment_keeps_every_finished_epoch_or_the_earlier_run(tm
     else:
         assert not problem_lines(stderr), stderr
     if is_run(out) and (not earlier or snapshot(out) != before):
-        metrics = json.loads((out / "metrics.json").read_text())
+        metrics = json.loads((out / "results.json").read_text())
         assert metrics["kept_epoch"] == len(metrics["history"]["records"])  # no validation split: the last epoch
         assert metrics["kept_epoch"] >= (epoch if reached else 0), "a finished epoch was lost"
     else:

@@ -19,14 +19,14 @@ def test_report_writes_the_four_figures(tmp_path, mnist_root, capsys):
 
 def test_report_of_a_folder_that_is_no_run(tmp_path, capsys):
     code = main(["report", str(tmp_path)])
-    assert_one_line_error(code, capsys.readouterr().err, "metrics.json")
+    assert_one_line_error(code, capsys.readouterr().err, "results.json")
 
 
 def test_report_of_a_broken_metrics_file(tmp_path, mnist_root, capsys):
     run = tmp_path / "run"
     main(["train", "--dry-run", "--data", str(mnist_root), "--device", "cpu", "--out", str(run)])
-    (run / "metrics.json").write_text("{broken")
+    (run / "results.json").write_text("{broken")
     capsys.readouterr()
     code = main(["report", str(run), "--data", str(mnist_root)])
-    assert_one_line_error(code, capsys.readouterr().err, "metrics.json")
+    assert_one_line_error(code, capsys.readouterr().err, "results.json")
     assert not any((run / name).exists() for name in FIGURES)

@@ -87,9 +87,9 @@ def test_an_edited_metrics_file_is_refused_before_mnist_is_loaded_or_reported_wh
                                                                                       data):
     folder = Path(tempfile.mkdtemp(dir=tmp_path)) / "run"
     shutil.copytree(run, folder)
-    metrics = json.loads((run / "metrics.json").read_text())
+    metrics = json.loads((run / "results.json").read_text())
     text = data.draw(st.one_of(st.builds(edited, st.just(metrics), st.just(data)), st.sampled_from(TEXTS)))
-    (folder / "metrics.json").write_text(text)
+    (folder / "results.json").write_text(text)
     loaded = []
 
     def load_mnist(root=None, **kwargs):
@@ -237,6 +237,6 @@ def test_tensorboard_filling_the_disk_while_training_loses_nothing(tmp_path, sma
                              "--tensorboard", small_disk / "tb"])
     assert code == 0 and not problem_lines(err), err
     assert "Traceback" not in err and "Exception in thread" not in err
-    assert is_run(tmp_path / "run") and len(json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert is_run(tmp_path / "run") and len(json.loads((tmp_path / "run" / "results.json").read_text())
                                             ["history"]["records"]) == 3
     assert not stray_folders(tmp_path)
