@@ -28,7 +28,7 @@ def tiny_data(n=256, seed=0):
 def test_presets_match_their_documents():
     original = make_config("original")
     assert (original.model, original.epochs, original.batch_size, original.lr, original.schedule) == (
-        "original", 3, 64, 0.01, "constant")  # the notebook's and the CLI's: the seed ran 10 (--epochs 10)
+        "original_cnn", 3, 64, 0.01, "constant")  # the notebook's and the CLI's: the seed ran 10 (--epochs 10)
     assert make_config("quick", epochs=3, lr=None).epochs == 3
 
 
@@ -209,7 +209,7 @@ def test_compare_tabulates_each_model():
     data = tiny_data()
     table = compare(data, {"a": make_config("quick", epochs=1, batch_size=64),
                            "b": make_config("original", model="lenet5", epochs=2, batch_size=64)}, device="cpu")
-    assert list(table.index) == ["a", "b"] and list(table["model"]) == ["quick", "lenet5"]
+    assert list(table.index) == ["a", "b"] and list(table["model"]) == ["quick_cnn", "lenet5"]
     assert list(table["epochs"]) == [1, 2] and (table["seconds"] > 0).all()
     for name in ("a", "b"):
         assert table.loc[name, "errors"] == round((1 - table.loc[name, "test_accuracy"]) * len(data.y_test))
@@ -283,7 +283,7 @@ def test_ctrl_c_stops_the_whole_comparison_and_the_table_says_so(monkeypatch):
     configs = {"a": make_config("quick", epochs=1, batch_size=64), "b": make_config("quick", model="lenet5"),
                "c": make_config("original", epochs=1)}
     table = compare(tiny_data(), configs, device="cpu", progress=False)
-    assert calls == ["quick", "lenet5"], "the third model must not be trained"
+    assert calls == ["quick_cnn", "lenet5"], "the third model must not be trained"
     assert list(table["status"]) == ["trained", "interrupted", "not trained"]
     assert table.loc["a", "test_accuracy"] > 0.5 and table.loc[["b", "c"], "test_accuracy"].isna().all()
     assert table.loc["c", "epochs"] == 0 and table["errors"].isna().tolist() == [False, True, True]
