@@ -180,12 +180,12 @@ def train_command(args):
     out = Path(args.out) if args.out else default_out(preset)
     with new_run(out, args.force, needed=checkpoint_size(model)) as run:  # checks --out before training
         callbacks = [tensorboard_logger(args.tensorboard, out)] if args.tensorboard else []
+        callbacks.append(HoldSignals(signals))  # training is over: from here on a signal waits until the run is saved
         data = load_mnist(args.mnist_dir, val_size=config.val_size, seed=config.seed)
         if args.dry_run:  # one batch of everything: proves the pipeline runs end to end in seconds
             data, config = data.head(config.batch_size, config.batch_size), replace(config, epochs=1)
         start = time.perf_counter()
         history = fit(model, data, config, device, callbacks, progress=sys.stderr.isatty())  # no bar in logs
-        signals.hold()  # training is over: from here on a signal waits until the run is saved
         seconds = time.perf_counter() - start
         test_loss, test_accuracy = evaluate(model, data.X_test, data.y_test)
         results = {"test_accuracy": test_accuracy, "test_loss": test_loss, "train_seconds": seconds,
@@ -219,6 +219,17 @@ def tensorboard_logger(log_dir, out):
         raise UserError(f"--tensorboard {log_dir} が --out {out} の中です。ログは別のフォルダに書いてください"
                         "（例: --tensorboard runs/tb）。")
     return BestEffort(TensorBoardLogger(log_dir), f"TensorBoard のログ（{log_dir}）")
+
+
+class HoldSignals(Callback):
+    """At the end of training (within its uninterrupted wrap-up, so no signal slips in between), signals start to
+    wait: the run that has been trained is always saved."""
+
+    def __init__(self, signals):
+        self.signals = signals
+
+    def on_train_end(self, model, history):
+        self.signals.hold()
 
 
 class BestEffort(Callback):

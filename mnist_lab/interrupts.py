@@ -69,3 +69,18 @@ def stop_on_signals(then_ignore=False):
         for number, handler in previous.items():
             after = signal.SIG_IGN if then_ignore else handler
             signal.signal(number, signal.SIG_DFL if after is None else after)
+
+
+@contextlib.contextmanager
+def uninterrupted():
+    """Ctrl+C, SIGTERM and SIGHUP wait until the block is done (the signal is delivered right after it): a hidden
+    folder is never left half made or half removed, a training's wrap-up never half done."""
+    try:
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+    except (AttributeError, OSError, ValueError):  # a system without it
+        blocked = None
+    try:
+        yield
+    finally:
+        if blocked is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)

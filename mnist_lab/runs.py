@@ -24,7 +24,6 @@ import math
 import os
 import re
 import shutil
-import signal
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from .console import one_line
 from .errors import UserError
 from .files import atomic_file, current_umask, fsync_dir, os_error
 from .history import History
+from .interrupts import uninterrupted
 
 RECORD, OLD_RECORD = "results.json", "metrics.json"  # the run's record; the name older versions wrote, still read
 RUN_FILES = ("model.pt", RECORD)
@@ -145,21 +145,6 @@ def _safe_is_run(folder):
         return is_run(folder)
     except OSError:
         return False
-
-
-@contextlib.contextmanager
-def uninterrupted():
-    """Ctrl+C, SIGTERM and SIGHUP wait until the block is done: a hidden folder is never left half made or half
-    removed (the signal is delivered right after the block)."""
-    try:
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
-    except (AttributeError, OSError, ValueError):  # a system without it
-        blocked = None
-    try:
-        yield
-    finally:
-        if blocked is not None:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 class _Locked:

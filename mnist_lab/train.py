@@ -27,6 +27,7 @@ from .data import shuffled_batches
 from .device import best_device, describe_device
 from .history import History
 from .inference import evaluate, mixed_precision
+from .interrupts import uninterrupted
 from .models import Ensemble, combine_scores
 from .ood import calibrate, uniform_loss
 
@@ -67,8 +68,7 @@ def fit(model, data, config, device=None, callbacks=(), progress=True):
     except KeyboardInterrupt:
         history.interrupted = True
     finally:
-        _call(callbacks, "on_train_end", model, history)
-        model.eval()
+        wrap_up(model, callbacks, history)
     settle_and_calibrate(model, data, config, generator, extra, history)
     if history.interrupted:
         print("\n" + interruption_note(history))
@@ -116,14 +116,33 @@ def training_loss(model, X, y):
     return loss, scores
 
 
+def wrap_up(model, callbacks, history):
+    """After the last epoch, ■ or an error: the callbacks' ``on_train_end`` (the kept weights put back), then eval
+    mode. A signal waits until that is done; one that came meanwhile marks the history interrupted (the training
+    itself had ended, so nothing of it is lost)."""
+    try:
+        with uninterrupted():
+            _call(callbacks, "on_train_end", model, history)
+            model.eval()
+    except KeyboardInterrupt:
+        history.interrupted = True
+
+
 def settle_and_calibrate(model, data, config, generator, extra, history):
     """After a finished training with non-digits: BatchNorm settled on digits (:func:`settle_batchnorm`), then the
-    "not a digit" threshold set on the validation digits (never on the test set: without them, none is set)."""
+    "not a digit" threshold set on the validation digits (never on the test set: without them, none is set).
+    ■ meanwhile puts the weights back as the last epoch left them, with no threshold."""
     if not (config.not_digits and len(history) and not history.interrupted):
         return
-    settle_batchnorm(model, data, config, generator, extra)
-    if len(data.y_val):
-        calibrate(model, data.X_val)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    try:
+        settle_batchnorm(model, data, config, generator, extra)
+        if len(data.y_val):
+            calibrate(model, data.X_val)
+    except KeyboardInterrupt:
+        model.load_state_dict(before)
+        model.eval()
+        history.interrupted = True
 
 
 def settle_batchnorm(model, data, config, generator, extra, batches=60):
