@@ -55,6 +55,8 @@ def drawing_app(checkpoint=None):
 def checked_address(host, port, token):
     """Return ``token`` to use (a new random one for ``None``); :class:`UserError` if ``host:port`` cannot be
     listened on or a server off loopback would have no token."""
+    if not host.strip():  # an empty --host "$HOST" would listen on every network
+        raise UserError("--host が空です。自分のマシンだけなら 127.0.0.1（既定）、ほかのマシンからも開くなら 0.0.0.0 を指定してください。")
     if not token and token is not None and host not in LOOPBACK:
         raise UserError(f"{host} で待ち受けるときはトークンが必要です。--no-token を外してください"
                         "（同じネットワークの誰でも開けてしまいます）。")

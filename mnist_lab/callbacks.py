@@ -5,6 +5,7 @@ a NaN loss, averaging the weights (EMA), keeping the best epoch's weights and ea
 live training curves. Each hook receives the model; hooks a callback does not need are inherited no-ops.
 """
 
+import math
 import time
 
 import torch
@@ -92,6 +93,11 @@ class StopOnNonFiniteLoss(Callback):
         loss = loss.detach()
         if not torch.isfinite(loss).item():
             raise TrainingDiverged(self.step, loss.item(), self.lr)
+
+    def on_epoch_end(self, model, history):
+        loss = history.records[-1]["eval_loss"]
+        if not math.isfinite(loss):  # the epoch's last update itself broke the weights: no next loss to see it
+            raise TrainingDiverged(self.step, loss, self.lr)
 
 
 class AverageWeights(Callback):

@@ -4,6 +4,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from .errors import UserError
+from .recipes import MAX_LR
 
 
 @dataclass
@@ -49,7 +50,7 @@ class HistoryError(UserError, ValueError):
 
 REQUIRED = ("epoch", "train_loss", "train_accuracy", "eval_loss", "eval_accuracy")
 RANGES = {"train_loss": (0, 3.5e38), "eval_loss": (0, 3.5e38), "train_accuracy": (0, 1), "eval_accuracy": (0, 1),
-          "seconds": (0, 1e9), "lr": (0, 1e6)}  # a loss is a float32: larger is no loss at all
+          "seconds": (0, 1e9), "lr": (0, MAX_LR)}  # a loss is a float32: larger is no loss at all
 MAX_EPOCHS = 1_000_000
 
 

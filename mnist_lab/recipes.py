@@ -15,6 +15,7 @@ from .errors import UserError
 from .models import checked_model_name
 
 SCHEDULES = ("constant", "onecycle", "cosine", "step")
+MAX_LR = 10.0  # Adam diverges far below this; above it a float32 weight update overflows
 
 
 @dataclass(frozen=True)
@@ -183,8 +184,8 @@ def checked_config(config):
     for name in ("epochs", "batch_size"):
         if getattr(config, name) < 1:
             raise UserError(f"{name} は 1 以上の整数にしてください（今は {getattr(config, name)}）。")
-    if not 0 < config.lr < float("inf"):
-        raise UserError(f"学習率 lr は正の有限の数にしてください（例: 0.01。今は {config.lr}）。")
+    if not 0 < config.lr <= MAX_LR:
+        raise UserError(f"学習率 lr は 0 より大きく {MAX_LR:g} 以下の数にしてください（例: 0.01。今は {config.lr}）。")
     if config.val_size < 0:
         raise UserError(f"val_size は 0 以上にしてください（今は {config.val_size}）。")
     if not 0 <= config.ema < 1:

@@ -95,6 +95,9 @@ def test_predict_keeps_going_past_a_bad_image(capsys, trained, tmp_path):
     (["predict", "CKPT", "TMP/notes.txt"], ["notes.txt"]),
     (["predict", "CKPT", "TMP/empty.png"], ["empty.png"]),
     (["predict", "CKPT"], ["IMAGE"]),
+    (["train", "--lr", "1e39", "--dry-run", "--out", "TMP/o"], ["lr"]),  # over float32: the update overflows
+    (["train", "--lr", "2e6", "--dry-run", "--out", "TMP/o"], ["lr"]),  # a run no report could read
+    (["app", "CKPT", "--host", ""], ["--host"]),  # an unset $HOST would listen on every network
 ])
 def test_bad_input_is_one_line_naming_it(capsys, tmp_path, checkpoint, argv, names):
     (tmp_path / "notes.txt").write_text("not a checkpoint nor an image")

@@ -318,3 +318,19 @@ def test_live_curves_get_many_points_per_epoch_and_the_bar_names_the_epoch():
     bar.on_epoch_begin(None)
     bar.on_epoch_begin(None)
     assert "2/2" in bar.bar.desc
+
+
+def test_weights_broken_by_the_last_update_stop_the_run_instead_of_being_kept():
+    """The loss of a step is measured before its update: an update that overflows the weights on the last step is
+    seen only by the evaluation that follows, which must refuse the epoch rather than keep it."""
+    from mnist_lab.callbacks import Callback
+    from mnist_lab.errors import TrainingDiverged
+
+    class Overflow(Callback):
+        def on_step(self, model, loss, correct, size):
+            with torch.no_grad():
+                next(model.parameters()).fill_(float("inf"))
+
+    model, config = build_model("quick", seed=0), make_config("quick", epochs=1, batch_size=64)
+    with pytest.raises(TrainingDiverged):
+        fit(model, tiny_data(64), config, device="cpu", callbacks=[Overflow()], progress=False)
