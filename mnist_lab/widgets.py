@@ -20,6 +20,8 @@ import traitlets
 from PIL import Image, ImageDraw
 
 from .data import denormalize
+from .errors import UserError
+from .inference import evaluation_mode
 from .metrics import confusion_matrix, f1, one_vs_rest, one_vs_rest_accuracy, precision, recall
 from .ood import WARNING, probabilities_and_flag
 from .preprocess import EmptyImageError, mnist_like, model_input
@@ -48,6 +50,29 @@ class PadCanvas(anywidget.AnyWidget):
     ops = traitlets.List().tag(sync=True)  # the drawing since the last clear, for a page that shows the pad later
 
 
+def checked_reader(model):
+    """Return ``model`` if it reads a 1x1x28x28 picture into 10 scores; else one Japanese line saying what to pass."""
+    first = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
+    if first is None:
+        raise UserError(f"手書き欄には学習したモデルを渡してください（今は {type(model).__name__}）。例: DrawPad(model)。"
+                        "ファイルなら load_checkpoint で読み込んでから渡します。")
+    try:
+        with evaluation_mode(model), torch.no_grad():
+            shape = tuple(model(torch.zeros(1, 1, 28, 28, dtype=first.dtype, device=first.device)).shape)
+    except (RuntimeError, TypeError, ValueError) as e:
+        shape = type(e).__name__
+    if shape != (1, 10):
+        raise UserError(f"このモデルは 28×28 の画像 1 枚から 10 個のスコアを出しません（{shape}）。MNIST の数字を読むモデルを渡してください。")
+    return model
+
+
+def checked_number(name, value, low, high):
+    """``value`` as an int if it is a whole number from ``low`` to ``high``; else one Japanese line."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or not low <= value <= high:
+        raise UserError(f"{name} は {low} 以上 {high} 以下の数にしてください（今は {value!r}）。")
+    return int(value)
+
+
 class DrawPad(widgets.HBox):
     """Draw a digit with mouse, pen or finger; the model reads it while you draw and when you lift the pen.
 
@@ -63,7 +88,8 @@ class DrawPad(widgets.HBox):
     _open: ClassVar[weakref.WeakSet] = weakref.WeakSet()  # the pads not closed yet (close_all)
 
     def __init__(self, model, size=280, line_width=22):
-        self.model, self.size = model, size
+        self.model, self.size = checked_reader(model), checked_number("size", size, 56, 2000)
+        line_width = checked_number("line_width", line_width, 2, 40)
         DrawPad._open.add(self)
         self.canvas = PadCanvas(size=size, line_width=line_width, every=self.EVERY,
                                 layout=widgets.Layout(width=f"{size + 4}px"))
@@ -90,12 +116,14 @@ class DrawPad(widgets.HBox):
 
     def set_line_width(self, width):
         """Draw the next strokes ``width`` pixels wide (as the slider does)."""
-        self.pen_width.value = width
+        self.pen_width.value = checked_number("width", width, 2, 40)
 
     def close(self):
         """Close the pad and every widget in it, letting go of the model (so its GPU memory can be freed)."""
-        for widget in (self.canvas, self.pen_width, self.prediction, self.seen, *self.bars, *self.children):
-            widget.close()
+        parts = [vars(self).get(name) for name in ("canvas", "pen_width", "prediction", "seen")]  # none if refused
+        for widget in (*parts, *vars(self).get("bars", ()), *self.children):
+            if widget is not None:
+                widget.close()
         self.model = None
         DrawPad._open.discard(self)
         super().close()
@@ -187,7 +215,8 @@ class DrawPad(widgets.HBox):
             self.probabilities = self.not_a_digit = None
             self.show_reading(None, None)
             return None
-        self.probabilities, self.not_a_digit = probabilities_and_flag(self.model, model_input(seen))
+        X = model_input(seen).to(next(self.model.parameters()).dtype)  # a .double() model reads doubles
+        self.probabilities, self.not_a_digit = probabilities_and_flag(self.model, X)
         self.show_reading(self.probabilities, seen)
         return self.probabilities
 

@@ -3,6 +3,7 @@ import re
 import weakref
 
 import numpy as np
+import pytest
 import torch
 
 from mnist_lab import History, build_model
@@ -189,3 +190,30 @@ def test_the_browser_module_draws_what_the_kernel_draws():
     for name in ("down", "move", "up", "clear", "read"):
         assert f'"{name}"' in js
     assert 'lineCap = "round"' in js and "msg:custom" in js and "model.send" in js
+
+
+@pytest.mark.parametrize("bad", ["runs/quick/model.pt", None, "state_dict", "linear"])
+def test_the_pad_refuses_what_is_not_a_digit_model_in_one_line(bad):
+    from mnist_lab.errors import UserError
+
+    model = build_model("quick", seed=0)
+    bad = {"state_dict": model.state_dict(), "linear": torch.nn.Linear(784, 10)}.get(bad, bad)
+    with pytest.raises(UserError) as refused:
+        DrawPad(bad)
+    assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("settings", [{"size": -280}, {"size": 0}, {"line_width": float("nan")}, {"line_width": "big"}])
+def test_the_pad_refuses_impossible_sizes_in_one_line(settings):
+    from mnist_lab.errors import UserError
+
+    with pytest.raises(UserError):
+        DrawPad(build_model("quick", seed=0), **settings)
+
+
+def test_the_pad_reads_with_a_model_of_another_precision():
+    pad = DrawPad(build_model("quick", seed=0).double())
+    for op in (["down", 100, 50, 22], ["move", 150, 200], ["up"]):
+        pad.apply(op)
+    probs = pad.predict()
+    assert probs is not None and abs(float(probs.sum()) - 1) < 1e-6
