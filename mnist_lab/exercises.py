@@ -280,8 +280,11 @@ class Exercise:
         self._shown.add(hint)
         return Result("wrong", f"{text}\n{hint}")
 
-    def check(self, fn=None):
-        """Show the verdict for ``fn`` (see :meth:`result`)."""
+    def check(self, fn=None, *extra, **named):
+        """Show the verdict for ``fn`` (see :meth:`result`); anything more is answered with how to call it."""
+        if extra or named:
+            show(Result("wrong", f"ex.{self.name}.check に渡すのは、書いた関数 1 つだけです。例: ex.{self.name}.check(my_function)"))
+            return
         show(self.result(fn))
 
     def next_hint(self):
@@ -427,7 +430,10 @@ class ReadingExercise:
             return Result("wrong", f"{shown(value)} ではありません。{self.hints[0]}")
         return Result("correct", f"そのとおり、{shown(want)} です。")
 
-    def check(self, value=None, C=None):
+    def check(self, value=None, C=None, *extra, **named):
+        if extra or named:
+            show(Result("wrong", f"ex.{self.name}.check に渡すのは、読んだ数と混同行列 C です。例: ex.{self.name}.check(answer, C)"))
+            return
         show(self.result(value, C))
 
     next_hint = Exercise.next_hint

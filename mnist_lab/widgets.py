@@ -68,7 +68,7 @@ def checked_reader(model):
 
 def checked_number(name, value, low, high):
     """``value`` as an int if it is a whole number from ``low`` to ``high``; else one Japanese line."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or not low <= value <= high:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:  # NaN fails it too
         raise UserError(f"{name} は {low} 以上 {high} 以下の数にしてください（今は {value!r}）。")
     return int(value)
 

@@ -186,3 +186,13 @@ def test_reading_a_number_off_the_explorer():
     assert ex.explorer_fp.result(np.int64(6), C).status == "correct"
     assert ex.explorer_fp.result("6", C).status == "wrong"
     assert ex.explorer_fp.result(6, None).status == "wrong"
+
+
+def test_a_check_called_with_more_than_it_takes_says_how_to_call_it(capsys):
+    from mnist_lab import exercises as ex
+
+    ex.counts.check(lambda C, k: None, "C")
+    ex.counts.check(func=lambda C, k: None)
+    ex.explorer_fp.check(12, None, 3)
+    shown = capsys.readouterr().out
+    assert shown.count("ex.counts.check(") == 2 and "ex.explorer_fp.check(" in shown, shown
