@@ -5,6 +5,7 @@ once (as the cell's result) and a script can ``fig.savefig(...)`` it with no dis
 Japanese font is there (the ``matplotlib-fontja`` package brings one), else in English: never empty boxes.
 """
 
+import functools
 import io
 
 import numpy as np
@@ -12,7 +13,40 @@ from matplotlib import font_manager
 from matplotlib.figure import Figure as _MplFigure
 
 from .data import denormalize
+from .errors import UserError
 from .history import checked_history
+
+
+class PlotInputError(UserError, ValueError):
+    """What was passed to a plot function cannot be drawn: one Japanese line naming the function and what it takes."""
+
+
+TAKES = {  # what each plot function draws from, as the lesson passes it
+    "plot_samples": "画像 X（N×1×28×28 のテンソル）と同じ枚数のラベル y",
+    "plot_confusion_matrix": "10×10 の混同行列 C（confusion_matrix の結果）",
+    "plot_per_class": "classification_table(C) の表",
+    "plot_misclassified": "画像 X、ラベル y、確率 probs（predict_proba の結果）",
+    "plot_comparison": "compare(...) の表",
+    "plot_filters": "畳み込み層の重み（例: first_convolution(model).weight）",
+    "plot_feature_maps": "画像 1 枚と activations(...) の特徴マップ",
+    "plot_energies": "energies(...) の結果 2 つ（数字と、数字でない絵）",
+}
+
+
+def explained_inputs(plot):
+    """Let ``plot`` raise :class:`PlotInputError` (one line) instead of an English error from NumPy or
+    matplotlib when its arguments are not what it draws from."""
+    @functools.wraps(plot)
+    def checked(*args, **kwargs):
+        try:
+            return plot(*args, **kwargs)
+        except UserError:
+            raise
+        except (TypeError, ValueError, IndexError, AttributeError, KeyError, RuntimeError) as e:
+            why = str(e).splitlines()[0][:120] if str(e) else ""
+            raise PlotInputError(f"{plot.__name__} に渡したものが図にできません（{type(e).__name__}: {why}）。"
+                                 f"渡すのは {TAKES[plot.__name__]} です。") from e
+    return checked
 
 
 def _japanese_font():
@@ -55,6 +89,7 @@ def _grid(n, ncols, cell=1.2):
     return fig, axes
 
 
+@explained_inputs
 def plot_samples(X, y, y_hat=None, ncols=8):
     """Return a grid of the images ``X`` titled with their labels ``y``.
 
@@ -110,6 +145,7 @@ def plot_history(history, points=(), epochs=None):
     return fig
 
 
+@explained_inputs
 def plot_confusion_matrix(C):
     """Return the confusion matrix as a heatmap with its counts written in (rows true, columns predicted).
 
@@ -135,6 +171,7 @@ def plot_confusion_matrix(C):
     return fig
 
 
+@explained_inputs
 def plot_per_class(table):
     """Return precision, recall and F1 of each digit as grouped bars (from ``metrics.classification_table``).
 
@@ -163,6 +200,7 @@ def misclassified(y, probs):
     return wrong[np.argsort(-probs[wrong, y_hat[wrong]], kind="stable")]
 
 
+@explained_inputs
 def plot_misclassified(X, y, probs, n=24, ncols=8):
     """Return a gallery of up to ``n`` misclassified images: ``true -> predicted (confidence)``.
 
@@ -183,6 +221,7 @@ def plot_misclassified(X, y, probs, n=24, ncols=8):
     return fig
 
 
+@explained_inputs
 def plot_comparison(table):
     """Return test errors (out of the test set) and training time per model, from ``compare``'s table. A model with
     no finished epoch has no error count: it gets no bar, but its status ("not trained", "interrupted") instead.
@@ -215,6 +254,7 @@ def _bar_label(value, status):
     return f"{value:.0f}"
 
 
+@explained_inputs
 def plot_filters(conv, ncols=8):
     """Return the learned filters of a convolution on the image (a ``Conv2d`` taking one channel, or its weight
     ``out x 1 x k x k``), each with its own grey scale: white where it weighs a pixel positively, black where
@@ -237,6 +277,7 @@ def plot_filters(conv, ncols=8):
     return fig
 
 
+@explained_inputs
 def plot_feature_maps(image, maps, n=8):
     """Return one image and, row by row, the first ``n`` channels of each ``{title: maps (channels x H x W)}``
     (no maps: a figure saying the model has no convolution).
@@ -258,6 +299,7 @@ def plot_feature_maps(image, maps, n=8):
     return fig
 
 
+@explained_inputs
 def plot_energies(digits, non_digits, threshold=None, title=None):
     """Histograms of the energies of digits and of non-digits (the same model), with the threshold if given.
 

@@ -144,3 +144,28 @@ def test_every_figure_renders_without_a_missing_glyph():
     missing = [str(w.message) for w in caught if "missing from" in str(w.message) or "Glyph" in str(w.message)]
     assert not missing, missing[:3]
     assert plots.JAPANESE, "install matplotlib-fontja (requirements.txt): the lesson's figures speak Japanese"
+
+
+JUNK = [None, [], {}, "C", 3, float("nan"), np.arange(10), np.full((10, 10), np.nan), torch.zeros(3),
+        torch.zeros(5, 1, 28, 28), np.zeros((4, 1, 28, 28)), torch.nn.Linear(3, 3)]
+
+
+@pytest.mark.parametrize("name", ["plot_samples", "plot_confusion_matrix", "plot_per_class", "plot_misclassified",
+                                  "plot_comparison", "plot_filters", "plot_feature_maps", "plot_energies"])
+def test_any_argument_gives_a_figure_or_one_line(name):
+    """Whatever a student passes, a plot function draws or says in one line what it takes (never NumPy's error)."""
+    import inspect
+
+    from mnist_lab import plots
+    from mnist_lab.errors import UserError
+
+    plot = getattr(plots, name)
+    needed = sum(p.default is inspect.Parameter.empty for p in inspect.signature(plot).parameters.values())
+    for junk in JUNK:
+        for position in range(needed):
+            args = [torch.zeros(3)] * needed
+            args[position] = junk
+            try:
+                assert plot(*args) is not None
+            except UserError as e:
+                assert "\n" not in str(e)
