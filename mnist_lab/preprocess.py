@@ -49,6 +49,8 @@ def load_image(path):
     :class:`UserError` when it is missing, a folder, unreadable, not an image, an animation, too large, or has
     pixels that are not numbers: whatever a broken or unusual file does while it is decoded, the error is one line.
     """
+    if not isinstance(path, (str, Path)):  # bytes of a file, None...: load_image reads a file by its name
+        raise UserError(f"load_image にはファイル名を渡してください（今は {type(path).__name__}）。例: load_image(\"seven.png\")")
     path = Path(path)
     problem = file_problem(path, "画像ファイル")
     if problem:
@@ -135,6 +137,9 @@ def to_pixels(image):
             rgba = image.convert("RGBA") if image.mode in ("RGBA", "P", "PA", "RGBa") else image.convert("RGB")
             return _pixels_of(np.asarray(rgba))
         return _gray_from_pil(image.copy())
+    if isinstance(image, (str, Path, bytes)):
+        raise UserError(f"画像のファイル名（{str(image)[:60]}）ではなく、画像そのものを渡してください。"
+                        "ファイルなら load_image(ファイル名) で読み込んでから渡します。")
     array = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
     return _pixels_of(array)
 
@@ -310,6 +315,9 @@ def preprocess_drawing(image):
 
 def model_input(picture):
     """Return the normalised ``1 x 1 x 28 x 28`` tensor a model reads, from a 28x28 picture of :func:`mnist_like`."""
+    if not isinstance(picture, torch.Tensor) or picture.numel() != SIZE * SIZE or not picture.is_floating_point():
+        raise UserError("model_input に渡すのは mnist_like(画像) の結果（0〜1 の 28×28 のテンソル）です。"
+                        "画像からなら preprocess_drawing(画像) を使ってください。")
     return ((picture - MEAN) / STD).view(1, 1, SIZE, SIZE)
 
 

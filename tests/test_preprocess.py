@@ -267,3 +267,15 @@ def test_a_tiny_white_digit_on_black_is_no_sheet_of_paper():
 
     for image in load_digits().images[:50]:
         assert preprocess_drawing(image / 16).shape == (1, 1, 28, 28)
+
+
+@pytest.mark.parametrize("call", ["load_image(None)", "load_image(b'PNG')", "model_input(None)",
+                                  "model_input(np.zeros((28, 28), np.uint8))", "preprocess_drawing('seven.png')"])
+def test_the_wrong_kind_of_argument_is_one_line_saying_what_to_pass(call):
+    from mnist_lab.errors import UserError
+    from mnist_lab.preprocess import load_image, model_input, preprocess_drawing
+
+    with pytest.raises(UserError) as refused:
+        eval(call, {"np": np, "load_image": load_image, "model_input": model_input,  # noqa: S307 - our own table
+                    "preprocess_drawing": preprocess_drawing})
+    assert "\n" not in str(refused.value)
