@@ -109,6 +109,7 @@ def ensure_mnist(root=None, download=True):
     """
     root = _checked_root(root)
     folder = raw_dir(root)
+    _check_layout(root, folder)
     if download and not all((folder / name).is_file() for name in RAW_FILES):
         _download(root)
     missing = [name for name in RAW_FILES if not (folder / name).is_file()]
@@ -119,6 +120,24 @@ def ensure_mnist(root=None, download=True):
         if problem:
             raise UserError(f"{problem}。このファイルを削除して再実行すると取り直します（オフラインなら正しいファイルをコピーしてください）。")
     return root
+
+
+def _check_layout(root, folder):
+    """Mistakes in placing the files that a download would only hide behind "no internet": the folder named is
+    the one holding the files (or MNIST/ itself), the files are still .gz, or a folder has a data file's name."""
+    for name in RAW_FILES:
+        if (folder / name).exists() and not (folder / name).is_file():
+            raise UserError(f"{folder / name} はファイルではありません。消して、MNIST のファイルを置き直してください。")
+    if all((folder / name).is_file() for name in RAW_FILES):
+        return
+    for place in (root, root / "raw"):
+        if all((place / name).is_file() for name in RAW_FILES):
+            right = place.parent.parent if place.name == "raw" and place.parent.name == "MNIST" else None
+            raise UserError(f"MNIST のファイルは {place} にあります。" + (
+                f"データのフォルダには 2 つ上の {right} を指定してください（その中の MNIST/raw/ を読みます）。" if right else
+                f"{place}/MNIST/raw/ に移してから、もう一度実行してください。"))
+    if folder.is_dir() and all((folder / f"{name}.gz").is_file() for name in RAW_FILES):
+        raise UserError(f"{folder} の MNIST のファイルが .gz のままです。展開してください（例: gunzip {folder}/*.gz）。")
 
 
 def _download(root):

@@ -127,3 +127,20 @@ def test_corrupted_file_is_named(mnist_root, tmp_path):
 def test_head_keeps_the_first_samples(mnist):
     small = mnist.head(7, 3)
     assert len(small.y_train) == 7 and len(small.y_test) == 3 and torch.equal(small.y_test, mnist.y_test[:3])
+
+
+@pytest.mark.parametrize("named, layout", [("d/MNIST/raw", "d/MNIST/raw/{}"), ("d/MNIST", "d/MNIST/raw/{}"),
+                                           ("d", "d/MNIST/raw/{}.gz"), ("d", "d/MNIST/raw/{}/")])
+def test_files_placed_wrongly_are_named_without_trying_a_download(tmp_path, monkeypatch, named, layout):
+    from mnist_lab import data as data_module
+    from mnist_lab.data import RAW_FILES, ensure_mnist
+
+    monkeypatch.setattr(data_module, "_download", lambda root: pytest.fail("a download hides the mistake"))
+    for name in RAW_FILES:
+        path = tmp_path / layout.format(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir() if layout.endswith("/") else path.write_bytes(b"")
+    with pytest.raises(UserError) as refused:
+        ensure_mnist(tmp_path / named, download=True)
+    if named != "d":
+        assert str(tmp_path / "d") in str(refused.value)  # the folder to name instead
