@@ -1,7 +1,8 @@
 # GPU JupyterLab for the MNIST lesson, one container per student, two ways (README「Docker で使う」):
 # - standalone: `start-notebook` (docker-compose.yml) mounts your clone at /work; JUPYTER_TOKEN guards it;
-# - spawned by the class's hub (hub/): `jupyterhub-singleuser` with the hub's token; /work is the student's own
-#   volume, and docker/entrypoint.sh puts the lesson (copied below) into it without overwriting their edits.
+# - spawned by the class's hub (hub/): `start-singleuser`, jupyterhub-singleuser behind the hub's login; /work is
+#   the student's own volume, and the lesson (copied below) is put into it without overwriting their edits.
+# The command chooses the mode (docker/start-notebook, docker/start-singleuser), as in Jupyter Docker Stacks.
 # PyTorch's CUDA wheels bring their own CUDA runtime: the host needs only the NVIDIA driver and the NVIDIA
 # Container Toolkit.
 #
@@ -38,22 +39,24 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends libnss-wrapper \
  && rm -rf /var/lib/apt/lists/*
 
-# The lesson's packages exactly as locked, and the deployment's package (docker/install.sh, shared with the hub's
-# image), then PyTorch from its CUDA index: what torch shares with the lesson (numpy, pillow, sympy...) is already
-# there at the locked version and stays; only torch's own CUDA packages are added.
+# The lesson's packages exactly as locked (docker/install.sh, shared with the hub's image), then PyTorch from its
+# CUDA index: what torch shares with the lesson (numpy, pillow, sympy...) is already there at the locked version and
+# stays; only torch's own CUDA packages are added.
 COPY docker/install.sh docker/requirements.lock /tmp/install/
-COPY mnist_lab_deploy /tmp/install/mnist_lab_deploy
 RUN : "${CUDA:?build argument CUDA (hub/.env)}" "${JUPYTER_PORT:?build argument JUPYTER_PORT (hub/.env)}" \
- && /tmp/install/install.sh
+ && /tmp/install/install.sh locked
 RUN if [ -n "$TORCH_EXTRA_INDEX_URL" ]; then export PIP_EXTRA_INDEX_URL="$TORCH_EXTRA_INDEX_URL"; fi \
  && pip install --index-url "$TORCH_INDEX_URL" torch==${TORCH_VERSION} torchvision==${TORCHVISION_VERSION} \
  && pip check
 
-# JupyterLab's server and UI settings: a token (standalone), no root, idle kernels culled, kernel shut down with
-# its tab.
+# JupyterLab's server and UI settings: the port, no root, idle kernels culled, kernel shut down with its tab.
 COPY docker/jupyter_server_config.py /opt/venv/etc/jupyter/jupyter_server_config.py
 COPY docker/overrides.json /opt/venv/share/jupyter/lab/settings/overrides.json
-# Every kernel keeps to its share of the GPU's memory (MNIST_LAB_GPU_MEMORY_SHARE) and says so in one line.
+# The deployment's package (the lesson into /work, the kernels' GPU share), installed as in the hub's image. Every
+# kernel keeps to its share of the GPU's memory (MNIST_LAB_GPU_MEMORY_SHARE) and says so in one line.
+COPY docker/install.sh /tmp/install/
+COPY mnist_lab_deploy /tmp/install/mnist_lab_deploy
+RUN /tmp/install/install.sh package
 COPY docker/ipython_kernel_config.py /opt/venv/etc/ipython/
 COPY docker/healthcheck.py /opt/healthcheck.py
 COPY docker/entrypoint.sh /opt/entrypoint.sh

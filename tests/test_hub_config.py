@@ -209,7 +209,8 @@ def test_both_images_lock_every_package_and_the_same_jupyterhub():
     for dockerfile, lock in ((REPO / "Dockerfile", "docker/requirements.lock"), (HUB / "Dockerfile",
                                                                                  "hub/requirements.lock")):
         text = dockerfile.read_text()
-        assert f"COPY docker/install.sh {lock} /tmp/install/" in text and "/tmp/install/install.sh" in text
+        assert f"COPY docker/install.sh {lock} /tmp/install/" in text and "/tmp/install/install.sh locked" in text
+        assert "COPY mnist_lab_deploy /tmp/install/mnist_lab_deploy" in text and "install.sh package" in text
         assert "pip check" in text and "ARG BASE_IMAGE\n" in text  # the base: hub/.env's, passed by compose
 
 
