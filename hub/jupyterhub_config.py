@@ -2,14 +2,14 @@
 by compose and read here as ``os.environ["NAME"]``: a missing or wrong one stops the hub with one line naming it.
 
 - Login: NativeAuthenticator (mnist_lab_deploy/hub/accounts.py, its pages in Japanese: hub/templates). Students
-  sign up with a name and password on the hub's page; they
-  can log in only after the admin approved them (/hub/authorize, by POST). The admin's account is made by the hub
-  with a random password kept in its volume. The lab's server accounts stay out of it: the hub runs in a container
-  and needs no access to the host's passwords (PAM would), and a student's hub account opens nothing but their own
-  server, on its own subdomain (NAME.localhost): a page a student's server serves runs no script on the hub's.
+  sign up with a name and password on the hub's page; they can log in only after the admin approved them
+  (/hub/authorize, by POST). The admin's account is made by the hub with a random password kept in its volume.
+  The lab's server accounts stay out of it: the hub runs in a container and needs no access to the host's
+  passwords (PAM would), and a student's hub account opens nothing but their own server, on its own subdomain
+  (NAME.localhost): a page a student's server serves runs no script on the hub's.
 - Servers: DockerSpawner starts one container per student from the lesson image, as its user 1000 (never root),
-  with the student's own volume at /work (the lesson is put there by the image, mnist_lab_deploy/lesson.py), within the
-  limits of hub/.env, on the hub's own network (no port on the host), read-only but for /work and a /tmp in memory;
+  with the student's own volume at /work (the lesson is put there by the image, mnist_lab_deploy/lesson.py),
+  within the limits of hub/.env, on the hub's own network (no port on the host), read-only but for /work and a /tmp in memory;
   from there it reaches the hub and (INTERNET) the internet, nothing else (mnist_lab_deploy/hub/network.py). The
   image's command start-singleuser chooses its mode (the lesson put into /work, the hub's login).
 - Disk: each student's /work is watched against DISK_QUOTA, and the hub keeps DISK_RESERVE for itself

@@ -452,3 +452,18 @@ def test_make_env_warns_about_an_old_docker_engine(tmp_path, monkeypatch, capsys
     state = fake_server(tmp_path, monkeypatch, IDLE_4_GPUS, version="20.10.24+dfsg1")
     student_starts(tmp_path, monkeypatch, state, "nao", 2500)
     assert "Docker 20.10.24+dfsg1 は古すぎます" in capsys.readouterr().err
+
+
+def test_make_env_on_a_machine_without_nvidia_gpus_asks_for_none(tmp_path, monkeypatch):
+    state = fake_server(tmp_path, monkeypatch, IDLE_4_GPUS)
+    (tmp_path / "bin" / "nvidia-smi").unlink()  # no NVIDIA driver: a laptop, CI (whatever this machine has)
+    from mnist_lab_deploy import gpu_policy
+
+    real_which = gpu_policy.shutil.which
+    monkeypatch.setattr(gpu_policy.shutil, "which", lambda name: None if name == "nvidia-smi" else real_which(name))
+    values = student_starts(tmp_path, monkeypatch, state, "hina", 2700)
+    assert values["GPUS"] == "none"
+    result = compose_config(tmp_path, (tmp_path / "hina.env").read_text())
+    assert result.returncode == 0, result.stderr
+    service = json.loads(result.stdout)["services"]["jupyter"]
+    assert not service.get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices")
