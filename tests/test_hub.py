@@ -288,6 +288,8 @@ def test_each_student_gets_their_own_container_volume_and_gpu(hub, servers, appr
         config = container(engine, name)
         assert config["State"]["Running"] and config["Config"]["Image"] == LESSON_IMAGE
         assert config["Config"]["Cmd"] == ["start-singleuser"]  # the image's hub mode, chosen by its command
+        healthy = run_in(engine, name, "python /opt/healthcheck.py", check=False)  # what Docker's HEALTHCHECK runs
+        assert healthy.returncode == 0, healthy.stderr  # it found the server under /user/NAME/ by its state file
         volume = next(m for m in config["Mounts"] if m["Destination"] == "/work")
         assert volume["Type"] == "volume" and volume["Name"] == f"mnist-lab-work-{name}"
         mnist = next(m for m in config["Mounts"] if m["Destination"] == "/data/mnist")
