@@ -53,9 +53,11 @@ def size_in_bytes(text):
 
 def setting(name, parse):
     """hub/.env's ``name``, read by ``parse``: a missing or wrong value stops the hub with one line saying which."""
+    if name not in os.environ:
+        sys.exit(f"{name} がありません。hub/.env に書き、hub/docker-compose.yml から渡してください。")
     try:
         return parse(os.environ[name])
-    except (KeyError, ValueError) as e:
+    except ValueError as e:
         sys.exit(f"hub/.env の {name}={os.environ.get(name, '')} が読めません（{e}）。直してから起動してください。")
 
 
@@ -67,6 +69,8 @@ def docker_size(text):
 
 
 def one_of(*choices):
+    """A parser that takes exactly one of ``choices``."""
+
     def parse(value):
         if value not in choices:
             raise ValueError(f"{' / '.join(choices)} のどれか")
@@ -74,7 +78,7 @@ def one_of(*choices):
     return parse
 
 
-ADMIN = os.environ["HUB_ADMIN"]
+ADMIN = setting("HUB_ADMIN", str)
 if not ADMIN:
     sys.exit("HUB_ADMIN が空です。hub/.env に管理者のアカウント名を書いてから起動してください。")
 INTERNET = setting("INTERNET", one_of("yes", "no")) == "yes"
