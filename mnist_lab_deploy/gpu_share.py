@@ -14,7 +14,8 @@ Lazily, so that a kernel that never uses the GPU creates no CUDA context (a cont
 - and ``torch.OutOfMemoryError`` gets IPython's custom exception handler: one line, and the memory the failed cell
   held (its frames' tensors) is given back, so the student can fix the batch size and run the cell again.
 
-Loaded by docker/ipython_kernel_config.py (in the image: /opt/venv/etc/ipython/, read by every IPython kernel).
+Loaded by docker/ipython_kernel_config.py (in the image: /opt/venv/etc/ipython/, read by every IPython kernel), as
+mnist_lab_deploy.gpu_share: the package is installed in the image (docker/install.sh).
 Standard library only until torch is imported.
 """
 
