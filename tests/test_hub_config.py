@@ -409,3 +409,36 @@ def test_every_hub_page_a_student_meets_is_in_japanese(monkeypatch):
         assert env.get_template(name).filename.startswith(str(HUB / "templates")), name
     said = visible_text(env.get_template("error.html").render(**{**namespace, **pages["error.html"]}))
     assert messages.gpus_full(2).jupyterhub_message in said
+
+
+def test_the_sign_up_page_names_each_case_and_says_it_in_japanese():
+    from mnist_lab_deploy.hub import accounts
+
+    handler = object.__new__(accounts.SignUpHandler)  # no request needed: the decision is the handler's own
+    authenticator = SimpleNamespace(minimum_password_length=10, open_signup=False, login_email_sent=False)
+    handler.application = SimpleNamespace(settings={"authenticator": authenticator})
+    created = SimpleNamespace(login_email_sent=False)
+    cases = {"waiting-for-approval": (created, True, False, True, False), "name-taken": (None, True, True, True, False),
+             "password-mismatch": (None, True, False, False, False), "refused": (None, True, False, True, False),
+             "signed-up": (created, True, False, True, True), "not-human": (None, False, False, True, False)}
+    for why, args in cases.items():
+        alert, message = handler.get_result_message(*args)
+        assert handler.why == why and message == messages.sign_up_result(why, 10), why
+        assert alert.startswith("alert-")
+
+
+def test_a_refused_login_names_why():
+    from mnist_lab_deploy.hub import accounts
+
+    users = {"aoi": SimpleNamespace(is_authorized=False, password="right"),
+             "ren": SimpleNamespace(is_authorized=True, password="right")}
+    for info in users.values():
+        info.is_valid_password = lambda password, info=info: password == info.password
+    blocked = {"ren"}
+    authenticator = SimpleNamespace(get_user=users.get, is_blocked=lambda name: name in blocked)
+    handler = object.__new__(accounts.LoginHandler)
+    handler.application = SimpleNamespace(settings={"authenticator": authenticator})
+    for name, password, why in (("aoi", "right", "waiting-for-approval"), ("aoi", "wrong", "wrong-password"),
+                                ("ren", "right", "locked"), ("nobody", "right", "wrong-password")):
+        handler.get_body_argument = lambda argument, default, strip, password=password: password
+        assert handler.refusal(name) == why, (name, password)
