@@ -202,6 +202,8 @@ def test_the_health_check_asks_the_running_server_where_it_says_it_listens(tmp_p
         assert result.returncode == 0, result.stderr
         (state,) = (tmp_path / "runtime").glob("jpserver-*.json")
         assert json.loads(state.read_text())["port"] == port
+        status = f"http://127.0.0.1:{port}{base_url}api/status"  # JUPYTER_TOKEN guards it, read by Jupyter itself
+        assert status_of(status) == 403 and status_of(status, "t" * 32) == 200
     finally:
         server.kill()
         server.wait()
