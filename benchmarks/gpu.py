@@ -53,9 +53,9 @@ import unicodedata
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "docker")]
+sys.path[:0] = [str(REPO)]
 
-from gpu_policy import memory_share  # standard library only, beside the image's other helpers
+from mnist_lab_deploy.gpu_policy import memory_share  # standard library only
 
 KERNEL_CONFIG = REPO / "docker" / "ipython_kernel_config.py"
 NOTEBOOK = REPO / "main.ipynb"

@@ -4,6 +4,7 @@
 # Dockerfile for every process, `docker exec` too) reads /tmp/passwd, a copy with that UID's line (re)named.
 # The name: MNIST_LAB_USER (compose), else JUPYTERHUB_USER (spawned by the hub), else the image's own.
 # Spawned by the hub, the image is read-only and /tmp an empty tmpfs: HOME (/tmp/home) is made here.
+# Then the command: start-notebook (standalone) or start-singleuser (the hub's), which chooses the mode.
 mkdir -p "${HOME:-/tmp/home}"
 uid=$(id -u)
 name="${MNIST_LAB_USER:-${JUPYTERHUB_USER:-}}"
@@ -18,9 +19,4 @@ fi
         cat /etc/passwd
     fi
 } >/tmp/passwd
-
-# Spawned by the hub: /work is the student's own volume; put the lesson in it without touching their edits.
-if [ -n "${JUPYTERHUB_API_TOKEN:-}" ]; then
-    python /opt/lesson.py /opt/mnist-lab/lesson /work || echo "lesson: could not update /work (see above)" >&2
-fi
 exec "$@"

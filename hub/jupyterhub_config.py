@@ -1,20 +1,23 @@
-"""JupyterHub for a class on one GPU server (hub/docker-compose.yml runs it; settings come from hub/.env).
+"""JupyterHub for a class on one GPU server (hub/docker-compose.yml runs it). Every setting is hub/.env's, passed on
+by compose and read here as ``os.environ["NAME"]``: a missing or wrong one stops the hub with one line naming it.
 
-- Login: NativeAuthenticator (hub/accounts.py). Students sign up with a name and password on the hub's page; they
-  can log in only after the admin approved them (/hub/authorize, by POST). The admin's account is made by the hub
-  with a random password kept in its volume. The lab's server accounts stay out of it: the hub runs in a container
-  and needs no access to the host's passwords (PAM would), and a student's hub account opens nothing but their own
-  server, on its own subdomain (NAME.localhost): a page a student's server serves runs no script on the hub's.
+- Login: NativeAuthenticator (mnist_lab_deploy/hub/accounts.py, its pages in Japanese: hub/templates). Students
+  sign up with a name and password on the hub's page; they can log in only after the admin approved them
+  (/hub/authorize, by POST). The admin's account is made by the hub with a random password kept in its volume.
+  The lab's server accounts stay out of it: the hub runs in a container and needs no access to the host's
+  passwords (PAM would), and a student's hub account opens nothing but their own server, on its own subdomain
+  (NAME.localhost): a page a student's server serves runs no script on the hub's.
 - Servers: DockerSpawner starts one container per student from the lesson image, as its user 1000 (never root),
-  with the student's own volume at /work (the lesson is put there by the image, docker/lesson.py), within the
-  limits of hub/.env, on the hub's own network (no port on the host), read-only but for /work and a /tmp in memory;
-  from there it reaches the hub and (INTERNET) the internet, nothing else (hub/network.py).
+  with the student's own volume at /work (the lesson is put there by the image, mnist_lab_deploy/lesson.py),
+  within the limits of hub/.env, on the hub's own network (no port on the host), read-only but for /work and a /tmp in memory;
+  from there it reaches the hub and (INTERNET) the internet, nothing else (mnist_lab_deploy/hub/network.py). The
+  image's command start-singleuser chooses its mode (the lesson put into /work, the hub's login).
 - Disk: each student's /work is watched against DISK_QUOTA, and the hub keeps DISK_RESERVE for itself
-  (hub/disk.py). Why a server was stopped or could not start reaches the student in Japanese (hub/messages.py,
-  hub/templates).
-- GPUs: one per server, given as a device request; which one follows docker/gpu_policy.py (fewest students, a
-  maximum per GPU, the student's previous GPU kept), from nvidia-smi's list and the GPUs of the running servers;
-  each kernel holds at most its share of the GPU's memory (GPU_MEMORY_SHARE, docker/gpu_share.py).
+  (mnist_lab_deploy/hub/disk.py). Why a server was stopped or could not start reaches the student in Japanese
+  (mnist_lab_deploy/hub/messages.py, hub/templates).
+- GPUs: one per server, given as a device request; which one follows mnist_lab_deploy/gpu_policy.py (fewest
+  students, a maximum per GPU, the student's previous GPU kept), from nvidia-smi's list and the GPUs of the running
+  servers; each kernel holds at most its share of the GPU's memory (GPU_MEMORY_SHARE, mnist_lab_deploy/gpu_share.py).
 - Idle servers are stopped by jupyterhub-idle-culler; their volume stays.
 """
 
@@ -28,13 +31,13 @@ import nativeauthenticator
 from dockerspawner import DockerSpawner
 from traitlets import Dict, Integer
 
+from mnist_lab_deploy.gpu_policy import NvidiaSmiError, choose_gpu, memory_share, requested_gpus, server_gpus
+from mnist_lab_deploy.hub import messages
+from mnist_lab_deploy.hub.disk import DiskWatch
+from mnist_lab_deploy.hub.helper import own_image
+from mnist_lab_deploy.hub.network import fence
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [HERE, os.path.join(HERE, "..", "docker")]  # in the image: beside this file (hub/Dockerfile)
-import messages
-from disk import DiskWatch
-from gpu_policy import choose_gpu, memory_share, read_gpus, requested_gpus
-from helper import own_image
-from network import fence
 
 c = get_config()  # noqa: F821 -- provided by JupyterHub when it loads this file
 
@@ -50,35 +53,57 @@ def size_in_bytes(text):
 
 def setting(name, parse):
     """hub/.env's ``name``, read by ``parse``: a missing or wrong value stops the hub with one line saying which."""
+    if name not in os.environ:
+        sys.exit(f"{name} がありません。hub/.env に書き、hub/docker-compose.yml から渡してください。")
     try:
         return parse(os.environ[name])
-    except (KeyError, ValueError) as e:
-        sys.exit(f"hub/.env の {name}={os.environ.get(name, '')} が読めません（{e!r}）。直してから起動してください。")
+    except ValueError as e:
+        sys.exit(f"hub/.env の {name}={os.environ.get(name, '')} が読めません（{e}）。直してから起動してください。")
 
 
-ADMIN = os.environ["HUB_ADMIN"]
+def docker_size(text):
+    """A size as Docker reads it (``8g``, ``512m``), kept as written; ValueError unless it is one."""
+    if size_in_bytes(text) <= 0:
+        raise ValueError("8g や 512m のような大きさ")
+    return text
+
+
+def one_of(*choices):
+    """A parser that takes exactly one of ``choices``."""
+
+    def parse(value):
+        if value not in choices:
+            raise ValueError(f"{' / '.join(choices)} のどれか")
+        return value
+    return parse
+
+
+ADMIN = setting("HUB_ADMIN", str)
 if not ADMIN:
     sys.exit("HUB_ADMIN が空です。hub/.env に管理者のアカウント名を書いてから起動してください。")
-INTERNET = setting("INTERNET", lambda value: {"yes": True, "no": False}[value])
+INTERNET = setting("INTERNET", one_of("yes", "no")) == "yes"
+GPUS = setting("GPUS", one_of("all", "none")) == "all"
 DISK_QUOTA, DISK_RESERVE = setting("DISK_QUOTA", size_in_bytes), setting("DISK_RESERVE", size_in_bytes)
 DISK_CHECK = setting("DISK_CHECK", int)
 DATA = "/srv/jupyterhub"  # the hub's volume: database, cookie secret, the admin's password, the disk reserve
-MEM_LIMIT = os.environ.get("MEM_LIMIT", "8g")
-MAX_PER_GPU = int(os.environ.get("MAX_PER_GPU", "4"))
-try:
-    GPU_MEMORY_SHARE = memory_share(os.environ.get("GPU_MEMORY_SHARE", ""), MAX_PER_GPU)
-except ValueError as e:
-    sys.exit(f"mnist-lab hub: {e}（hub/.env）")
-CULL_TIMEOUT = int(os.environ.get("CULL_TIMEOUT", "3600"))
-MNIST_DIR = os.environ.get("MNIST_DIR", "")
-NETWORK = os.environ.get("HUB_NETWORK", "mnist-lab-hub")
+MEM_LIMIT = setting("MEM_LIMIT", docker_size)
+CPUS = setting("CPUS", float)
+PIDS_LIMIT = setting("PIDS_LIMIT", int)
+SHM_SIZE = setting("SHM_SIZE", docker_size)
+JUPYTER_PORT = setting("JUPYTER_PORT", int)  # the lesson image's (its Dockerfile's build argument, from hub/.env)
+MAX_PER_GPU = setting("MAX_PER_GPU", int)
+GPU_MEMORY_SHARE = setting("GPU_MEMORY_SHARE", lambda value: memory_share(value, MAX_PER_GPU))
+CULL_TIMEOUT = setting("CULL_TIMEOUT", int)
+MNIST_DIR = setting("MNIST_DIR", str)
+NETWORK = setting("HUB_NETWORK", str)
+LESSON_IMAGE = setting("LESSON_IMAGE", str)
 
 
-def server_gpus():
-    """The server's GPUs (``None`` on a server without them); nvidia-smi's error as one line to the student."""
+def student_gpus():
+    """The GPUs to give out (``[]``: none, GPUS=none or no GPU here); nvidia-smi's error as one line to the student."""
     try:
-        return read_gpus()
-    except ValueError as e:
+        return server_gpus() if GPUS else []
+    except NvidiaSmiError as e:
         raise messages.nvidia_smi_failed(e) from e
 
 
@@ -150,8 +175,8 @@ class LabSpawner(DockerSpawner):
     async def start(self):
         self.stop_note = None  # shown on the page the student started from; a new start is a new story
         async with self._choosing:
-            gpus = server_gpus()
-            if gpus is not None:
+            gpus = student_gpus()
+            if gpus:
                 choice = choose_gpu(gpus, await self.gpus_of_other_students(), MAX_PER_GPU, previous=self.gpu)
                 if choice is None:
                     raise messages.gpus_full(MAX_PER_GPU)
@@ -161,7 +186,7 @@ class LabSpawner(DockerSpawner):
                 self.log.info("%s gets GPU %d", self.user.name, choice)
             address = await super().start()
         try:
-            await fence(self, await own_image(self), NETWORK, INTERNET)
+            await fence(self, await own_image(self), NETWORK, INTERNET, JUPYTER_PORT)
         except Exception as e:  # JupyterHub stops the container of a failed start
             self.log.error("Could not fence %s's server: %s", self.user.name, e)
             raise messages.fence_failed(e) from e
@@ -179,13 +204,13 @@ c.JupyterHub.cookie_secret_file = f"{DATA}/jupyterhub_cookie_secret"
 c.ConfigurableHTTPProxy.pid_file = "/tmp/jupyterhub-proxy.pid"
 # Each student's server on its own origin, NAME.localhost (browsers resolve *.localhost to this computer, which
 # `ssh -L` forwards): a page a student's server serves cannot act on the hub's origin with the admin's cookies.
-c.JupyterHub.subdomain_host = os.environ.get("HUB_URL") or f"http://localhost:{os.environ['HUB_PORT']}"
+c.JupyterHub.subdomain_host = setting("HUB_URL", str) or f"http://localhost:{setting('HUB_PORT', int)}"
 # SameSite=Lax on every cookie of the hub (login, session, _xsrf) and, through JUPYTERHUB_COOKIE_OPTIONS, on the
 # students' servers' login cookies: another site's form or script never sends them along.
 c.JupyterHub.tornado_settings = {"cookie_options": {"samesite": "Lax"}}
 
 # ---- login ----
-c.JupyterHub.authenticator_class = "accounts.LabAuthenticator"
+c.JupyterHub.authenticator_class = "mnist_lab_deploy.hub.accounts.LabAuthenticator"
 c.Authenticator.admin_users = {ADMIN}
 c.LabAuthenticator.admin_password_file = f"{DATA}/admin-password"
 c.Authenticator.username_pattern = r"^[a-z0-9][a-z0-9_-]{0,31}$"  # a container, volume and subdomain name
@@ -193,18 +218,17 @@ c.NativeAuthenticator.allow_all = True  # every *approved* account: NativeAuthen
 c.NativeAuthenticator.open_signup = False  # the admin approves each new account
 c.NativeAuthenticator.minimum_password_length = 10
 c.NativeAuthenticator.check_common_password = True
-c.NativeAuthenticator.allowed_failed_logins = 5  # then wait (never the admin: hub/accounts.py):
+c.NativeAuthenticator.allowed_failed_logins = 5  # then wait (never the admin: mnist_lab_deploy/hub/accounts.py):
 c.NativeAuthenticator.seconds_before_next_try = 300
-# The pages in Japanese (error, server not running, approval by POST) first, then NativeAuthenticator's (its signup
-# page, linked from the login page), then JupyterHub's own.
+# The pages in Japanese (login, sign-up, error, server not running, approval by POST) first, then
+# NativeAuthenticator's (those not translated), then JupyterHub's own.
 c.JupyterHub.template_paths = [os.path.join(HERE, "templates"),
                                os.path.join(os.path.dirname(nativeauthenticator.__file__), "templates")]
 
 # ---- the students' servers ----
-SHM_SIZE = os.environ.get("SHM_SIZE", "1g")
 HOST_CONFIG = {
     "memswap_limit": MEM_LIMIT,  # no swap beyond the memory limit
-    "pids_limit": int(os.environ.get("PIDS_LIMIT", "1024")),
+    "pids_limit": PIDS_LIMIT,
     "shm_size": SHM_SIZE,
     # Only /work (the watched volume) takes disk: the image read-only, /tmp (HOME too) in the student's memory.
     "read_only": True,
@@ -214,21 +238,22 @@ HOST_CONFIG = {
     "cap_drop": ["ALL"],
 }
 c.JupyterHub.spawner_class = LabSpawner
-c.DockerSpawner.image = os.environ.get("LESSON_IMAGE", "mnist-lab-class:cu126")
+c.DockerSpawner.image = LESSON_IMAGE
 c.DockerSpawner.pull_policy = "never"  # built on this server by `docker compose up -d --build`
-c.DockerSpawner.cmd = ["jupyterhub-singleuser"]
+c.DockerSpawner.cmd = ["start-singleuser"]  # the image's hub mode (docker/start-singleuser)
+c.DockerSpawner.port = JUPYTER_PORT
 c.DockerSpawner.network_name = NETWORK
 c.DockerSpawner.use_internal_ip = True
 c.DockerSpawner.remove = True  # a stopped server's container goes; its volume stays
 c.DockerSpawner.name_template = "mnist-lab-{username}"
 c.DockerSpawner.notebook_dir = "/work"
 c.DockerSpawner.volumes = {"mnist-lab-work-{username}": "/work"}
-c.DockerSpawner.environment = {"MNIST_LAB_DATA": "/data/mnist" if MNIST_DIR else "/work/data",
-                                "MNIST_LAB_GPU_MEMORY_SHARE": f"{GPU_MEMORY_SHARE:g}"}  # docker/gpu_share.py
-if MNIST_DIR:
+c.DockerSpawner.environment = {"MNIST_LAB_GPU_MEMORY_SHARE": f"{GPU_MEMORY_SHARE:g}"}  # mnist_lab_deploy/gpu_share.py
+if MNIST_DIR:  # else the image's own MNIST_LAB_DATA (/work/data, in the student's volume)
     c.DockerSpawner.volumes[MNIST_DIR] = {"bind": "/data/mnist", "mode": "ro"}
+    c.DockerSpawner.environment["MNIST_LAB_DATA"] = "/data/mnist"
 c.DockerSpawner.mem_limit = MEM_LIMIT.upper()  # JupyterHub reads 8G, Docker 8g
-c.DockerSpawner.cpu_limit = float(os.environ.get("CPUS", "4"))
+c.DockerSpawner.cpu_limit = CPUS
 c.DockerSpawner.extra_host_config = HOST_CONFIG
 c.DockerSpawner.extra_create_kwargs = {"labels": {"mnist-lab.student": "{raw_username}"}}
 c.Spawner.default_url = "/lab/tree/main.ipynb"
@@ -249,5 +274,6 @@ c.JupyterHub.load_roles = [{
     "services": ["idle-culler"],
 }]
 
-if shutil.which("nvidia-smi") is None:
-    print("mnist-lab hub: no nvidia-smi here (hub/no-gpu.yml?): students' servers start without a GPU", file=sys.stderr)
+if GPUS and shutil.which("nvidia-smi") is None:
+    print("mnist-lab hub: GPUS=all but no nvidia-smi here: students' servers start without a GPU (hub/.env: GPUS=none "
+          "on a server without NVIDIA GPUs)", file=sys.stderr)

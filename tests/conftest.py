@@ -57,7 +57,13 @@ def trained(mnist, tmp_path_factory):
     return model, history, path
 
 
-LESSON_IMAGE = "mnist-lab-aoi:cu126"  # built once; tagged as ren's (compose) and as the class's (hub) too
+def _cuda():
+    from mnist_lab_deploy.settings import load
+
+    return load()["CUDA"]
+
+
+LESSON_IMAGE = f"mnist-lab-aoi:{_cuda()}"  # built once; tagged as ren's (compose) and as the class's (hub) too
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +82,7 @@ def image(engine, tmp_path_factory):
     import_standin(engine, STANDIN, tmp_path_factory.mktemp("standin"))
     with wheel_index() as index:
         build_image(engine, REPO, LESSON_IMAGE, STANDIN, index)
-    for tag in ("mnist-lab-ren:cu126", "mnist-lab-class:cu126"):  # every layer from the cache: the same image
+    for tag in (f"mnist-lab-ren:{_cuda()}", f"mnist-lab-class:{_cuda()}"):  # every layer from the cache: the same image
         engine.docker("tag", LESSON_IMAGE, tag)
     return LESSON_IMAGE
 

@@ -225,8 +225,13 @@ def import_standin(engine, tag, workdir):
 
 
 def build_image(engine, repo, tag, base, index):
-    """Build ``repo``'s Dockerfile as it is, changing only build arguments: the stand-in base, the local wheels."""
+    """Build ``repo``'s Dockerfile as compose builds it (the build arguments of hub/.env), changing only the base
+    (the stand-in) and where PyTorch comes from (the local wheels)."""
+    from mnist_lab_deploy.settings import load
+
+    deployment = load(repo / "hub" / ".env")
     engine.docker("build", "--network", "host", "--build-arg", f"BASE_IMAGE={base}",
+                  "--build-arg", f"CUDA={deployment['CUDA']}", "--build-arg", f"JUPYTER_PORT={deployment['JUPYTER_PORT']}",
                   "--build-arg", "TORCH_VERSION=2.14.1", "--build-arg", "TORCHVISION_VERSION=0.29.1",
                   "--build-arg", f"TORCH_INDEX_URL={index}/pypi-more/simple",
                   "--build-arg", f"TORCH_EXTRA_INDEX_URL={index}/pypi/simple https://pypi.org/simple",

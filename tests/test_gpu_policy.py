@@ -1,17 +1,13 @@
-"""The GPU policy of docker/gpu_policy.py, on fake lists of GPUs: spread, capped, kept; nvidia-smi's output parsed
+"""The GPU policy of mnist_lab_deploy/gpu_policy.py, on fake lists of GPUs: spread, capped, kept; nvidia-smi's output parsed
 or refused in one line."""
 
-import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "docker"))
-
-from gpu_policy import GPU, choose_gpu, parse_nvidia_smi
+from mnist_lab_deploy.gpu_policy import GPU, choose_gpu, parse_nvidia_smi
 
 
 def class_arrives(gpus, n, max_per_gpu=None):
@@ -59,3 +55,19 @@ def test_nvidia_smi_output_is_read_and_its_errors_are_refused():
     with pytest.raises(ValueError, match="couldn't communicate"):
         parse_nvidia_smi(error + "\n")
     assert parse_nvidia_smi("") == []
+
+
+def test_the_servers_gpus_are_read_one_way_for_make_env_and_the_hub(tmp_path, monkeypatch):
+    from mnist_lab_deploy.gpu_policy import NvidiaSmiError, server_gpus
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi: a server without NVIDIA GPUs
+    assert server_gpus() == []
+    fake = tmp_path / "nvidia-smi"
+    for said, code in (("0, 81000\n1, 20000", 0), ("NVIDIA-SMI has failed", 9), ("No devices were found?", 0)):
+        fake.write_text(f"#!/bin/sh\necho '{said}'\nexit {code}\n")
+        fake.chmod(0o755)
+        if code == 0 and said[0].isdigit():
+            assert server_gpus() == [GPU(0, 81000), GPU(1, 20000)]
+        else:
+            with pytest.raises(NvidiaSmiError, match=said.split()[0]):
+                server_gpus()

@@ -11,16 +11,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "docker"))
-
-import gpu_share
-import make_env
-from gpu_policy import memory_share
 from test_docker import compose_config, fake_server, student_starts
 from test_hub_config import compose_hub, hub_env, load_config
 
+from mnist_lab_deploy import gpu_share, make_env
+from mnist_lab_deploy.gpu_policy import memory_share
+
+REPO = Path(__file__).resolve().parents[1]
 KERNEL_CONFIG = REPO / "docker" / "ipython_kernel_config.py"
 
 
@@ -49,12 +46,13 @@ def test_make_env_writes_the_share_from_the_cap_or_as_asked(tmp_path, monkeypatc
 
 
 def test_compose_passes_the_share_into_the_container(tmp_path):
-    env = make_env.env_text("hanako", 1234, 1234, 8801, "f" * 48, 1, "cu126", gpu_share=0.45)
+    env = make_env.env_text(make_env.student_env("hanako", 1234, 1234, 8801, "f" * 48, 1, gpu_share=0.45))
     result = compose_config(tmp_path, env)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["services"]["jupyter"]["environment"][gpu_share.ENV] == "0.45"
     old = "\n".join(line for line in env.splitlines() if not line.startswith("GPU_MEMORY_SHARE="))  # an older .env
-    assert json.loads(compose_config(tmp_path, old).stdout)["services"]["jupyter"]["environment"][gpu_share.ENV] == "1"
+    refused = compose_config(tmp_path, old)  # no default: compose names what is missing
+    assert refused.returncode != 0 and "GPU_MEMORY_SHARE" in refused.stderr
 
 
 def test_the_hub_gives_every_students_server_the_share_of_hub_env(monkeypatch):
@@ -72,38 +70,48 @@ def test_the_hub_gives_every_students_server_the_share_of_hub_env(monkeypatch):
 def test_the_kubernetes_values_give_the_same_share():
     import yaml
 
-    values = yaml.safe_load((REPO / "hub" / "k8s" / "values.yaml").read_text())
+    from mnist_lab_deploy import kube
+
+    values = yaml.safe_load(kube.VALUES.read_text())
     env = hub_env()
     share = float(values["singleuser"]["extraEnv"][gpu_share.ENV])
     assert share == memory_share(env["GPU_MEMORY_SHARE"], int(env["MAX_PER_GPU"]))
+    assert [line.split(":")[0] for line in kube.disagreements(values, {**env, "MAX_PER_GPU": "8"})] == [
+        f"singleuser.extraEnv.{gpu_share.ENV}"]  # the check follows MAX_PER_GPU too
 
 
 def test_every_kernel_of_a_venv_like_the_images_loads_the_share(tmp_path, monkeypatch):
-    """The image's way, not --config: the two files in <venv>/etc/ipython/ (Dockerfile), read by IPython itself."""
+    """The image's way, not --config: the config in <venv>/etc/ipython/ (Dockerfile), read by IPython itself, and
+    mnist_lab_deploy in the venv's site-packages (docker/install.sh), found without any search path of ours."""
     import shutil
     import subprocess
+    import sysconfig
 
     from jupyter_client.manager import start_new_kernel
 
     copies = [line for line in (REPO / "Dockerfile").read_text().splitlines() if "/opt/venv/etc/ipython/" in line]
-    assert copies == ["COPY docker/ipython_kernel_config.py docker/gpu_share.py /opt/venv/etc/ipython/"]
+    assert copies == ["COPY docker/ipython_kernel_config.py /opt/venv/etc/ipython/"]
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
     (venv / "etc" / "ipython").mkdir(parents=True)
-    for name in copies[0].split()[1:-1]:
-        shutil.copy(REPO / name, venv / "etc" / "ipython")
+    shutil.copy(REPO / "docker" / "ipython_kernel_config.py", venv / "etc" / "ipython")
+    site = sysconfig.get_path("purelib", vars={"base": str(venv), "platbase": str(venv)})
+    shutil.copytree(REPO / "mnist_lab_deploy", Path(site) / "mnist_lab_deploy")
     spec = tmp_path / "share" / "jupyter" / "kernels" / "venv"
     spec.mkdir(parents=True)
     argv = [str(venv / "bin" / "python"), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "venv", "language": "python"}))
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "share" / "jupyter"))
-    km, kc = start_new_kernel(kernel_name="venv", env={**os.environ, gpu_share.ENV: "0.3"}, startup_timeout=120)
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    km, kc = start_new_kernel(kernel_name="venv", env={**env, gpu_share.ENV: "0.3"}, startup_timeout=120,
+                              cwd=str(tmp_path))  # not the checkout: only the venv holds mnist_lab_deploy
     try:
-        status, said, _ = run(kc, "import sys; print(sys.prefix, get_ipython().mnist_lab_gpu_share)")
+        status, said, _ = run(kc, "import sys, mnist_lab_deploy; print(sys.prefix, get_ipython().mnist_lab_gpu_share, "
+                                  "mnist_lab_deploy.__file__.startswith(sys.prefix))")
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
-    assert (status, said.split()) == ("ok", [str(venv), "0.3"])
+    assert (status, said.split()) == ("ok", [str(venv), "0.3", "True"])
 
 
 @pytest.mark.parametrize("share, total, held", [(0.225, 141e9, 30e9), (0.5, None, 0), (None, 80e9, 79e9)])
@@ -143,7 +151,8 @@ def run(kc, code):
 
 
 SIMULATED_GPU = """
-import types, torch, gpu_share
+import types, torch
+from mnist_lab_deploy import gpu_share
 calls = []
 torch.cuda.set_per_process_memory_fraction = lambda share, device=None: calls.append(share)
 for call, _ in torch.cuda._queued_calls:  # what PyTorch runs when it initialises CUDA (ours only: no driver here)

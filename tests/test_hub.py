@@ -19,17 +19,17 @@ import signal
 import socket
 import socketserver
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "hub"))
+from mnist_lab_deploy import settings
+from mnist_lab_deploy.hub import messages  # what the student is told, compared by case, never by wording
 
-import messages  # hub/messages.py: what the student is told, compared by case, never by wording
+REPO = Path(__file__).resolve().parents[1]
+LESSON_IMAGE = f"mnist-lab-class:{settings.load()['CUDA']}"
 
 HUB_IMAGE = "mnist-lab-hub:5.5.4"
 ADMIN, STUDENTS = "teacher", ("aoi", "ren")
@@ -187,19 +187,22 @@ def sign_up(hub, name, password=PASSWORD):
         "username": name, "signup_password": password, "signup_password_confirmation": password,
         "_xsrf": xsrf(session)}, timeout=30)
     assert response.status_code == 200, response.text[-2000:]
-    return response.text
+    return response.content.decode()
 
 
 def signed_up(hub, name):
-    assert "Your information has been sent to the admin." in sign_up(hub, name)
+    """``name`` signs up and is told to wait for the admin's approval (in Japanese)."""
+    case, page = why(sign_up(hub, name))
+    assert case == "waiting-for-approval" and is_japanese(page), page[-2000:]
 
 
 def why(response):
     """The case a hub page names (data-why of hub/templates), and the page's text, unescaped."""
     import re
 
-    page = html.unescape(response.content.decode())  # UTF-8, as the page's <meta charset> says
-    found = re.search(r'id="lab-error"\s+data-why="([^"]*)"', page)
+    content = response if isinstance(response, str) else response.content.decode()  # UTF-8, as its <meta charset>
+    page = html.unescape(content)
+    found = re.search(r'id="lab-(?:error|message)"\s+data-why="([^"]*)"', page)
     return (found.group(1) if found else None), page
 
 
@@ -245,7 +248,7 @@ def hub(engine, image, mnist_root, tmp_path_factory):
 def approved(hub):
     """The admin approves both students on the hub's authorize page; returns their API tokens (and the admin's)."""
     _, refused = hub.session("aoi")
-    assert refused.url.startswith(f"{hub.url}/hub/login") and "has not been authorized" in refused.text
+    assert refused.url.startswith(f"{hub.url}/hub/login") and why(refused)[0] == "waiting-for-approval"
     admin, _ = hub.session(ADMIN)
     for name in STUDENTS:
         assert hub.approve(admin, name).status_code == 200
@@ -282,7 +285,10 @@ def test_each_student_gets_their_own_container_volume_and_gpu(hub, servers, appr
     gpus = {}
     for name in STUDENTS:
         config = container(engine, name)
-        assert config["State"]["Running"] and config["Config"]["Image"] == "mnist-lab-class:cu126"
+        assert config["State"]["Running"] and config["Config"]["Image"] == LESSON_IMAGE
+        assert config["Config"]["Cmd"] == ["start-singleuser"]  # the image's hub mode, chosen by its command
+        healthy = run_in(engine, name, "python /opt/healthcheck.py", check=False)  # what Docker's HEALTHCHECK runs
+        assert healthy.returncode == 0, healthy.stderr  # it found the server under /user/NAME/ by its state file
         volume = next(m for m in config["Mounts"] if m["Destination"] == "/work")
         assert volume["Type"] == "volume" and volume["Name"] == f"mnist-lab-work-{name}"
         mnist = next(m for m in config["Mounts"] if m["Destination"] == "/data/mnist")
@@ -417,7 +423,7 @@ def network_targets(engine, outside):
     ren = container(engine, "ren")["NetworkSettings"]["Networks"]["mnist-lab-hub"]
     link_local = run_in(engine, "ren", "awk '$6 == \"eth0\" && $1 ~ /^fe80/ {print $1}' /proc/net/if_inet6").strip()
     targets = {"hub api": ("hub", 8081), "hub proxy": ("hub", 8000), "ren web": (ren["IPAddress"], 8000),
-               "ren jupyter": (ren["IPAddress"], 8888), "internet": outside.address}
+               "ren jupyter": (ren["IPAddress"], int(settings.load()["JUPYTER_PORT"])), "internet": outside.address}
     if link_local:
         address = ":".join(link_local[i:i + 4] for i in range(0, 32, 4))
         targets["ren web ipv6"] = (f"{address}%eth0", 8000)
@@ -525,7 +531,8 @@ def test_the_admin_cannot_be_impersonated_or_locked_out(hub, servers):
     hub.approve(admin, "mio")
     for _ in range(5):
         assert not hub.logged_in("mio", "wrong-password-123")
-    assert not hub.logged_in("mio")  # a student's account still waits after five wrong passwords
+    assert not hub.logged_in("mio")  # a student's account still waits after five wrong passwords...
+    assert why(hub.session("mio")[1])[0] == "locked"  # ...and the login page says so
 
 
 def test_errors_reach_the_student_in_japanese_with_the_real_reason(hub, servers):
@@ -535,16 +542,16 @@ def test_errors_reach_the_student_in_japanese_with_the_real_reason(hub, servers)
     try:
         _, broken = hub.session("sora", spawn=True)
         hub.fake_nvidia_smi.write_text(fake_nvidia_smi(FAKE_GPUS + "\n2, 81000"))  # a third GPU: sora may start
-        engine.docker("rmi", "mnist-lab-class:cu126")  # ...but the lesson image is gone
+        engine.docker("rmi", LESSON_IMAGE)  # ...but the lesson image is gone
         _, missing = hub.session("sora", spawn=True)
     finally:
-        engine.docker("tag", "mnist-lab-aoi:cu126", "mnist-lab-class:cu126")
+        engine.docker("tag", LESSON_IMAGE.replace("-class:", "-aoi:"), LESSON_IMAGE)
         hub.fake_nvidia_smi.write_text(fake_nvidia_smi())
     for response, case in ((broken, "nvidia-smi"), (missing, "image-missing")):
         said, text = why(response)
         assert response.status_code == 503 and said == case and is_japanese(text), text[-2000:]
     assert "couldn't communicate with the NVIDIA driver" in why(broken)[1]
-    assert messages.image_missing("mnist-lab-class:cu126").jupyterhub_message in why(missing)[1]
+    assert messages.image_missing(LESSON_IMAGE).jupyterhub_message in why(missing)[1]
 
 
 CALIBRATION = """python - <<'EOF'

@@ -8,36 +8,36 @@ import json
 import os
 import re
 import runpy
+import shutil
 import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from mnist_lab_deploy import settings
+from mnist_lab_deploy.hub import disk, messages, network
+
 REPO = Path(__file__).resolve().parents[1]
 HUB = REPO / "hub"
-sys.path.insert(0, str(HUB))
-
-import disk  # hub/disk.py
-import messages  # hub/messages.py
-import network  # hub/network.py
 
 
 def hub_env():
-    """hub/.env as compose reads it: ``NAME=value`` lines, comments and blank lines skipped."""
-    return dict(line.split("=", 1) for line in (HUB / ".env").read_text().splitlines()
-                if line.strip() and not line.startswith("#"))
+    """hub/.env as compose reads it: the deployment's settings, the one place of each."""
+    return settings.load()
 
 
-def load_config(monkeypatch, **overrides):
-    """Run hub/jupyterhub_config.py with hub/.env's values (and ``overrides``) in the environment, as compose
-    passes them to the hub; return its namespace (``c``, ``LabSpawner``...)."""
+def load_config(monkeypatch, missing=None, **overrides):
+    """Run hub/jupyterhub_config.py with hub/.env's values (and ``overrides``, without ``missing``) in the
+    environment, as compose passes them to the hub; return its namespace (``c``, ``LabSpawner``...)."""
     from traitlets.config import Config
 
-    for name, value in {**hub_env(), "HUB_ADMIN": "teacher", "LESSON_IMAGE": "mnist-lab-class:cu126",
-                        **overrides}.items():
+    env = hub_env()
+    for name, value in {**env, "HUB_ADMIN": "teacher", "LESSON_IMAGE": f"mnist-lab-class:{env['CUDA']}",
+                        "HUB_NETWORK": "mnist-lab-hub", **overrides}.items():
         monkeypatch.setenv(name, value)
+    if missing:
+        monkeypatch.delenv(missing)
     namespace = {"get_config": lambda: namespace.setdefault("c", Config())}
     return runpy.run_path(str(HUB / "jupyterhub_config.py"), init_globals=namespace)
 
@@ -50,7 +50,8 @@ def test_the_limits_of_hub_env_reach_every_students_container(monkeypatch):
     assert host["memswap_limit"] == "6g" and host["pids_limit"] == 300 and host["shm_size"] == "512m"
     assert host["cap_drop"] == ["ALL"] and host["security_opt"] == ["no-new-privileges"] and host["init"] is True
     assert spawner.volumes == {"mnist-lab-work-{username}": "/work"} and spawner.notebook_dir == "/work"
-    assert spawner.remove is True and spawner.use_internal_ip is True and spawner.cmd == ["jupyterhub-singleuser"]
+    assert spawner.remove is True and spawner.use_internal_ip is True and spawner.cmd == ["start-singleuser"]
+    assert spawner.port == int(hub_env()["JUPYTER_PORT"])
     (culler,) = c.JupyterHub.services
     assert f"--timeout={hub_env()['CULL_TIMEOUT']}" in culler["command"]
     assert c.Authenticator.admin_users == {"teacher"} and c.NativeAuthenticator.open_signup is False
@@ -70,11 +71,23 @@ def test_mnist_dir_is_given_read_only(monkeypatch):
     assert spawner.environment["MNIST_LAB_DATA"] == "/data/mnist"
 
 
-@pytest.mark.parametrize("name, value", [("INTERNET", "maybe"), ("DISK_QUOTA", "ten"), ("DISK_CHECK", "")])
+@pytest.mark.parametrize("name, value", [("INTERNET", "maybe"), ("DISK_QUOTA", "ten"), ("DISK_CHECK", ""),
+                                         ("MEM_LIMIT", "lots"), ("JUPYTER_PORT", "88a"), ("GPUS", "some")])
 def test_a_wrong_setting_stops_the_hub_with_one_line_naming_it(monkeypatch, name, value):
     with pytest.raises(SystemExit) as refused:
         load_config(monkeypatch, **{name: value})
     assert name in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_every_setting_the_hub_reads_is_required(monkeypatch):
+    """No default anywhere: without any one of hub/.env's settings the hub stops with one line naming it."""
+    read_by_compose_only = ("BASE_IMAGE", "CUDA", "DOCKER_SOCKET")  # the images, the socket: compose uses them
+    for name in [*hub_env(), "LESSON_IMAGE", "HUB_NETWORK"]:
+        if name in read_by_compose_only:
+            continue
+        with pytest.raises(SystemExit, match=name) as refused:
+            load_config(monkeypatch, missing=name)
+        assert name in str(refused.value) and "\n" not in str(refused.value), name
 
 
 def test_sizes_are_read_as_docker_writes_them(monkeypatch):
@@ -116,7 +129,7 @@ def docker(monkeypatch):
     async def started(spawner):
         (request,) = spawner.extra_host_config["device_requests"]
         fake.containers[spawner.user.name] = int(request["device_ids"][0])
-        return ("10.0.0.2", 8888)
+        return ("10.0.0.2", int(hub_env()["JUPYTER_PORT"]))
 
     async def nothing(*args):
         return None
@@ -191,26 +204,29 @@ def test_both_images_lock_every_package_and_the_same_jupyterhub():
     assert {name for name in wanted if name not in ("torch", "torchvision")} <= lesson.keys()
     assert not [name for name in lesson if name.startswith(("torch", "nvidia-", "triton", "cuda-"))]
     assert {"dockerspawner", "jupyterhub-nativeauthenticator", "jupyterhub-idle-culler"} <= hub.keys()
+    install = (REPO / "docker" / "install.sh").read_text()  # the one locked install, shared by both images
+    assert "pip install --no-deps -r /tmp/install/requirements.lock" in install
     for dockerfile, lock in ((REPO / "Dockerfile", "docker/requirements.lock"), (HUB / "Dockerfile",
                                                                                  "hub/requirements.lock")):
         text = dockerfile.read_text()
-        assert f"COPY {lock} /tmp/requirements.lock" in text and "--no-deps -r /tmp/requirements.lock" in text
-        assert "pip check" in text
+        assert f"COPY docker/install.sh {lock} /tmp/install/" in text and "/tmp/install/install.sh locked" in text
+        assert "COPY mnist_lab_deploy /tmp/install/mnist_lab_deploy" in text and "install.sh package" in text
+        assert "pip check" in text and "ARG BASE_IMAGE\n" in text  # the base: hub/.env's, passed by compose
 
 
-def test_base_images_are_pinned_by_digest():
-    bases = {re.search(r"^ARG BASE_IMAGE=(\S+)", path.read_text(), re.MULTILINE).group(1)
-             for path in (REPO / "Dockerfile", HUB / "Dockerfile")}
-    (base,) = bases  # one base for both images
-    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}", base)
+def test_the_base_image_is_pinned_by_digest_and_given_to_both_images():
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}", hub_env()["BASE_IMAGE"])
+    config = json.loads(compose_hub(HUB_ADMIN="teacher").stdout)["services"]
+    assert config["hub"]["build"]["args"]["BASE_IMAGE"] == config["lesson"]["build"]["args"]["BASE_IMAGE"] == \
+        hub_env()["BASE_IMAGE"]
 
 
-def compose_hub(*files, **env):
+def compose_hub(*files, cwd=HUB, **env):
     from engine import compose_binary
 
     chosen = [arg for name in files or ("docker-compose.yml",) for arg in ("-f", name)]
     clean = {k: v for k, v in os.environ.items() if k not in hub_env()}
-    return subprocess.run([compose_binary(), *chosen, "config", "--format", "json"], cwd=HUB, capture_output=True,
+    return subprocess.run([compose_binary(), *chosen, "config", "--format", "json"], cwd=cwd, capture_output=True,
                           text=True, check=False, env={**clean, **env})
 
 
@@ -224,12 +240,31 @@ def test_the_hub_listens_on_loopback_and_alone_holds_the_docker_socket():
         {name: hub_env()[name] for name in ("INTERNET", "DISK_QUOTA", "DISK_RESERVE", "DISK_CHECK")}
     assert [(p["host_ip"], str(p["published"])) for p in hub["ports"]] == [("127.0.0.1", hub_env()["HUB_PORT"])]
     assert any(v["target"] == "/var/run/docker.sock" for v in hub["volumes"])
-    assert hub["environment"]["MEM_LIMIT"] == hub_env()["MEM_LIMIT"]  # hub/.env, the one place
-    assert lesson["image"] == "mnist-lab-class:" + hub_env()["CUDA"] and lesson["scale"] == 0
+    compose_only = ("BASE_IMAGE", "CUDA", "DOCKER_SOCKET")  # the images' builds and tag, the socket's mount
+    for name in hub_env():  # every other setting reaches the hub's config as it is in hub/.env, the one place
+        if name not in compose_only:
+            assert hub["environment"].get(name) == ("teacher" if name == "HUB_ADMIN" else hub_env()[name]), name
+    assert lesson["image"] == hub["environment"]["LESSON_IMAGE"] == "mnist-lab-class:" + hub_env()["CUDA"]
+    assert lesson["build"]["args"]["CUDA"] == hub_env()["CUDA"] and lesson["scale"] == 0
+    assert lesson["build"]["args"]["JUPYTER_PORT"] == hub_env()["JUPYTER_PORT"]
     assert config["networks"]["hub"]["name"] == hub["environment"]["HUB_NETWORK"]
-    no_gpu = json.loads(compose_hub("docker-compose.yml", "no-gpu.yml", HUB_ADMIN="teacher").stdout)["services"]["hub"]
+    (gpus,) = hub["deploy"]["resources"]["reservations"]["devices"]
+    assert hub_env()["GPUS"] == "all" and gpus["count"] in (-1, "all")
+    no_gpu = json.loads(compose_hub(HUB_ADMIN="teacher", GPUS="none").stdout)["services"]["hub"]
     assert not no_gpu.get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices")
     assert no_gpu["ports"] == hub["ports"] and no_gpu["volumes"] == hub["volumes"]
+
+
+@pytest.mark.parametrize("name", ["MEM_LIMIT", "CUDA", "JUPYTER_PORT", "GPUS", "MNIST_DIR"])
+def test_the_hubs_compose_refuses_without_a_setting(tmp_path, name):
+    """Each value is written once, in hub/.env: compose has no default to fall back on."""
+    (tmp_path / "hub").mkdir()
+    shutil.copytree(REPO / "docker", tmp_path / "docker")
+    shutil.copy(HUB / "docker-compose.yml", tmp_path / "hub")
+    env = {k: v for k, v in hub_env().items() if k != name}
+    (tmp_path / "hub" / ".env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    result = compose_hub(HUB_ADMIN="teacher", cwd=tmp_path / "hub")
+    assert result.returncode != 0 and name in result.stderr and "hub/.env" in result.stderr
 
 
 def test_the_hub_refuses_to_start_without_an_admin():
@@ -276,22 +311,136 @@ def test_the_disk_watcher_reads_du_and_the_fence_reads_ip_addr():
     said = ("1: lo    inet 127.0.0.1/8 scope host lo\n2: eth0    inet 10.1.2.3/24 brd 10.1.2.255 scope global\n"
             "2: eth0    inet6 fe80::1/64 scope link\n3: docker0    inet 172.17.0.1/16 scope global docker0")
     assert network.addresses_in(said) == ["127.0.0.1", "10.1.2.3", "fe80::1", "172.17.0.1"]
-    rules = network.ipv4_rules(["172.18.0.0/16", "fd00::/64"], ["127.0.0.1", "10.1.2.3", "fe80::1"], internet=False)
+    rules = network.ipv4_rules(["172.18.0.0/16", "fd00::/64"], ["127.0.0.1", "10.1.2.3", "fe80::1"], internet=False,
+                               server_port=8765)
     assert "-d 10.1.2.3/32 -j REJECT" in rules and "fd00" not in rules and "fe80" not in rules
+    assert "-A INPUT -s 172.18.0.0/16 -p tcp --dport 8765 -j ACCEPT" in rules
 
 
-def test_the_kubernetes_values_match_the_hub():
+def test_the_kubernetes_values_agree_with_hub_env(capsys):
     import yaml
 
-    values = yaml.safe_load((HUB / "k8s" / "values.yaml").read_text())
-    env, single = hub_env(), values["singleuser"]
-    assert single["cmd"] == "jupyterhub-singleuser" and single["uid"] == 1000
-    assert single["storage"]["homeMountPath"] == "/work" and single["defaultUrl"] == "/lab/tree/main.ipynb"
-    assert single["memory"]["limit"] == env["MEM_LIMIT"].upper() and single["cpu"]["limit"] == float(env["CPUS"])
-    (shm,) = single["storage"]["extraVolumes"]
-    assert shm["emptyDir"]["medium"] == "Memory" and single["storage"]["extraVolumeMounts"][0]["mountPath"] == "/dev/shm"
+    from mnist_lab_deploy import kube
+
+    assert kube.main() == 0  # what CI and the admin run: `python3 -m mnist_lab_deploy.kube`
+    values = yaml.safe_load(kube.VALUES.read_text())
+    changed = {**hub_env(), "MEM_LIMIT": "6g", "CUDA": "cu999", "JUPYTER_PORT": "8765"}  # one line each in hub/.env
+    said = kube.disagreements(values, changed)
+    assert [line.split(":")[0] for line in said] == ["singleuser.image.tag", "hub.config.KubeSpawner.port",
+                                                     "singleuser.memory.limit"]
+    assert kube.main(settings=changed) == 1 and len(capsys.readouterr().err.splitlines()) == 3
+    single = values["singleuser"]
+    assert single["uid"] == 1000 and single["storage"]["homeMountPath"] == "/work"
+    assert single["defaultUrl"] == "/lab/tree/main.ipynb"
+    assert single["storage"]["extraVolumeMounts"][0]["mountPath"] == "/dev/shm"
     gpu = next(p for p in single["profileList"] if p.get("default"))
     assert gpu["kubespawner_override"]["extra_resource_limits"] == {"nvidia.com/gpu": "1"}
-    assert values["cull"] == {"enabled": True, "timeout": int(env["CULL_TIMEOUT"]), "every": 300}
     assert values["hub"]["config"]["JupyterHub"]["authenticator_class"] == "nativeauthenticator.NativeAuthenticator"
-    assert "NOT TESTED ON A CLUSTER" in (HUB / "k8s" / "values.yaml").read_text()
+    assert "NOT TESTED ON A CLUSTER" in kube.VALUES.read_text()
+
+
+def hub_templates(monkeypatch):
+    """The hub's Jinja environment as JupyterHub builds it from the config's template_paths (its own pages under
+    ``templates/``), and the namespace every hub page gets (JupyterHub's template_namespace, logged out)."""
+    from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PrefixLoader
+    from jupyterhub.app import JupyterHub
+
+    paths = list(load_config(monkeypatch)["c"].JupyterHub.template_paths)
+    base = JupyterHub()._template_paths_default()[0]
+    loader = ChoiceLoader([PrefixLoader({"templates": FileSystemLoader([base])}, "/"),
+                           FileSystemLoader([*paths, base])])
+    namespace = {"base_url": "/hub/", "prefix": "/", "user": None, "login_url": "/hub/login",
+                 "logout_url": "/hub/logout", "static_url": lambda path, **kwargs: f"/hub/static/{path}",
+                 "version_hash": "", "services": [], "parsed_scopes": set(), "expanded_scopes": set(), "xsrf": "x"}
+    return Environment(loader=loader, autoescape=True), namespace
+
+
+def visible_text(page):
+    import html
+    import re
+
+    body = re.sub(r"<(script|style)\b.*?</\1>", "", page, flags=re.DOTALL)
+    return html.unescape(re.sub(r"<[^>]+>", " ", body))
+
+
+def form_fields(page):
+    import re
+
+    return set(re.findall(r'<input[^>]*\bname="([^"]+)"', page))
+
+
+def is_japanese(text):
+    return any("\u3040" <= ch <= "\u30ff" for ch in text)
+
+
+def test_the_login_and_sign_up_pages_students_see_are_the_hubs_own(monkeypatch):
+    env, namespace = hub_templates(monkeypatch)
+    login = env.get_template("native-login.html")
+    assert login.filename.startswith(str(HUB / "templates"))  # ours, before NativeAuthenticator's
+    page = login.render(**namespace, next="", enable_signup=True, login_error=None, username=None)
+    assert {"username", "password", "_xsrf"} <= form_fields(page) and 'href="/hub/signup"' in page
+    assert 'action="/hub/login?next=' in page and is_japanese(visible_text(page)) and 'id="lab-message"' not in page
+    for why in messages.LOGIN:
+        line = messages.login_refused(why, "aoi", 5)
+        assert "\n" not in line and is_japanese(line)
+        page = login.render(**namespace, next="", enable_signup=True, login_error=line, username="aoi", why=why)
+        assert f'id="lab-message" data-why="{why}"' in page and line in visible_text(page)
+    signup = env.get_template("signup.html")
+    page = signup.render(**namespace, post_url="/hub/signup")
+    assert {"username", "signup_password", "signup_password_confirmation", "_xsrf"} <= form_fields(page)
+    assert 'href="/hub/login"' in page and is_japanese(visible_text(page))
+    for why in messages.SIGN_UP:  # after a sign-up: waiting for approval, or why it was refused
+        line = messages.sign_up_result(why, 10)
+        assert "\n" not in line and is_japanese(line)
+        page = signup.render(**namespace, post_url="/hub/signup", alert="alert-info", result_message=line, why=why)
+        assert f'id="lab-message" data-why="{why}"' in page and line in visible_text(page)
+
+
+def test_every_hub_page_a_student_meets_is_in_japanese(monkeypatch):
+    """The menu of every page, the error page, a server that is not running, one that is starting."""
+    env, namespace = hub_templates(monkeypatch)
+    user = SimpleNamespace(name="aoi", admin=False, spawner=SimpleNamespace(stop_message="", stop_why=""))
+    pages = {"error.html": {"status_code": 503, "status_message": "Service Unavailable",
+                            "message": messages.gpus_full(2).jupyterhub_message, "exception": messages.gpus_full(2)},
+             "not_running.html": {"failed": False, "spawn_url": "/hub/spawn/aoi", "server_name": ""},
+             "spawn_pending.html": {"progress_url": "/hub/api/users/aoi/server/progress", "spawner": user.spawner}}
+    for name, more in pages.items():
+        page = env.get_template(name).render(**{**namespace, "user": user, **more})
+        text = visible_text(page)
+        assert is_japanese(text) and "Logout" not in text, name  # the menu too (hub/templates/page.html)
+        assert env.get_template(name).filename.startswith(str(HUB / "templates")), name
+    said = visible_text(env.get_template("error.html").render(**{**namespace, **pages["error.html"]}))
+    assert messages.gpus_full(2).jupyterhub_message in said
+
+
+def test_the_sign_up_page_names_each_case_and_says_it_in_japanese():
+    from mnist_lab_deploy.hub import accounts
+
+    handler = object.__new__(accounts.SignUpHandler)  # no request needed: the decision is the handler's own
+    authenticator = SimpleNamespace(minimum_password_length=10, open_signup=False, login_email_sent=False)
+    handler.application = SimpleNamespace(settings={"authenticator": authenticator})
+    created = SimpleNamespace(login_email_sent=False)
+    cases = {"waiting-for-approval": (created, True, False, True, False), "name-taken": (None, True, True, True, False),
+             "password-mismatch": (None, True, False, False, False), "refused": (None, True, False, True, False),
+             "signed-up": (created, True, False, True, True), "not-human": (None, False, False, True, False)}
+    for why, args in cases.items():
+        alert, message = handler.get_result_message(*args)
+        assert handler.why == why and message == messages.sign_up_result(why, 10), why
+        assert alert.startswith("alert-")
+
+
+def test_a_refused_login_names_why():
+    from mnist_lab_deploy.hub import accounts
+
+    users = {"aoi": SimpleNamespace(is_authorized=False, password="right"),
+             "ren": SimpleNamespace(is_authorized=True, password="right")}
+    for info in users.values():
+        info.is_valid_password = lambda password, info=info: password == info.password
+    blocked = {"ren"}
+    authenticator = SimpleNamespace(get_user=users.get, is_blocked=lambda name: name in blocked)
+    handler = object.__new__(accounts.LoginHandler)
+    handler.application = SimpleNamespace(settings={"authenticator": authenticator})
+    for name, password, why in (("aoi", "right", "waiting-for-approval"), ("aoi", "wrong", "wrong-password"),
+                                ("ren", "right", "locked"), ("nobody", "right", "wrong-password")):
+        handler.get_body_argument = lambda argument, default, strip, password=password: password
+        assert handler.refusal(name) == why, (name, password)

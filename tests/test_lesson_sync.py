@@ -1,13 +1,7 @@
-"""docker/lesson.py: the lesson goes into a student's volume on first start; their edits survive restarts and image
+"""mnist_lab_deploy/lesson.py: the lesson goes into a student's volume on first start; their edits survive restarts and image
 updates; files they did not touch follow the image."""
 
-import sys
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "docker"))
-
-import lesson
+from mnist_lab_deploy import lesson
 
 
 def write(root, files):

@@ -9,7 +9,7 @@
 Both images install their lock with ``pip install --no-deps`` (nothing is resolved at build time) and then run
 ``pip check``. After changing requirements.txt or hub/requirements.txt:
 
-    python docker/lock.py        # Python 3.11 on Linux x86-64, as in the images; then rebuild and run the tests
+    python3 -m mnist_lab_deploy.lock   # Python 3.11 on Linux x86-64, as in the images; then rebuild and run the tests
 
 Standard library and pip only (pip resolves without installing: ``pip install --dry-run --report``).
 """
@@ -64,12 +64,12 @@ def lock_text(versions, source):
     """The lock: one ``name==version`` per line, sorted, the torch family left out.
 
     >>> print(lock_text({"torch": "2.7.1", "numpy": "2.3.0", "nvidia-cublas": "12"}, "x.txt"), end="")
-    # Made by `python docker/lock.py` from x.txt (Python 3.11.2, Linux x86-64). Do not edit by hand.
+    # Made by `python3 -m mnist_lab_deploy.lock` from x.txt (Python 3.11.2, Linux x86-64). Do not edit by hand.
     numpy==2.3.0
     """
     kept = sorted((name, version) for name, version in versions.items()
                   if not name.startswith(LEFT_TO_THE_TORCH_INDEX))
-    return (f"# Made by `python docker/lock.py` from {source} (Python {PYTHON}, Linux x86-64). Do not edit by hand.\n"
+    return (f"# Made by `python3 -m mnist_lab_deploy.lock` from {source} (Python {PYTHON}, Linux x86-64). Do not edit by hand.\n"
             + "".join(f"{name}=={version}\n" for name, version in kept))
 
 

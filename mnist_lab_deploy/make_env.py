@@ -1,12 +1,14 @@
-"""Write .env for `docker compose`: your user name, UID/GID, a free port, a random token, a GPU and limits.
+"""Write .env for `docker compose`: your user name, UID/GID, a free port, a random token, a GPU, and the image and
+limits of the deployment's settings (hub/.env, :mod:`.settings`), each of which an option can change.
 
-    python docker/make_env.py [--gpu N] [--port P] [--cuda cu126] [--memory 16g] [--cpus 4] [--gpu-share F] [--force]
+    python3 -m mnist_lab_deploy.make_env [--gpu N] [--port P] [--cuda CU] [--memory M] [--cpus C] [--gpu-share F] [--force]
 
-The GPU follows docker/gpu_policy.py: the one you had (from an earlier .env), else the one with the fewest other
+The GPU follows :mod:`.gpu_policy`: the one you had (from an earlier .env), else the one with the fewest other
 mnist-lab containers, capped by --max-per-gpu. The port is one no container, running or stopped, has claimed (a
-stopped one wants its port back on its next start). The kernels' share of the GPU's memory (GPU_MEMORY_SHARE, kept
-to by docker/gpu_share.py) is --gpu-share, else derived from --max-per-gpu (gpu_policy.memory_share). Prints the
-ssh -L command and the URL to open. Every mistake is one line. Standard library only: run it with the server's python3.
+stopped one wants its port back on its next start). On a server without NVIDIA GPUs (no nvidia-smi) GPUS=none:
+the container asks for none. The kernels' share of the GPU's memory (GPU_MEMORY_SHARE, kept to by
+:mod:`.gpu_share`) is --gpu-share, else derived from --max-per-gpu (gpu_policy.memory_share). Prints the ssh -L
+command and the URL to open. Every mistake is one line. Standard library only: run it with the server's python3.
 """
 
 import argparse
@@ -22,9 +24,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gpu_policy import choose_gpu, memory_share, read_gpus, requested_gpus
+from .gpu_policy import NvidiaSmiError, choose_gpu, memory_share, requested_gpus, server_gpus
+from .settings import REPO, SHARED
+from .settings import load as load_settings
 
-REPO = Path(__file__).resolve().parents[1]
 PORTS = range(8800, 9000)
 MIN_DOCKER = (28, 0)  # older engines expose ports published on 127.0.0.1 to the local network (moby#45610)
 
@@ -47,14 +50,6 @@ def free_port(uid, claimed=()):
         if port not in claimed and port_is_free(port):
             return port
     sys.exit(f"エラー: {PORTS.start}〜{PORTS.stop - 1} に空いているポートがありません。--port で指定してください。")
-
-
-def server_gpus():
-    """The server's GPUs from nvidia-smi (``[]`` without nvidia-smi); one line and exit when it cannot read them."""
-    try:
-        return read_gpus() or []
-    except ValueError as e:
-        sys.exit(f"エラー: nvidia-smi が GPU を読めません（{e}）。ドライバーを確かめるか、--gpu で番号を指定してください。")
 
 
 def docker_claims(own_project):
@@ -87,17 +82,21 @@ def previous_values(path):
 
 
 def chosen_gpu(args, previous, claimed_gpus):
-    """The GPU to write: --gpu, else gpu_policy's choice among the server's GPUs (0 on a server without any)."""
+    """``(GPU_ID, GPUS)`` to write: --gpu, else gpu_policy's choice among the server's GPUs; ``(0, "none")`` on a
+    server without any."""
     if args.gpu is not None:
-        return args.gpu
-    gpus = server_gpus()
+        return args.gpu, "one"
+    try:
+        gpus = server_gpus()
+    except NvidiaSmiError as e:
+        sys.exit(f"エラー: nvidia-smi が GPU を読めません（{e}）。ドライバーを確かめるか、--gpu で番号を指定してください。")
     if not gpus:
-        return 0
+        return 0, "none"
     earlier = int(previous["GPU_ID"]) if previous.get("GPU_ID", "").isdigit() else None
     gpu = choose_gpu(gpus, claimed_gpus, args.max_per_gpu, earlier)
     if gpu is None:
         sys.exit(f"エラー: どの GPU もすでに {args.max_per_gpu} 人が使っています。空くのを待つか、先生に相談してください。")
-    return gpu
+    return gpu, "one"
 
 
 def check_docker_version():
@@ -111,34 +110,36 @@ def check_docker_version():
               file=sys.stderr)
 
 
-def env_text(user, uid, gid, port, token, gpu, cuda, memory="16g", cpus="4", gpu_share=1.0):
-    return "\n".join([
-        "# Written by docker/make_env.py for one student. Keep it private: it holds your Jupyter token.",
-        f"MNIST_LAB_USER={user}",
-        f"HOST_UID={uid}",
-        f"HOST_GID={gid}",
-        f"JUPYTER_PORT={port}",
-        f"JUPYTER_TOKEN={token}",
-        f"GPU_ID={gpu}",
-        f"CUDA={cuda}",
-        f"MEM_LIMIT={memory}",
-        f"CPUS={cpus}",
-        f"GPU_MEMORY_SHARE={gpu_share:g}",
-        "",
-    ])
+def student_env(user, uid, gid, port, token, gpu, gpus="one", gpu_share=1.0, **chosen):
+    """One student's .env values: who they are, their port, token and GPU, then the deployment's settings (hub/.env:
+    image and limits), each replaced by ``chosen`` (``MEM_LIMIT="4g"``...) when given."""
+    deployment = load_settings()
+    return {"MNIST_LAB_USER": user, "HOST_UID": uid, "HOST_GID": gid, "HOST_PORT": port, "JUPYTER_TOKEN": token,
+            "GPUS": gpus, "GPU_ID": gpu, "GPU_MEMORY_SHARE": f"{gpu_share:g}",
+            **{name: chosen.get(name, deployment[name]) for name in SHARED}}
+
+
+def env_text(values):
+    """``values`` as a .env file."""
+    header = "# Written by mnist_lab_deploy.make_env from hub/.env for one student. Keep it private: it holds your token."
+    return "\n".join([header, *(f"{name}={value}" for name, value in values.items()), ""])
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=".env を作る（docker compose 用）")
+    deployment = load_settings()
+    parser = argparse.ArgumentParser(description=".env を作る（docker compose 用。既定値は hub/.env）")
     parser.add_argument("--gpu", type=int, default=None,
                         help="使う GPU の番号（既定: 前の .env の GPU、なければほかの人が一番少ない GPU）")
     parser.add_argument("--max-per-gpu", type=int, default=None, help="1 つの GPU を使う人数の上限（既定: なし）")
-    parser.add_argument("--memory", default="16g", help="コンテナのメモリの上限（既定: 16g）")
-    parser.add_argument("--cpus", default="4", help="コンテナが使える CPU コア数（既定: 4）")
+    parser.add_argument("--memory", default=deployment["MEM_LIMIT"],
+                        help=f"コンテナのメモリの上限（既定: hub/.env の MEM_LIMIT = {deployment['MEM_LIMIT']}）")
+    parser.add_argument("--cpus", default=deployment["CPUS"],
+                        help=f"コンテナが使える CPU コア数（既定: hub/.env の CPUS = {deployment['CPUS']}）")
     parser.add_argument("--gpu-share", default="",
                         help="カーネルが使える GPU メモリの割合 0〜1（既定: --max-per-gpu N があれば 0.9/N、なければ 1 = 全部）")
     parser.add_argument("--port", type=int, default=None, help="サーバー側のポート（既定: 8800〜8999 の空き）")
-    parser.add_argument("--cuda", default="cu126", help="PyTorch の CUDA 版: cu126, cu118 など（既定: cu126）")
+    parser.add_argument("--cuda", default=deployment["CUDA"],
+                        help=f"PyTorch の CUDA 版: cu126, cu118 など（既定: hub/.env の CUDA = {deployment['CUDA']}）")
     parser.add_argument("--force", action="store_true", help="既にある .env を上書きする（既定: しない）")
     parser.add_argument("--output", default=str(REPO / ".env"), help="書くファイル（既定: リポジトリの .env）")
     args = parser.parse_args(argv)
@@ -147,7 +148,7 @@ def main(argv=None):
     if path.exists() and not args.force:
         sys.exit(f"エラー: {path} は既にあります（トークンが変わらないよう上書きしません）。作り直すなら --force を付けてください。")
     if not re.fullmatch(r"\d+[kmg]", args.memory) or not re.fullmatch(r"\d+(\.\d+)?", args.cpus):
-        sys.exit(f"エラー: --memory は 16g のように、--cpus は 4 のように指定してください（今は {args.memory}, {args.cpus}）。")
+        sys.exit(f"エラー: --memory は 8g のように、--cpus は 4 のように指定してください（今は {args.memory}, {args.cpus}）。")
     if not re.fullmatch(r"cu\d{3}", args.cuda):
         sys.exit(f"エラー: --cuda は cu126 や cu118 の形で指定してください（今は {args.cuda}）。")
     try:
@@ -166,8 +167,9 @@ def main(argv=None):
         sys.exit(f"エラー: ポート {args.port} は止まっているほかのコンテナが使う番号です。別の番号にするか、--port を省いてください。")
     port = args.port or free_port(uid, claimed_ports)
     token = secrets.token_hex(24)
-    gpu = chosen_gpu(args, previous_values(path), claimed_gpus)
-    path.write_text(env_text(user, uid, gid, port, token, gpu, args.cuda, args.memory, args.cpus, gpu_share))
+    gpu, gpus = chosen_gpu(args, previous_values(path), claimed_gpus)
+    path.write_text(env_text(student_env(user, uid, gid, port, token, gpu, gpus, gpu_share, CUDA=args.cuda,
+                                         MEM_LIMIT=args.memory, CPUS=args.cpus)))
     path.chmod(stat.S_IRUSR | stat.S_IWUSR)  # 0600: only you can read your token
     print(f"{path} を書きました（ユーザー {user}, UID {uid}, ポート {port}, GPU {gpu}）。次に:\n"
           f"  docker compose up -d\n"

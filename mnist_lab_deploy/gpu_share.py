@@ -3,7 +3,7 @@
 On a GPU that several students share (``MAX_PER_GPU`` > 1), one student's huge batch must not take the whole GPU
 and make every other kernel on it fail. So every kernel caps PyTorch's memory on its GPU at
 ``MNIST_LAB_GPU_MEMORY_SHARE`` (a fraction of the GPU's memory, 0 < share <= 1; compose passes it from .env, the
-hub from hub/.env, see docker/gpu_policy.py ``memory_share``), and a student who asks for more gets one Japanese
+hub from hub/.env, see :func:`.gpu_policy.memory_share`), and a student who asks for more gets one Japanese
 line saying how much they may use, instead of a CUDA out-of-memory traceback; the others on that GPU are untouched.
 
 Lazily, so that a kernel that never uses the GPU creates no CUDA context (a context alone holds GPU memory):
@@ -14,7 +14,8 @@ Lazily, so that a kernel that never uses the GPU creates no CUDA context (a cont
 - and ``torch.OutOfMemoryError`` gets IPython's custom exception handler: one line, and the memory the failed cell
   held (its frames' tensors) is given back, so the student can fix the batch size and run the cell again.
 
-Loaded by docker/ipython_kernel_config.py (in the image: /opt/venv/etc/ipython/, read by every IPython kernel).
+Loaded by docker/ipython_kernel_config.py (in the image: /opt/venv/etc/ipython/, read by every IPython kernel), as
+mnist_lab_deploy.gpu_share: the package is installed in the image (docker/install.sh).
 Standard library only until torch is imported.
 """
 

@@ -4,7 +4,7 @@ Docker's local volumes have no size limit on an ordinary file system, so the hub
 ``every`` seconds (JupyterHub's poll of each running server) one helper container from the hub's image measures
 the /work volume of every running server (``du``, read-only, as root with CAP_DAC_READ_SEARCH only: a student's
 unreadable folder is counted too). A student's server is stopped, and told why in Japanese at their next start
-(hub/messages.py), when
+(mnist_lab_deploy/hub/messages.py), when
 
 - the hub's file system is short of room and their /work grew since the last look, or
 - their /work reached ``quota`` (and grew past what it held when the watcher last stopped it: a student who
@@ -23,8 +23,8 @@ import os
 import time
 from pathlib import Path
 
-import messages
-from helper import own_image, run_helper
+from . import messages
+from .helper import own_image, run_helper
 
 BALLAST = "disk-reserve"
 

@@ -62,3 +62,32 @@ def note(why, *args):
 def gib(size):
     """``size`` bytes for people: ``1.5 GiB``, ``120 MiB``."""
     return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.0f} MiB"
+
+
+# ---- the login and sign-up pages (hub/templates/native-login.html, signup.html), by case ----
+
+SIGN_UP = {
+    "waiting-for-approval": "登録しました。先生が承認するまでログインできません。承認されたら、ログインのページから入ってください。",
+    "signed-up": "登録しました。ログインのページから入ってください。",
+    "name-taken": "この名前はもう使われています。別の名前にしてください。",
+    "password-mismatch": "確認のために入れたパスワードが、最初のものと違います。もう一度入れてください。",
+    "refused": "登録できませんでした。名前は英小文字・数字・- と _（32 文字まで、先頭は英小文字か数字）、パスワードは "
+               "{minimum} 文字以上で、よくあるもの（password123 など）は使えません。",
+    "not-human": "reCAPTCHA を確かめられませんでした。もう一度試してください。",
+}
+
+LOGIN = {
+    "waiting-for-approval": "{name} さんのアカウントは、まだ先生に承認されていません。承認されてからログインしてください。",
+    "locked": "パスワードを何度も間違えたので、しばらく（{minutes} 分ほど）待ってから、もう一度試してください。",
+    "wrong-password": "名前かパスワードが違います。",
+}
+
+
+def sign_up_result(why, minimum=0):
+    """What the sign-up page says in the case ``why`` (a key of :data:`SIGN_UP`)."""
+    return SIGN_UP[why].format(minimum=minimum)
+
+
+def login_refused(why, name="", minutes=0):
+    """What the login page says when a login is refused in the case ``why`` (a key of :data:`LOGIN`)."""
+    return LOGIN[why].format(name=name, minutes=minutes)

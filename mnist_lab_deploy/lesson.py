@@ -9,9 +9,9 @@ server spawned by the hub works in ``/work``, the student's own volume. At every
   (once: a later start with the same image leaves that ``.new`` alone).
 
 "Changed" means: different from what was copied last time, recorded in ``.mnist-lab-lesson.json`` in the folder.
-Standard library only; run by docker/entrypoint.sh as the student.
+Standard library only; run by docker/start-singleuser as the student.
 
-    python /opt/lesson.py /opt/mnist-lab/lesson /work
+    python -m mnist_lab_deploy.lesson /opt/mnist-lab/lesson /work
 """
 
 import hashlib

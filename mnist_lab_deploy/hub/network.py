@@ -10,18 +10,19 @@ host's firewall or on the Docker version.
 - out: to the hub network only TCP port 8081 (the hub's API; no other student listens there, see "in"), to this
   server's own addresses (learned from its namespace at each start: docker0, br-..., eth0...) nothing, to private,
   link-local, shared and multicast ranges nothing, to the rest (the internet) only when ``internet``;
-- in: only TCP 8888 (the Jupyter server, which the hub's proxy reaches) from the hub network, and answers;
+- in: only TCP ``server_port`` (the Jupyter server's, JUPYTER_PORT; the hub's proxy reaches it) from the hub
+  network, and answers;
 - IPv6: nothing but loopback.
 
-A connection between two students would need port 8081 for the sender and 8888 for the receiver at once.
+A connection between two students would need port 8081 for the sender and the Jupyter port for the receiver at once.
 """
 
 import ipaddress
 import re
 
-from helper import run_helper
+from .helper import run_helper
 
-SERVER_PORT, HUB_API_PORT = 8888, 8081
+HUB_API_PORT = 8081
 NOT_INTERNET = ("0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
                 "192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4")
 HELPER_SCRIPT = """set -e
@@ -30,15 +31,15 @@ if [ -e /proc/net/if_inet6 ]; then printf '%s' "$RULES_V6" | ip6tables-restore; 
 """
 
 
-def ipv4_rules(subnets, host_addresses, internet):
-    """iptables-restore input (filter table) for a server on ``subnets`` (the hub network's) of a server whose own
-    addresses are ``host_addresses``."""
+def ipv4_rules(subnets, host_addresses, internet, server_port):
+    """iptables-restore input (filter table) for a Jupyter server listening on ``server_port``, on ``subnets`` (the
+    hub network's) of a server whose own addresses are ``host_addresses``."""
     subnets = [str(ipaddress.ip_network(s)) for s in subnets if ipaddress.ip_network(s).version == 4]
     hosts = sorted({str(a) for a in map(ipaddress.ip_address, host_addresses) if a.version == 4})
     lines = ["*filter", ":INPUT DROP [0:0]", ":FORWARD DROP [0:0]", ":OUTPUT DROP [0:0]",
              "-A INPUT -i lo -j ACCEPT",
              "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"]
-    lines += [f"-A INPUT -s {s} -p tcp --dport {SERVER_PORT} -j ACCEPT" for s in subnets]
+    lines += [f"-A INPUT -s {s} -p tcp --dport {server_port} -j ACCEPT" for s in subnets]
     lines += ["-A OUTPUT -o lo -j ACCEPT",
               "-A OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"]
     lines += [f"-A OUTPUT -d {a}/32 -j REJECT --reject-with icmp-admin-prohibited" for a in hosts]
@@ -69,10 +70,10 @@ def subnets_of(network):
     return [config["Subnet"] for config in (network.get("IPAM") or {}).get("Config") or [] if config.get("Subnet")]
 
 
-async def fence(spawner, image, network_name, internet):
+async def fence(spawner, image, network_name, internet, server_port):
     """Load the rules into the network namespace of ``spawner``'s running container, using helpers from ``image``."""
     network = await spawner.docker("inspect_network", network_name)
     hosts = addresses_in(await run_helper(spawner, image, ["ip", "-o", "addr", "show"], network_mode="host"))
-    env = {"RULES_V4": ipv4_rules(subnets_of(network), hosts, internet), "RULES_V6": IPV6_RULES}
+    env = {"RULES_V4": ipv4_rules(subnets_of(network), hosts, internet, server_port), "RULES_V6": IPV6_RULES}
     await run_helper(spawner, image, ["sh", "-c", HELPER_SCRIPT], network_mode=f"container:{spawner.container_id}",
                      cap_add=["NET_ADMIN", "NET_RAW"], environment=env)

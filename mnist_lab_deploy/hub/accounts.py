@@ -8,6 +8,8 @@
   never a GET link that a chat message could make the admin open.
 - Un-approving a student ends what they have: their server is stopped, every token of theirs (API and OAuth)
   deleted, their login cookies invalidated. Their files stay.
+- The login and sign-up pages say in Japanese what happened (:mod:`.messages`), and name the case in ``why``
+  (hub/templates: ``data-why``), so that tests check the case and the wording stays free to edit.
 """
 
 import os
@@ -17,9 +19,12 @@ from pathlib import Path
 import bcrypt
 from jupyterhub.utils import new_token
 from nativeauthenticator import NativeAuthenticator
+from nativeauthenticator import handlers as native
 from nativeauthenticator.handlers import LocalBase, admin_users_scope
 from nativeauthenticator.orm import UserInfo
 from traitlets import Unicode
+
+from . import messages
 
 
 class LabAuthenticator(NativeAuthenticator):
@@ -75,7 +80,8 @@ class LabAuthenticator(NativeAuthenticator):
         return info is not None and info.is_authorized
 
     def get_handlers(self, app):
-        replaced = {r"/authorize/([^/]*)": ToggleAuthorizationHandler, r"/discard/([^/]*)": DiscardHandler}
+        replaced = {r"/authorize/([^/]*)": ToggleAuthorizationHandler, r"/discard/([^/]*)": DiscardHandler,
+                    r"/login": LoginHandler, r"/signup": SignUpHandler}
         return [(path, replaced.get(path, handler)) for path, handler in super().get_handlers(app)]
 
 
@@ -114,3 +120,56 @@ class DiscardHandler(LocalBase):
             if self.users.get(name) is not None:
                 self.users.delete(name)
         self.redirect(self.hub.base_url + "authorize")
+
+
+class WhyInTemplates:
+    """A handler that names its page's case (``why``) for the templates (``data-why``)."""
+
+    why = ""
+
+    @property
+    def template_namespace(self):
+        return {**super().template_namespace, "why": self.why}
+
+
+class SignUpHandler(WhyInTemplates, native.SignUpHandler):
+    """/hub/signup, its result in Japanese."""
+
+    def get_result_message(self, user, assume_user_is_human, username_already_taken, confirmation_matches,
+                           user_is_admin):
+        alert, _ = super().get_result_message(user, assume_user_is_human, username_already_taken,
+                                              confirmation_matches, user_is_admin)
+        if not assume_user_is_human:
+            self.why = "not-human"
+        elif username_already_taken:
+            self.why = "name-taken"
+        elif not confirmation_matches:
+            self.why = "password-mismatch"
+        elif user is None:
+            self.why = "refused"
+        elif self.authenticator.open_signup or user_is_admin:
+            self.why = "signed-up"
+        else:
+            self.why = "waiting-for-approval"
+        return alert, messages.sign_up_result(self.why, self.authenticator.minimum_password_length)
+
+
+class LoginHandler(WhyInTemplates, native.LoginHandler):
+    """/hub/login, a refusal said in Japanese: wrong name or password, waiting for approval, or locked for a while."""
+
+    def _render(self, login_error=None, username=None):
+        if login_error:
+            self.why = self.refusal(username or "")
+            login_error = messages.login_refused(self.why, username,
+                                                 -(-self.authenticator.seconds_before_next_try // 60))
+        return super()._render(login_error=login_error, username=username)
+
+    def refusal(self, username):
+        """Why the login of ``username`` with the password just sent was refused."""
+        info = self.authenticator.get_user(username)
+        password = self.get_body_argument("password", "", strip=False)
+        if info is not None and not info.is_authorized and info.is_valid_password(password):
+            return "waiting-for-approval"
+        if info is not None and self.authenticator.is_blocked(username):
+            return "locked"
+        return "wrong-password"

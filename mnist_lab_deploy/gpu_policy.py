@@ -7,8 +7,8 @@ The rule, in order:
 3. no GPU takes more than ``max_per_gpu`` students; when every GPU is full there is no GPU to give (``None``).
 
 And each student's share of their GPU's memory (:func:`memory_share`), which every kernel keeps to
-(docker/gpu_share.py). Also how a server's GPUs and a container's GPUs are read (nvidia-smi, Docker's device requests), shared by
-docker/make_env.py and the hub (hub/jupyterhub_config.py). Standard library only: make_env.py runs it with the
+(:mod:`.gpu_share`). Also how a server's GPUs and a container's GPUs are read (nvidia-smi, Docker's device requests),
+shared by :mod:`.make_env` and the hub (hub/jupyterhub_config.py). Standard library only: make_env runs it with the
 server's own python3.
 """
 
@@ -66,16 +66,24 @@ def parse_nvidia_smi(text):
     return gpus
 
 
-def read_gpus():
-    """The server's GPUs as nvidia-smi lists them; ``None`` without nvidia-smi (a server without GPUs).
-    ``ValueError`` with nvidia-smi's first line when it cannot read them (a driver error)."""
+class NvidiaSmiError(ValueError):
+    """nvidia-smi is there but cannot read the GPUs (a driver error); ``str()`` is its first line."""
+
+
+def server_gpus():
+    """The server's GPUs as nvidia-smi lists them; ``[]`` without nvidia-smi (a server without NVIDIA GPUs, or a
+    container given none). :class:`NvidiaSmiError` with nvidia-smi's first line when it cannot read them: each
+    caller says so in its own way (make_env: one line and exit; the hub: one line on the student's page)."""
     if not shutil.which("nvidia-smi"):
-        return None
+        return []
     result = subprocess.run(NVIDIA_SMI, capture_output=True, text=True, timeout=30, check=False)
     said = (result.stdout + result.stderr).strip()
     if result.returncode != 0:
-        raise ValueError(said.splitlines()[0] if said else f"終了コード {result.returncode}")
-    return parse_nvidia_smi(result.stdout)
+        raise NvidiaSmiError(said.splitlines()[0] if said else f"終了コード {result.returncode}")
+    try:
+        return parse_nvidia_smi(result.stdout)
+    except ValueError as e:
+        raise NvidiaSmiError(str(e)) from e
 
 
 def requested_gpus(host_config):
@@ -92,7 +100,7 @@ def requested_gpus(host_config):
 
 def memory_share(setting="", max_per_gpu=None):
     """The fraction of its GPU's memory each student's kernel may hold (PyTorch's memory; ``MNIST_LAB_GPU_MEMORY_SHARE``
-    in the container): ``setting`` when given (``GPU_MEMORY_SHARE`` of .env or hub/.env), else the GPU divided among
+    in the container): ``setting`` when given (``GPU_MEMORY_SHARE`` of hub/.env, or make_env's --gpu-share), else the GPU divided among
     ``max_per_gpu`` students with ``SHARE_MARGIN`` of it left for their CUDA contexts (1: the whole GPU, no cap).
     ``ValueError`` with a Japanese line when ``setting`` is not a number in (0, 1].
 
