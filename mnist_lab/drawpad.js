@@ -121,11 +121,18 @@ function render({ model, el }) {
   canvas.addEventListener("pointerdown", down);
   canvas.addEventListener("pointermove", move);
   for (const name of ["pointerup", "pointercancel", "pointerleave"]) canvas.addEventListener(name, up);
-  clear.addEventListener("click", () => {
+  function wipe() {
     paint(ctx, size, [["clear"]]);
     queue.push(["clear"]);
     flush(true);
-  });
+  }
+  // A press is a pointer going down and up on the button (mouse, pen or finger): a page around the pad may cancel
+  // the click a tap would make. A click without a pointer (Enter or Space on the focused button) wipes too.
+  let pressed = false;
+  clear.addEventListener("pointerdown", () => { pressed = true; });
+  clear.addEventListener("pointerleave", () => { pressed = false; });
+  clear.addEventListener("pointerup", () => { if (pressed) { pressed = false; wipe(); } });
+  clear.addEventListener("click", (event) => { if (event.detail === 0) wipe(); });
   function onMessage(message) {
     if (message.type === "read") {
       waiting = false;

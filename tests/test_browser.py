@@ -130,9 +130,10 @@ def test_student_session(tmp_path, mnist_root, notebook_model_counts, chromium, 
         draw(page, canvas, ONE)
         assert dark_run(page, canvas, 140) > 0  # the ink is there at once ...
         expect(prompt(page, comparison_cell)).to_have_text(re.compile(r"\*"))  # ... while the kernel is still busy
-        expect(prediction).to_contain_text("予測: 0")  # and has not read it yet
+        # the reading comes while the kernel trains (ipykernel 7 hands widget messages to another thread) or once
+        # it is free (older kernels): either way it comes, and the training goes on undisturbed
+        expect(prediction).to_contain_text("予測: 1", timeout=CELL_TIMEOUT_MS)
         expect(prompt(page, comparison_cell)).to_have_text(re.compile(r"^\[\d+\]:?$"), timeout=CELL_TIMEOUT_MS)
-        expect(prediction).to_contain_text("予測: 1", timeout=30_000)  # read once the kernel is free
 
         select_cell(page, comparison_cell + 1)  # to the end
         run_cells(page, cells, comparison_cell + 1, len(cells) - 1, last_key="Control+Enter")
@@ -144,8 +145,8 @@ def test_student_session(tmp_path, mnist_root, notebook_model_counts, chromium, 
         page.get_by_role("menuitem", name="Shut Down Kernel").hover()
         page.screenshot(path=str(shots / "release_memory.png"))
         page.get_by_role("menuitem", name="Shut Down Kernel").click()
-        expect(page.locator(".jp-Notebook-ExecutionIndicator")).not_to_have_attribute("data-status", "idle",
-                                                                                   timeout=30_000)
+        expect(page.locator(".jp-Notebook-ExecutionIndicator")).to_have_attribute("data-status", "unknown",
+                                                                               timeout=30_000)  # no kernel now
         # What section 13 says: a cell run after the shutdown starts a new kernel without asking, with no variables.
         data_cell = index_of(cells, "data = load_mnist()")
         select_cell(page, data_cell + 2)  # the cell after it uses `data`
