@@ -3,17 +3,26 @@
 The notebook calls these; the command line is ``mnist-lab`` (or ``python -m mnist_lab``).
 """
 
-from .checkpoint import load_checkpoint, save_checkpoint
-from .data import MNISTData, load_mnist
-from .device import best_device, describe_device, free_gpu_memory, gpu_memory_mib
-from .errors import UserError
-from .history import History
-from .inference import evaluate, evaluation_mode, predict_proba
-from .metrics import classification_table, confusion_matrix, one_vs_rest
-from .models import MODELS, build_model, count_parameters, layer_shapes
-from .preprocess import preprocess_drawing
-from .recipes import PRESETS, TrainConfig, make_config
-from .train import fit
+import os
+import sys
+
+try:
+    from .checkpoint import load_checkpoint, save_checkpoint
+    from .data import MNISTData, load_mnist
+    from .device import best_device, describe_device, free_gpu_memory, gpu_memory_mib
+    from .errors import UserError
+    from .history import History
+    from .inference import evaluate, evaluation_mode, predict_proba
+    from .metrics import classification_table, confusion_matrix, one_vs_rest
+    from .models import MODELS, build_model, count_parameters, layer_shapes
+    from .preprocess import preprocess_drawing
+    from .recipes import PRESETS, TrainConfig, make_config
+    from .train import fit
+except KeyboardInterrupt:  # Ctrl+C while the command (python -m mnist_lab, mnist-lab) still loads PyTorch
+    if os.path.basename(sys.argv[0]) not in ("-m", "mnist-lab"):
+        raise
+    print("\n中断しました（まだ何も始めていません）。", file=sys.stderr)
+    raise SystemExit(130) from None
 
 __all__ = [
     "MODELS", "PRESETS", "History", "MNISTData", "TrainConfig", "UserError", "best_device", "build_model", "classification_table",

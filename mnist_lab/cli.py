@@ -186,6 +186,7 @@ def train_command(args):
             data, config = data.head(config.batch_size, config.batch_size), replace(config, epochs=1)
         start = time.perf_counter()
         history = fit(model, data, config, device, callbacks, progress=sys.stderr.isatty())  # no bar in logs
+        run.keep_old = history.interrupted or bool(signals.received)  # --force replaces a run only with a whole one
         seconds = time.perf_counter() - start
         test_loss, test_accuracy = evaluate(model, data.X_test, data.y_test)
         results = {"test_accuracy": test_accuracy, "test_loss": test_loss, "train_seconds": seconds,

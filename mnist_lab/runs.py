@@ -249,6 +249,7 @@ class NewRun:
 
     def __init__(self, staging, final):
         self.staging, self.final = staging, final
+        self.keep_old = False  # set it when the run was stopped early: it never replaces a whole earlier run
 
 
 @contextlib.contextmanager
@@ -275,7 +276,7 @@ def new_run(out, force=False, needed=0):
         _check_space(staging.path, needed, place.named)
         run = NewRun(staging.path, place.named)
         yield run
-        run.final = _move_into_place(staging.path, place, force)
+        run.final = _move_into_place(staging.path, place, force and not run.keep_old, run.keep_old)
         done = True
     finally:
         if staging is not None:
@@ -285,15 +286,17 @@ def new_run(out, force=False, needed=0):
                 folder.rmdir()
 
 
-def _move_into_place(staging, place, force):
-    """Make the files in ``staging`` the run at ``place``; return where the run is (the name the user gave)."""
+def _move_into_place(staging, place, force, stopped=False):
+    """Make the files in ``staging`` the run at ``place``; return where the run is (the name the user gave). A run
+    that was ``stopped`` early goes beside an earlier run rather than over it."""
     try:
         check_out_dir(place, force)  # again: something may have appeared there while training
     except UserError:
         beside = None if place.inside else _beside(place)
         if beside is None:
             raise
-        _note(f"学習のあいだに {place.named} に別のものが置かれたので、この結果は {beside.named} に保存します。")
+        _note(f"途中で止めた学習なので {place.named} の前の結果は残し、この結果は {beside.named} に保存します。" if stopped
+              else f"学習のあいだに {place.named} に別のものが置かれたので、この結果は {beside.named} に保存します。")
         place = beside
     fsync_dir(staging)
     if not place.inside:

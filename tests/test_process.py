@@ -71,14 +71,46 @@ def test_a_signal_at_any_moment_keeps_every_finished_epoch_or_the_earlier_run(tm
         assert_one_japanese_line(stderr, prefix="")
     else:
         assert not problem_lines(stderr), stderr
-    if is_run(out) and (not earlier or snapshot(out) != before):
-        metrics = json.loads((out / "results.json").read_text())
+    beside = out.with_name(f"{out.name}-2")  # where a stopped run goes when it may not replace the earlier one
+    new = (out if out.is_dir() and is_run(out) and (not earlier or snapshot(out) != before) else
+           beside if beside.is_dir() and is_run(beside) else None)
+    if new is not None:
+        metrics = json.loads((new / "results.json").read_text())
         assert metrics["kept_epoch"] == len(metrics["history"]["records"])  # no validation split: the last epoch
         assert metrics["kept_epoch"] >= (epoch if reached else 0), "a finished epoch was lost"
     else:
         assert not (epoch and reached), "the run was lost although an epoch had finished"
         assert snapshot(out) == before if earlier else not out.exists()
+    if earlier and process.returncode:  # --force replaces an earlier run only with a whole one
+        assert snapshot(out) == before, "a stopped run replaced the earlier one"
     assert not stray_folders(base), stray_folders(base)
+
+
+def test_ctrl_c_while_the_command_loads_pytorch_is_one_line(tmp_path):
+    """A student who presses Ctrl+C at once: the package is still importing PyTorch (about 1.5 s)."""
+    process = subprocess.Popen([sys.executable, "-m", "mnist_lab", "train", "--dry-run", "--out", tmp_path / "run"],
+                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=ENV)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr.decode()
+    assert_one_japanese_line(stderr.decode(), prefix="")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_stopped_force_run_goes_beside_the_earlier_run_it_may_not_replace(tmp_path):
+    """``docker stop`` or the hub's culler during a ``--force`` retrain: the finished earlier run stays, and the
+    epochs the new one finished are kept beside it."""
+    out = tmp_path / "run"
+    before = snapshot(previous_run(out))
+    process = start(out, "--force", epochs=50)
+    assert wait_for_epoch(process, 1)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 128 + signal.SIGTERM, stderr.decode()
+    assert snapshot(out) == before
+    kept = json.loads((tmp_path / "run-2" / "results.json").read_text())
+    assert kept["kept_epoch"] >= 1 and kept["interrupted"]
 
 
 def test_signals_while_the_finished_command_exits_change_nothing(tmp_path):
