@@ -4,6 +4,7 @@ Loading uses ``torch.load(weights_only=True)``, so a checkpoint can only hold te
 code when it is opened. Saving is atomic (:mod:`mnist_lab.files`): a crash or a full disk leaves the old file whole.
 """
 
+import dataclasses
 import io
 import os
 import warnings
@@ -47,10 +48,20 @@ def save_checkpoint(path, model, config=None, results=None):
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     buffer = io.BytesIO()  # torch.save reports a full disk as a RuntimeError: write the bytes ourselves
     torch.save({"format": FORMAT, "model": model_name(model), "state_dict": state,
-                "config": dict(config or {}), "results": dict(results or {})}, buffer)
+                "config": as_dict(config), "results": as_dict(results)}, buffer)
     with atomic_file(path) as f:
         f.write(buffer.getbuffer())
     return path
+
+
+def as_dict(settings):
+    """A config or results as a plain dict: a dict, a dataclass such as TrainConfig (asdict), or nothing."""
+    if dataclasses.is_dataclass(settings) and not isinstance(settings, type):
+        return dataclasses.asdict(settings)
+    try:
+        return dict(settings or {})
+    except (TypeError, ValueError) as e:
+        raise UserError(f"保存する設定と結果は辞書にしてください（今は {type(settings).__name__}）。例: asdict(config)") from e
 
 
 def read_checkpoint(path):

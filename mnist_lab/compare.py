@@ -2,6 +2,7 @@
 
 import time
 
+from .errors import explained_arguments
 from .inference import evaluate
 from .models import build_model, count_parameters
 from .train import fit
@@ -10,6 +11,7 @@ COLUMNS = {"model": str, "status": str, "test_accuracy": float, "errors": "Int64
            "epochs": int, "seconds": float}
 
 
+@explained_arguments("load_mnist() のデータと、名前 → make_config(...) の辞書（1 つ以上）")
 def compare(data, configs, device=None, progress=True):
     """Train one model per ``{name: TrainConfig}``; return a table of test accuracy, mistakes out of the test set,
     parameters, epochs run, training seconds and ``status`` (trained / interrupted / not trained).

@@ -6,6 +6,7 @@ float32, so a batch is just ``X[idx]`` for a slice ``idx`` of a random permutati
 
 import contextlib
 import hashlib
+import operator
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -197,6 +198,10 @@ class MNISTData:
     def with_validation(self, val_size, seed=0):
         """Return the data with ``val_size`` training images moved to the validation split (the same images every
         time for the same ``seed``, on every device); unchanged when it already has a validation split."""
+        try:
+            val_size = operator.index(val_size)  # an int, a NumPy or a PyTorch integer
+        except TypeError:
+            raise UserError(f"検証データの数 val_size は整数にしてください（今は {val_size!r}）。例: 5000") from None
         if len(self.y_val) or not val_size:
             return self
         if not 0 < val_size < len(self.y_train):

@@ -5,6 +5,8 @@ the CLI prints that line and exits with status 2 instead of showing a traceback,
 alone, in red, where a traceback would be (IPython asks an exception for ``_render_traceback_``).
 """
 
+import functools
+
 
 class UserError(Exception):
     """A problem with the user's input or environment, explained in one line of Japanese."""
@@ -21,3 +23,28 @@ class TrainingDiverged(UserError):
         super().__init__(f"学習の {step} ステップ目で損失が {loss} になりました（発散）。学習率を下げてやり直してください"
                          f"（例: --lr {lr / 10:g}）。")
         self.step = step
+
+
+class ArgumentError(UserError, ValueError):
+    """A notebook-facing function was given something it cannot use: one line naming the function and what it takes."""
+
+
+def explained_arguments(takes):
+    """Decorate a function a student calls so that arguments it cannot use raise :class:`ArgumentError` (one line:
+    the function, the error's kind, and ``takes``, what to pass) instead of an English error from NumPy, PyTorch
+    or matplotlib. Errors that are no one's argument (a user error already, running out of memory) pass as they are."""
+    def decorate(function):
+        @functools.wraps(function)
+        def checked(*args, **kwargs):
+            try:
+                return function(*args, **kwargs)
+            except UserError:
+                raise
+            except (TypeError, ValueError, IndexError, AttributeError, KeyError, RuntimeError, ZeroDivisionError) as e:
+                text = str(e).splitlines()[0][:120] if str(e) else ""
+                if "out of memory" in text or "can't allocate memory" in text:
+                    raise
+                raise ArgumentError(f"{function.__name__} に渡したものが使えません（{type(e).__name__}: {text}）。"
+                                    f"渡すのは {takes} です。") from e
+        return checked
+    return decorate

@@ -9,6 +9,8 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
+from .errors import explained_arguments
+
 
 def device_of(model):
     """Return the device that ``model``'s weights live on."""
@@ -44,6 +46,7 @@ def batch_size_for(device):
     return 128 if torch.device(device).type == "cpu" else 1024
 
 
+@explained_arguments("モデル、画像 X（N×1×28×28 のテンソル）、同じ枚数のラベル y（0〜9 の整数のテンソル）")
 def evaluate(model, X, y, batch_size=None):
     """Return ``(mean cross-entropy loss, accuracy)`` of ``model`` on ``X, y``: sums counted, divided once.
 
@@ -61,6 +64,7 @@ def evaluate(model, X, y, batch_size=None):
     return loss_sum / len(y), correct / len(y)
 
 
+@explained_arguments("モデルと画像 X（N×1×28×28 のテンソル。1 枚なら X[:1] のように）")
 def predict_proba(model, X, batch_size=None):
     """Return the class probabilities ``(N, 10)`` of ``model`` for images ``X``, as a CPU float tensor.
 
@@ -73,6 +77,7 @@ def predict_proba(model, X, batch_size=None):
     return torch.cat(out) if out else torch.empty(0, 10)
 
 
+@explained_arguments("モデル、画像 X（N×1×28×28 のテンソル）、そのモデルの層の名前のリスト（model.named_modules() で見られます）")
 def activations(model, X, layers):
     """Return ``{layer name: output}`` of the named layers of ``model`` (e.g. ``"conv.0"``) for images ``X``.
 

@@ -5,7 +5,6 @@ once (as the cell's result) and a script can ``fig.savefig(...)`` it with no dis
 Japanese font is there (the ``matplotlib-fontja`` package brings one), else in English: never empty boxes.
 """
 
-import functools
 import io
 
 import numpy as np
@@ -13,13 +12,8 @@ from matplotlib import font_manager
 from matplotlib.figure import Figure as _MplFigure
 
 from .data import denormalize
-from .errors import UserError
+from .errors import explained_arguments
 from .history import checked_history
-
-
-class PlotInputError(UserError, ValueError):
-    """What was passed to a plot function cannot be drawn: one Japanese line naming the function and what it takes."""
-
 
 TAKES = {  # what each plot function draws from, as the lesson passes it
     "plot_samples": "画像 X（N×1×28×28 のテンソル）と同じ枚数のラベル y",
@@ -34,19 +28,8 @@ TAKES = {  # what each plot function draws from, as the lesson passes it
 
 
 def explained_inputs(plot):
-    """Let ``plot`` raise :class:`PlotInputError` (one line) instead of an English error from NumPy or
-    matplotlib when its arguments are not what it draws from."""
-    @functools.wraps(plot)
-    def checked(*args, **kwargs):
-        try:
-            return plot(*args, **kwargs)
-        except UserError:
-            raise
-        except (TypeError, ValueError, IndexError, AttributeError, KeyError, RuntimeError) as e:
-            why = str(e).splitlines()[0][:120] if str(e) else ""
-            raise PlotInputError(f"{plot.__name__} に渡したものが図にできません（{type(e).__name__}: {why}）。"
-                                 f"渡すのは {TAKES[plot.__name__]} です。") from e
-    return checked
+    """One line saying what ``plot`` draws from when it is given something else (:func:`explained_arguments`)."""
+    return explained_arguments(TAKES[plot.__name__])(plot)
 
 
 def _japanese_font():

@@ -25,6 +25,7 @@ from .augment import like_drawings, random_affine
 from .callbacks import standard_callbacks
 from .data import shuffled_batches
 from .device import best_device, describe_device
+from .errors import explained_arguments
 from .history import History
 from .inference import evaluate, mixed_precision
 from .interrupts import uninterrupted
@@ -34,6 +35,7 @@ from .ood import calibrate, uniform_loss
 NOT_DIGIT_WEIGHT = 0.5  # weight of the non-digits' loss (outlier exposure) next to the digits' cross-entropy
 
 
+@explained_arguments("モデル、load_mnist() のデータ、make_config(...) のレシピ（この順）")
 def fit(model, data, config, device=None, callbacks=(), progress=True):
     """Train ``model`` on ``data`` (:class:`~mnist_lab.data.MNISTData`) as ``config`` says; return its History.
 
