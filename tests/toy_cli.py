@@ -26,4 +26,10 @@ def main():
 
 
 if __name__ == "__main__":
+    sys.argv[0] = "mnist-lab"  # the real command's name: Ctrl+C while the package loads is handled as for it
+    try:
+        from test_train import tiny_data  # noqa: F401 - loaded here, where Ctrl+C is handled as the package does
+    except KeyboardInterrupt:
+        print("\n中断しました（まだ何も始めていません）。", file=sys.stderr)
+        sys.exit(130)
     sys.exit(main())
