@@ -276,6 +276,6 @@ def test_the_wrong_kind_of_argument_is_one_line_saying_what_to_pass(call):
     from mnist_lab.preprocess import load_image, model_input, preprocess_drawing
 
     with pytest.raises(UserError) as refused:
-        eval(call, {"np": np, "load_image": load_image, "model_input": model_input,  # noqa: S307 - our own table
+        eval(call, {"np": np, "load_image": load_image, "model_input": model_input,
                     "preprocess_drawing": preprocess_drawing})
     assert "\n" not in str(refused.value)
