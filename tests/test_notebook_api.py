@@ -25,8 +25,10 @@ from hypothesis.extra import numpy as hnp
 from invariants import assert_japanese_message
 from test_exercises import RIGHT
 
+from mnist_lab import build_model, evaluate, predict_proba
 from mnist_lab import exercises as ex
 from mnist_lab import metrics as M
+from mnist_lab.errors import ArgumentError
 
 FAST = settings(max_examples=150, deadline=None, derandomize=True, database=None)
 
@@ -240,3 +242,53 @@ def test_the_interrupt_button_still_stops_a_check():
     """■ (KeyboardInterrupt) is the one thing that gets through: it must stop a function that never ends."""
     with pytest.raises(KeyboardInterrupt):
         ex.counts.result(student(KeyboardInterrupt, None, False, False))
+
+
+# --- models, images and plots a student passes ---------------------------------------------------------------------
+
+MODEL = build_model("quick_cnn", seed=0)
+SPECIAL = st.sampled_from([None, float("nan"), float("inf"), float("-inf")])
+IMAGE_TYPES = st.sampled_from([torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.uint8, torch.int64,
+                               torch.bool])
+
+
+def images(dtype, n, special, where):
+    X = (torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(n)) * 255).to(dtype)
+    if special is not None and n and dtype.is_floating_point:
+        X.view(-1)[where % X.numel()] = special
+    return X
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None)
+@given(dtype=IMAGE_TYPES, n=st.integers(0, 3), special=SPECIAL, where=st.integers(0, 10**6))
+def test_predict_proba_answers_only_for_finite_float_images(dtype, n, special, where):
+    """Probabilities for finite float images (float64 as float32), an empty batch for none; one Japanese line for
+    integers (raw 0-255 pixels are not what the model reads) and for NaN or infinity, never NaN probabilities."""
+    X = images(dtype, n, special, where)
+    readable = dtype.is_floating_point and (special is None or n == 0)
+    try:
+        probs = predict_proba(MODEL, X)
+    except ArgumentError as e:
+        assert_japanese_message(e)
+        assert not readable, e
+        return
+    assert readable, probs
+    assert probs.shape == (n, 10) and torch.isfinite(probs).all() and torch.allclose(probs.sum(1), torch.ones(n))
+    if dtype == torch.float64:
+        assert torch.allclose(probs, predict_proba(MODEL, X.float()))
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None)
+@given(dtype=IMAGE_TYPES, n=st.integers(0, 3), special=SPECIAL, where=st.integers(0, 10**6), labels=st.integers(0, 4),
+       label_type=st.sampled_from([torch.int64, torch.uint8, torch.float32]))
+def test_evaluate_scores_every_image_or_says_in_one_japanese_line_what_to_pass(dtype, n, special, where, labels,
+                                                                                label_type):
+    X, y = images(dtype, n, special, where), torch.arange(labels).to(label_type)
+    readable = dtype.is_floating_point and special is None and n > 0 and labels == n and label_type != torch.float32
+    try:
+        loss, accuracy = evaluate(MODEL, X, y)
+    except ArgumentError as e:
+        assert_japanese_message(e)
+        assert not readable, e
+        return
+    assert readable and np.isfinite(loss) and 0 <= accuracy <= 1
