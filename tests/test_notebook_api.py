@@ -12,7 +12,11 @@
 import contextlib
 import copy
 import io
+import os
+import signal
 import sys
+import threading
+import time
 import warnings
 
 import numpy as np
@@ -22,7 +26,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from invariants import assert_japanese_message
+from invariants import JAPANESE, assert_japanese_message
 from test_exercises import RIGHT
 
 from mnist_lab import build_model, evaluate, predict_proba
@@ -292,3 +296,120 @@ def test_evaluate_scores_every_image_or_says_in_one_japanese_line_what_to_pass(d
         assert not readable, e
         return
     assert readable and np.isfinite(loss) and 0 <= accuracy <= 1
+
+
+# --- a student's function that never ends, and values that cannot be read ------------------------------------------
+
+def endless(C, k):
+    while True:
+        pass
+    return 0  # never reached: but a function without a return is told so before it is called
+
+
+def sleepy(C, k):
+    time.sleep(100)
+    return 0
+
+
+def swallows_every_stop(C, k):
+    try:
+        endless(C, k)
+    except:  # noqa: E722, S110 -- a student's bare except catches the first stop; the next one still comes
+        pass
+    return endless(C, k)
+
+
+@pytest.mark.parametrize("fn", [endless, sleepy, swallows_every_stop])
+def test_a_function_that_never_ends_is_stopped_and_named(fn, monkeypatch):
+    monkeypatch.setattr(ex, "TIME_LIMIT", 0.2)
+    rang = []
+    ring = lambda *_: rang.append(True)
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.setitimer(signal.ITIMER_REAL, 60)  # someone else's alarm, running while the check runs
+    try:
+        start = time.monotonic()
+        result = ex.counts.result(fn)
+        took = time.monotonic() - start
+        assert result.status == "wrong" and JAPANESE.search(result.message) and took < 2.5, (result, took)
+        assert "0.2" in result.message  # it says how long it waited
+        assert ex.raised(RecursionError()) not in result.message and "エラーになりました" not in result.message
+        assert signal.getsignal(signal.SIGALRM) is ring and not rang
+        assert 55 < signal.getitimer(signal.ITIMER_REAL)[0] <= 60 - took + 0.1  # the other alarm still runs
+        assert ex.counts.result(RIGHT["counts"]).status == "correct"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_an_alarm_due_while_the_function_ran_still_rings(monkeypatch):
+    monkeypatch.setattr(ex, "TIME_LIMIT", 0.3)
+    rang = []
+    previous = signal.signal(signal.SIGALRM, lambda *_: rang.append(True))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        assert ex.counts.result(sleepy).status == "wrong"
+        time.sleep(0.05)
+        assert rang == [True] and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_outside_the_main_thread_a_check_runs_without_a_time_limit():
+    found = []
+    thread = threading.Thread(target=lambda: found.append(ex.counts.result(RIGHT["counts"]).status))
+    thread.start()
+    thread.join()
+    assert found == ["correct"]
+
+
+def test_the_interrupt_button_stops_a_function_that_never_ends():
+    handler = signal.getsignal(signal.SIGALRM)
+    press = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))  # ■ while it runs: Jupyter sends SIGINT
+    press.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            ex.counts.result(endless)
+    finally:
+        press.join()
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0) and signal.getsignal(signal.SIGALRM) is handler
+
+
+def self_containing(*args):
+    value = []
+    value.append(value)
+    return value
+
+
+def deeply_nested(*args):
+    value = 0.5
+    for _ in range(100_000):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("name", sorted(ex.EXERCISES))
+@pytest.mark.parametrize("fn", [self_containing, deeply_nested])
+def test_a_value_that_cannot_be_read_is_not_blamed_on_recursion(name, fn):
+    """The function returned at once: a RecursionError came from reading its value, not from the function."""
+    result = ex.EXERCISES[name].result(fn)
+    assert result.status == "wrong" and JAPANESE.search(result.message)
+    assert ex.raised(RecursionError()) not in result.message
+
+
+@pytest.mark.parametrize("value", [np.ma.masked, np.ma.masked_array([0.5, 1.0], mask=[True, False]),
+                                   (np.ma.masked_array(0.5, mask=True), 0.5)])
+def test_a_masked_value_is_named_as_masked_not_as_none(value):
+    result = ex.precision_recall.result(lambda C, k: value)
+    assert result.status == "wrong" and JAPANESE.search(result.message) and "None" not in result.message
+
+
+def test_an_unmasked_masked_array_of_the_right_numbers_is_right():
+    assert ex.precision_recall.result(lambda C, k: np.ma.masked_array(RIGHT["precision_recall"](C, k))).status == "correct"
+
+
+@pytest.mark.parametrize("value", ["41", "forty", [41], (4, 1), np.array(["41"]), Unprintable()])
+def test_a_number_typed_in_is_never_said_to_have_been_returned(value):
+    result = ex.explorer_fp.result(value, np.eye(10, dtype=int) * 5)
+    assert result.status in ("wrong", "unwritten") and JAPANESE.search(result.message)
+    assert ex.RETURNED[1] not in result.message and "return" not in result.message, result.message
