@@ -13,6 +13,7 @@ import contextlib
 import copy
 import io
 import os
+import re
 import signal
 import sys
 import threading
@@ -29,10 +30,11 @@ from hypothesis.extra import numpy as hnp
 from invariants import JAPANESE, assert_japanese_message
 from test_exercises import RIGHT
 
-from mnist_lab import build_model, evaluate, predict_proba
+from mnist_lab import History, build_model, evaluate, predict_proba
 from mnist_lab import exercises as ex
 from mnist_lab import metrics as M
 from mnist_lab.errors import ArgumentError
+from mnist_lab.plots import plot_history, plot_samples
 
 FAST = settings(max_examples=150, deadline=None, derandomize=True, database=None)
 
@@ -256,6 +258,12 @@ IMAGE_TYPES = st.sampled_from([torch.float32, torch.float64, torch.float16, torc
                                torch.bool])
 
 
+def assert_says_itself_what_to_pass(e):
+    """One Japanese line of its own, not a wrapped English error of NumPy's or PyTorch's."""
+    assert_japanese_message(e)
+    assert not re.search(r"[A-Z][A-Za-z]*(Error|Exception)", str(e)), str(e)
+
+
 def images(dtype, n, special, where):
     X = (torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(n)) * 255).to(dtype)
     if special is not None and n and dtype.is_floating_point:
@@ -273,7 +281,7 @@ def test_predict_proba_answers_only_for_finite_float_images(dtype, n, special, w
     try:
         probs = predict_proba(MODEL, X)
     except ArgumentError as e:
-        assert_japanese_message(e)
+        assert_says_itself_what_to_pass(e)
         assert not readable, e
         return
     assert readable, probs
@@ -292,10 +300,47 @@ def test_evaluate_scores_every_image_or_says_in_one_japanese_line_what_to_pass(d
     try:
         loss, accuracy = evaluate(MODEL, X, y)
     except ArgumentError as e:
-        assert_japanese_message(e)
+        assert_says_itself_what_to_pass(e)
         assert not readable, e
         return
     assert readable and np.isfinite(loss) and 0 <= accuracy <= 1
+
+
+@settings(max_examples=12, deadline=None, derandomize=True, database=None)
+@given(n=st.integers(1, 3), labels=st.integers(0, 4), predictions=st.one_of(st.none(), st.integers(0, 4)))
+def test_plot_samples_draws_one_title_per_image_or_says_the_counts_differ(n, labels, predictions):
+    X, y = torch.zeros(n, 1, 28, 28), torch.arange(labels)
+    y_hat = None if predictions is None else torch.arange(predictions)
+    try:
+        figure = plot_samples(X, y, y_hat)
+    except ArgumentError as e:
+        assert_says_itself_what_to_pass(e)
+        assert labels != n or predictions not in (None, n), e
+        return
+    assert labels == n and predictions in (None, n)
+    assert len([ax for ax in figure.axes if ax.get_title()]) == n
+
+
+point_values = st.one_of(st.integers(-2, 5), st.floats(allow_nan=True, allow_infinity=True), st.none(), st.text(max_size=2),
+                         st.booleans())
+points = st.one_of(
+    st.text(max_size=3), st.none(), st.integers(), st.just({"epoch": 1}),
+    st.lists(st.fixed_dictionaries({"epoch": st.floats(0, 3)}, optional={"train_loss": point_values,
+                                                                           "train_accuracy": point_values}), max_size=3),
+    st.lists(st.fixed_dictionaries({"epoch": point_values, "train_loss": st.floats(0, 3),
+                                    "train_accuracy": st.floats(0, 1)}), max_size=3),
+    st.lists(point_values, max_size=2))
+
+
+@settings(max_examples=30, deadline=None, derandomize=True, database=None)
+@given(points=points, epochs=st.one_of(st.none(), point_values))
+def test_plot_history_draws_the_points_or_says_in_one_japanese_line_what_they_are(points, epochs):
+    try:
+        figure = plot_history(History(), points=points, epochs=epochs)
+    except ArgumentError as e:
+        assert_says_itself_what_to_pass(e)
+        return
+    assert len(figure.axes) == 2
 
 
 # --- a student's function that never ends, and values that cannot be read ------------------------------------------
