@@ -28,13 +28,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from invariants import JAPANESE, assert_japanese_message
+from PIL import Image
 from test_exercises import RIGHT
 
 from mnist_lab import History, build_model, evaluate, predict_proba
 from mnist_lab import exercises as ex
 from mnist_lab import metrics as M
-from mnist_lab.errors import ArgumentError
+from mnist_lab.errors import ArgumentError, UserError
 from mnist_lab.plots import plot_history, plot_samples
+from mnist_lab.preprocess import preprocess_drawing
 
 FAST = settings(max_examples=150, deadline=None, derandomize=True, database=None)
 
@@ -341,6 +343,35 @@ def test_plot_history_draws_the_points_or_says_in_one_japanese_line_what_they_ar
         assert_says_itself_what_to_pass(e)
         return
     assert len(figure.axes) == 2
+
+
+pictures = st.one_of(
+    anything,
+    st.sampled_from([np.uint8, np.float32, np.float64, np.int16]).flatmap(lambda dtype: hnp.arrays(
+        dtype, st.tuples(st.integers(1, 40), st.integers(1, 40), st.integers(1, 5)))),
+    hnp.arrays(np.float32, st.tuples(st.integers(1, 5), st.integers(1, 40), st.integers(5, 40))).map(torch.from_numpy))
+
+
+@settings(max_examples=120, deadline=None, derandomize=True, database=None)
+@given(image=pictures)
+def test_preprocess_drawing_reads_any_picture_or_says_in_one_japanese_line_why_not(image):
+    try:
+        X = preprocess_drawing(image)
+    except UserError as e:
+        assert_says_itself_what_to_pass(e)
+        return
+    assert X.shape == (1, 1, 28, 28) and torch.isfinite(X).all()
+
+
+def test_grey_with_alpha_reads_as_the_grey_picture():
+    """plt.imread and PIL give a grey drawing with transparency as grey + alpha: it is read like its grey picture."""
+    grey = np.ones((60, 60), np.float32)
+    grey[10:50, 28:33] = 0  # a dark 1 on white
+    seen = preprocess_drawing(grey)
+    on_glass = np.stack([np.zeros_like(grey), 1 - grey], -1)  # black ink on a transparent canvas
+    for image in (np.stack([grey, np.ones_like(grey)], -1), on_glass, torch.from_numpy(on_glass).permute(2, 0, 1),
+                  Image.fromarray((on_glass * 255).astype(np.uint8), "LA"), (on_glass * 255).astype(np.uint8)):
+        assert torch.allclose(preprocess_drawing(image), seen, atol=1e-5)
 
 
 # --- a student's function that never ends, and values that cannot be read ------------------------------------------
