@@ -31,10 +31,11 @@ from invariants import JAPANESE, assert_japanese_message
 from PIL import Image
 from test_exercises import RIGHT
 
-from mnist_lab import History, build_model, evaluate, predict_proba
+from mnist_lab import MODELS, History, build_model, evaluate, predict_proba
 from mnist_lab import exercises as ex
 from mnist_lab import metrics as M
 from mnist_lab.errors import ArgumentError, UserError
+from mnist_lab.models import count_parameters, first_block, first_convolution, layer_shapes, layer_table
 from mnist_lab.plots import plot_history, plot_samples
 from mnist_lab.preprocess import preprocess_drawing
 
@@ -372,6 +373,29 @@ def test_grey_with_alpha_reads_as_the_grey_picture():
     for image in (np.stack([grey, np.ones_like(grey)], -1), on_glass, torch.from_numpy(on_glass).permute(2, 0, 1),
                   Image.fromarray((on_glass * 255).astype(np.uint8), "LA"), (on_glass * 255).astype(np.uint8)):
         assert torch.allclose(preprocess_drawing(image), seen, atol=1e-5)
+
+
+MODEL_FUNCTIONS = {"count_parameters": count_parameters, "layer_shapes": layer_shapes, "layer_table": layer_table,
+                   "first_block": first_block, "first_convolution": first_convolution}
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(name=st.sampled_from(sorted(MODEL_FUNCTIONS)),
+       model=st.one_of(anything, st.sampled_from([*MODELS, "quick", "no_such_model", torch.nn.ReLU(), MODEL])))
+def test_model_functions_take_a_model_or_its_name_or_say_in_one_japanese_line_what_to_pass(name, model):
+    torch.manual_seed(0)
+    try:
+        answer = MODEL_FUNCTIONS[name](model)
+    except UserError as e:
+        assert_says_itself_what_to_pass(e)
+        registered = isinstance(model, str) and model in MODELS
+        assert not isinstance(model, torch.nn.Module) and not (name != "first_convolution" and registered), e
+        return
+    assert isinstance(model, torch.nn.Module) or isinstance(model, str) and name != "first_convolution"
+    if isinstance(model, str):  # a name: the answer of a fresh model of that name, drawn from no random numbers
+        assert torch.equal(torch.rand(1), torch.manual_seed(0) and torch.rand(1))
+        fresh = build_model(model)
+        assert str(answer) == str(MODEL_FUNCTIONS[name](fresh))
 
 
 # --- a student's function that never ends, and values that cannot be read ------------------------------------------
