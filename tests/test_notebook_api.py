@@ -398,6 +398,38 @@ def test_model_functions_take_a_model_or_its_name_or_say_in_one_japanese_line_wh
         assert str(answer) == str(MODEL_FUNCTIONS[name](fresh))
 
 
+@pytest.fixture(scope="module")
+def pad():
+    from mnist_lab.widgets import DrawPad
+
+    pad = DrawPad(MODEL)
+    yield pad
+    pad.close()
+
+
+coordinates = st.one_of(st.integers(-300, 600), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=2),
+                        st.none(), st.booleans(), st.just(1 + 2j), st.sampled_from([np.float32(40), np.int64(200)]))
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(method=st.sampled_from(["stroke", "pen_down", "pen_move"]), points=st.lists(coordinates, min_size=4, max_size=4))
+def test_the_pad_draws_at_numbers_and_says_in_one_japanese_line_what_a_point_is(method, points, pad):
+    pad.clear()
+    pad.pen_down(140, 140)
+    before = np.asarray(pad.image).copy()
+    args = points if method == "stroke" else points[:2]
+    try:
+        getattr(pad, method)(*args)
+    except ArgumentError as e:
+        assert_says_itself_what_to_pass(e)
+        assert not all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and np.isfinite(v)
+                       for v in args), e
+        assert np.array_equal(np.asarray(pad.image), before)  # nothing drawn
+        pad.apply(["move", *map(str, args[:2])])  # the browser's path ignores what it cannot draw
+        return
+    assert all(np.isfinite(float(v)) for v in args)
+
+
 # --- a student's function that never ends, and values that cannot be read ------------------------------------------
 
 def endless(C, k):
