@@ -68,7 +68,13 @@ def _array(x, name):
     if x is None:
         raise MetricInputError(f"{name} が None です。関数が値を return しているか確かめてください。")
     if hasattr(x, "detach") and hasattr(x, "cpu"):  # a torch tensor, wherever it lives
-        x = x.detach().cpu().numpy()
+        try:
+            x = x.detach().cpu()
+            x = (x.float() if str(x.dtype) == "torch.bfloat16" else x).numpy()  # NumPy has no bfloat16
+        except Exception as e:  # a tensor with no values (device="meta"), of a type NumPy lacks...
+            raise MetricInputError(f"{name} のテンソル（{_short(getattr(x, 'dtype', ''))}, "
+                                   f"{_short(getattr(x, 'device', ''))}）から値を取り出せません。"
+                                   "値の入った整数のテンソル（例: y_hat = probs.argmax(1)）を渡してください。") from e
     if isinstance(x, (str, bytes)):
         raise MetricInputError(f"{name} が文字列 {_short(x)} です。数の配列を渡してください。")
     try:

@@ -74,6 +74,7 @@ containers = st.one_of(
     st.lists(scalars, max_size=4),
     arrays,
     arrays.map(lambda a: torch.from_numpy(a) if a.dtype.kind in "iufb" else a),
+    st.just(torch.empty(3, device="meta")), st.just(torch.zeros(2, 2, device="meta")),
     st.builds(dict), st.just({1, 2}),
 )
 anything = st.one_of(scalars, containers)
@@ -113,7 +114,8 @@ def test_metrics_functions_answer_or_say_in_one_japanese_line_what_is_wrong(x, y
 label_pairs = st.integers(1, 60).flatmap(lambda n: st.tuples(st.lists(st.integers(0, 9), min_size=n, max_size=n),
                                                              st.lists(st.integers(0, 9), min_size=n, max_size=n)))
 forms = st.sampled_from([list, np.array, lambda v: np.array(v, np.uint8), lambda v: np.array(v, np.float32),
-                         lambda v: torch.tensor(v), lambda v: np.array(v).reshape(-1, 1), tuple])
+                         lambda v: torch.tensor(v), lambda v: np.array(v).reshape(-1, 1), tuple,
+                         lambda v: torch.tensor(v, dtype=torch.bfloat16)])
 
 
 @FAST
