@@ -20,9 +20,12 @@ def device_of(model):
 
 def images_for(model, X, function, empty_ok=False):
     """Return the images ``X`` in the number type of ``model``'s weights, or raise :class:`ArgumentError` (one line
-    naming ``function``) when they are no images a model can read: not a tensor, empty, integers (raw 0-255
-    pixels must be normalised as in training, never read as they are), or holding NaN or infinity. An empty batch
-    is no images only where ``empty_ok``."""
+    naming ``function``) when ``model`` is no model or ``X`` no images a model can read: not an N x C x H x W tensor
+    with values, empty, integers (raw 0-255 pixels must be normalised as in training, never read as they are), or
+    holding NaN or infinity. An empty batch is no images only where ``empty_ok``."""
+    if not isinstance(model, torch.nn.Module):
+        raise ArgumentError(f"{function} の最初にはモデル（build_model(...) や fit で学習したもの、load_checkpoint で読んだもの）を"
+                            f"渡してください（今は {type(model).__name__}）。")
     if not isinstance(X, torch.Tensor):
         raise ArgumentError(f"{function} の画像 X は PyTorch のテンソルにしてください（今は {type(X).__name__}）。"
                             "例: data.X_test[:8]。NumPy の配列なら torch.from_numpy(X) で変換できます。")
@@ -32,11 +35,14 @@ def images_for(model, X, function, empty_ok=False):
                             "mnist_lab.data.normalize(X) で、描いた絵や写真なら preprocess_drawing(画像) で変換してから渡してください。")
     if X.is_complex():
         raise ArgumentError(f"{function} の画像 X が複素数のテンソルです。正規化した小数（float）の画像を渡してください。")
-    if X.ndim == 0 or (len(X) == 0 and not empty_ok):
+    if X.ndim != 4 or X.device.type == "meta":
+        raise ArgumentError(f"{function} の画像 X の形 {tuple(X.shape)} は読めません。N 枚の画像を N×1×28×28 のテンソル"
+                            "（値の入ったもの）で渡してください: 1 枚なら X[:1]、N×28×28 なら X.unsqueeze(1)。")
+    if len(X) == 0 and not empty_ok:
         raise ArgumentError(f"{function} の画像 X が空です（形 {tuple(X.shape)}）。1 枚以上の画像を渡してください（1 枚なら X[:1]）。")
     if not torch.isfinite(X).all():
         raise ArgumentError(f"{function} の画像 X に NaN か無限大の値が入っています。数だけの画像を渡してください。")
-    first = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
+    first = next(model.parameters(), None)
     return X.to(first.dtype) if first is not None and first.is_floating_point() else X
 
 
@@ -90,8 +96,8 @@ def evaluate(model, X, y, batch_size=None):
 
     Introduced in the lesson: main.ipynb §6.
     """
-    device = device_of(model)
     X, y = images_for(model, X, "evaluate"), labels_for(X, y)
+    device = device_of(model)
     batch_size = batch_size or batch_size_for(device)
     loss_sum = correct = 0.0
     with evaluation_mode(model):
@@ -109,8 +115,8 @@ def predict_proba(model, X, batch_size=None):
 
     Introduced in the lesson: main.ipynb §6.
     """
-    device = device_of(model)
     X = images_for(model, X, "predict_proba", empty_ok=True)
+    device = device_of(model)
     batch_size = batch_size or batch_size_for(device)
     with evaluation_mode(model):
         out = [F.softmax(model(X_b.to(device)).float(), dim=1).cpu() for X_b in X.split(batch_size)]

@@ -276,15 +276,18 @@ def images(dtype, n, special, where):
     return X
 
 
-@settings(max_examples=40, deadline=None, derandomize=True, database=None)
-@given(dtype=IMAGE_TYPES, n=st.integers(0, 3), special=SPECIAL, where=st.integers(0, 10**6))
-def test_predict_proba_answers_only_for_finite_float_images(dtype, n, special, where):
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(dtype=IMAGE_TYPES, n=st.integers(0, 3), special=SPECIAL, where=st.integers(0, 10**6),
+       model=st.sampled_from([MODEL, MODEL, MODEL, None, "quick_cnn"]), channel=st.booleans())
+def test_predict_proba_answers_only_for_finite_float_images(dtype, n, special, where, model, channel):
     """Probabilities for finite float images (float64 as float32), an empty batch for none; one Japanese line for
-    integers (raw 0-255 pixels are not what the model reads) and for NaN or infinity, never NaN probabilities."""
+    integers (raw 0-255 pixels are not what the model reads), NaN or infinity (never NaN probabilities), images
+    without their channel, and anything but a model."""
     X = images(dtype, n, special, where)
-    readable = dtype.is_floating_point and (special is None or n == 0)
+    X = X if channel else X[:, 0]
+    readable = dtype.is_floating_point and (special is None or n == 0) and model is MODEL and channel
     try:
-        probs = predict_proba(MODEL, X)
+        probs = predict_proba(model, X)
     except ArgumentError as e:
         assert_says_itself_what_to_pass(e)
         assert not readable, e
