@@ -116,9 +116,11 @@ def _gray_from_pil(image):
 
 
 def _stretched(array):
-    """Scale an array of any range to [0, 1] by its own minimum and maximum."""
+    """Scale an array of any range to [0, 1] (float32) by its own minimum and maximum; halved first, in float64, so
+    that no difference of two huge values overflows."""
+    array = array.astype(np.float64) / 2
     low, high = float(array.min()), float(array.max())
-    return (array - low) / (high - low) if high > low else np.zeros_like(array)
+    return ((array - low) / (high - low) if high > low else np.zeros_like(array)).astype(np.float32)
 
 
 def to_pixels(image):
@@ -178,10 +180,9 @@ def _scaled(array):
         return array.astype(np.float32) / (255 if array.dtype == np.uint8 else 1)
     if array.dtype == np.uint16 and array.max() > 255:
         return array.astype(np.float32) / 65535
-    array = array.astype(np.float32)
     if array.min() >= 0 and array.max() <= 1:
-        return array
-    return array / 255 if array.min() >= 0 and array.max() <= 255 else _stretched(array)
+        return array.astype(np.float32)
+    return array.astype(np.float32) / 255 if array.min() >= 0 and array.max() <= 255 else _stretched(array)
 
 
 def _shrunk(array):
