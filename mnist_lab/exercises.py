@@ -221,15 +221,16 @@ class TooSlow(BaseException):  # not an Exception: a student's ``except Exceptio
 
 class Deadline:
     """Raise :class:`TooSlow` in the ``with`` block once ``seconds`` have passed (by SIGALRM), and again every
-    second after that (so an ``except:`` inside the function cannot hold it off); on leaving, the previous SIGALRM
-    handler and timer are put back. Does nothing where there is no SIGALRM or outside the main thread (signals
-    reach the main thread only)."""
+    second after that (so an ``except:`` inside the function cannot hold it off for long); on leaving, the previous
+    SIGALRM handler and timer are put back. Does nothing where there is no SIGALRM, outside the main thread (signals
+    reach the main thread only) or where SIGALRM's handler was not set from Python (it could not be put back)."""
 
     def __init__(self, seconds):
         self.seconds, self.installed, self.armed = seconds, False, False
 
     def __enter__(self):
-        usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+        usable = (hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+                  and signal.getsignal(signal.SIGALRM) is not None)  # None: a handler Python could not put back
         if not usable or not self.seconds or self.seconds <= 0:
             return self
         self.previous_handler = signal.signal(signal.SIGALRM, self._on_alarm)
