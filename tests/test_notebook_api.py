@@ -83,6 +83,7 @@ anything = st.one_of(scalars, containers)
 def calls(x, y, k, average):
     """Every metrics function a student calls, with the generated arguments."""
     return {"confusion_matrix": lambda: M.confusion_matrix(x, y),
+            "confusion_matrix_of_one": lambda: M.confusion_matrix(x),  # the predictions forgotten
             "confusion_matrix_k": lambda: M.confusion_matrix(x, y, num_classes=k),
             "class_counts": lambda: M.class_counts(x),
             "classification_table": lambda: M.classification_table(x),
