@@ -526,7 +526,7 @@ def deeply_nested(*args):
     return value
 
 
-@pytest.mark.parametrize("name", sorted(ex.EXERCISES))
+@pytest.mark.parametrize("name", ["counts", "macro_f1"])  # an answer of several values, and of one
 @pytest.mark.parametrize("fn", [self_containing, deeply_nested])
 def test_a_value_that_cannot_be_read_is_not_blamed_on_recursion(name, fn):
     """The function returned at once: a RecursionError came from reading its value, not from the function."""
