@@ -1,8 +1,10 @@
 """Exercises with checkers in the style of Kaggle's learntools: write a function, then ``ex.NAME.check(fn)``.
 
 A check never raises into the student's cell, whatever the function does (raises, returns ``None`` or a string or
-a NumPy array, loops into a RecursionError, calls ``exit()``, changes its argument in place...), so the notebook
-still runs from top to bottom; only ■ (a KeyboardInterrupt) stops it, as it stops any cell. It shows one verdict:
+a NumPy array, loops into a RecursionError, calls ``exit()``, changes its argument in place, never ends...), so the
+notebook still runs from top to bottom; a function that has not finished after ``TIME_LIMIT`` seconds is stopped
+and named (where the cell runs in the main thread, as Jupyter runs it), and ■ (a KeyboardInterrupt) stops a check
+as it stops any cell. It shows one verdict:
 
 - ``unwritten``: the function is still the template (its body only ``...``, ``pass`` or ``raise
   NotImplementedError``);
@@ -25,7 +27,10 @@ import copy
 import html
 import inspect
 import math
+import signal
 import textwrap
+import threading
+import time
 import warnings
 
 import numpy as np
@@ -70,11 +75,14 @@ def show(result):
         print(repr(result))
 
 
-def shown(value, limit=60):
+def shown(value, limit=60, _inside=()):
     """Return a short text for any value a student's function returned; never raises."""
     try:
-        if isinstance(value, (tuple, list)):
-            text = "(" + ", ".join(shown(v, limit) for v in value[:8]) + (", ..." if len(value) > 8 else "") + ")"
+        if isinstance(value, (tuple, list)) and (id(value) in _inside or len(_inside) > 20):
+            text = "(...)"  # a list inside itself (or nested deeper than anyone reads)
+        elif isinstance(value, (tuple, list)):
+            inside = (*_inside, id(value))
+            text = "(" + ", ".join(shown(v, limit, inside) for v in value[:8]) + (", ..." if len(value) > 8 else "") + ")"
         elif isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
             text = f"{float(value):.6g}"
         else:
@@ -85,10 +93,27 @@ def shown(value, limit=60):
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+class Masked:
+    """What a value hidden by NumPy's masked arrays (``np.ma``) becomes in :func:`plain`: no number at all."""
+
+    def __repr__(self):
+        return "masked"
+
+
+MASKED = Masked()
+
+
 def plain(value):
-    """Return ``value`` with NumPy arrays and scalars and tensors turned into Python lists and numbers."""
+    """Return ``value`` with NumPy arrays and scalars and tensors turned into Python lists and numbers (a value
+    hidden by a masked array into :data:`MASKED`)."""
     if hasattr(value, "detach"):  # a tensor
         value = value.detach().cpu()
+    if isinstance(value, np.ma.MaskedArray):
+        hidden = np.ma.getmaskarray(value)
+        value = np.ma.getdata(value)
+        if hidden.any():
+            value = value.astype(object)
+            value[hidden] = MASKED
     if isinstance(value, (np.ndarray, np.generic)) or type(value).__name__ == "Tensor":
         return value.tolist()
     if isinstance(value, (tuple, list)):
@@ -96,21 +121,28 @@ def plain(value):
     return value
 
 
-def mismatch(got, want):
+RETURNED, GIVEN = ("返す", "が返りました"), ("入れる", "が入っています")  # a function's answer, a number typed in
+
+
+def mismatch(got, want, said=RETURNED):
     """Return why ``got`` is not a value of ``want``'s kind (Japanese), or ``None`` when it is (its numbers may
-    still differ)."""
+    still differ). ``said``: :data:`RETURNED` for what a function returned, :data:`GIVEN` for a value typed in."""
+    verb, came = said
     if isinstance(want, tuple):
         if not isinstance(got, (tuple, list)):
-            return f"{len(want)} つの値を返すはずが、{_kind(got)}が返りました（例: return a, b のように , で並べます）"
+            return f"{len(want)} つの値を{verb}はずが、{_kind(got)}{came}（例: return a, b のように , で並べます）"
         if len(got) != len(want):
-            return f"{len(want)} つの値を返すはずが、{len(got)} つの値が返りました"
-        return next(filter(None, (mismatch(g, w) for g, w in zip(got, want))), None)
+            return f"{len(want)} つの値を{verb}はずが、{len(got)} つの値{came}"
+        problems = (mismatch(g, w, said) for g, w in zip(got, want))
+        return next((f"{i} つ目の値は、{p}" for i, p in enumerate(problems, 1) if p), None)
     if isinstance(got, bool) or not isinstance(got, (int, float)):
-        return f"1 つの数を返すはずが、{_kind(got)}が返りました"
+        return f"1 つの数を{verb}はずが、{_kind(got)}{came}"
     return None
 
 
 def _kind(value):
+    if isinstance(value, Masked):
+        return "np.ma で隠された値（masked。数として読めません）"
     if isinstance(value, str):
         return f"文字列 {shown(value)} "
     if isinstance(value, bool):
@@ -120,6 +152,13 @@ def _kind(value):
     if isinstance(value, (int, float)):
         return f"1 つの数 {shown(value)} "
     return f"{type(value).__name__} の値 {shown(value)} "
+
+
+def judge(got, want, said=RETURNED):
+    """Return ``(why got is not of want's kind or None, whether it equals want, got as plain values)``."""
+    got = plain(got)
+    problem = mismatch(got, want, said)
+    return problem, problem is None and same(got, want), got
 
 
 def same(got, want):
@@ -173,17 +212,75 @@ def _own_nodes(function):
                      if not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)))
 
 
-def call_safely(fn, args):
-    """Return ``("value", v)`` or ``("raised", exception)`` for ``fn(*args)``; only ■ (KeyboardInterrupt) gets
-    through. Warnings (0/0, overflow) are silenced: the verdict says what matters."""
+TIME_LIMIT = 20  # seconds a student's function may take for one case; the real answers take milliseconds
+
+
+class TooSlow(BaseException):  # not an Exception: a student's ``except Exception`` cannot swallow it
+    """A student's function ran past its time limit."""
+
+
+class Deadline:
+    """Raise :class:`TooSlow` in the ``with`` block once ``seconds`` have passed (by SIGALRM), and again every
+    second after that (so an ``except:`` inside the function cannot hold it off for long); on leaving, the previous
+    SIGALRM handler and timer are put back. Does nothing where there is no SIGALRM, outside the main thread (signals
+    reach the main thread only) or where SIGALRM's handler was not set from Python (it could not be put back)."""
+
+    def __init__(self, seconds):
+        self.seconds, self.installed, self.armed = seconds, False, False
+
+    def __enter__(self):
+        usable = (hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+                  and signal.getsignal(signal.SIGALRM) is not None)  # None: a handler Python could not put back
+        if not usable or not self.seconds or self.seconds <= 0:
+            return self
+        self.previous_handler = signal.signal(signal.SIGALRM, self._on_alarm)
+        self.started, self.installed, self.armed = time.monotonic(), True, True
+        self.previous_timer = signal.setitimer(signal.ITIMER_REAL, self.seconds, 1.0)
+        return self
+
+    def _on_alarm(self, signum, frame):
+        if self.armed:
+            raise TooSlow(self.seconds)
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        """Put back the previous handler and timer (the time it had left, less the time spent here); idempotent,
+        so it can be called again when an alarm interrupted the first call."""
+        self.armed = False
+        if not self.installed:
+            return
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, self.previous_handler)
+        self.installed = False
+        left, interval = self.previous_timer
+        if left > 0:  # someone else's alarm: it still rings, at once if its time came while the function ran
+            signal.setitimer(signal.ITIMER_REAL, max(left - (time.monotonic() - self.started), 1e-6), interval)
+
+
+def call_safely(fn, args, limit=None):
+    """Return ``("value", v)``, ``("raised", exception)`` or ``("slow", seconds)`` for ``fn(*args)``, which may
+    run ``limit`` seconds (default :data:`TIME_LIMIT`); only ■ (KeyboardInterrupt) gets through. Warnings (0/0,
+    overflow) are silenced: the verdict says what matters."""
+    deadline = Deadline(TIME_LIMIT if limit is None else limit)
     try:
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
+        with warnings.catch_warnings(), np.errstate(all="ignore"), deadline:
             warnings.simplefilter("ignore")
             return "value", fn(*args)
     except KeyboardInterrupt:
         raise
+    except TooSlow as e:
+        return "slow", e.args[0]
     except BaseException as e:  # noqa: BLE001 -- SystemExit (exit()), RecursionError... never reach the cell
         return "raised", e
+    finally:
+        while True:  # again, should an alarm have cut the first close short
+            try:
+                deadline.close()
+                break
+            except TooSlow:
+                continue
 
 
 def raised(e):
@@ -191,7 +288,7 @@ def raised(e):
     if isinstance(e, SystemExit):
         return "exit() で止まりました。関数は止めずに、return で答えを返してください"
     if isinstance(e, RecursionError):
-        return "関数が自分自身を呼び続けて終わりませんでした（RecursionError）"
+        return "呼び出しが深くなりすぎて止まりました（RecursionError。関数が自分自身を呼び続けていませんか？）"
     try:
         text = " ".join(str(e).split())
     except Exception:  # noqa: BLE001
@@ -260,6 +357,9 @@ class Exercise:
             want = self.reference(*copy.deepcopy(args))
         case = self.describe(*args)
         kind, got = call_safely(fn, copy.deepcopy(args))  # the student's own copy: changing it changes nothing here
+        if kind == "slow":
+            return self._wrong(f"{case} で、{got:g} 秒たっても関数が終わりませんでした（終わらないループになっていませんか？"
+                               "while の条件がいつか偽になるか、確かめてください）。", args)
         if kind == "raised":
             if isinstance(got, NotImplementedError):
                 return Result("unwritten", "関数の中身を書いてから、もう一度このセルを実行してください。")
@@ -267,11 +367,16 @@ class Exercise:
         if got is None or got is Ellipsis:
             return Result("no_return", f"{case} で答えが返りませんでした（{got!r}）。計算した答えを return で返してください"
                                        "（return のない道筋で関数が終わっていませんか？）。")
-        got = plain(got)
-        problem = mismatch(got, want)
+        kind, judged = call_safely(judge, (got, want))  # reading the value may run the student's code too
+        if kind != "value":
+            why = ("自分自身を中に含む並びか、入れ子が深すぎる値です" if isinstance(judged, RecursionError)
+                   else f"{judged:g} 秒たっても読み終わりません" if kind == "slow" else raised(judged))
+            return self._wrong(f"{case} で返した値 {shown(got)} を読み取れず、答えと比べられませんでした（{why}）。"
+                               "数か、数を , で並べたもの（return a, b）を返してください。", args)
+        problem, equal, got = judged
         if problem:
             return self._wrong(f"{case} のとき、{problem}。", args)
-        if not same(got, want):
+        if not equal:
             return self._wrong(f"{case} のとき {shown(want)} になるはずが、{shown(got)} が返りました。", args)
         return None
 
@@ -421,8 +526,10 @@ class ReadingExercise:
         want = self.reference(C)
         if value is None or value is Ellipsis:
             return Result("unwritten", f"{self.question}を読んで、数を入れてから実行してください。")
-        value = plain(value)
-        problem = mismatch(value, want)
+        kind, judged = call_safely(judge, (value, want, GIVEN))
+        if kind != "value":
+            return Result("wrong", f"入れた値 {shown(value)} を数として読めませんでした。読んだ数をそのまま書いてください（例: answer = 12）。")
+        problem, _, value = judged
         if problem:
             return Result("wrong", f"{problem}。読んだ数をそのまま書いてください（例: answer = 12）。")
         if not same(value, want):

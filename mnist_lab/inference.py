@@ -9,12 +9,41 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
-from .errors import explained_arguments
+from .errors import ArgumentError, explained_arguments
 
 
 def device_of(model):
-    """Return the device that ``model``'s weights live on."""
-    return next(model.parameters()).device
+    """Return the device that ``model``'s weights live on (the CPU for a model without weights)."""
+    first = next(model.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
+def images_for(model, X, function, empty_ok=False):
+    """Return the images ``X`` in the number type of ``model``'s weights, or raise :class:`ArgumentError` (one line
+    naming ``function``) when ``model`` is no model or ``X`` no images a model can read: not an N x C x H x W tensor
+    with values, empty, integers (raw 0-255 pixels must be normalised as in training, never read as they are), or
+    holding NaN or infinity. An empty batch is no images only where ``empty_ok``."""
+    if not isinstance(model, torch.nn.Module):
+        raise ArgumentError(f"{function} の最初にはモデル（build_model(...) や fit で学習したもの、load_checkpoint で読んだもの）を"
+                            f"渡してください（今は {type(model).__name__}）。")
+    if not isinstance(X, torch.Tensor):
+        raise ArgumentError(f"{function} の画像 X は PyTorch のテンソルにしてください（今は {type(X).__name__}）。"
+                            "例: data.X_test[:8]。NumPy の配列なら torch.from_numpy(X) で変換できます。")
+    if X.dtype == torch.uint8 or not (X.is_floating_point() or X.is_complex()):
+        raise ArgumentError(f"{function} の画像 X が整数（{str(X.dtype).removeprefix('torch.')}）のテンソルです。モデルが"
+                            "読むのは学習と同じく正規化した小数です: 0〜255 の画素なら学習データと同じ変換 "
+                            "mnist_lab.data.normalize(X) で、描いた絵や写真なら preprocess_drawing(画像) で変換してから渡してください。")
+    if X.is_complex():
+        raise ArgumentError(f"{function} の画像 X が複素数のテンソルです。正規化した小数（float）の画像を渡してください。")
+    if X.ndim != 4 or X.device.type == "meta":
+        raise ArgumentError(f"{function} の画像 X の形 {tuple(X.shape)} は読めません。N 枚の画像を N×1×28×28 のテンソル"
+                            "（値の入ったもの）で渡してください: 1 枚なら X[:1]、N×28×28 なら X.unsqueeze(1)。")
+    if len(X) == 0 and not empty_ok:
+        raise ArgumentError(f"{function} の画像 X が空です（形 {tuple(X.shape)}）。1 枚以上の画像を渡してください（1 枚なら X[:1]）。")
+    if not torch.isfinite(X).all():
+        raise ArgumentError(f"{function} の画像 X に NaN か無限大の値が入っています。数だけの画像を渡してください。")
+    first = next(model.parameters(), None)
+    return X.to(first.dtype) if first is not None and first.is_floating_point() else X
 
 
 def mixed_precision(device):
@@ -46,12 +75,28 @@ def batch_size_for(device):
     return 128 if torch.device(device).type == "cpu" else 1024
 
 
+def labels_for(X, y):
+    """Return the labels ``y`` of the images ``X`` for :func:`evaluate`, or raise :class:`ArgumentError` when they are
+    not one integer label per image (a shorter ``y`` would silently leave images out of the score)."""
+    if not isinstance(y, torch.Tensor) or y.ndim != 1 or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        what = f"{str(y.dtype).removeprefix('torch.')} の形 {tuple(y.shape)} のテンソル" if isinstance(y, torch.Tensor) else type(y).__name__
+        raise ArgumentError(f"evaluate のラベル y は、0〜9 の整数が画像 1 枚に 1 つ並んだ 1 次元のテンソルにしてください（今は {what}）。"
+                            "例: evaluate(model, data.X_test, data.y_test)")
+    if len(y) != len(X):
+        raise ArgumentError(f"evaluate の画像 X は {len(X)} 枚、ラベル y は {len(y)} 個です。同じ数にしてください"
+                            "（例: evaluate(model, X[:100], y[:100])）。")
+    if len(y) and not (0 <= int(y.min()) and int(y.max()) <= 9):
+        raise ArgumentError(f"evaluate のラベル y に 0〜9 以外の値（{int(y.min())}〜{int(y.max())}）があります。数字 0〜9 のラベルを渡してください。")
+    return y.long()
+
+
 @explained_arguments("モデル、画像 X（N×1×28×28 のテンソル）、同じ枚数のラベル y（0〜9 の整数のテンソル）")
 def evaluate(model, X, y, batch_size=None):
     """Return ``(mean cross-entropy loss, accuracy)`` of ``model`` on ``X, y``: sums counted, divided once.
 
     Introduced in the lesson: main.ipynb §6.
     """
+    X, y = images_for(model, X, "evaluate"), labels_for(X, y)
     device = device_of(model)
     batch_size = batch_size or batch_size_for(device)
     loss_sum = correct = 0.0
@@ -70,6 +115,7 @@ def predict_proba(model, X, batch_size=None):
 
     Introduced in the lesson: main.ipynb §6.
     """
+    X = images_for(model, X, "predict_proba", empty_ok=True)
     device = device_of(model)
     batch_size = batch_size or batch_size_for(device)
     with evaluation_mode(model):
@@ -83,6 +129,7 @@ def activations(model, X, layers):
 
     Introduced in the lesson: main.ipynb §6.
     """
+    X = images_for(model, X, "activations")
     modules, found = dict(model.named_modules()), {}
     hooks = [modules[name].register_forward_hook(lambda m, i, out, name=name: found.__setitem__(name, out.float().cpu()))
              for name in layers]

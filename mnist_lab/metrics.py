@@ -68,7 +68,13 @@ def _array(x, name):
     if x is None:
         raise MetricInputError(f"{name} が None です。関数が値を return しているか確かめてください。")
     if hasattr(x, "detach") and hasattr(x, "cpu"):  # a torch tensor, wherever it lives
-        x = x.detach().cpu().numpy()
+        try:
+            x = x.detach().cpu()
+            x = (x.float() if str(x.dtype) == "torch.bfloat16" else x).numpy()  # NumPy has no bfloat16
+        except Exception as e:  # a tensor with no values (device="meta"), of a type NumPy lacks...
+            raise MetricInputError(f"{name} のテンソル（{_short(getattr(x, 'dtype', ''))}, "
+                                   f"{_short(getattr(x, 'device', ''))}）から値を取り出せません。"
+                                   "値の入った整数のテンソル（例: y_hat = probs.argmax(1)）を渡してください。") from e
     if isinstance(x, (str, bytes)):
         raise MetricInputError(f"{name} が文字列 {_short(x)} です。数の配列を渡してください。")
     try:
@@ -151,7 +157,10 @@ def _digit(k, C):
     return int(k)
 
 
-def confusion_matrix(y_true, y_pred, num_classes=10):
+_MISSING = object()
+
+
+def confusion_matrix(y_true, y_pred=_MISSING, num_classes=10):
     """Return ``C`` (int64, ``num_classes`` x ``num_classes``) with ``C[i, j]`` = #(true ``i``, predicted ``j``).
 
     Accepts lists, NumPy arrays or tensors of integer labels; anything else is a :class:`MetricInputError` saying
@@ -159,6 +168,8 @@ def confusion_matrix(y_true, y_pred, num_classes=10):
 
     Introduced in the lesson: main.ipynb §7.
     """
+    if y_pred is _MISSING:
+        raise MetricInputError("confusion_matrix には正解と予測の 2 つを渡してください（例: confusion_matrix(y, y_hat)）。")
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or not 1 <= num_classes <= 1000:
         raise MetricInputError(f"num_classes は 1〜1000 の整数にしてください（今は {_short(num_classes)}）。")
     y_true, y_pred = _labels(y_true, "y_true", num_classes), _labels(y_pred, "y_pred", num_classes)

@@ -10,7 +10,7 @@ import math
 import torch
 from torch import nn
 
-from .errors import UserError
+from .errors import ArgumentError, UserError, explained_arguments
 from .inference import device_of, evaluation_mode
 
 
@@ -214,14 +214,32 @@ def model_name(model):
     raise ValueError(f"{type(model).__name__} is not a registered model")
 
 
+def module_of(model, function, names=True):
+    """Return ``model`` if it is a PyTorch model; with ``names``, a fresh model for a registered model's name (for
+    what does not depend on training: shapes, counts; built without touching the random numbers of the session);
+    else :class:`ArgumentError` saying what ``function`` takes."""
+    if names and isinstance(model, str):
+        name = checked_model_name(model)
+        with torch.random.fork_rng(devices=[]):
+            return MODELS[name]()
+    if not isinstance(model, nn.Module):
+        takes = ('モデル（build_model(...) や fit で学習したもの）か、モデルの名前（例: "quick_cnn"）' if names
+                 else "モデルそのもの（学習した重みを見るので、名前ではなく fit で学習したモデル）")
+        raise ArgumentError(f"{function} には{takes}を渡してください（今は {type(model).__name__}）。")
+    return model
+
+
 def count_parameters(model):
-    """Return the number of trainable numbers in ``model``.
+    """Return the number of trainable numbers in ``model`` (a model, or a registered model's name).
 
     >>> count_parameters(OriginalCNN())
+    63626
+    >>> count_parameters("original_cnn")
     63626
 
     Introduced in the lesson: main.ipynb §4.
     """
+    model = module_of(model, "count_parameters")
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
@@ -284,6 +302,7 @@ def layer_table(model, input_shape=(1, 1, 28, 28)):
 
     Introduced in the lesson: main.ipynb §4.
     """
+    model = module_of(model, "layer_table")
     modules = dict(model.named_modules())
     rows = []
     for name, shape in layer_shapes(model, input_shape):
@@ -303,6 +322,7 @@ def first_block(model, input_shape=(1, 1, 28, 28)):
 
     Introduced in the lesson: main.ipynb §6.
     """
+    model = module_of(model, "first_block")
     modules, block = dict(model.named_modules()), []
     for name, _ in layer_shapes(model, input_shape):
         module = modules[name]
@@ -320,16 +340,22 @@ def first_convolution(model):
 
     Introduced in the lesson: main.ipynb §6.
     """
+    model = module_of(model, "first_convolution", names=False)
     block = first_block(model)
     return model.get_submodule(block[0][0]) if block else None
 
 
+@explained_arguments("モデル（またはモデルの名前）と、あれば入力の形 input_shape（例: (1, 1, 28, 28)）")
 def layer_shapes(model, input_shape=(1, 1, 28, 28)):
-    """Return ``[(layer name, output shape without the batch), ...]`` for each leaf layer on a dummy input.
+    """Return ``[(layer name, output shape without the batch), ...]`` for each leaf layer of ``model`` (a model, or a
+    registered model's name) on a dummy input.
 
     >>> [shape for _, shape in layer_shapes(OriginalCNN())][-3:]
     [(32, 14, 14), (6272,), (10,)]
+    >>> layer_shapes("original_cnn") == layer_shapes(OriginalCNN())
+    True
     """
+    model = module_of(model, "layer_shapes")
     shapes = []
     hooks = [m.register_forward_hook(lambda m, i, o, name=name: shapes.append((name, tuple(o.shape[1:]))))
              for name, m in model.named_modules() if not list(m.children())]

@@ -6,17 +6,19 @@ Japanese font is there (the ``matplotlib-fontja`` package brings one), else in E
 """
 
 import io
+import math
 
 import numpy as np
 from matplotlib import font_manager
 from matplotlib.figure import Figure as _MplFigure
 
 from .data import denormalize
-from .errors import explained_arguments
-from .history import checked_history
+from .errors import ArgumentError, explained_arguments
+from .history import MAX_EPOCHS, checked_history
 
 TAKES = {  # what each plot function draws from, as the lesson passes it
     "plot_samples": "画像 X（N×1×28×28 のテンソル）と同じ枚数のラベル y",
+    "plot_history": "fit が返す History（と、あれば LiveCurves の points）",
     "plot_confusion_matrix": "10×10 の混同行列 C（confusion_matrix の結果）",
     "plot_per_class": "classification_table(C) の表",
     "plot_misclassified": "画像 X、ラベル y、確率 probs（predict_proba の結果）",
@@ -80,6 +82,10 @@ def plot_samples(X, y, y_hat=None, ncols=8):
 
     Introduced in the lesson: main.ipynb §3.
     """
+    for name, labels in (("y", y), ("y_hat", y_hat)):
+        if labels is not None and len(labels) != len(X):
+            raise ArgumentError(f"plot_samples の画像 X は {len(X)} 枚、{name} は {len(labels)} 個です。同じ数にしてください"
+                                "（例: plot_samples(X[:8], y[:8])）。")
     images = denormalize(X.detach().cpu()).numpy()
     fig, axes = _grid(len(images), ncols)
     for i, (ax, image) in enumerate(zip(axes, images)):
@@ -94,6 +100,28 @@ def plot_samples(X, y, y_hat=None, ncols=8):
     return fig
 
 
+POINT_KEYS = ("epoch", "train_loss", "train_accuracy")
+
+
+def _number(value, low=-math.inf, high=math.inf):
+    """Whether ``value`` is a real number (not True/False) from ``low`` to ``high`` (NaN only without bounds)."""
+    return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+            and (low <= value <= high or (math.isnan(value) and low == -math.inf)))
+
+
+def _checked_curve_arguments(points, epochs):
+    """Refuse ``points`` that are not LiveCurves' training points and ``epochs`` that is no run length, in one line."""
+    if not isinstance(points, (list, tuple)) or not all(
+            isinstance(p, dict) and _number(p.get("epoch"), 0, MAX_EPOCHS) and all(_number(p.get(k)) for k in POINT_KEYS)
+            for p in points):
+        raise ArgumentError("plot_history の points は LiveCurves の points（{'epoch': 0.5, 'train_loss': 0.3, "
+                            "'train_accuracy': 0.9} のような記録の並び）です。なければ省いて plot_history(history) としてください。")
+    if epochs is not None and not _number(epochs, 0, MAX_EPOCHS):
+        raise ArgumentError(f"plot_history の epochs は学習のエポック数（0〜{MAX_EPOCHS} の数）です（今は {str(epochs)[:40]!r}）。"
+                            "なければ省いてください。")
+
+
+@explained_inputs
 def plot_history(history, points=(), epochs=None):
     """Return loss and accuracy over the epochs, training vs. evaluation, of a :class:`~mnist_lab.history.History`
     (or its dict form); a history no training could have written is a :class:`~mnist_lab.history.HistoryError`.
@@ -103,6 +131,7 @@ def plot_history(history, points=(), epochs=None):
     ``epochs``: the run's length, so the axis spans the whole run while it is still going.
     """
     history = checked_history(history)
+    _checked_curve_arguments(points, epochs)
     records, split = history.records, history.eval_split
     fig = Figure(figsize=(10, 3.8), layout="constrained")
     ax_loss, ax_acc = fig.subplots(1, 2)

@@ -116,9 +116,11 @@ def _gray_from_pil(image):
 
 
 def _stretched(array):
-    """Scale an array of any range to [0, 1] by its own minimum and maximum."""
+    """Scale an array of any range to [0, 1] (float32) by its own minimum and maximum; halved first, in float64, so
+    that no difference of two huge values overflows."""
+    array = array.astype(np.float64) / 2
     low, high = float(array.min()), float(array.max())
-    return (array - low) / (high - low) if high > low else np.zeros_like(array)
+    return ((array - low) / (high - low) if high > low else np.zeros_like(array)).astype(np.float32)
 
 
 def to_pixels(image):
@@ -140,7 +142,13 @@ def to_pixels(image):
     if isinstance(image, (str, Path, bytes)):
         raise UserError(f"画像のファイル名（{str(image)[:60]}）ではなく、画像そのものを渡してください。"
                         "ファイルなら load_image(ファイル名) で読み込んでから渡します。")
-    array = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            array = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    except Exception as e:  # rows of different lengths, a tensor with no data, an object that is no array
+        raise UserError(f"{type(image).__name__} を画像として読めません（行の長さがそろっていないか、数でない値があります）。"
+                        "縦×横にそろった数の配列（NumPy の配列やテンソル）か PIL の画像を渡してください。") from e
     return _pixels_of(array)
 
 
@@ -149,7 +157,7 @@ def _pixels_of(array):
         raise UserError(f"画像の値の型 {array.dtype} は扱えません。数の配列を渡してください。")
     while array.ndim > 3 and array.shape[0] == 1:  # a batch of one
         array = array[0]
-    if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[2] not in (1, 2, 3, 4):
+    if array.ndim == 3 and array.shape[0] in (1, 2, 3, 4) and array.shape[2] not in (1, 2, 3, 4):
         array = np.moveaxis(array, 0, 2)  # channels first (a tensor) -> channels last
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
@@ -161,6 +169,7 @@ def _pixels_of(array):
     if array.ndim == 3 and array.shape[2] in (2, 4):  # grey or colour with alpha
         colour, alpha = array[..., :-1], array[..., -1:]
         flat = [colour * alpha + background * (1 - alpha) for background in (1.0, 0.0)]
+        flat = [a[..., 0] if a.shape[2] == 1 else a for a in flat]  # grey + alpha: grey
         array = max(flat, key=lambda a: float(np.std(_luminance(a))))
     return array[..., 0] if array.ndim == 3 and array.shape[2] == 1 else array
 
@@ -171,10 +180,9 @@ def _scaled(array):
         return array.astype(np.float32) / (255 if array.dtype == np.uint8 else 1)
     if array.dtype == np.uint16 and array.max() > 255:
         return array.astype(np.float32) / 65535
-    array = array.astype(np.float32)
     if array.min() >= 0 and array.max() <= 1:
-        return array
-    return array / 255 if array.min() >= 0 and array.max() <= 255 else _stretched(array)
+        return array.astype(np.float32)
+    return array.astype(np.float32) / 255 if array.min() >= 0 and array.max() <= 255 else _stretched(array)
 
 
 def _shrunk(array):

@@ -8,6 +8,7 @@ training callback: :class:`mnist_lab.callbacks.LiveCurves`.)
 import base64
 import html
 import io
+import math
 import weakref
 from pathlib import Path
 from typing import ClassVar
@@ -20,7 +21,7 @@ import traitlets
 from PIL import Image, ImageDraw
 
 from .data import denormalize
-from .errors import UserError
+from .errors import ArgumentError, UserError
 from .inference import evaluation_mode
 from .metrics import confusion_matrix, f1, one_vs_rest, one_vs_rest_accuracy, precision, recall
 from .ood import WARNING, probabilities_and_flag
@@ -71,6 +72,17 @@ def checked_number(name, value, low, high):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:  # NaN fails it too
         raise UserError(f"{name} は {low} 以上 {high} 以下の数にしてください（今は {value!r}）。")
     return int(value)
+
+
+def checked_point(function, x, y):
+    """``(x, y)`` as floats if both are finite numbers (pixels of the pad); else :class:`ArgumentError` (a
+    ``ValueError``, so a browser's operation with such a point is ignored like any other it cannot send)."""
+    for value in (x, y):
+        if (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating))
+                or not math.isfinite(value)):
+            raise ArgumentError(f"{function} の座標は、手書き欄のピクセルを表す数にしてください（今は {str(x)[:20]!r}, {str(y)[:20]!r}）。"
+                                "例: pad.stroke(140, 40, 140, 240)（左上が 0, 0）")
+    return float(x), float(y)
 
 
 class DrawPad(widgets.HBox):
@@ -176,10 +188,10 @@ class DrawPad(widgets.HBox):
 
     def pen_down(self, x, y):
         """Put the pen down at ``(x, y)`` (what the browser sends, for scripts and tests)."""
-        self._pen_down(x, y, self.line_width)
+        self._pen_down(*checked_point("pen_down", x, y), self.line_width)
 
     def pen_move(self, x, y):
-        self._pen_move(x, y)
+        self._pen_move(*checked_point("pen_move", x, y))
 
     def pen_up(self, x=None, y=None):
         """Lift the pen and read the drawing."""
@@ -189,11 +201,13 @@ class DrawPad(widgets.HBox):
             self.predict()
 
     def _pen_down(self, x, y, width):
+        x, y = checked_point("pen_down", x, y)
         self._last, self._width = (x, y), max(1, min(int(width), self.size))
         self._ops.append(["down", x, y, self._width])
         self.stroke(x, y, x, y)
 
     def _pen_move(self, x, y):
+        x, y = checked_point("pen_move", x, y)
         if self._last is not None:
             self.stroke(*self._last, x, y)
             self._last = (x, y)
@@ -201,6 +215,7 @@ class DrawPad(widgets.HBox):
 
     def stroke(self, x0, y0, x1, y1):
         """Draw one segment of ink on the image that is read, as the browser draws it (round ends)."""
+        (x0, y0), (x1, y1) = checked_point("stroke", x0, y0), checked_point("stroke", x1, y1)
         self._pen.line([(x0, y0), (x1, y1)], fill=0, width=self._width)
         r = self._width / 2
         self._pen.ellipse([x1 - r, y1 - r, x1 + r, y1 + r], fill=0)

@@ -12,7 +12,12 @@
 import contextlib
 import copy
 import io
+import os
+import re
+import signal
 import sys
+import threading
+import time
 import warnings
 
 import numpy as np
@@ -22,11 +27,17 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from invariants import assert_japanese_message
+from invariants import JAPANESE, assert_japanese_message
+from PIL import Image
 from test_exercises import RIGHT
 
+from mnist_lab import MODELS, History, build_model, evaluate, predict_proba
 from mnist_lab import exercises as ex
 from mnist_lab import metrics as M
+from mnist_lab.errors import ArgumentError, UserError
+from mnist_lab.models import count_parameters, first_block, first_convolution, layer_shapes, layer_table
+from mnist_lab.plots import plot_history, plot_samples
+from mnist_lab.preprocess import preprocess_drawing
 
 FAST = settings(max_examples=150, deadline=None, derandomize=True, database=None)
 
@@ -63,6 +74,7 @@ containers = st.one_of(
     st.lists(scalars, max_size=4),
     arrays,
     arrays.map(lambda a: torch.from_numpy(a) if a.dtype.kind in "iufb" else a),
+    st.just(torch.empty(3, device="meta")), st.just(torch.zeros(2, 2, device="meta")),
     st.builds(dict), st.just({1, 2}),
 )
 anything = st.one_of(scalars, containers)
@@ -71,6 +83,7 @@ anything = st.one_of(scalars, containers)
 def calls(x, y, k, average):
     """Every metrics function a student calls, with the generated arguments."""
     return {"confusion_matrix": lambda: M.confusion_matrix(x, y),
+            "confusion_matrix_of_one": lambda: M.confusion_matrix(x),  # the predictions forgotten
             "confusion_matrix_k": lambda: M.confusion_matrix(x, y, num_classes=k),
             "class_counts": lambda: M.class_counts(x),
             "classification_table": lambda: M.classification_table(x),
@@ -102,7 +115,8 @@ def test_metrics_functions_answer_or_say_in_one_japanese_line_what_is_wrong(x, y
 label_pairs = st.integers(1, 60).flatmap(lambda n: st.tuples(st.lists(st.integers(0, 9), min_size=n, max_size=n),
                                                              st.lists(st.integers(0, 9), min_size=n, max_size=n)))
 forms = st.sampled_from([list, np.array, lambda v: np.array(v, np.uint8), lambda v: np.array(v, np.float32),
-                         lambda v: torch.tensor(v), lambda v: np.array(v).reshape(-1, 1), tuple])
+                         lambda v: torch.tensor(v), lambda v: np.array(v).reshape(-1, 1), tuple,
+                         lambda v: torch.tensor(v, dtype=torch.bfloat16)])
 
 
 @FAST
@@ -240,3 +254,300 @@ def test_the_interrupt_button_still_stops_a_check():
     """■ (KeyboardInterrupt) is the one thing that gets through: it must stop a function that never ends."""
     with pytest.raises(KeyboardInterrupt):
         ex.counts.result(student(KeyboardInterrupt, None, False, False))
+
+
+# --- models, images and plots a student passes ---------------------------------------------------------------------
+
+MODEL = build_model("quick_cnn", seed=0)
+SPECIAL = st.sampled_from([None, float("nan"), float("inf"), float("-inf")])
+IMAGE_TYPES = st.sampled_from([torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.uint8, torch.int64,
+                               torch.bool])
+
+
+def assert_says_itself_what_to_pass(e):
+    """One Japanese line of its own, not a wrapped English error of NumPy's or PyTorch's."""
+    assert_japanese_message(e)
+    assert not re.search(r"[A-Z][A-Za-z]*(Error|Exception)", str(e)), str(e)
+
+
+def images(dtype, n, special, where):
+    X = (torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(n)) * 255).to(dtype)
+    if special is not None and n and dtype.is_floating_point:
+        X.view(-1)[where % X.numel()] = special
+    return X
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(dtype=IMAGE_TYPES, n=st.integers(0, 3), special=SPECIAL, where=st.integers(0, 10**6),
+       model=st.sampled_from([MODEL, MODEL, MODEL, None, "quick_cnn"]), channel=st.booleans())
+def test_predict_proba_answers_only_for_finite_float_images(dtype, n, special, where, model, channel):
+    """Probabilities for finite float images (float64 as float32), an empty batch for none; one Japanese line for
+    integers (raw 0-255 pixels are not what the model reads), NaN or infinity (never NaN probabilities), images
+    without their channel, and anything but a model."""
+    X = images(dtype, n, special, where)
+    X = X if channel else X[:, 0]
+    readable = dtype.is_floating_point and (special is None or n == 0) and model is MODEL and channel
+    try:
+        probs = predict_proba(model, X)
+    except ArgumentError as e:
+        assert_says_itself_what_to_pass(e)
+        assert not readable, e
+        return
+    assert readable, probs
+    assert probs.shape == (n, 10) and torch.isfinite(probs).all() and torch.allclose(probs.sum(1), torch.ones(n))
+    if dtype == torch.float64:
+        assert torch.allclose(probs, predict_proba(MODEL, X.float()))
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None)
+@given(dtype=IMAGE_TYPES, n=st.integers(0, 3), special=SPECIAL, where=st.integers(0, 10**6), labels=st.integers(0, 4),
+       label_type=st.sampled_from([torch.int64, torch.uint8, torch.float32]))
+def test_evaluate_scores_every_image_or_says_in_one_japanese_line_what_to_pass(dtype, n, special, where, labels,
+                                                                                label_type):
+    X, y = images(dtype, n, special, where), torch.arange(labels).to(label_type)
+    readable = dtype.is_floating_point and special is None and n > 0 and labels == n and label_type != torch.float32
+    try:
+        loss, accuracy = evaluate(MODEL, X, y)
+    except ArgumentError as e:
+        assert_says_itself_what_to_pass(e)
+        assert not readable, e
+        return
+    assert readable and np.isfinite(loss) and 0 <= accuracy <= 1
+
+
+@settings(max_examples=12, deadline=None, derandomize=True, database=None)
+@given(n=st.integers(1, 3), labels=st.integers(0, 4), predictions=st.one_of(st.none(), st.integers(0, 4)))
+def test_plot_samples_draws_one_title_per_image_or_says_the_counts_differ(n, labels, predictions):
+    X, y = torch.zeros(n, 1, 28, 28), torch.arange(labels)
+    y_hat = None if predictions is None else torch.arange(predictions)
+    try:
+        figure = plot_samples(X, y, y_hat)
+    except ArgumentError as e:
+        assert_says_itself_what_to_pass(e)
+        assert labels != n or predictions not in (None, n), e
+        return
+    assert labels == n and predictions in (None, n)
+    assert len([ax for ax in figure.axes if ax.get_title()]) == n
+
+
+point_values = st.one_of(st.integers(-2, 5), st.floats(allow_nan=True, allow_infinity=True), st.none(), st.text(max_size=2),
+                         st.booleans())
+points = st.one_of(
+    st.text(max_size=3), st.none(), st.integers(), st.just({"epoch": 1}),
+    st.lists(st.fixed_dictionaries({"epoch": st.floats(0, 3)}, optional={"train_loss": point_values,
+                                                                           "train_accuracy": point_values}), max_size=3),
+    st.lists(st.fixed_dictionaries({"epoch": point_values, "train_loss": st.floats(0, 3),
+                                    "train_accuracy": st.floats(0, 1)}), max_size=3),
+    st.lists(point_values, max_size=2))
+
+
+@settings(max_examples=30, deadline=None, derandomize=True, database=None)
+@given(points=points, epochs=st.one_of(st.none(), point_values))
+def test_plot_history_draws_the_points_or_says_in_one_japanese_line_what_they_are(points, epochs):
+    try:
+        figure = plot_history(History(), points=points, epochs=epochs)
+    except ArgumentError as e:
+        assert_says_itself_what_to_pass(e)
+        return
+    assert len(figure.axes) == 2
+
+
+pictures = st.one_of(
+    anything,
+    st.sampled_from([np.uint8, np.float32, np.float64, np.int16]).flatmap(lambda dtype: hnp.arrays(
+        dtype, st.tuples(st.integers(1, 40), st.integers(1, 40), st.integers(1, 5)))),
+    hnp.arrays(np.float32, st.tuples(st.integers(1, 5), st.integers(1, 40), st.integers(5, 40))).map(torch.from_numpy))
+
+
+@settings(max_examples=120, deadline=None, derandomize=True, database=None)
+@given(image=pictures)
+def test_preprocess_drawing_reads_any_picture_or_says_in_one_japanese_line_why_not(image):
+    try:
+        X = preprocess_drawing(image)
+    except UserError as e:
+        assert_says_itself_what_to_pass(e)
+        return
+    assert X.shape == (1, 1, 28, 28) and torch.isfinite(X).all()
+
+
+def test_grey_with_alpha_reads_as_the_grey_picture():
+    """plt.imread and PIL give a grey drawing with transparency as grey + alpha: it is read like its grey picture."""
+    grey = np.ones((60, 60), np.float32)
+    grey[10:50, 28:33] = 0  # a dark 1 on white
+    seen = preprocess_drawing(grey)
+    on_glass = np.stack([np.zeros_like(grey), 1 - grey], -1)  # black ink on a transparent canvas
+    for image in (np.stack([grey, np.ones_like(grey)], -1), on_glass, torch.from_numpy(on_glass).permute(2, 0, 1),
+                  Image.fromarray((on_glass * 255).astype(np.uint8), "LA"), (on_glass * 255).astype(np.uint8)):
+        assert torch.allclose(preprocess_drawing(image), seen, atol=1e-5)
+
+
+MODEL_FUNCTIONS = {"count_parameters": count_parameters, "layer_shapes": layer_shapes, "layer_table": layer_table,
+                   "first_block": first_block, "first_convolution": first_convolution}
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(name=st.sampled_from(sorted(MODEL_FUNCTIONS)),
+       model=st.one_of(anything, st.sampled_from([*MODELS, "quick", "no_such_model", torch.nn.ReLU(), MODEL])))
+def test_model_functions_take_a_model_or_its_name_or_say_in_one_japanese_line_what_to_pass(name, model):
+    torch.manual_seed(0)
+    try:
+        answer = MODEL_FUNCTIONS[name](model)
+    except UserError as e:
+        assert_says_itself_what_to_pass(e)
+        registered = isinstance(model, str) and model in MODELS
+        assert not isinstance(model, torch.nn.Module) and not (name != "first_convolution" and registered), e
+        return
+    assert isinstance(model, torch.nn.Module) or isinstance(model, str) and name != "first_convolution"
+    if isinstance(model, str):  # a name: the answer of a fresh model of that name, drawn from no random numbers
+        assert torch.equal(torch.rand(1), torch.manual_seed(0) and torch.rand(1))
+        fresh = build_model(model)
+        assert str(answer) == str(MODEL_FUNCTIONS[name](fresh))
+
+
+@pytest.fixture(scope="module")
+def pad():
+    from mnist_lab.widgets import DrawPad
+
+    pad = DrawPad(MODEL)
+    yield pad
+    pad.close()
+
+
+coordinates = st.one_of(st.integers(-300, 600), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=2),
+                        st.none(), st.booleans(), st.just(1 + 2j), st.sampled_from([np.float32(40), np.int64(200)]))
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(method=st.sampled_from(["stroke", "pen_down", "pen_move"]), points=st.lists(coordinates, min_size=4, max_size=4))
+def test_the_pad_draws_at_numbers_and_says_in_one_japanese_line_what_a_point_is(method, points, pad):
+    pad.clear()
+    pad.pen_down(140, 140)
+    before = np.asarray(pad.image).copy()
+    args = points if method == "stroke" else points[:2]
+    try:
+        getattr(pad, method)(*args)
+    except ArgumentError as e:
+        assert_says_itself_what_to_pass(e)
+        assert not all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and np.isfinite(v)
+                       for v in args), e
+        assert np.array_equal(np.asarray(pad.image), before)  # nothing drawn
+        pad.apply(["move", *map(str, args[:2])])  # the browser's path ignores what it cannot draw
+        return
+    assert all(np.isfinite(float(v)) for v in args)
+
+
+# --- a student's function that never ends, and values that cannot be read ------------------------------------------
+
+def endless(C, k):
+    while True:
+        pass
+    return 0  # never reached: but a function without a return is told so before it is called
+
+
+def sleepy(C, k):
+    time.sleep(100)
+    return 0
+
+
+def swallows_every_stop(C, k):
+    try:
+        endless(C, k)
+    except:  # noqa: E722, S110 -- a student's bare except catches the first stop; the next one still comes
+        pass
+    return endless(C, k)
+
+
+@pytest.mark.parametrize("fn", [endless, sleepy, swallows_every_stop])
+def test_a_function_that_never_ends_is_stopped_and_named(fn, monkeypatch):
+    monkeypatch.setattr(ex, "TIME_LIMIT", 0.2)
+    rang = []
+    ring = lambda *_: rang.append(True)
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.setitimer(signal.ITIMER_REAL, 60)  # someone else's alarm, running while the check runs
+    try:
+        start = time.monotonic()
+        result = ex.counts.result(fn)
+        took = time.monotonic() - start
+        assert result.status == "wrong" and JAPANESE.search(result.message) and took < 2.5, (result, took)
+        assert "0.2" in result.message  # it says how long it waited
+        assert ex.raised(RecursionError()) not in result.message and "エラーになりました" not in result.message
+        assert signal.getsignal(signal.SIGALRM) is ring and not rang
+        assert 55 < signal.getitimer(signal.ITIMER_REAL)[0] <= 60 - took + 0.1  # the other alarm still runs
+        assert ex.counts.result(RIGHT["counts"]).status == "correct"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_an_alarm_due_while_the_function_ran_still_rings(monkeypatch):
+    monkeypatch.setattr(ex, "TIME_LIMIT", 0.3)
+    rang = []
+    previous = signal.signal(signal.SIGALRM, lambda *_: rang.append(True))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        assert ex.counts.result(sleepy).status == "wrong"
+        time.sleep(0.05)
+        assert rang == [True] and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_outside_the_main_thread_a_check_runs_without_a_time_limit():
+    found = []
+    thread = threading.Thread(target=lambda: found.append(ex.counts.result(RIGHT["counts"]).status))
+    thread.start()
+    thread.join()
+    assert found == ["correct"]
+
+
+def test_the_interrupt_button_stops_a_function_that_never_ends():
+    handler = signal.getsignal(signal.SIGALRM)
+    press = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))  # ■ while it runs: Jupyter sends SIGINT
+    press.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            ex.counts.result(endless)
+    finally:
+        press.join()
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0) and signal.getsignal(signal.SIGALRM) is handler
+
+
+def self_containing(*args):
+    value = []
+    value.append(value)
+    return value
+
+
+def deeply_nested(*args):
+    value = 0.5
+    for _ in range(100_000):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("name", ["counts", "macro_f1"])  # an answer of several values, and of one
+@pytest.mark.parametrize("fn", [self_containing, deeply_nested])
+def test_a_value_that_cannot_be_read_is_not_blamed_on_recursion(name, fn):
+    """The function returned at once: a RecursionError came from reading its value, not from the function."""
+    result = ex.EXERCISES[name].result(fn)
+    assert result.status == "wrong" and JAPANESE.search(result.message)
+    assert ex.raised(RecursionError()) not in result.message
+
+
+@pytest.mark.parametrize("value", [np.ma.masked, np.ma.masked_array([0.5, 1.0], mask=[True, False]),
+                                   (np.ma.masked_array(0.5, mask=True), 0.5)])
+def test_a_masked_value_is_named_as_masked_not_as_none(value):
+    result = ex.precision_recall.result(lambda C, k: value)
+    assert result.status == "wrong" and JAPANESE.search(result.message) and "None" not in result.message
+
+
+def test_an_unmasked_masked_array_of_the_right_numbers_is_right():
+    assert ex.precision_recall.result(lambda C, k: np.ma.masked_array(RIGHT["precision_recall"](C, k))).status == "correct"
+
+
+@pytest.mark.parametrize("value", ["41", "forty", [41], (4, 1), np.array(["41"]), Unprintable()])
+def test_a_number_typed_in_is_never_said_to_have_been_returned(value):
+    result = ex.explorer_fp.result(value, np.eye(10, dtype=int) * 5)
+    assert result.status in ("wrong", "unwritten") and JAPANESE.search(result.message)
+    assert ex.RETURNED[1] not in result.message and "return" not in result.message, result.message
