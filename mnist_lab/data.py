@@ -29,6 +29,8 @@ RAW_FILES = {
     "t10k-labels-idx1-ubyte": (10_008, "27ae3e4e09519cfbb04c329615203637"),
 }
 
+LEGACY_FILES = ("training.pt", "test.pt")  # MNIST/processed/ of torchvision before 0.9.1
+
 
 def mnist_folder(root=None):
     """Return the MNIST folder (the ``root`` holding ``MNIST/raw/``): ``root`` if given, else ``$MNIST_LAB_DATA``,
@@ -125,7 +127,9 @@ def ensure_mnist(root=None, download=True):
 
 def _check_layout(root, folder):
     """Mistakes in placing the files that a download would only hide behind "no internet": the folder named is
-    the one holding the files (or MNIST/ itself), the files are still .gz, or a folder has a data file's name."""
+    the one holding the files (or MNIST/ itself), the files are still .gz, a folder has a data file's name, or only
+    the ``MNIST/processed/`` files of older torchvision are there (torchvision would load them, even broken, rather
+    than download)."""
     for name in RAW_FILES:
         if (folder / name).exists() and not (folder / name).is_file():
             raise UserError(f"{folder / name} はファイルではありません。消して、MNIST のファイルを置き直してください。")
@@ -139,6 +143,11 @@ def _check_layout(root, folder):
                 f"{place}/MNIST/raw/ に移してから、もう一度実行してください。"))
     if folder.is_dir() and all((folder / f"{name}.gz").is_file() for name in RAW_FILES):
         raise UserError(f"{folder} の MNIST のファイルが .gz のままです。展開してください（例: gunzip {folder}/*.gz）。")
+    legacy = root / "MNIST" / "processed"
+    if any((legacy / name).exists() for name in LEGACY_FILES):  # torchvision would load them instead of downloading
+        raise UserError(f"{folder}/ のファイルがそろっていません（{legacy}/ は古い torchvision の形式で、使いません）。"
+                        f"{legacy}/ を削除して再実行すると MNIST を取り直します（ネットにつながらないなら 4 つのファイルを"
+                        f" {folder}/ に置いてください）。")
 
 
 def _download(root):
@@ -222,14 +231,18 @@ class MNISTData:
 
 
 def read_split(root, train):
-    """Return the raw ``(images uint8 (N, 28, 28), labels int64 (N,))`` of one split (files must be verified)."""
-    from torchvision.datasets import MNIST
+    """Return the raw ``(images uint8 (N, 28, 28), labels int64 (N,))`` of one split (files must be verified).
 
+    Read from the verified ``MNIST/raw/`` files themselves: torchvision's ``MNIST`` would prefer the
+    ``MNIST/processed/*.pt`` files of its older versions when they exist, which nothing here has checked."""
+    from torchvision.datasets.mnist import read_image_file, read_label_file
+
+    prefix = "train" if train else "t10k"
     try:
-        ds = MNIST(root, train=train, download=False)
+        return (read_image_file(str(raw_dir(root) / f"{prefix}-images-idx3-ubyte")),
+                read_label_file(str(raw_dir(root) / f"{prefix}-labels-idx1-ubyte")))
     except OSError as e:
         raise os_error(e, e.filename or raw_dir(root), "読めません") from e
-    return ds.data, ds.targets
 
 
 def load_mnist(root=None, val_size=0, seed=0, download=True):
