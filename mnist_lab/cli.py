@@ -40,6 +40,7 @@ from .interrupts import Signals, stop_on_signals
 from .metrics import classification_table, confusion_matrix, summary
 from .models import MODELS, build_model
 from .ood import WARNING, read
+from .paths import user_path
 from .preprocess import load_image, preprocess_drawing
 from .recipes import PRESETS, SCHEDULES, make_config, preset_help, preset_name
 from .runs import new_run, write_run
@@ -59,10 +60,11 @@ ARGPARSE_JA = [  # argparse's English messages -> one Japanese sentence each
 
 
 def path_argument(text):
-    """A file or folder name on the command line: an empty one ("" from an unset shell variable) is a mistake."""
+    """A file or folder name on the command line: an empty one ("" from an unset shell variable) is a mistake; a
+    quoted ``~`` is the home folder, as it would be unquoted."""
     if not text:
         raise argparse.ArgumentTypeError("名前が空です。ファイルやフォルダの名前を書いてください")
-    return text
+    return user_path(text)
 
 
 def japanese(message):

@@ -15,6 +15,7 @@ import torch
 
 from .errors import UserError
 from .files import os_error
+from .paths import env_path, user_path
 
 MEAN, STD = 0.1307, 0.3081  # of the MNIST training pixels, scaled to [0, 1]
 DEFAULT_FOLDER = "mnist_data"  # the MNIST folder when none is named (`data` is the lesson's tensors, MNISTData)
@@ -34,12 +35,13 @@ LEGACY_FILES = ("training.pt", "test.pt")  # MNIST/processed/ of torchvision bef
 
 def mnist_folder(root=None):
     """Return the MNIST folder (the ``root`` holding ``MNIST/raw/``): ``root`` if given, else ``$MNIST_LAB_DATA``,
-    else ``./mnist_data`` (or ``./data``, where older versions downloaded it, when only that holds MNIST).
+    else ``./mnist_data`` (or ``./data``, where older versions downloaded it, when only that holds MNIST). A leading
+    ``~`` is the home folder (:func:`~mnist_lab.paths.user_path`).
 
     Introduced in the lesson: main.ipynb §5.
     """
-    if root or os.environ.get(ENV_ROOT):
-        return Path(root or os.environ.get(ENV_ROOT))
+    if root or env_path(ENV_ROOT):
+        return Path(user_path(root) if root else env_path(ENV_ROOT))
     if not Path(DEFAULT_FOLDER).exists() and raw_dir(OLD_DEFAULT_FOLDER).is_dir():
         return Path(OLD_DEFAULT_FOLDER)
     return Path(DEFAULT_FOLDER)
@@ -88,13 +90,14 @@ def _missing_message(folder, missing, downloaded):
 def _checked_root(root):
     """Return the MNIST folder; :class:`UserError` when it is a file, unreadable, or a folder named by the user that
     does not exist (a typo must not silently become a new download folder)."""
-    named = root is not None or bool(os.environ.get(ENV_ROOT))
+    source = root_source(root)
     root = mnist_folder(root)
     if root.exists() and not root.is_dir():
-        raise UserError(f"{root} はファイルです。MNIST のフォルダ（中に MNIST/raw/ がある場所）を --mnist-dir に指定してください。")
-    if named and not root.exists():
-        raise UserError(f"MNIST のフォルダ {root} がありません。パスを確かめてください（そこにダウンロードするなら、先に"
-                        f" `mkdir -p {root}` してください）。")
+        raise UserError(f"{source + ' の ' if source else ''}{root} はファイルです。MNIST のフォルダ（中に MNIST/raw/ が"
+                        f"ある場所）を {source or '--mnist-dir'} に指定してください。")
+    if source and not root.exists():
+        raise UserError(f"{source} の MNIST のフォルダ {root} がありません。パスを確かめてください（そこにダウンロードするなら、"
+                        f"先に `mkdir -p {root}` してください）。")
     for folder in (root, raw_dir(root)):
         try:
             if folder.is_dir():
@@ -102,6 +105,14 @@ def _checked_root(root):
         except OSError as e:
             raise os_error(e, folder, "読めません") from e
     return root
+
+
+def root_source(root):
+    """Return where the MNIST folder was named, in words for a message: ``--mnist-dir`` (or the lesson's ``root``),
+    the environment variable, or ``None`` for the default folder."""
+    if root is not None and str(root):
+        return "--mnist-dir"
+    return f"環境変数 {ENV_ROOT}" if env_path(ENV_ROOT) else None
 
 
 def ensure_mnist(root=None, download=True):
