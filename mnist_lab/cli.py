@@ -43,7 +43,7 @@ from .ood import WARNING, read
 from .paths import user_path
 from .preprocess import load_image, preprocess_drawing
 from .recipes import PRESETS, SCHEDULES, make_config, preset_help, preset_name
-from .runs import new_run, write_run
+from .runs import new_run, run_holding, write_run
 from .train import fit
 
 ARGPARSE_JA = [  # argparse's English messages -> one Japanese sentence each
@@ -220,13 +220,22 @@ def default_out(preset):
 
 
 def tensorboard_logger(log_dir, out):
-    """The TensorBoard callback for ``--tensorboard log_dir``, which must not lie inside the run folder ``out``
-    (the run would no longer be a run folder); should writing its logs fail later (a full disk), training goes on
-    without them."""
+    """The TensorBoard callback for ``--tensorboard log_dir``, which must neither be nor lie inside the run folder
+    ``out`` or an earlier run folder, nor hold ``out`` (a run folder holds a run and nothing else: with logs in it, it
+    would no longer be one, nor could ``--force`` replace it); should writing its logs fail later (a full disk),
+    training goes on without them."""
     logs, run = Path(os.path.realpath(log_dir)), Path(os.path.realpath(out))
     if logs == run or run in logs.parents:
         raise UserError(f"--tensorboard {log_dir} が --out {out} の中です。ログは別のフォルダに書いてください"
                         "（例: --tensorboard runs/tb）。")
+    if logs in run.parents:
+        raise UserError(f"--tensorboard {log_dir} の中に --out {out} があります。ログは学習結果と別のフォルダに書いてください"
+                        "（例: --tensorboard runs/tb）。")
+    earlier = run_holding(logs)
+    if earlier is not None:
+        where = "" if earlier == logs else f"の中（{earlier}）"
+        raise UserError(f"--tensorboard {log_dir} は前の学習結果のフォルダ{where}です。そこにログを書くと学習結果が壊れるので、"
+                        "別のフォルダを指定してください（例: --tensorboard runs/tb）。")
     return BestEffort(TensorBoardLogger(log_dir), f"TensorBoard のログ（{log_dir}）")
 
 
