@@ -22,6 +22,7 @@ import ipywidgets as widgets
 
 from .checkpoint import load_checkpoint, read_checkpoint
 from .errors import UserError
+from .paths import env_path, user_path
 from .widgets import DrawPad
 
 APP_NOTEBOOK = Path(__file__).with_name("app.ipynb")
@@ -33,9 +34,9 @@ READY = "is filled with"  # Voilà's log line once its waiting kernel has starte
 
 def model_source(checkpoint=None):
     """Return ``(path, words)``: the checkpoint the app reads with, and a Japanese phrase saying where it is from."""
-    path = checkpoint or os.environ.get(CHECKPOINT_ENV)
+    path = checkpoint or env_path(CHECKPOINT_ENV)
     if path:
-        return Path(path), f"チェックポイント {path}"
+        return Path(user_path(path)), f"チェックポイント {path}"
     return PAD_MODEL, "同梱のパッド用モデル mnist_lab/pad_model.pt（手書き風のデータ拡張で学習: --preset pad）"
 
 

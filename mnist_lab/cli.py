@@ -5,15 +5,21 @@ status 2 and one Japanese line saying what to do, never a traceback. Ctrl+C, SIG
 the same way: the last finished epoch is saved, and the status is 128 + the signal's number (130 for Ctrl+C;
 :mod:`mnist_lab.interrupts`). ``train`` checks its output folder before it trains and never replaces an earlier
 run unless ``--force`` is given (see :mod:`mnist_lab.runs`); nothing printed can fail once a run is written
-(:mod:`mnist_lab.console`).
+(:mod:`mnist_lab.console`). ``evaluate`` and ``predict``, whose result is what they print, fail when stdout could not
+take it: status 2 (a full disk...) or 141 (128 + SIGPIPE, a reader that closed the pipe, as for any Unix command),
+with one line on stderr. ``train`` and ``report``, whose results are files, keep their status: their files are
+written whole either way, and a note on stderr says that the printed summary was lost (unless the pipe was closed on
+purpose).
 """
 
 import argparse
 import contextlib
+import errno
 import json
 import math
 import os
 import re
+import signal
 import sys
 import time
 from dataclasses import asdict, replace
@@ -24,19 +30,20 @@ import torch
 
 from .callbacks import Callback, TensorBoardLogger
 from .checkpoint import checkpoint_size, load_checkpoint
-from .console import one_line, safe_output
+from .console import lost_output, one_line, safe_output
 from .data import DEFAULT_FOLDER, ENV_ROOT, RAW_FILES, load_mnist
 from .device import DEVICE_CHOICES, best_device
 from .errors import UserError
-from .files import os_error
+from .files import DISK_FULL, os_error
 from .inference import evaluate, predict_proba
 from .interrupts import Signals, stop_on_signals
 from .metrics import classification_table, confusion_matrix, summary
 from .models import MODELS, build_model
 from .ood import WARNING, read
+from .paths import user_path
 from .preprocess import load_image, preprocess_drawing
 from .recipes import PRESETS, SCHEDULES, make_config, preset_help, preset_name
-from .runs import new_run, write_run
+from .runs import new_run, run_holding, write_run
 from .train import fit
 
 ARGPARSE_JA = [  # argparse's English messages -> one Japanese sentence each
@@ -53,10 +60,11 @@ ARGPARSE_JA = [  # argparse's English messages -> one Japanese sentence each
 
 
 def path_argument(text):
-    """A file or folder name on the command line: an empty one ("" from an unset shell variable) is a mistake."""
+    """A file or folder name on the command line: an empty one ("" from an unset shell variable) is a mistake; a
+    quoted ``~`` is the home folder, as it would be unquoted."""
     if not text:
         raise argparse.ArgumentTypeError("名前が空です。ファイルやフォルダの名前を書いてください")
-    return text
+    return user_path(text)
 
 
 def japanese(message):
@@ -212,13 +220,22 @@ def default_out(preset):
 
 
 def tensorboard_logger(log_dir, out):
-    """The TensorBoard callback for ``--tensorboard log_dir``, which must not lie inside the run folder ``out``
-    (the run would no longer be a run folder); should writing its logs fail later (a full disk), training goes on
-    without them."""
+    """The TensorBoard callback for ``--tensorboard log_dir``, which must neither be nor lie inside the run folder
+    ``out`` or an earlier run folder, nor hold ``out`` (a run folder holds a run and nothing else: with logs in it, it
+    would no longer be one, nor could ``--force`` replace it); should writing its logs fail later (a full disk),
+    training goes on without them."""
     logs, run = Path(os.path.realpath(log_dir)), Path(os.path.realpath(out))
     if logs == run or run in logs.parents:
         raise UserError(f"--tensorboard {log_dir} が --out {out} の中です。ログは別のフォルダに書いてください"
                         "（例: --tensorboard runs/tb）。")
+    if logs in run.parents:
+        raise UserError(f"--tensorboard {log_dir} の中に --out {out} があります。ログは学習結果と別のフォルダに書いてください"
+                        "（例: --tensorboard runs/tb）。")
+    earlier = run_holding(logs)
+    if earlier is not None:
+        where = "" if earlier == logs else f"の中（{earlier}）"
+        raise UserError(f"--tensorboard {log_dir} は前の学習結果のフォルダ{where}です。そこにログを書くと学習結果が壊れるので、"
+                        "別のフォルダを指定してください（例: --tensorboard runs/tb）。")
     return BestEffort(TensorBoardLogger(log_dir), f"TensorBoard のログ（{log_dir}）")
 
 
@@ -336,7 +353,7 @@ def main(argv=None):
         with stopping as signals:
             args.signals = signals  # train saves what it has when a signal stops it
             try:
-                return args.func(args)
+                code = args.func(args)
             except KeyboardInterrupt:
                 print("\n中断しました（書きかけのファイルは残していません）。", file=sys.stderr)
                 return signals.exit_status(130)
@@ -345,7 +362,30 @@ def main(argv=None):
                     raise
                 error, code = explained(e, args)
                 print(one_line(f"エラー: {error}"), file=sys.stderr)
-                return code
+        return output_status(args, code)
+
+
+PRINTED_RESULTS = {"evaluate", "predict"}  # commands whose result is their output; the others' results are files
+CLOSED_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a command stopped by a closed pipe
+
+
+def output_status(args, code):
+    """Return the exit status once stdout is flushed: a command whose printed result was lost fails with one line;
+    for the others a lost summary is a note (the files they wrote are whole)."""
+    error = lost_output(sys.stdout)
+    if error is None:
+        return code
+    closed = getattr(error, "errno", None) == errno.EPIPE
+    why = ("読む側がパイプを先に閉じました" if closed else "ディスクがいっぱいです" if getattr(error, "errno", None) in DISK_FULL
+           else getattr(error, "strerror", None) or type(error).__name__)
+    if args.command not in PRINTED_RESULTS:
+        if not closed:
+            print(one_line(f"お知らせ: 画面（標準出力）への表示を書けませんでした（{why}）。書いたファイルはそのままです。"),
+                  file=sys.stderr)
+        return code
+    print(one_line(f"エラー: 結果を標準出力に書けず、失われました（{why}）。出力先（> の先のディスクの空きや、"
+                   "| の先のコマンド）を確かめて、やり直してください。"), file=sys.stderr)
+    return max(code, CLOSED_PIPE if closed else 2)
 
 
 def explained(e, args):

@@ -4,7 +4,8 @@ A path with bytes that are not UTF-8 (a file name from another system) cannot be
 terminal; a pipe closed by ``head``, or a terminal gone with its SSH session, refuses every write. Within
 :func:`safe_output`, ``sys.stdout`` and ``sys.stderr`` show such bytes as ``\\xNN`` escapes, drop what cannot be
 written, and never raise; and a background thread's error (a TensorBoard writer on a full disk) prints no
-traceback: the main thread reports what matters in one line.
+traceback: the main thread reports what matters in one line. What was dropped is remembered (:func:`lost_output`),
+so that a command whose result is what it prints can still fail when that could not be written.
 """
 
 import contextlib
@@ -39,10 +40,11 @@ def one_line(text):
 
 
 class SafeStream:
-    """Wraps a text stream: writes that cannot be encoded are escaped, writes that fail are dropped."""
+    """Wraps a text stream: writes that cannot be encoded are escaped, writes that fail are dropped (``error`` keeps
+    the first failure)."""
 
     def __init__(self, stream):
-        self.stream, self.broken = stream, False
+        self.stream, self.broken, self.error = stream, False, None
 
     def write(self, text):
         if not self.broken:
@@ -50,8 +52,8 @@ class SafeStream:
                 self.stream.write(text)
             except UnicodeError:
                 self._try(lambda: self.stream.write(printable(text, getattr(self.stream, "encoding", None))))
-            except (OSError, ValueError):
-                self._lose()
+            except (OSError, ValueError) as e:
+                self._lose(e)
         return len(text)
 
     def flush(self):
@@ -61,13 +63,13 @@ class SafeStream:
     def _try(self, action):
         try:
             action()
-        except (OSError, ValueError, UnicodeError):
-            self._lose()
+        except (OSError, ValueError, UnicodeError) as e:
+            self._lose(e)
 
-    def _lose(self):
-        """The stream is gone (closed pipe, hung-up terminal): point its descriptor at /dev/null, so that Python's
-        own flush at exit cannot fail either."""
-        self.broken = True
+    def _lose(self, error):
+        """The stream is gone (closed pipe, hung-up terminal, full disk): point its descriptor at /dev/null, so that
+        Python's own flush at exit cannot fail either."""
+        self.broken, self.error = True, error
         with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, self.stream.fileno())
@@ -75,6 +77,15 @@ class SafeStream:
 
     def __getattr__(self, name):
         return getattr(self.stream, name)
+
+
+def lost_output(stream):
+    """Flush ``stream`` (``sys.stdout`` within :func:`safe_output`) and return the error that made it drop output
+    (an ``OSError``: ``EPIPE`` for a reader that closed the pipe, ``ENOSPC`` for a full disk...), or ``None``."""
+    if not isinstance(stream, SafeStream):
+        return None
+    stream.flush()
+    return stream.error if stream.broken else None
 
 
 @contextlib.contextmanager

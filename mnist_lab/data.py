@@ -15,6 +15,7 @@ import torch
 
 from .errors import UserError
 from .files import os_error
+from .paths import env_path, user_path
 
 MEAN, STD = 0.1307, 0.3081  # of the MNIST training pixels, scaled to [0, 1]
 DEFAULT_FOLDER = "mnist_data"  # the MNIST folder when none is named (`data` is the lesson's tensors, MNISTData)
@@ -29,15 +30,18 @@ RAW_FILES = {
     "t10k-labels-idx1-ubyte": (10_008, "27ae3e4e09519cfbb04c329615203637"),
 }
 
+LEGACY_FILES = ("training.pt", "test.pt")  # MNIST/processed/ of torchvision before 0.9.1
+
 
 def mnist_folder(root=None):
     """Return the MNIST folder (the ``root`` holding ``MNIST/raw/``): ``root`` if given, else ``$MNIST_LAB_DATA``,
-    else ``./mnist_data`` (or ``./data``, where older versions downloaded it, when only that holds MNIST).
+    else ``./mnist_data`` (or ``./data``, where older versions downloaded it, when only that holds MNIST). A leading
+    ``~`` is the home folder (:func:`~mnist_lab.paths.user_path`).
 
     Introduced in the lesson: main.ipynb §5.
     """
-    if root or os.environ.get(ENV_ROOT):
-        return Path(root or os.environ.get(ENV_ROOT))
+    if root or env_path(ENV_ROOT):
+        return Path(user_path(root) if root else env_path(ENV_ROOT))
     if not Path(DEFAULT_FOLDER).exists() and raw_dir(OLD_DEFAULT_FOLDER).is_dir():
         return Path(OLD_DEFAULT_FOLDER)
     return Path(DEFAULT_FOLDER)
@@ -86,13 +90,14 @@ def _missing_message(folder, missing, downloaded):
 def _checked_root(root):
     """Return the MNIST folder; :class:`UserError` when it is a file, unreadable, or a folder named by the user that
     does not exist (a typo must not silently become a new download folder)."""
-    named = root is not None or bool(os.environ.get(ENV_ROOT))
+    source = root_source(root)
     root = mnist_folder(root)
     if root.exists() and not root.is_dir():
-        raise UserError(f"{root} はファイルです。MNIST のフォルダ（中に MNIST/raw/ がある場所）を --mnist-dir に指定してください。")
-    if named and not root.exists():
-        raise UserError(f"MNIST のフォルダ {root} がありません。パスを確かめてください（そこにダウンロードするなら、先に"
-                        f" `mkdir -p {root}` してください）。")
+        raise UserError(f"{source + ' の ' if source else ''}{root} はファイルです。MNIST のフォルダ（中に MNIST/raw/ が"
+                        f"ある場所）を {source or '--mnist-dir'} に指定してください。")
+    if source and not root.exists():
+        raise UserError(f"{source} の MNIST のフォルダ {root} がありません。パスを確かめてください（そこにダウンロードするなら、"
+                        f"先に `mkdir -p {root}` してください）。")
     for folder in (root, raw_dir(root)):
         try:
             if folder.is_dir():
@@ -100,6 +105,14 @@ def _checked_root(root):
         except OSError as e:
             raise os_error(e, folder, "読めません") from e
     return root
+
+
+def root_source(root):
+    """Return where the MNIST folder was named, in words for a message: ``--mnist-dir`` (or the lesson's ``root``),
+    the environment variable, or ``None`` for the default folder."""
+    if root is not None and str(root):
+        return "--mnist-dir"
+    return f"環境変数 {ENV_ROOT}" if env_path(ENV_ROOT) else None
 
 
 def ensure_mnist(root=None, download=True):
@@ -125,7 +138,9 @@ def ensure_mnist(root=None, download=True):
 
 def _check_layout(root, folder):
     """Mistakes in placing the files that a download would only hide behind "no internet": the folder named is
-    the one holding the files (or MNIST/ itself), the files are still .gz, or a folder has a data file's name."""
+    the one holding the files (or MNIST/ itself), the files are still .gz, a folder has a data file's name, or only
+    the ``MNIST/processed/`` files of older torchvision are there (torchvision would load them, even broken, rather
+    than download)."""
     for name in RAW_FILES:
         if (folder / name).exists() and not (folder / name).is_file():
             raise UserError(f"{folder / name} はファイルではありません。消して、MNIST のファイルを置き直してください。")
@@ -139,6 +154,11 @@ def _check_layout(root, folder):
                 f"{place}/MNIST/raw/ に移してから、もう一度実行してください。"))
     if folder.is_dir() and all((folder / f"{name}.gz").is_file() for name in RAW_FILES):
         raise UserError(f"{folder} の MNIST のファイルが .gz のままです。展開してください（例: gunzip {folder}/*.gz）。")
+    legacy = root / "MNIST" / "processed"
+    if any((legacy / name).exists() for name in LEGACY_FILES):  # torchvision would load them instead of downloading
+        raise UserError(f"{folder}/ のファイルがそろっていません（{legacy}/ は古い torchvision の形式で、使いません）。"
+                        f"{legacy}/ を削除して再実行すると MNIST を取り直します（ネットにつながらないなら 4 つのファイルを"
+                        f" {folder}/ に置いてください）。")
 
 
 def _download(root):
@@ -222,14 +242,18 @@ class MNISTData:
 
 
 def read_split(root, train):
-    """Return the raw ``(images uint8 (N, 28, 28), labels int64 (N,))`` of one split (files must be verified)."""
-    from torchvision.datasets import MNIST
+    """Return the raw ``(images uint8 (N, 28, 28), labels int64 (N,))`` of one split (files must be verified).
 
+    Read from the verified ``MNIST/raw/`` files themselves: torchvision's ``MNIST`` would prefer the
+    ``MNIST/processed/*.pt`` files of its older versions when they exist, which nothing here has checked."""
+    from torchvision.datasets.mnist import read_image_file, read_label_file
+
+    prefix = "train" if train else "t10k"
     try:
-        ds = MNIST(root, train=train, download=False)
+        return (read_image_file(str(raw_dir(root) / f"{prefix}-images-idx3-ubyte")),
+                read_label_file(str(raw_dir(root) / f"{prefix}-labels-idx1-ubyte")))
     except OSError as e:
         raise os_error(e, e.filename or raw_dir(root), "読めません") from e
-    return ds.data, ds.targets
 
 
 def load_mnist(root=None, val_size=0, seed=0, download=True):

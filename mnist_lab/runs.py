@@ -147,6 +147,13 @@ def _safe_is_run(folder):
         return False
 
 
+def run_holding(path):
+    """Return the run folder that ``path`` is or lies in (links resolved), or ``None``: a place where writing
+    anything else would make an earlier run no run folder any more."""
+    path = Path(os.path.realpath(path))
+    return next((folder for folder in (path, *path.parents) if _safe_is_run(folder)), None)
+
+
 class _Locked:
     """A new hidden folder of ``kind`` for ``place``, locked (flock) for as long as this process holds it."""
 

@@ -6,11 +6,14 @@ test_faults.py."""
 import json
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
-from mnist_lab import build_model, save_checkpoint
+from mnist_lab import UserError, build_model, save_checkpoint
 from mnist_lab.cli import main
 
 
@@ -157,3 +160,75 @@ def test_the_optional_logs_wrapper_passes_on_every_hook_of_a_callback():
     for name in hooks:
         assert name in vars(BestEffort), name
         assert inspect.signature(getattr(BestEffort, name)) == inspect.signature(getattr(Callback, name)), name
+
+
+# --- a quoted ~ is the home folder, wherever a path comes from -----------------------------------------------------
+
+TILDE_ARGV = {  # every path a command takes, each written with a quoted ~ (the attribute it lands in, by position)
+    "train": (["train", "--out", "~/{0}", "--tensorboard", "~/{1}", "--mnist-dir", "~/{2}"], "out tensorboard mnist_dir"),
+    "evaluate": (["evaluate", "~/{0}", "--data", "~/{1}"], "checkpoint mnist_dir"),
+    "predict": (["predict", "~/{0}", "~/{1}", "~/{2}"], "checkpoint images images"),
+    "report": (["report", "~/{0}", "--mnist-dir", "~/{1}"], "run_dir mnist_dir"),
+    "app": (["app", "~/{0}"], "checkpoint"),
+}
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(command=st.sampled_from(sorted(TILDE_ARGV)),
+       names=st.lists(st.text(st.sampled_from("abcxyz09_-.データ"), min_size=1, max_size=8), min_size=3, max_size=3))
+def test_every_path_argument_reads_a_quoted_tilde_as_the_home_folder(monkeypatch, tmp_path, command, names):
+    from mnist_lab.cli import build_parser
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    argv, attributes = TILDE_ARGV[command]
+    args = build_parser().parse_args([part.format(*names) for part in argv])
+    given_paths = [getattr(args, a) for a in dict.fromkeys(attributes.split())]
+    flat = [p for value in given_paths for p in (value if isinstance(value, list) else [value])]
+    assert [Path(p) for p in flat] == [tmp_path / name for name in names[:len(flat)]]
+
+
+@pytest.mark.parametrize("source", ["--mnist-dir", "--data", "MNIST_LAB_DATA"])
+def test_a_quoted_tilde_in_the_mnist_folder_is_the_home_folder(monkeypatch, tmp_path, mnist_root, source):
+    """Where the earlier message said `mkdir -p ~/mnist`, doing that now works; a file there is named as given."""
+    from mnist_lab.data import ENV_ROOT, ensure_mnist
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv(ENV_ROOT, raising=False)
+    monkeypatch.chdir(tmp_path)
+    argv = ["evaluate", "model.pt", *([source, "~/mnist"] if source.startswith("--") else [])]
+    if not source.startswith("--"):
+        monkeypatch.setenv(ENV_ROOT, "~/mnist")
+    folder = build_parser_args(argv).mnist_dir
+    (tmp_path / "mnist").mkdir()
+    (tmp_path / "mnist" / "MNIST").symlink_to(Path(mnist_root).resolve() / "MNIST")
+    assert ensure_mnist(folder, download=False).resolve() == (tmp_path / "mnist").resolve()
+    (tmp_path / "mnist" / "MNIST").unlink()
+    (tmp_path / "mnist").rmdir()
+    (tmp_path / "mnist").write_text("not a folder")
+    with pytest.raises(UserError) as refused:
+        ensure_mnist(folder, download=False)
+    setting = "--mnist-dir" if source == "--data" else source  # --data is the flag's older name
+    assert setting in str(refused.value) and "\n" not in str(refused.value)  # says which setting to change
+
+
+def build_parser_args(argv):
+    from mnist_lab.cli import build_parser
+
+    return build_parser().parse_args(argv)
+
+
+def test_a_quoted_tilde_in_out_makes_no_folder_named_tilde(monkeypatch, tmp_path, capsys):
+    """`train --out "~/x"` writes the run in the home folder, not in ./~/x."""
+    from test_train import tiny_data
+
+    from mnist_lab import cli
+    from mnist_lab.runs import is_run
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(cli, "load_mnist", lambda root=None, val_size=0, seed=0: tiny_data(64))
+    code, _, err = run_main(capsys, "train", "--dry-run", "--device", "cpu", "--out", "~/x")
+    assert code == 0 and is_run(home / "x") and not list(work.iterdir()), err

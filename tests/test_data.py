@@ -1,8 +1,14 @@
+import io
 import shutil
+import tempfile
 import urllib.error
+from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from invariants import assert_one_japanese_line, run_main, stray_folders
 
 from mnist_lab import UserError
 from mnist_lab import data as D
@@ -144,3 +150,72 @@ def test_files_placed_wrongly_are_named_without_trying_a_download(tmp_path, monk
         ensure_mnist(tmp_path / named, download=True)
     if named != "d":
         assert str(tmp_path / "d") in str(refused.value)  # the folder to name instead
+
+
+def legacy_junk():
+    """What an older torchvision's ``MNIST/processed/training.pt`` or ``test.pt`` may hold when broken: nothing,
+    random bytes, the start of a real torch file, or a whole torch file of the wrong thing."""
+    def saved(value):
+        buffer = io.BytesIO()
+        torch.save(value, buffer)
+        return buffer.getvalue()
+
+    return st.one_of(st.just(b""), st.binary(max_size=64),
+                     st.integers(1, 200).map(lambda n: saved((torch.zeros(3, 28, 28), torch.zeros(3)))[:n]),
+                     st.sampled_from([saved({}), saved(torch.arange(5)), saved((torch.zeros(2, 28, 28),))]))
+
+
+def with_legacy(root, training, test):
+    legacy = root / "MNIST" / "processed"
+    legacy.mkdir(parents=True, exist_ok=True)
+    (legacy / "training.pt").write_bytes(training)
+    (legacy / "test.pt").write_bytes(test)
+    return root
+
+
+def linked_raw(mnist_root, root):
+    D.raw_dir(root).mkdir(parents=True)
+    for name in D.RAW_FILES:
+        (D.raw_dir(root) / name).symlink_to(D.raw_dir(mnist_root) / name)
+    return root
+
+
+@settings(max_examples=8, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(training=legacy_junk(), test=legacy_junk())
+def test_broken_files_of_an_older_torchvision_beside_good_raw_files_are_not_read(mnist_root, mnist, training, test):
+    """The verified raw files are what is read, whatever ``MNIST/processed/`` holds (torchvision preferred it)."""
+    with tempfile.TemporaryDirectory() as folder:
+        root = with_legacy(linked_raw(mnist_root, Path(folder)), training, test)
+        images, labels = D.read_split(D.ensure_mnist(root, download=False), train=False)
+        assert torch.equal(D.normalize(images), mnist.X_test) and torch.equal(labels, mnist.y_test)
+
+
+def test_evaluate_with_broken_older_torchvision_files_reads_the_raw_ones(mnist_root, tmp_path):
+    from mnist_lab import build_model, make_config, save_checkpoint
+
+    config = make_config("quick")
+    checkpoint = save_checkpoint(tmp_path / "model.pt", build_model(config.model), vars(config))
+    root = with_legacy(linked_raw(mnist_root, tmp_path / "bm"), b"", b"\x80\x02junk")
+    code, out, err = run_main(["evaluate", "--mnist-dir", root, "--device", "cpu", checkpoint])
+    assert code == 0 and "10000" in out, err
+
+
+@settings(max_examples=6, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(training=legacy_junk(), test=legacy_junk(), command=st.sampled_from(["train", "evaluate"]))
+def test_only_files_of_an_older_torchvision_is_one_line_before_training(monkeypatch, training, test, command):
+    """Without raw files, torchvision would load the old files (or fail on them) instead of downloading: one line
+    saying what to remove, no download tried, and no run folder made."""
+    monkeypatch.setattr(D, "_download", lambda root: pytest.fail("torchvision would read the old files"))
+    with tempfile.TemporaryDirectory() as folder:
+        root = with_legacy(Path(folder) / "bm", training, test)
+        out = Path(folder) / "run"
+        argv = (["train", "--dry-run", "--out", out] if command == "train" else ["evaluate", Path(folder) / "model.pt"])
+        if command == "evaluate":
+            from mnist_lab import build_model, save_checkpoint
+
+            save_checkpoint(argv[-1], build_model("quick_cnn"), {})
+        code, _, err = run_main([*argv, "--mnist-dir", root, "--device", "cpu"])
+        assert code == 2 and "processed" in assert_one_japanese_line(err), err
+        assert not out.exists() and not stray_folders(folder)

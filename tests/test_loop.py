@@ -18,7 +18,7 @@ from mnist_lab.inference import activations
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "mnist_lab"
 # Lowest first: a module may import only modules before it in this list (README: パッケージの中身).
-LAYERS = ["errors", "console", "interrupts", "files", "inference", "device", "metrics", "data", "models", "augment",
+LAYERS = ["errors", "paths", "console", "interrupts", "files", "inference", "device", "metrics", "data", "models", "augment",
           "recipes", "history", "checkpoint", "runs", "photo", "preprocess", "synthetic", "ood", "plots", "callbacks",
           "train", "compare", "exercises", "widgets",
           "app", "report", "cli", "__main__"]

@@ -8,6 +8,7 @@ ended), a stopped run is one Japanese line on stderr without a traceback, whatev
 hidden folder is left.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -203,3 +204,34 @@ def test_output_nobody_reads_does_not_fail_the_run(tmp_path):
     stderr = process.stderr.read().decode()
     assert process.wait(timeout=300) == 0 and not problem_lines(stderr), stderr
     assert is_run(out)
+
+
+def test_a_printed_result_that_could_not_be_written_fails_and_a_written_run_does_not(tmp_path, mnist_root):
+    """stdout on a full device (``> /dev/full``) or a pipe whose reader has gone: ``predict`` and ``evaluate``, whose
+    result is what they print, fail with one line; ``train``, whose result is its folder, writes it and succeeds."""
+    checkpoint = save_checkpoint(tmp_path / "model.pt", build_model("quick_cnn"), {})
+    image = seven(tmp_path / "seven.png")
+    mnist = [sys.executable, "-m", "mnist_lab"]
+    commands = {  # name: (argv, stdout, the statuses it may end with)
+        "predict --json > /dev/full": ([*mnist, "predict", "--json", checkpoint, image], "/dev/full", {2}),
+        "predict | closed": ([*mnist, "predict", checkpoint, image, image], subprocess.PIPE, {141}),
+        "evaluate > /dev/full": ([*mnist, "evaluate", "--mnist-dir", mnist_root, "--device", "cpu", checkpoint],
+                                 "/dev/full", {2}),
+        "train > /dev/full": ([sys.executable, str(TOY), "train", "--dry-run", "--device", "cpu", "--out",
+                               tmp_path / "run"], "/dev/full", {0}),
+    }
+    running = {}
+    for name, (argv, sink, _) in commands.items():
+        with open(sink, "w") if sink != subprocess.PIPE else contextlib.nullcontext(sink) as stdout:
+            running[name] = subprocess.Popen(argv, stdout=stdout, stderr=subprocess.PIPE, env=ENV)
+        if running[name].stdout:
+            running[name].stdout.close()  # the reader is gone before anything is written
+    for name, process in running.items():
+        stderr = process.stderr.read().decode()
+        code = process.wait(timeout=300)
+        assert code in commands[name][2], (name, code, stderr)
+        if code:
+            assert_one_japanese_line(stderr)
+        else:
+            assert not problem_lines(stderr), stderr
+    assert is_run(tmp_path / "run")

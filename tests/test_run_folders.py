@@ -19,7 +19,7 @@ import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from invariants import assert_japanese_message, assert_one_japanese_line, problem_lines, run_main, stray_folders
-from test_faults import seven
+from test_faults import previous_run, seven, snapshot
 from test_train import tiny_data
 
 from mnist_lab import UserError, build_model, make_config
@@ -240,3 +240,37 @@ def test_tensorboard_filling_the_disk_while_training_loses_nothing(tmp_path, sma
     assert is_run(tmp_path / "run") and len(json.loads((tmp_path / "run" / "results.json").read_text())
                                             ["history"]["records"]) == 3
     assert not stray_folders(tmp_path)
+
+
+names = st.text(st.sampled_from("abtb0_-データ"), min_size=1, max_size=6).filter(lambda n: n not in (".", ".."))
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(place=st.sampled_from(["in an earlier run", "a link to an earlier run", "holds --out", "is --out"]),
+       sub=st.lists(names, max_size=2), deeper=st.lists(names, min_size=1, max_size=2), force=st.booleans())
+def test_tensorboard_logs_never_go_into_a_run_folder_or_around_the_new_one(tmp_path, monkeypatch, place, sub, deeper,
+                                                                           force):
+    """An earlier run stays byte for byte what it was (logs in it would make it no run folder, which --force then
+    refuses to replace); refused in one line before training, and nothing is made."""
+    trained = []
+    monkeypatch.setattr("mnist_lab.cli.fit", lambda *a, **k: trained.append(1))
+    root = Path(tempfile.mkdtemp(dir=tmp_path))
+    base = previous_run(root / "base")
+    before = snapshot(base)
+    out = root / "new"
+    if place == "in an earlier run":
+        logs = base.joinpath(*sub)
+    elif place == "a link to an earlier run":
+        (root / "link").symlink_to(base)
+        logs = (root / "link").joinpath(*sub)
+    elif place == "holds --out":
+        logs, out = root / "logs", (root / "logs").joinpath(*deeper)
+    else:
+        logs, out = base, base
+    code, _, err = run_main(["train", "--dry-run", "--device", "cpu", "--out", out, "--tensorboard", logs,
+                             *(["--force"] if force else [])])
+    assert code == 2 and not trained, err
+    assert_one_japanese_line(err)
+    assert snapshot(base) == before and is_run(base) and not stray_folders(root)
+    assert out == base or not out.exists()
