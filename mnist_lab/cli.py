@@ -376,16 +376,17 @@ def output_status(args, code):
     if error is None:
         return code
     closed = getattr(error, "errno", None) == errno.EPIPE
-    why = ("読む側がパイプを先に閉じました" if closed else "ディスクがいっぱいです" if getattr(error, "errno", None) in DISK_FULL
+    why = ("ディスクがいっぱいです" if getattr(error, "errno", None) in DISK_FULL
            else getattr(error, "strerror", None) or type(error).__name__)
+    if closed:  # `| head -1`: the reader has all it wanted; 128 + SIGPIPE, silent, as Unix tools end there
+        return max(code, CLOSED_PIPE) if args.command in PRINTED_RESULTS else code
     if args.command not in PRINTED_RESULTS:
-        if not closed:
-            print(one_line(f"お知らせ: 画面（標準出力）への表示を書けませんでした（{why}）。書いたファイルはそのままです。"),
-                  file=sys.stderr)
+        print(one_line(f"お知らせ: 画面（標準出力）への表示を書けませんでした（{why}）。書いたファイルはそのままです。"),
+              file=sys.stderr)
         return code
-    print(one_line(f"エラー: 結果を標準出力に書けず、失われました（{why}）。出力先（> の先のディスクの空きや、"
-                   "| の先のコマンド）を確かめて、やり直してください。"), file=sys.stderr)
-    return max(code, CLOSED_PIPE if closed else 2)
+    print(one_line(f"エラー: 結果を標準出力に書けず、失われました（{why}）。出力先（> の先のディスクの空き）を確かめて、"
+                   "やり直してください。"), file=sys.stderr)
+    return max(code, 2)
 
 
 def explained(e, args):
