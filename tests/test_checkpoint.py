@@ -1,5 +1,10 @@
+import os
+import stat
+from pathlib import Path
+
 import pytest
 import torch
+from invariants import assert_japanese_message
 
 from mnist_lab import UserError, build_model, load_checkpoint, predict_proba, save_checkpoint
 from mnist_lab.checkpoint import read_checkpoint
@@ -113,3 +118,54 @@ def test_the_notebook_mistakes_are_one_line(tmp_path):
             call()
         assert "\n" not in str(caught.value)
     assert not (tmp_path / "x.pt").exists()
+
+
+# --- only a regular file is ever replaced ------------------------------------------------------------------------
+
+def _special_files(folder):
+    """Things at a path that are no regular file: a pipe, a socket, a folder (a device is checked by its mode)."""
+    import socket
+
+    os.mkfifo(folder / "fifo")
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(folder / "socket"))
+    (folder / "folder").mkdir()
+    return [folder / "fifo", folder / "socket", folder / "folder"]
+
+
+def test_saving_over_a_pipe_socket_or_folder_is_refused_and_leaves_it(tmp_path):
+    model = build_model("quick")
+    for target in _special_files(tmp_path):
+        kind = stat.S_IFMT(target.lstat().st_mode)
+        for named in (target, tmp_path / f"link-to-{target.name}"):
+            if named != target:
+                named.symlink_to(target)
+            with pytest.raises(UserError) as caught:
+                save_checkpoint(named, model)
+            assert_japanese_message(caught.value)
+            assert stat.S_IFMT(target.lstat().st_mode) == kind  # still a pipe, a socket, a folder
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary file left
+
+
+def test_a_device_node_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    """``/dev/null`` as the target: its mode (a character device) is shown to the check by a stand-in stat; no
+    device is ever written."""
+    import mnist_lab.files as files
+
+    target, real_stat = tmp_path / "null", os.stat
+    target.write_bytes(b"device stand-in")
+    monkeypatch.setattr(files.os, "stat", lambda p, *a, **k: os.stat_result(
+        (stat.S_IFCHR | 0o666, *real_stat(p, *a, **k)[1:])) if Path(p) == target else real_stat(p, *a, **k))
+    monkeypatch.setattr(files.tempfile, "mkstemp", lambda *a, **k: pytest.fail("wrote before checking"))
+    with pytest.raises(UserError) as caught:
+        save_checkpoint(target, build_model("quick"))
+    assert_japanese_message(caught.value)
+    assert target.read_bytes() == b"device stand-in"
+
+
+def test_a_link_to_a_checkpoint_is_followed_and_stays_a_link(tmp_path):
+    real, link = tmp_path / "real.pt", tmp_path / "link.pt"
+    save_checkpoint(real, build_model("quick", seed=0))
+    link.symlink_to(real)
+    save_checkpoint(link, build_model("original", seed=0))
+    assert link.is_symlink() and load_checkpoint(real)[1]["model"] == "original_cnn"
