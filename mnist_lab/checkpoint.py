@@ -107,11 +107,20 @@ def _impossible(name, value):
         return None  # refused as not fitting the model when it is loaded
     if not (value.is_floating_point() or value.dtype in INTEGERS):
         return f"重み {name} が数の配列ではありません（{value.dtype}）"
-    if value.is_floating_point() and not torch.isfinite(value).all():
+    if value.is_floating_point() and not torch.isfinite(value).all() and not _unset(name, value):
         return f"重み {name} に NaN か無限大が入っています（学習が発散したモデルです。学習率を下げてください）"
     if name.endswith(("running_var", "num_batches_tracked")) and bool((value < 0).any()):
         return f"{name} に負の値があります（分散や回数は負になりません。壊れているか手で書き換えられたモデルです）"
     return None
+
+
+UNSET_WHEN_NAN = ("energy_threshold",)  # NaN: "not set" (models.PadCNN trained without non-digits has no threshold)
+
+
+def _unset(name, value):
+    """Whether ``value`` is a setting that NaN marks as not set (read by :func:`mnist_lab.ood.threshold_of` as
+    "no threshold": no "not a digit" warning), rather than a weight broken by a diverged training."""
+    return name.rsplit(".", 1)[-1] in UNSET_WHEN_NAN and value.numel() == 1 and bool(torch.isnan(value).all())
 
 
 INTEGERS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool)

@@ -169,3 +169,42 @@ def test_a_link_to_a_checkpoint_is_followed_and_stays_a_link(tmp_path):
     link.symlink_to(real)
     save_checkpoint(link, build_model("original", seed=0))
     assert link.is_symlink() and load_checkpoint(real)[1]["model"] == "original_cnn"
+
+
+# --- a pad_cnn trained without non-digits has no threshold, and loads ------------------------------------------
+
+def test_a_pad_cnn_trained_by_any_recipe_loads_and_predicts_without_a_warning(tmp_path):
+    """The quick recipe on pad_cnn leaves its "not a digit" threshold unset (NaN): the checkpoint loads, and every
+    reader (predict, the app's and DrawPad's flag, flagged) says "cannot tell" rather than refusing or warning."""
+    import json
+
+    from invariants import run_main
+    from PIL import Image, ImageDraw
+    from test_train import tiny_data
+
+    from mnist_lab import fit, make_config
+    from mnist_lab.ood import flagged, probabilities_and_flag, read, threshold_of
+
+    data, model = tiny_data(64), build_model("pad_cnn", seed=0)
+    fit(model, data, make_config("quick", model="pad_cnn", batch_size=32), device="cpu", progress=False)
+    assert threshold_of(model) is None
+    path = save_checkpoint(tmp_path / "run" / "model.pt", model, make_config("quick", model="pad_cnn"))
+    loaded, _ = load_checkpoint(path)
+    X = data.X_test[:4]
+    assert torch.allclose(predict_proba(loaded, X), predict_proba(model, X), atol=1e-5)
+    assert [r.not_a_digit for r in read(loaded, X)] == [None] * 4
+    assert probabilities_and_flag(loaded, X[:1])[1] is None and not flagged(loaded, X).any()
+    picture = Image.new("L", (28, 28), 0)
+    ImageDraw.Draw(picture).line([(8, 6), (20, 6), (12, 23)], fill=255, width=3)  # a seven
+    picture.save(tmp_path / "seven.png")
+    code, out, err = run_main(["predict", path, tmp_path / "seven.png", "--json", "--device", "cpu"])
+    assert code == 0, err
+    assert [r["not_a_digit"] for r in json.loads(out)] == [None]
+
+
+def test_a_nan_in_a_weight_is_still_refused(tmp_path):
+    model = build_model("pad_cnn")
+    with torch.no_grad():
+        model.fc.bias[3] = float("nan")
+    with pytest.raises(UserError, match="NaN"):
+        load_checkpoint(save_checkpoint(tmp_path / "m.pt", model))
