@@ -208,3 +208,96 @@ def test_a_nan_in_a_weight_is_still_refused(tmp_path):
         model.fc.bias[3] = float("nan")
     with pytest.raises(UserError, match="NaN"):
         load_checkpoint(save_checkpoint(tmp_path / "m.pt", model))
+
+
+# --- what goes into a checkpoint is plain data, so that it always loads ------------------------------------------
+
+def test_numpy_numbers_arrays_and_histories_are_saved_as_plain_data(tmp_path):
+    import numpy as np
+
+    from mnist_lab import History
+
+    path = save_checkpoint(tmp_path / "m.pt", build_model("quick"), {"batch_size": np.int64(64), "lr": np.float32(0.5)},
+                           {"test_accuracy": np.float64(0.9), "acc": np.array([.9]), "h": History(records=[{"epoch": 1}]),
+                            "t": torch.tensor([1, 2]), "ok": np.bool_(True), 3: (1, "a")})
+    ckpt = load_checkpoint(path)[1]
+    assert ckpt["config"] == {"batch_size": 64, "lr": 0.5}
+    assert ckpt["results"] == {"test_accuracy": 0.9, "acc": [0.9], "t": [1, 2], "ok": True, 3: [1, "a"],
+                               "h": {**History().to_dict(), "records": [{"epoch": 1}]}}
+    assert type(ckpt["config"]["batch_size"]) is int and type(ckpt["results"]["ok"]) is bool
+
+
+def _unsupported(value):
+    """Whether ``value`` holds something no checkpoint can hold (the test's own oracle, independent of ``plain``)."""
+    import numpy as np
+
+    if isinstance(value, dict):
+        return any(_unsupported(k) or _unsupported(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(map(_unsupported, value))
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind == "c"
+    return isinstance(value, (set, complex, bytes, np.complexfloating)) or type(value) is object
+
+
+def _same(original, loaded):
+    """Whether ``loaded`` is ``original`` as plain data (NaN equal to NaN)."""
+    import math
+
+    import numpy as np
+
+    if isinstance(original, (np.ndarray, np.generic, torch.Tensor)):
+        return _same(original.tolist(), loaded)
+    if isinstance(original, dict):
+        return type(loaded) is dict and list(loaded) == list(original) and all(
+            _same(v, loaded[k]) for k, v in original.items())
+    if isinstance(original, (list, tuple)):
+        return type(loaded) is list and len(loaded) == len(original) and all(map(_same, original, loaded))
+    if isinstance(original, float) and math.isnan(original):
+        return type(loaded) is float and math.isnan(loaded)
+    return type(loaded) in (type(None), bool, int, float, str) and loaded == original and (
+        type(loaded) is bool) == isinstance(original, (bool, np.bool_))
+
+
+def _metrics():
+    import numpy as np
+    from hypothesis import strategies as st
+    from hypothesis.extra import numpy as hnp
+
+    numpy_scalars = st.one_of(st.floats(width=32).map(np.float32), st.floats().map(np.float64),
+                              st.integers(-2**63, 2**63 - 1).map(np.int64), st.booleans().map(np.bool_),
+                              st.integers(0, 255).map(np.uint8))
+    arrays = hnp.arrays(st.sampled_from(["float64", "float32", "int64", "bool", "complex64"]),
+                        hnp.array_shapes(min_dims=0, max_dims=2, max_side=3))
+    tensors = st.lists(st.floats(width=32), max_size=4).map(torch.tensor)
+    unsupported = st.sampled_from([{1, 2}, 1j, b"bytes", object()])
+    leaves = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=5), numpy_scalars,
+                       arrays, tensors)
+    nested = st.recursive(st.one_of(leaves, unsupported), lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.tuples(inner, inner),
+        st.dictionaries(st.text(max_size=5) | st.integers(), inner, max_size=3)), max_leaves=8)
+    return st.dictionaries(st.text(max_size=8), nested, max_size=4)
+
+
+def test_any_metrics_round_trip_or_are_refused_before_writing(tmp_path_factory, monkeypatch):
+    from hypothesis import HealthCheck, given, settings
+
+    model, folder = build_model("quick"), tmp_path_factory.mktemp("metrics")
+    monkeypatch.setattr("mnist_lab.files.os.fsync", lambda fd: None)  # durability is not what is tested here
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(results=_metrics(), config=_metrics())
+    def check(results, config):
+        path = folder / "model.pt"
+        path.write_bytes(b"an earlier checkpoint")
+        try:
+            save_checkpoint(path, model, config, results)
+        except UserError as e:
+            assert_japanese_message(e)
+            assert path.read_bytes() == b"an earlier checkpoint" and _unsupported([results, config])
+            return
+        assert not _unsupported([results, config])
+        ckpt = load_checkpoint(path)[1]
+        assert _same(results, ckpt["results"]) and _same(config, ckpt["config"])
+
+    check()
