@@ -185,7 +185,7 @@ def test_a_pad_cnn_trained_by_any_recipe_loads_and_predicts_without_a_warning(tm
     from mnist_lab import fit, make_config
     from mnist_lab.ood import flagged, probabilities_and_flag, read, threshold_of
 
-    data, model = tiny_data(64), build_model("pad_cnn", seed=0)
+    data, model = tiny_data(40), build_model("pad_cnn", seed=0)  # one step of training
     fit(model, data, make_config("quick", model="pad_cnn", batch_size=32), device="cpu", progress=False)
     assert threshold_of(model) is None
     path = save_checkpoint(tmp_path / "run" / "model.pt", model, make_config("quick", model="pad_cnn"))
@@ -259,7 +259,9 @@ def _same(original, loaded):
         type(loaded) is bool) == isinstance(original, (bool, np.bool_))
 
 
-def _metrics():
+def _metrics(unsupported_too=False):
+    """Nested dicts, lists and tuples of Python and NumPy numbers, strings, arrays and tensors; ``unsupported_too``:
+    with things no checkpoint can hold (a set, a complex number, bytes, an object) among them."""
     import numpy as np
     from hypothesis import strategies as st
     from hypothesis.extra import numpy as hnp
@@ -267,13 +269,13 @@ def _metrics():
     numpy_scalars = st.one_of(st.floats(width=32).map(np.float32), st.floats().map(np.float64),
                               st.integers(-2**63, 2**63 - 1).map(np.int64), st.booleans().map(np.bool_),
                               st.integers(0, 255).map(np.uint8))
-    arrays = hnp.arrays(st.sampled_from(["float64", "float32", "int64", "bool", "complex64"]),
+    arrays = hnp.arrays(st.sampled_from(["float64", "float32", "int64", "uint8", "bool"]),
                         hnp.array_shapes(min_dims=0, max_dims=2, max_side=3))
     tensors = st.lists(st.floats(width=32), max_size=4).map(torch.tensor)
-    unsupported = st.sampled_from([{1, 2}, 1j, b"bytes", object()])
+    unsupported = st.sampled_from([{1, 2}, 1j, np.complex64(1), np.array([1j]), b"bytes", object()])
     leaves = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=5), numpy_scalars,
                        arrays, tensors)
-    nested = st.recursive(st.one_of(leaves, unsupported), lambda inner: st.one_of(
+    nested = st.recursive(st.one_of(leaves, unsupported) if unsupported_too else leaves, lambda inner: st.one_of(
         st.lists(inner, max_size=3), st.tuples(inner, inner),
         st.dictionaries(st.text(max_size=5) | st.integers(), inner, max_size=3)), max_leaves=8)
     return st.dictionaries(st.text(max_size=8), nested, max_size=4)
@@ -281,12 +283,13 @@ def _metrics():
 
 def test_any_metrics_round_trip_or_are_refused_before_writing(tmp_path_factory, monkeypatch):
     from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
 
     model, folder = build_model("quick"), tmp_path_factory.mktemp("metrics")
     monkeypatch.setattr("mnist_lab.files.os.fsync", lambda fd: None)  # durability is not what is tested here
 
-    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-    @given(results=_metrics(), config=_metrics())
+    @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(results=st.one_of(_metrics(), _metrics(unsupported_too=True)), config=_metrics())
     def check(results, config):
         path = folder / "model.pt"
         path.write_bytes(b"an earlier checkpoint")
