@@ -150,7 +150,7 @@ def test_saving_over_a_pipe_socket_or_folder_is_refused_and_leaves_it(tmp_path):
 def test_a_device_node_is_refused_before_anything_is_written(tmp_path, monkeypatch):
     """``/dev/null`` as the target: its mode (a character device) is shown to the check by a stand-in stat; no
     device is ever written."""
-    import mnist_lab.files as files
+    from mnist_lab import files
 
     target, real_stat = tmp_path / "null", os.stat
     target.write_bytes(b"device stand-in")

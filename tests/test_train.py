@@ -6,12 +6,11 @@ import pytest
 import torch
 from invariants import assert_japanese_message
 
-from mnist_lab import (History, TrainConfig, UserError, build_model, count_parameters, evaluate, fit, make_config,
-                       predict_proba)
+from mnist_lab import History, UserError, build_model, count_parameters, evaluate, fit, make_config, predict_proba
 from mnist_lab.callbacks import Callback, TensorBoardLogger
 from mnist_lab.compare import compare
 from mnist_lab.data import MNISTData
-from mnist_lab.recipes import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LR, with_env_overrides
+from mnist_lab.recipes import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LR, TrainConfig, with_env_overrides
 
 
 def told(out):
