@@ -22,8 +22,9 @@ SCHEDULES = ("constant", "onecycle", "cosine", "step")
 MAX_LR = 10.0  # Adam diverges far below this; above it a float32 weight update overflows
 # The presets use 64 and 128. At 2048 an epoch of MNIST's 60,000 training images is only 30 steps (too few for a
 # learning-rate schedule to do its work), and one training step of the `best` preset's ensemble already needs
-# about 3.7 GB of memory on a CPU (2.2 GB at 1024, 1.2 GB at 256, measured): a larger batch only risks running a
-# laptop out of memory (a batch of all 60,000 images took 24 GB) and is never more accurate.
+# about 3.7 GB of memory on a CPU (extrapolated from 1.2 GB at batch 256 and 2.2 GB at 1024, measured peak RSS): a
+# larger batch only risks running a laptop out of memory (all 60,000 images at once took 24 GB) and is never more
+# accurate.
 MAX_BATCH_SIZE = 2048
 MAX_EPOCHS = 1_000_000  # also the most a run's recorded history may hold (mnist_lab.history)
 
