@@ -10,6 +10,7 @@ import os
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .errors import UserError
@@ -46,9 +47,10 @@ def save_checkpoint(path, model, config=None, results=None):
     except OSError as e:
         raise os_error(e, path.parent, "フォルダを作れません") from e
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    config, results = plain(as_dict(config), "設定 config"), plain(as_dict(results), "結果 results")
     buffer = io.BytesIO()  # torch.save reports a full disk as a RuntimeError: write the bytes ourselves
-    torch.save({"format": FORMAT, "model": model_name(model), "state_dict": state,
-                "config": as_dict(config), "results": as_dict(results)}, buffer)
+    torch.save({"format": FORMAT, "model": model_name(model), "state_dict": state, "config": config,
+                "results": results}, buffer)
     with atomic_file(path) as f:
         f.write(buffer.getbuffer())
     return path
@@ -62,6 +64,43 @@ def as_dict(settings):
         return dict(settings or {})
     except (TypeError, ValueError) as e:
         raise UserError(f"保存する設定と結果は辞書にしてください（今は {type(settings).__name__}）。例: asdict(config)") from e
+
+
+PLAIN = (type(None), bool, int, float, str)  # what a checkpoint's config and results are made of, with lists and dicts
+MAX_DEPTH = 32
+
+
+def plain(value, where, depth=0):
+    """Return ``value`` as the plain data a checkpoint holds and loads again (``weights_only``): None, True/False,
+    numbers and strings, in lists and dicts. NumPy and PyTorch numbers become Python numbers, arrays and tensors
+    lists, tuples lists, a dataclass (a History, a TrainConfig) the dict of its fields; anything else is a
+    :class:`UserError` naming where it is in ``where`` (such as ``"結果 results"``), raised before anything is written.
+
+    >>> import numpy as np
+    >>> plain({"test_accuracy": np.float64(0.9), "counts": np.array([1, 2])}, "結果 results")
+    {'test_accuracy': 0.9, 'counts': [1, 2]}
+    """
+    if type(value) in PLAIN:
+        return value
+    if depth >= MAX_DEPTH:
+        raise UserError(f"保存する{where.split('[')[0]} が深く入れ子になりすぎています（自分自身を含んでいませんか）。"
+                        "数・文字列のリストや辞書にしてください。")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        pairs = [(plain(k, f"{where} のキー", depth + 1), v) for k, v in value.items()]
+        for key, _ in pairs:
+            if type(key) not in PLAIN:
+                raise UserError(f"保存する{where} のキー {type(key).__name__} は使えません。文字列か数をキーにしてください。")
+        return {k: plain(v, f"{where}[{k!r}]", depth + 1) for k, v in pairs}
+    if isinstance(value, (list, tuple)):
+        return [plain(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
+    if isinstance(value, (bool, int, float, str)):  # a subclass (an IntEnum...) as its plain type
+        return next(kind for kind in PLAIN[1:] if isinstance(value, kind))(value)
+    if isinstance(value, (torch.Tensor, np.ndarray, np.generic)):  # numbers, arrays: numbers and lists
+        return plain(value.tolist(), where, depth + 1)
+    raise UserError(f"保存する{where} の {type(value).__name__} はチェックポイントに入れられません。"
+                    "数・文字列・True/False・None と、それらのリストや辞書にしてください。")
 
 
 def read_checkpoint(path):
@@ -107,11 +146,20 @@ def _impossible(name, value):
         return None  # refused as not fitting the model when it is loaded
     if not (value.is_floating_point() or value.dtype in INTEGERS):
         return f"重み {name} が数の配列ではありません（{value.dtype}）"
-    if value.is_floating_point() and not torch.isfinite(value).all():
+    if value.is_floating_point() and not torch.isfinite(value).all() and not _unset(name, value):
         return f"重み {name} に NaN か無限大が入っています（学習が発散したモデルです。学習率を下げてください）"
     if name.endswith(("running_var", "num_batches_tracked")) and bool((value < 0).any()):
         return f"{name} に負の値があります（分散や回数は負になりません。壊れているか手で書き換えられたモデルです）"
     return None
+
+
+UNSET_WHEN_NAN = ("energy_threshold",)  # NaN: "not set" (models.PadCNN trained without non-digits has no threshold)
+
+
+def _unset(name, value):
+    """Whether ``value`` is a setting that NaN marks as not set (read by :func:`mnist_lab.ood.threshold_of` as
+    "no threshold": no "not a digit" warning), rather than a weight broken by a diverged training."""
+    return name.rsplit(".", 1)[-1] in UNSET_WHEN_NAN and value.numel() == 1 and bool(torch.isnan(value).all())
 
 
 INTEGERS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool)

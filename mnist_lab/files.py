@@ -2,11 +2,16 @@
 
 A crash, Ctrl+C or a full disk while writing leaves the previous file (or none) and no half-written one. OS errors
 become one Japanese line (:func:`os_error`) saying what happened to which path and what to do.
+
+Only a regular file is ever replaced: a folder, a device (``/dev/null``), a pipe or a socket at the path is refused
+before anything is written (renaming over it would turn a device node into a file). A symbolic link is followed, as
+``open()`` and the run folders (:mod:`mnist_lab.runs`) follow it: the file it points to is written, the link stays.
 """
 
 import contextlib
 import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -70,25 +75,57 @@ def fsync_dir(path):
             os.close(fd)
 
 
+def writable_path(path):
+    """Return where writing ``path`` puts the file: ``path`` with its links followed (a dangling link included);
+    :class:`UserError` if something other than a regular file is there (a folder, a device, a pipe, a socket)."""
+    named = Path(path)
+    try:
+        real = Path(os.path.realpath(named, strict=True))
+    except FileNotFoundError:  # a new file, or a link to one that does not exist yet
+        real = Path(os.path.realpath(named))
+    except OSError as e:  # a loop of links, a file where a folder should be
+        raise os_error(e, named) from e
+    _check_regular(real, named)
+    return real
+
+
+def _check_regular(real, named):
+    """Raise :class:`UserError` unless ``real`` (no link) is missing or a regular file."""
+    try:
+        mode = os.stat(real).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise os_error(e, named) from e
+    if stat.S_ISDIR(mode):
+        raise UserError(f"{named} はフォルダなので、そこにファイルは書けません。ファイルの名前を指定してください。")
+    if not stat.S_ISREG(mode):
+        raise UserError(f"{named} は普通のファイルではない（デバイスやパイプなど）ので書きません（そのままです）。"
+                        "書き込むファイルの名前を指定してください。")
+
+
 @contextlib.contextmanager
 def atomic_file(path, mode="wb"):
     """Yield a file open for writing under a temporary name beside ``path``; rename it to ``path`` only when the
-    block ends without an error, after flushing it to disk. OS errors become :func:`os_error`'s ``UserError``."""
-    path = Path(path)
+    block ends without an error, after flushing it to disk. OS errors become :func:`os_error`'s ``UserError``.
+
+    ``path`` is checked first (:func:`writable_path`): a link is followed, anything but a regular file refused."""
+    named, path = Path(path), writable_path(path)
     try:
         fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     except OSError as e:
-        raise os_error(e, path) from e
+        raise os_error(e, named) from e
     try:
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(temporary, 0o666 & ~current_umask())  # as open() would have made it (mkstemp makes 0600)
+        _check_regular(path, named)  # again: a pipe or device may have been put there while the block wrote
         os.replace(temporary, path)
         fsync_dir(path.parent)
     except OSError as e:
-        raise os_error(e, path) from e
+        raise os_error(e, named) from e
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)

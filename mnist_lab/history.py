@@ -4,7 +4,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from .errors import UserError
-from .recipes import MAX_LR
+from .recipes import MAX_EPOCHS, MAX_LR
 
 
 @dataclass
@@ -51,7 +51,6 @@ class HistoryError(UserError, ValueError):
 REQUIRED = ("epoch", "train_loss", "train_accuracy", "eval_loss", "eval_accuracy")
 RANGES = {"train_loss": (0, 3.5e38), "eval_loss": (0, 3.5e38), "train_accuracy": (0, 1), "eval_accuracy": (0, 1),
           "seconds": (0, 1e9), "lr": (0, MAX_LR)}  # a loss is a float32: larger is no loss at all
-MAX_EPOCHS = 1_000_000
 
 
 def checked_history(history):

@@ -6,21 +6,36 @@ runs the notebook (and the Docker image's copy of it) fast with ``MNIST_LAB_EPOC
 stay exactly what a student reads.
 """
 
+import difflib
 import numbers
 import os
 import sys
 from dataclasses import dataclass, fields, replace
+from types import SimpleNamespace
+
+import numpy as np
 
 from .errors import UserError
 from .models import checked_model_name
 
 SCHEDULES = ("constant", "onecycle", "cosine", "step")
 MAX_LR = 10.0  # Adam diverges far below this; above it a float32 weight update overflows
+# The presets use 64 and 128. At 2048 an epoch of MNIST's 60,000 training images is only 30 steps (too few for a
+# learning-rate schedule to do its work), and one training step of the `best` preset's ensemble already needs
+# about 3.7 GB of memory on a CPU (extrapolated from 1.2 GB at batch 256 and 2.2 GB at 1024, measured peak RSS): a
+# larger batch only risks running a laptop out of memory (all 60,000 images at once took 24 GB) and is never more
+# accurate.
+MAX_BATCH_SIZE = 2048
+MAX_EPOCHS = 1_000_000  # also the most a run's recorded history may hold (mnist_lab.history)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class TrainConfig:
-    """Everything that decides a training run (saved in every checkpoint and ``results.json``)."""
+    """Everything that decides a training run (saved in every checkpoint and ``results.json``).
+
+    Made with the values named, the others as below: ``TrainConfig(model="mlp", epochs=2)``. Every value is checked
+    when it is made (:func:`checked_config`), so a recipe that exists can be trained.
+    """
 
     model: str = "quick_cnn"
     epochs: int = 1
@@ -34,6 +49,91 @@ class TrainConfig:
     patience: int = 0  # early stopping: stop after this many epochs without a lower validation loss (0: off)
     ema: float = 0.0  # decay of an exponential moving average of the weights, e.g. 0.999 (0: off)
     not_digits: float = 0.0  # generated non-digits (and typeset digits) added to each batch, per image (0: off)
+
+    def __init__(self, *args, **values):
+        if args:
+            raise UserError("TrainConfig には値を名前付きで渡してください（例: TrainConfig(model=\"quick_cnn\", epochs=2)）。"
+                            "ふつうは make_config(\"quick\", epochs=2) を使います。")
+        _check_names(values, "TrainConfig")
+        defaults = {f.name: f.default for f in fields(self)}
+        for name, value in _checked_values({**defaults, **values}).items():
+            object.__setattr__(self, name, value)  # frozen: set once, here
+
+
+def _check_names(values, where):
+    """Raise :class:`UserError` naming the names in ``values`` that are no field of :class:`TrainConfig`."""
+    known = [f.name for f in fields(TrainConfig)]
+    unknown = [name for name in values if name not in known]
+    if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), known, n=1)
+        hint = f"（{close[0]} のことですか）" if close else ""
+        raise UserError(f"{where} に {', '.join(_shown(n) for n in unknown[:3])} という設定はありません{hint}。"
+                        f"使えるのは {', '.join(known)} です。")
+
+
+def _shown(value, width=40):
+    """``value`` as a short one-line text for a message."""
+    try:
+        text = " ".join(repr(value).split())
+    except Exception:  # noqa: BLE001 - a broken __repr__ must not hide the message
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _typed(name, kind, value):
+    """``value`` as the plain ``kind`` (bool, int, float or str) the field ``name`` holds: a NumPy number becomes a
+    Python one; anything else (a string for a number, "False" for False, 3.0 for 3) is a :class:`UserError`."""
+    now = f"今は {_shown(value)}、{'文字列' if isinstance(value, str) else type(value).__name__}"
+    if kind is bool:
+        if isinstance(value, (bool, np.bool_)):
+            return bool(value)
+        raise UserError(f"{name} は True か False にしてください（{now}。文字列や数ではなく True / False で）。")
+    if kind is int:
+        if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+            return int(value)
+        raise UserError(f"{name} は整数にしてください（{now}）。")
+    if kind is float:
+        if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+            try:
+                return float(value)
+            except OverflowError:  # an integer too large for a float: out of every range below
+                return float("inf") if value > 0 else float("-inf")
+        raise UserError(f"{name} は数にしてください（{now}）。")
+    if isinstance(value, str):
+        return str(value)
+    raise UserError(f"{name} は文字列にしてください（{now}）。")
+
+
+def _checked_values(values):
+    """Return the recipe ``values`` (every field of :class:`TrainConfig`) each as its field's type and an older
+    model name replaced by the current one, if every value is usable; else :class:`UserError` saying which is not."""
+    config = SimpleNamespace(**{f.name: _typed(f.name, f.type, values[f.name]) for f in fields(TrainConfig)})
+    printable = config.model.isprintable()  # else no model's name: shown escaped, on one line
+    config.model = checked_model_name(config.model if printable else config.model.encode("unicode_escape").decode())
+    if not 0 <= config.seed < 2**64:  # what torch.manual_seed accepts; checked before any data is loaded
+        raise UserError(f"乱数の種 seed は 0 以上 2**64 未満の整数にしてください（例: 0。今は {config.seed}）。")
+    if config.schedule not in SCHEDULES:
+        raise UserError(f"学習率スケジュール {_shown(config.schedule)} はありません。{', '.join(SCHEDULES)} のどれかです。")
+    for name, most in (("epochs", MAX_EPOCHS), ("batch_size", MAX_BATCH_SIZE)):
+        if not 1 <= getattr(config, name) <= most:
+            raise UserError(f"{name} は 1 以上 {most:,} 以下の整数にしてください（今は {getattr(config, name)}）。")
+    if not 0 < config.lr <= MAX_LR:
+        raise UserError(f"学習率 lr は 0 より大きく {MAX_LR:g} 以下の数にしてください（例: 0.01。今は {config.lr}）。")
+    if config.val_size < 0:
+        raise UserError(f"val_size は 0 以上にしてください（今は {config.val_size}）。")
+    if not 0 <= config.ema < 1:
+        raise UserError(f"ema は 0 以上 1 未満にしてください（例: 0.999。今は {config.ema}）。")
+    if config.patience < 0:
+        raise UserError(f"patience は 0 以上にしてください（今は {config.patience}）。")
+    if not 0 <= config.not_digits <= 1:
+        raise UserError(f"not_digits は 0 以上 1 以下にしてください（例: 0.25。今は {config.not_digits}）。")
+    if config.not_digits and not config.val_size:
+        raise UserError("数字でない画像を教えるとき（not_digits）は、「数字ではない」の境目を決める検証データが要ります。"
+                        "val_size（--val-size）を 1 以上にしてください（テストデータで決めるのは反則です）。")
+    if config.patience and not config.val_size:
+        raise UserError("早期終了（patience）には検証データが要ります。val_size（--val-size）を 1 以上にしてください"
+                        "（テストデータで止めどころを選ぶのは反則です）。")
+    return vars(config)
 
 
 PRESETS = {
@@ -139,12 +239,12 @@ def preset_help(default="quick"):
 
 def preset_name(name):
     """Return the preset's current name: an old name is translated with a one-line notice on stderr."""
-    if name in RENAMED:
+    if isinstance(name, str) and name in RENAMED:
         print(f"お知らせ: プリセット '{name}' は '{RENAMED[name]}' に名前が変わりました（同じレシピです）。",
               file=sys.stderr)
         return RENAMED[name]
-    if name not in PRESETS:
-        raise UserError(f"プリセット '{name}' はありません。{', '.join(PRESETS)} のどれかを指定してください。")
+    if not isinstance(name, str) or name not in PRESETS:
+        raise UserError(f"プリセット {_shown(name)} はありません。{', '.join(PRESETS)} のどれかを指定してください。")
     return name
 
 
@@ -161,46 +261,26 @@ def make_config(preset="quick", environ=None, **changes):
 
     Introduced in the lesson: main.ipynb §2.
     """
-    unknown = set(changes) - {f.name for f in fields(TrainConfig)}
-    if unknown:
-        raise TypeError(f"unknown TrainConfig fields: {sorted(unknown)}")
+    _check_names(changes, "make_config")
     base = PRESETS[preset_name(preset)]
     named = {k: v for k, v in changes.items() if v is not None}
-    return checked_config(replace(base, **{**env_changes(base, environ), **named}))
+    from_env = env_changes(base, environ)
+    try:
+        return replace(base, **{**from_env, **named})  # checked as it is made (TrainConfig)
+    except UserError as e:
+        names = [ENV_PREFIX + k.upper() for k in from_env if k not in named]
+        if not names:
+            raise
+        raise UserError(f"{str(e).rstrip('。')}（環境変数 {', '.join(names)} の値も確かめてください）。") from e
 
 
 def checked_config(config):
-    """Return ``config`` if every value is usable (an older model name replaced by the current one), else raise
-    :class:`UserError` saying which is not."""
-    config = replace(config, model=checked_model_name(config.model))
-    for name in ("epochs", "batch_size", "seed", "val_size", "patience"):
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise UserError(f"{name} は整数にしてください（今は {value!r}）。")
-    if not 0 <= config.seed < 2**64:  # what torch.manual_seed accepts; checked before any data is loaded
-        raise UserError(f"乱数の種 seed は 0 以上 2**64 未満の整数にしてください（例: 0。今は {config.seed}）。")
-    if config.schedule not in SCHEDULES:
-        raise UserError(f"学習率スケジュール '{config.schedule}' はありません。{', '.join(SCHEDULES)} のどれかです。")
-    for name in ("epochs", "batch_size"):
-        if getattr(config, name) < 1:
-            raise UserError(f"{name} は 1 以上の整数にしてください（今は {getattr(config, name)}）。")
-    if not 0 < config.lr <= MAX_LR:
-        raise UserError(f"学習率 lr は 0 より大きく {MAX_LR:g} 以下の数にしてください（例: 0.01。今は {config.lr}）。")
-    if config.val_size < 0:
-        raise UserError(f"val_size は 0 以上にしてください（今は {config.val_size}）。")
-    if not 0 <= config.ema < 1:
-        raise UserError(f"ema は 0 以上 1 未満にしてください（例: 0.999。今は {config.ema}）。")
-    if config.patience < 0:
-        raise UserError(f"patience は 0 以上にしてください（今は {config.patience}）。")
-    if not 0 <= config.not_digits <= 1:
-        raise UserError(f"not_digits は 0 以上 1 以下にしてください（例: 0.25。今は {config.not_digits}）。")
-    if config.not_digits and not config.val_size:
-        raise UserError("数字でない画像を教えるとき（not_digits）は、「数字ではない」の境目を決める検証データが要ります。"
-                        "val_size（--val-size）を 1 以上にしてください（テストデータで決めるのは反則です）。")
-    if config.patience and not config.val_size:
-        raise UserError("早期終了（patience）には検証データが要ります。val_size（--val-size）を 1 以上にしてください"
-                        "（テストデータで止めどころを選ぶのは反則です）。")
-    return config
+    """Return ``config`` (a :class:`TrainConfig`) checked again, as :func:`~mnist_lab.train.fit` does before
+    training; :class:`UserError` saying what is wrong with it, or that it is no TrainConfig at all."""
+    if not isinstance(config, TrainConfig):
+        raise UserError(f"学習のレシピには make_config(...) が返す TrainConfig を渡してください（今は {type(config).__name__}）。"
+                        "例: make_config(\"quick\", epochs=2)")
+    return TrainConfig(**{f.name: getattr(config, f.name) for f in fields(TrainConfig)})
 
 
 ENV_PREFIX = "MNIST_LAB_"
@@ -212,7 +292,7 @@ def with_env_overrides(config, environ=None):
     :func:`make_config` applies it, so CI runs the notebook fast without editing it. Values are checked like
     :func:`make_config`'s.
     """
-    return checked_config(replace(config, **env_changes(config, environ)))
+    return replace(checked_config(config), **env_changes(config, environ))
 
 
 def env_changes(config, environ=None):
@@ -233,5 +313,5 @@ def _parsed(name, text, kind):
         if kind is bool:
             return words[text.lower()]
         return kind(text)
-    except (KeyError, ValueError) as e:
+    except (KeyError, ValueError, AttributeError, TypeError) as e:
         raise UserError(f"環境変数 {name}={text!r} は {kind.__name__} になりません。直すか、unset してください。") from e

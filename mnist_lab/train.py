@@ -31,6 +31,7 @@ from .inference import evaluate, mixed_precision
 from .interrupts import uninterrupted
 from .models import Ensemble, combine_scores
 from .ood import calibrate, uniform_loss
+from .recipes import checked_config
 
 NOT_DIGIT_WEIGHT = 0.5  # weight of the non-digits' loss (outlier exposure) next to the digits' cross-entropy
 
@@ -42,6 +43,7 @@ def fit(model, data, config, device=None, callbacks=(), progress=True):
     After each epoch the model is evaluated on the validation split (the test split when there is none: the test
     set never chooses anything); Ctrl+C stops cleanly, keeping the last finished (or best) epoch's weights.
     Introduced in the lesson: main.ipynb §5."""
+    config = checked_config(config)  # as make_config checks it: a recipe changed by hand is checked here
     device = torch.device(device) if device is not None else best_device()
     print(f"学習デバイス: {describe_device(device)}")
     torch.manual_seed(config.seed)  # dropout

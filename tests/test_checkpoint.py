@@ -1,5 +1,10 @@
+import os
+import stat
+from pathlib import Path
+
 import pytest
 import torch
+from invariants import assert_japanese_message
 
 from mnist_lab import UserError, build_model, load_checkpoint, predict_proba, save_checkpoint
 from mnist_lab.checkpoint import read_checkpoint
@@ -113,3 +118,189 @@ def test_the_notebook_mistakes_are_one_line(tmp_path):
             call()
         assert "\n" not in str(caught.value)
     assert not (tmp_path / "x.pt").exists()
+
+
+# --- only a regular file is ever replaced ------------------------------------------------------------------------
+
+def _special_files(folder):
+    """Things at a path that are no regular file: a pipe, a socket, a folder (a device is checked by its mode)."""
+    import socket
+
+    os.mkfifo(folder / "fifo")
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(folder / "socket"))
+    (folder / "folder").mkdir()
+    return [folder / "fifo", folder / "socket", folder / "folder"]
+
+
+def test_saving_over_a_pipe_socket_or_folder_is_refused_and_leaves_it(tmp_path):
+    model = build_model("quick")
+    for target in _special_files(tmp_path):
+        kind = stat.S_IFMT(target.lstat().st_mode)
+        for named in (target, tmp_path / f"link-to-{target.name}"):
+            if named != target:
+                named.symlink_to(target)
+            with pytest.raises(UserError) as caught:
+                save_checkpoint(named, model)
+            assert_japanese_message(caught.value)
+            assert stat.S_IFMT(target.lstat().st_mode) == kind  # still a pipe, a socket, a folder
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary file left
+
+
+def test_a_device_node_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    """``/dev/null`` as the target: its mode (a character device) is shown to the check by a stand-in stat; no
+    device is ever written."""
+    from mnist_lab import files
+
+    target, real_stat = tmp_path / "null", os.stat
+    target.write_bytes(b"device stand-in")
+    monkeypatch.setattr(files.os, "stat", lambda p, *a, **k: os.stat_result(
+        (stat.S_IFCHR | 0o666, *real_stat(p, *a, **k)[1:])) if Path(p) == target else real_stat(p, *a, **k))
+    monkeypatch.setattr(files.tempfile, "mkstemp", lambda *a, **k: pytest.fail("wrote before checking"))
+    with pytest.raises(UserError) as caught:
+        save_checkpoint(target, build_model("quick"))
+    assert_japanese_message(caught.value)
+    assert target.read_bytes() == b"device stand-in"
+
+
+def test_a_link_to_a_checkpoint_is_followed_and_stays_a_link(tmp_path):
+    real, link = tmp_path / "real.pt", tmp_path / "link.pt"
+    save_checkpoint(real, build_model("quick", seed=0))
+    link.symlink_to(real)
+    save_checkpoint(link, build_model("original", seed=0))
+    assert link.is_symlink() and load_checkpoint(real)[1]["model"] == "original_cnn"
+
+
+# --- a pad_cnn trained without non-digits has no threshold, and loads ------------------------------------------
+
+def test_a_pad_cnn_trained_by_any_recipe_loads_and_predicts_without_a_warning(tmp_path):
+    """The quick recipe on pad_cnn leaves its "not a digit" threshold unset (NaN): the checkpoint loads, and every
+    reader (predict, the app's and DrawPad's flag, flagged) says "cannot tell" rather than refusing or warning."""
+    import json
+
+    from invariants import run_main
+    from PIL import Image, ImageDraw
+    from test_train import tiny_data
+
+    from mnist_lab import fit, make_config
+    from mnist_lab.ood import flagged, probabilities_and_flag, read, threshold_of
+
+    data, model = tiny_data(40), build_model("pad_cnn", seed=0)  # one step of training
+    fit(model, data, make_config("quick", model="pad_cnn", batch_size=32), device="cpu", progress=False)
+    assert threshold_of(model) is None
+    path = save_checkpoint(tmp_path / "run" / "model.pt", model, make_config("quick", model="pad_cnn"))
+    loaded, _ = load_checkpoint(path)
+    X = data.X_test[:4]
+    assert torch.allclose(predict_proba(loaded, X), predict_proba(model, X), atol=1e-5)
+    assert [r.not_a_digit for r in read(loaded, X)] == [None] * 4
+    assert probabilities_and_flag(loaded, X[:1])[1] is None and not flagged(loaded, X).any()
+    picture = Image.new("L", (28, 28), 0)
+    ImageDraw.Draw(picture).line([(8, 6), (20, 6), (12, 23)], fill=255, width=3)  # a seven
+    picture.save(tmp_path / "seven.png")
+    code, out, err = run_main(["predict", path, tmp_path / "seven.png", "--json", "--device", "cpu"])
+    assert code == 0, err
+    assert [r["not_a_digit"] for r in json.loads(out)] == [None]
+
+
+def test_a_nan_in_a_weight_is_still_refused(tmp_path):
+    model = build_model("pad_cnn")
+    with torch.no_grad():
+        model.fc.bias[3] = float("nan")
+    with pytest.raises(UserError, match="NaN"):
+        load_checkpoint(save_checkpoint(tmp_path / "m.pt", model))
+
+
+# --- what goes into a checkpoint is plain data, so that it always loads ------------------------------------------
+
+def test_numpy_numbers_arrays_and_histories_are_saved_as_plain_data(tmp_path):
+    import numpy as np
+
+    from mnist_lab import History
+
+    path = save_checkpoint(tmp_path / "m.pt", build_model("quick"), {"batch_size": np.int64(64), "lr": np.float32(0.5)},
+                           {"test_accuracy": np.float64(0.9), "acc": np.array([.9]), "h": History(records=[{"epoch": 1}]),
+                            "t": torch.tensor([1, 2]), "ok": np.bool_(True), 3: (1, "a")})
+    ckpt = load_checkpoint(path)[1]
+    assert ckpt["config"] == {"batch_size": 64, "lr": 0.5}
+    assert ckpt["results"] == {"test_accuracy": 0.9, "acc": [0.9], "t": [1, 2], "ok": True, 3: [1, "a"],
+                               "h": {**History().to_dict(), "records": [{"epoch": 1}]}}
+    assert type(ckpt["config"]["batch_size"]) is int and type(ckpt["results"]["ok"]) is bool
+
+
+def _unsupported(value):
+    """Whether ``value`` holds something no checkpoint can hold (the test's own oracle, independent of ``plain``)."""
+    import numpy as np
+
+    if isinstance(value, dict):
+        return any(_unsupported(k) or _unsupported(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(map(_unsupported, value))
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind == "c"
+    return isinstance(value, (set, complex, bytes, np.complexfloating)) or type(value) is object
+
+
+def _same(original, loaded):
+    """Whether ``loaded`` is ``original`` as plain data (NaN equal to NaN)."""
+    import math
+
+    import numpy as np
+
+    if isinstance(original, (np.ndarray, np.generic, torch.Tensor)):
+        return _same(original.tolist(), loaded)
+    if isinstance(original, dict):
+        return type(loaded) is dict and list(loaded) == list(original) and all(
+            _same(v, loaded[k]) for k, v in original.items())
+    if isinstance(original, (list, tuple)):
+        return type(loaded) is list and len(loaded) == len(original) and all(map(_same, original, loaded))
+    if isinstance(original, float) and math.isnan(original):
+        return type(loaded) is float and math.isnan(loaded)
+    return type(loaded) in (type(None), bool, int, float, str) and loaded == original and (
+        type(loaded) is bool) == isinstance(original, (bool, np.bool_))
+
+
+def _metrics(unsupported_too=False):
+    """Nested dicts, lists and tuples of Python and NumPy numbers, strings, arrays and tensors; ``unsupported_too``:
+    with things no checkpoint can hold (a set, a complex number, bytes, an object) among them."""
+    import numpy as np
+    from hypothesis import strategies as st
+    from hypothesis.extra import numpy as hnp
+
+    numpy_scalars = st.one_of(st.floats(width=32).map(np.float32), st.floats().map(np.float64),
+                              st.integers(-2**63, 2**63 - 1).map(np.int64), st.booleans().map(np.bool_),
+                              st.integers(0, 255).map(np.uint8))
+    arrays = hnp.arrays(st.sampled_from(["float64", "float32", "int64", "uint8", "bool"]),
+                        hnp.array_shapes(min_dims=0, max_dims=2, max_side=3))
+    tensors = st.lists(st.floats(width=32), max_size=4).map(torch.tensor)
+    unsupported = st.sampled_from([{1, 2}, 1j, np.complex64(1), np.array([1j]), b"bytes", object()])
+    leaves = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=5), numpy_scalars,
+                       arrays, tensors)
+    nested = st.recursive(st.one_of(leaves, unsupported) if unsupported_too else leaves, lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.tuples(inner, inner),
+        st.dictionaries(st.text(max_size=5) | st.integers(), inner, max_size=3)), max_leaves=8)
+    return st.dictionaries(st.text(max_size=8), nested, max_size=4)
+
+
+def test_any_metrics_round_trip_or_are_refused_before_writing(tmp_path_factory, monkeypatch):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    model, folder = build_model("quick"), tmp_path_factory.mktemp("metrics")
+    monkeypatch.setattr("mnist_lab.files.os.fsync", lambda fd: None)  # durability is not what is tested here
+
+    @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(results=st.one_of(_metrics(), _metrics(unsupported_too=True)), config=_metrics())
+    def check(results, config):
+        path = folder / "model.pt"
+        path.write_bytes(b"an earlier checkpoint")
+        try:
+            save_checkpoint(path, model, config, results)
+        except UserError as e:
+            assert_japanese_message(e)
+            assert path.read_bytes() == b"an earlier checkpoint" and _unsupported([results, config])
+            return
+        assert not _unsupported([results, config])
+        ckpt = load_checkpoint(path)[1]
+        assert _same(results, ckpt["results"]) and _same(config, ckpt["config"])
+
+    check()

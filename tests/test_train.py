@@ -1,13 +1,16 @@
+import dataclasses
 import json
+import math
 
 import pytest
 import torch
+from invariants import assert_japanese_message
 
 from mnist_lab import History, UserError, build_model, count_parameters, evaluate, fit, make_config, predict_proba
 from mnist_lab.callbacks import Callback, TensorBoardLogger
 from mnist_lab.compare import compare
 from mnist_lab.data import MNISTData
-from mnist_lab.recipes import with_env_overrides
+from mnist_lab.recipes import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LR, TrainConfig, with_env_overrides
 
 
 def told(out):
@@ -334,3 +337,84 @@ def test_weights_broken_by_the_last_update_stop_the_run_instead_of_being_kept():
     model, config = build_model("quick", seed=0), make_config("quick", epochs=1, batch_size=64)
     with pytest.raises(TrainingDiverged):
         fit(model, tiny_data(64), config, device="cpu", callbacks=[Overflow()], progress=False)
+
+
+# --- every recipe is checked, wherever it is made or used ---------------------------------------------------------
+
+FIELDS = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+RANGES = {"epochs": (1, MAX_EPOCHS), "batch_size": (1, MAX_BATCH_SIZE), "lr": (math.ulp(0), MAX_LR), "seed": (0, 2**64 - 1),
+          "val_size": (0, math.inf), "patience": (0, math.inf), "ema": (0, math.nextafter(1, 0)), "not_digits": (0, 1)}
+
+
+def _config_changes():
+    import numpy as np
+    from hypothesis import strategies as st
+
+    values = st.one_of(
+        st.none(), st.booleans(), st.integers(), st.integers(-3, 5000), st.floats(), st.floats(0, 1), st.text(max_size=6),
+        st.sampled_from(["False", "no", "0.01", "3", "quick", "mlp", "onecycle", "step", "a\nb"]),
+        st.integers(-2**63, 2**63 - 1).map(np.int64), st.floats(0, 12).map(np.float64), st.booleans().map(np.bool_),
+        st.lists(st.integers(), max_size=2), st.just(np.array([1, 2])), st.just(object()))
+    names = st.one_of(st.sampled_from(sorted(FIELDS)), st.sampled_from(["epoch", "batchsize", "LR"]), st.text(max_size=8))
+    return st.dictionaries(names.filter(lambda n: n not in ("preset", "environ")), values, max_size=4)
+
+
+def _assert_usable(config, changes):
+    """An accepted recipe: every value of its field's own type, in range, and what was asked for."""
+    import numpy as np
+
+    for name, kind in FIELDS.items():
+        value = getattr(config, name)
+        assert type(value) is kind, (name, value)
+        if name in RANGES:
+            assert RANGES[name][0] <= value <= RANGES[name][1], (name, value)
+    for name, value in changes.items():
+        if value is not None and name not in ("model",):
+            asked_bool = isinstance(value, (bool, np.bool_))
+            assert asked_bool == (FIELDS[name] is bool), (name, value)  # "False" is never taken for True
+            assert getattr(config, name) == value
+
+
+def test_any_config_values_give_a_checked_recipe_or_one_japanese_line():
+    from hypothesis import given, settings
+
+    data = tiny_data(32)
+    model = build_model("quick", seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+
+    @settings(max_examples=150, deadline=None)
+    @given(changes=_config_changes())
+    def check(changes):
+        for make in (lambda: make_config("quick", environ={}, **changes), lambda: TrainConfig(**changes)):
+            try:
+                config = make()
+            except UserError as e:
+                assert_japanese_message(e)
+                continue
+            _assert_usable(config, changes)
+        known = {k: v for k, v in changes.items() if k in FIELDS}
+        config = make_config("quick", environ={})
+        for name, value in known.items():  # a recipe changed behind the checks' back
+            object.__setattr__(config, name, value)
+        try:
+            TrainConfig(**known)
+        except UserError:
+            with pytest.raises(UserError) as caught:  # fit refuses it too, before any training
+                fit(model, data, config, device="cpu", progress=False)
+            assert_japanese_message(caught.value)
+            assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+    check()
+
+
+def test_a_batch_too_large_for_memory_is_refused_everywhere_before_training(tmp_path, monkeypatch):
+    from invariants import assert_one_japanese_line, run_main
+
+    monkeypatch.setattr("mnist_lab.cli.load_mnist", lambda *a, **k: pytest.fail("training began"))
+
+    with pytest.raises(UserError, match="MNIST_LAB_BATCH_SIZE"):  # the variable it came from is named
+        make_config("quick", environ={"MNIST_LAB_BATCH_SIZE": str(MAX_BATCH_SIZE + 1)})
+    assert make_config("quick", batch_size=MAX_BATCH_SIZE).batch_size == MAX_BATCH_SIZE
+    code, _, err = run_main(["train", "--out", tmp_path / "q1", "--force", "--batch-size", "10000000", "--model", "deep",
+                             "--lr", "10", "--val-size", "1"])
+    assert code == 2 and assert_one_japanese_line(err) and not (tmp_path / "q1").exists()
