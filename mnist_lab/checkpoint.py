@@ -47,6 +47,9 @@ def save_checkpoint(path, model, config=None, results=None):
     except OSError as e:
         raise os_error(e, path.parent, "フォルダを作れません") from e
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    problem = next(filter(None, (_impossible(k, v) for k, v in state.items())), None)
+    if problem:  # refused before writing: a saved file always loads
+        raise UserError(f"このモデルは保存できません: {problem}。")
     config, results = plain(as_dict(config), "設定 config"), plain(as_dict(results), "結果 results")
     buffer = io.BytesIO()  # torch.save reports a full disk as a RuntimeError: write the bytes ourselves
     torch.save({"format": FORMAT, "model": model_name(model), "state_dict": state, "config": config,

@@ -42,7 +42,7 @@ from .models import MODELS, build_model
 from .ood import WARNING, read
 from .paths import user_path
 from .preprocess import load_image, preprocess_drawing
-from .recipes import PRESETS, SCHEDULES, make_config, preset_help, preset_name
+from .recipes import MAX_BATCH_SIZE, PRESETS, SCHEDULES, make_config, preset_help, preset_name
 from .runs import new_run, run_holding, write_run
 from .train import fit
 
@@ -109,7 +109,7 @@ def _add_data_and_device(p):
                    help="計算に使うデバイス（既定: auto = CUDA → MPS → CPU の順に選ぶ）")
 
 
-TRAIN_FLAGS = (("--epochs", int, "エポック数"), ("--batch-size", int, "バッチサイズ"), ("--lr", float, "学習率"),
+TRAIN_FLAGS = (("--epochs", int, "エポック数"), ("--batch-size", int, f"バッチサイズ（1〜{MAX_BATCH_SIZE}）"), ("--lr", float, "学習率"),
                ("--seed", int, "乱数の種"), ("--schedule", SCHEDULES, "学習率スケジュール"),
                ("--val-size", int, "学習データから取り分ける検証データの枚数"),
                ("--augment", bool, "データ拡張（回転・平行移動・拡大縮小）: --augment / --no-augment"),

@@ -202,12 +202,24 @@ def test_a_pad_cnn_trained_by_any_recipe_loads_and_predicts_without_a_warning(tm
     assert [r["not_a_digit"] for r in json.loads(out)] == [None]
 
 
-def test_a_nan_in_a_weight_is_still_refused(tmp_path):
+@pytest.mark.parametrize("name, value", [("fc.bias", float("nan")), ("fc.weight", float("inf")),
+                                         ("features.0.2.running_var", -1.0)])
+def test_impossible_weights_are_refused_when_saved_and_when_loaded(tmp_path, name, value):
+    """Never saved (a saved file always loads), and refused when a file holds them anyway (edited afterwards)."""
     model = build_model("pad_cnn")
     with torch.no_grad():
-        model.fc.bias[3] = float("nan")
-    with pytest.raises(UserError, match="NaN"):
-        load_checkpoint(save_checkpoint(tmp_path / "m.pt", model))
+        model.state_dict()[name].view(-1)[0] = value
+    with pytest.raises(UserError) as refused:
+        save_checkpoint(tmp_path / "m.pt", model)
+    assert_japanese_message(refused.value)
+    assert not (tmp_path / "m.pt").exists()
+    path = save_checkpoint(tmp_path / "m.pt", build_model("pad_cnn"))
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["state_dict"][name].view(-1)[0] = value
+    torch.save(checkpoint, path)
+    with pytest.raises(UserError) as refused:
+        load_checkpoint(path)
+    assert_japanese_message(refused.value)
 
 
 # --- what goes into a checkpoint is plain data, so that it always loads ------------------------------------------

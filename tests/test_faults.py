@@ -73,10 +73,7 @@ def place(tmp_path, monkeypatch):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("my thesis")
     save_checkpoint(tmp_path / "model.pt", build_model("quick", seed=0))
-    nan_model = build_model("quick", seed=0)
-    with torch.no_grad():
-        nan_model.fc.weight[0, 0] = float("nan")
-    save_checkpoint(tmp_path / "nan.pt", nan_model)
+    impossible_checkpoint(tmp_path / "nan.pt", "fc.weight", float("nan"))  # save_checkpoint refuses to write these
     Image.new("RGB", (40, 40), "white").save(tmp_path / "blank.png")
     seven(tmp_path / "seven.png")
     frames = [Image.new("L", (40, 40), 255), Image.new("L", (40, 40), 0)]
@@ -86,15 +83,21 @@ def place(tmp_path, monkeypatch):
     os.mkfifo(tmp_path / "fifo.png")  # reading it would wait forever
     (tmp_path / "loop.png").symlink_to("loop.png")
     (tmp_path / "hello.pt").write_text("hello")  # the unpickler fails on it with a KeyError
-    odd_model = build_model("quick", seed=0)
-    with torch.no_grad():
-        odd_model.features[0][2].running_var[0] = -1.0  # a variance cannot be negative
-    save_checkpoint(tmp_path / "negvar.pt", odd_model)
+    impossible_checkpoint(tmp_path / "negvar.pt", "features.0.2.running_var", -1.0)  # a variance cannot be negative
     for name, metrics in (("nohistory", {"test_accuracy": 0.9}), ("broken", None)):
         folder = previous_run(tmp_path / name)
         (folder / "results.json").write_text("{broken" if metrics is None else json.dumps(metrics))
     monkeypatch.setattr("mnist_lab.cli.load_mnist", toy_mnist)
     return tmp_path
+
+
+def impossible_checkpoint(path, name, value):
+    """A checkpoint whose tensor ``name`` holds ``value`` at its first place: edited after saving, as a hand or a
+    broken disk could."""
+    save_checkpoint(path, build_model("quick", seed=0))
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["state_dict"][name].view(-1)[0] = value
+    torch.save(checkpoint, path)
 
 
 def toy_mnist(root=None, val_size=0, seed=0):
