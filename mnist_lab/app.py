@@ -11,6 +11,7 @@ before the first visit (Voilà's pre-heated kernel), so the page is ready as soo
 
 import asyncio
 import errno
+import html
 import logging
 import os
 import secrets
@@ -43,13 +44,20 @@ def model_source(checkpoint=None):
 def drawing_app(checkpoint=None):
     """Return the app's widget: a title line naming the model and its test accuracy, and a :class:`DrawPad`.
 
-    The model is read on the CPU: one drawing needs no GPU, and a shared GPU's memory is kept for training.
+    The model is read on the CPU: one drawing needs no GPU, and a shared GPU's memory is kept for training. A
+    checkpoint that cannot be read (removed or replaced after the app started) gives the page one Japanese line
+    saying so, instead of a pad.
     """
     path, words = model_source(checkpoint)
-    model, ckpt = load_checkpoint(path)
+    try:
+        model, ckpt = load_checkpoint(path)
+    except UserError as e:
+        return widgets.HTML(html.escape(f"{e} アプリを起動したターミナルで Ctrl+C で止めてから、"
+                                        "読めるチェックポイントを指定して起動し直してください。")
+                            ).add_class("mnist-model-error")
     accuracy = ckpt.get("results", {}).get("test_accuracy")
     score = f"、MNIST テスト正解率 {accuracy:.2%}" if isinstance(accuracy, float) else ""
-    source = widgets.HTML(f"モデル: {words} — {ckpt['model']}{score}").add_class("mnist-model-source")
+    source = widgets.HTML(html.escape(f"モデル: {words} — {ckpt['model']}{score}")).add_class("mnist-model-source")
     return widgets.VBox([source, DrawPad(model)])
 
 

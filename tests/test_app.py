@@ -101,6 +101,27 @@ def test_the_app_widget_says_which_model_it_reads_with(tmp_path, monkeypatch):
     assert path == tmp_path / "mine.pt" and str(path) in words
 
 
+def test_a_checkpoint_gone_after_the_start_is_one_line_on_the_page(tmp_path, monkeypatch):
+    import ipywidgets as widgets
+
+    (tmp_path / "notes.txt").write_text("not a model")
+    for unreadable in (tmp_path / "appck" / "model.pt", tmp_path / "notes.txt"):  # removed, or replaced by another file
+        monkeypatch.setenv(CHECKPOINT_ENV, str(unreadable))  # as `mnist-lab app CHECKPOINT` tells the page's kernel
+        page = drawing_app()
+        assert isinstance(page, widgets.HTML) and str(unreadable) in page.value  # no pad, the file named
+
+
+def test_the_title_shows_the_checkpoint_path_as_text(tmp_path):
+    import html
+    import shutil
+
+    odd = tmp_path / "odd" / "<i>x" / "model.pt"
+    odd.parent.mkdir(parents=True)
+    shutil.copy(PAD_MODEL, odd)
+    source, _ = drawing_app(str(odd)).children
+    assert "<i>" not in source.value and str(odd) in html.unescape(source.value)
+
+
 # --- in a real browser ---------------------------------------------------------------------------------------------
 
 @contextmanager
