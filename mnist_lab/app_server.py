@@ -13,14 +13,17 @@ unless ``MNIST_LAB_DEBUG`` is set; then they all print, as the libraries print t
 
 import asyncio
 import contextlib
+import html
 import logging
 import os
 import subprocess
 import time
 
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+from tornado.escape import url_escape
 from voila.app import Voila
 from voila.tornado.handler import TornadoVoilaHandler
+from voila.voila_identity_provider import VoilaLoginHandler
 
 DEBUG_ENV = "MNIST_LAB_DEBUG"
 IDLE_SECONDS = 120  # a kernel no page has been connected to for this long is shut down (a phone's tab may sleep)
@@ -82,8 +85,37 @@ class AppPage(TornadoVoilaHandler):
         return await super().get(path)
 
 
+LOGIN_PAGE = """<!DOCTYPE html>
+<html lang="ja"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>手書き数字アプリ</title></head>
+<body style="font-family: sans-serif; max-width: 40em; margin: 2em auto; padding: 0 1em; line-height: 1.6">
+<p>{wrong}このページを開くにはトークンが必要です。アプリを起動したターミナルに出ている URL を、
+<code>?token=</code> から後ろまで全部そのまま開いてください（またはトークンをここに入力）。</p>
+<form method="post" action="{action}">{xsrf}
+<input type="password" name="password" aria-label="トークン" autocomplete="off" autofocus>
+<button type="submit">開く</button></form>
+</body></html>
+"""
+
+
+class AppLogin(VoilaLoginHandler):
+    """The page a visit without the token gets: in Japanese, what to open instead (Jupyter Server's English page
+    would tell the student to run ``jupyter server list``, which does not list this app). Its form logs in as
+    Jupyter Server's does."""
+
+    def _render(self, message=None):
+        action = f"{self.base_url}login?next={url_escape(self.get_argument('next', default=self.base_url))}"
+        wrong = "トークンが違います。" if message else ""
+        self.write(LOGIN_PAGE.format(wrong=wrong, action=html.escape(action), xsrf=self.xsrf_form_html()))
+
+
 class AppServer(Voila):
-    """Voilà serving the app's notebook with :class:`AppPage`."""
+    """Voilà serving the app's notebook with :class:`AppPage` and :class:`AppLogin`."""
+
+    def init_settings(self):
+        settings = super().init_settings()
+        self.identity_provider.login_handler_class = AppLogin
+        return settings
 
     def init_handlers(self):
         return [(pattern, AppPage if handler is TornadoVoilaHandler else handler, *rest)

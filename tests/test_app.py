@@ -6,6 +6,7 @@ With MNIST_LAB_UPDATE_SCREENSHOTS=1 the browser test replaces resources/app.png,
 
 import base64
 import contextlib
+import html
 import http.cookiejar
 import os
 import re
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from contextlib import contextmanager
@@ -118,7 +120,6 @@ def test_a_checkpoint_gone_after_the_start_is_one_line_on_the_page(tmp_path, mon
 
 
 def test_the_title_shows_the_checkpoint_path_as_text(tmp_path):
-    import html
     import shutil
 
     odd = tmp_path / "odd" / "<i>x" / "model.pt"
@@ -259,7 +260,8 @@ def test_every_page_gives_its_kernel_back_once_closed_or_left_alone():
 
 def test_odd_requests_print_nothing_and_the_app_goes_on():
     """What browsers and old tabs send (a tab from an earlier run reconnecting to its kernel, odd paths, wrong
-    methods, no token): the terminal shows only the app's own Japanese lines, and the app goes on serving."""
+    methods, no token): the terminal shows only the app's own Japanese lines, and the app goes on serving. The URL
+    without its token gets a Japanese page whose form logs in with the token."""
     with app_server() as app:
         base = app.url.split("?")[0]
         student, old_tab = Visitor(), str(uuid.uuid4())
@@ -273,6 +275,21 @@ def test_odd_requests_print_nothing_and_the_app_goes_on():
             with contextlib.suppress(urllib.error.HTTPError):
                 student.opener.open(urllib.request.Request(base + path, data=data), timeout=60).close()
         assert student.open_page(app.url)
+
+        stranger = Visitor()  # the URL without its token: a page in Japanese whose form takes the token
+        with stranger.opener.open(base, timeout=60) as response:
+            login = response.read().decode()
+        assert '<html lang="ja"' in login and 'name="password"' in login
+        action = html.unescape(re.search(r'<form method="post" action="([^"]+)"', login).group(1))
+        xsrf = next(cookie.value for cookie in stranger.jar if cookie.name == "_xsrf")
+        for typed, status in (("wrong", 401), (app.url.split("token=")[1], 200)):
+            form = urllib.parse.urlencode({"_xsrf": xsrf, "password": typed}).encode()
+            try:
+                with stranger.opener.open(base.rstrip("/") + action, data=form, timeout=120) as response:
+                    answer, code = response.read().decode(), response.status
+            except urllib.error.HTTPError as e:
+                answer, code = e.read().decode(), e.code
+            assert code == status and ('"kernelId"' in answer) == (status == 200)
     assert app.err == "" and "Traceback" not in app.out
     assert all(re.search(r"[^\x00-\x7f]", line) for line in app.out.splitlines() if line.strip())  # Japanese only
 
