@@ -51,7 +51,7 @@ def kernels(pid):
 
 def start_app():
     server = subprocess.Popen([sys.executable, "-m", "mnist_lab", "app", "--port", str(free_port()), "--no-token"],
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               env={**os.environ, "PYTHONPATH": str(REPO)})
     url = next(found.group(1) for line in server.stdout
                if (found := re.search(r"(http://127\.0\.0\.1:\d+/\S*)", line)))

@@ -16,8 +16,8 @@ import contextlib
 import html
 import logging
 import os
-import subprocess
 import time
+from pathlib import Path
 
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 from tornado.escape import url_escape
@@ -39,16 +39,20 @@ class AppKernels(AsyncMappingKernelManager):
     """The kernel manager under Voilà's pool. Voilà never culls a kernel waiting in its pool, so every kernel that
     reaches :meth:`cull_kernel_if_idle` was handed to a page; it goes once no page has been connected to it for
     ``cull_idle_timeout`` seconds, counted from when that was first seen (a kernel that has just left the pool has
-    no connection yet: its page is still loading). Kernels write into nothing unless debugging."""
+    no connection yet: its page is still loading). Kernels write into a file next to their connection files, not
+    the terminal, unless debugging."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._alone_since = {}  # kernel id -> time.monotonic() when it was first seen with no page connected
+        # Where the kernels write (stdout and stderr): a file in Voilà's folder for their connection files, which
+        # it removes when it stops; closed by shutdown_all.
+        self._output = None if debugging() else open(Path(self.connection_dir) / "kernels.log", "ab")  # noqa: SIM115
 
     async def start_kernel(self, *args, **kwargs):
-        if not debugging():  # a kernel's stderr is the terminal's: English start-up notes, tracebacks when stopped
-            kwargs.setdefault("stdout", subprocess.DEVNULL)
-            kwargs.setdefault("stderr", subprocess.DEVNULL)
+        if self._output is not None:  # a kernel's own output would be the terminal's: English notes, tracebacks
+            kwargs.setdefault("stdout", self._output)
+            kwargs.setdefault("stderr", self._output)
         return await super().start_kernel(*args, **kwargs)
 
     async def cull_kernel_if_idle(self, kernel_id):
@@ -73,7 +77,11 @@ class AppKernels(AsyncMappingKernelManager):
                     await task
                 if kernel_id not in self._kernels:
                     self._pending_kernels.pop(kernel_id, None)
-        return await super().shutdown_all(*args, **kwargs)
+        try:
+            return await super().shutdown_all(*args, **kwargs)
+        finally:
+            if self._output is not None:
+                self._output.close()
 
 
 class AppPage(TornadoVoilaHandler):
