@@ -11,17 +11,20 @@ before the first visit (Voilà's pre-heated kernel), so the page is ready as soo
 
 import asyncio
 import errno
+import html
 import logging
 import os
 import secrets
 import signal
 import socket
+import sys
 from pathlib import Path
 
 import ipywidgets as widgets
 
 from .checkpoint import load_checkpoint, read_checkpoint
 from .errors import UserError
+from .interrupts import NAMES, Interrupted
 from .paths import env_path, user_path
 from .widgets import DrawPad
 
@@ -43,13 +46,20 @@ def model_source(checkpoint=None):
 def drawing_app(checkpoint=None):
     """Return the app's widget: a title line naming the model and its test accuracy, and a :class:`DrawPad`.
 
-    The model is read on the CPU: one drawing needs no GPU, and a shared GPU's memory is kept for training.
+    The model is read on the CPU: one drawing needs no GPU, and a shared GPU's memory is kept for training. A
+    checkpoint that cannot be read (removed or replaced after the app started) gives the page one Japanese line
+    saying so, instead of a pad.
     """
     path, words = model_source(checkpoint)
-    model, ckpt = load_checkpoint(path)
+    try:
+        model, ckpt = load_checkpoint(path)
+    except UserError as e:
+        return widgets.HTML(html.escape(f"{e} アプリを起動したターミナルで Ctrl+C で止めてから、"
+                                        "読めるチェックポイントを指定して起動し直してください。")
+                            ).add_class("mnist-model-error")
     accuracy = ckpt.get("results", {}).get("test_accuracy")
     score = f"、MNIST テスト正解率 {accuracy:.2%}" if isinstance(accuracy, float) else ""
-    source = widgets.HTML(f"モデル: {words} — {ckpt['model']}{score}").add_class("mnist-model-source")
+    source = widgets.HTML(html.escape(f"モデル: {words} — {ckpt['model']}{score}")).add_class("mnist-model-source")
     return widgets.VBox([source, DrawPad(model)])
 
 
@@ -82,7 +92,7 @@ class _ReadyLine(logging.Handler):
 
     def __init__(self, app, url):
         super().__init__(logging.INFO)
-        self.app, self.url, self.said = app, url, False
+        self.app, self.url, self.said, self.told = app, url, False, False
 
     def emit(self, record):
         if not self.said and READY in record.getMessage():
@@ -95,24 +105,45 @@ class _ReadyLine(logging.Handler):
                 await (await kernel)["task"]
         print(f"アプリの準備ができました。ブラウザで開いてください: {self.url}\n"
               "（サーバーの上で動かしているときは ssh -L でこのポートをつないでから。止めるには Ctrl+C）", flush=True)
+        self.told = True
 
 
-def _stop_soon(signum, frame):
-    """Ctrl+C: stop the server's loop from inside the loop, as Voilà does for SIGTERM. (A KeyboardInterrupt raised
-    in the middle of a callback can be caught there, and the app would go on running.)"""
-    from tornado.ioloop import IOLoop
+class _Stopper:
+    """Ctrl+C, SIGTERM or SIGHUP (a closed terminal) stop the app at any moment, with one line at most.
 
-    loop = IOLoop.current()
-    loop.asyncio_loop.call_soon_threadsafe(loop.stop)
+    While the server runs, the first signal stops its loop from inside the loop (a KeyboardInterrupt raised in the
+    middle of a callback can be caught there, and the app would go on running); Voilà then shuts its kernels down.
+    Before the loop runs (Voilà still loading or starting) it raises :class:`Interrupted` at once. Later signals
+    wait for that stop. A signal ignored when the app started (``nohup`` ignores SIGHUP) stays ignored."""
+
+    def __init__(self):
+        self.received = None
+        self.take()
+
+    def take(self):
+        """Handle the signals from now on (again after Voilà, which sets its own SIGTERM handler)."""
+        for name in NAMES:
+            number = getattr(signal, name, None)
+            if number is not None and signal.getsignal(number) is not signal.SIG_IGN:
+                signal.signal(number, self.handle)
+
+    def handle(self, signum, frame):
+        if self.received is not None:
+            return
+        self.received = signum
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise Interrupted(signum) from None
+        loop.call_soon_threadsafe(loop.stop)
 
 
 def serve(checkpoint=None, host="127.0.0.1", port=8866, token=None):
     """Serve the app until Ctrl+C. ``token=None`` makes a random token; ``""`` means none (loopback only).
 
     The checkpoint and the address are checked first, so a mistake is one line, not a server that fails later.
+    Returns 0 once a running app is stopped, 128 + the signal's number when a signal stopped it before it was ready.
     """
-    from voila.app import Voila  # only this command needs Voilà
-
     path, words = model_source(checkpoint)
     read_checkpoint(path)
     token = checked_address(host, port, token)
@@ -122,19 +153,25 @@ def serve(checkpoint=None, host="127.0.0.1", port=8866, token=None):
     url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
     if host in ("0.0.0.0", "::"):
         url += f"  （{host} はこのマシンの IP アドレスに置き換えて開いてください）"
-    app = Voila()
-    app.initialize([str(APP_NOTEBOOK), "--no-browser", f"--Voila.ip={host}", f"--port={port}",
-                    "--Voila.port_retries=0", f"--token={token}", "--preheat_kernel=True", "--pool_size=1",
-                    "--Voila.log_level=INFO", "--theme=light", "--KernelManager.transport=ipc",
-                    "--VoilaKernelManager.fill_delay=20"])
-    for handler in app.log.handlers:  # keep Voilà's English information lines off the student's screen
-        handler.setLevel(logging.WARNING)
-        handler.addFilter(lambda record: "is not trusted" not in record.getMessage())  # it has no outputs to trust
-    app.log.addHandler(_ReadyLine(app, url))
-    logging.getLogger("tornado.general").setLevel(logging.ERROR)  # an English note on websocket ping defaults
-    print(f"アプリを起動しています（モデル: {words}）…", flush=True)
-    signal.signal(signal.SIGINT, _stop_soon)
-    app.start()  # until Ctrl+C; then Voilà shuts its kernels down
-    print("アプリを止めました。", flush=True)
-    return 0
+    stopper = _Stopper()
+    ready = None
+    try:
+        print(f"アプリを起動しています（モデル: {words}）…", flush=True)
+        from .app_server import AppServer, quiet_libraries, server_arguments  # only this command needs Voilà
 
+        app = AppServer()
+        app.initialize([str(APP_NOTEBOOK), "--no-browser", f"--Voila.ip={host}", f"--port={port}",
+                        "--Voila.port_retries=0", f"--token={token}", "--Voila.log_level=INFO", "--theme=light",
+                        *server_arguments()])
+        stopper.take()
+        quiet_libraries(app.log)
+        ready = _ReadyLine(app, url)
+        app.log.addHandler(ready)
+        app.start()  # until a signal; then Voilà shuts its kernels down
+    except KeyboardInterrupt:  # a signal before the server's loop ran: nothing was started
+        pass
+    if ready is not None and ready.told:
+        print("アプリを止めました。", flush=True)
+        return 0
+    print("中断しました（アプリはまだ準備中でした）。", file=sys.stderr, flush=True)
+    return 128 + (stopper.received or signal.SIGINT)

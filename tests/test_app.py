@@ -4,6 +4,10 @@ on it with the mouse and, as on a phone, with touch events.
 With MNIST_LAB_UPDATE_SCREENSHOTS=1 the browser test replaces resources/app.png, which the README shows.
 """
 
+import base64
+import contextlib
+import html
+import http.cookiejar
 import os
 import re
 import signal
@@ -11,8 +15,12 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
+import uuid
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from jupyter_helpers import CHROMIUM_ARGS, REPO, dark_run, free_port
@@ -101,32 +109,206 @@ def test_the_app_widget_says_which_model_it_reads_with(tmp_path, monkeypatch):
     assert path == tmp_path / "mine.pt" and str(path) in words
 
 
+def test_a_checkpoint_gone_after_the_start_is_one_line_on_the_page(tmp_path, monkeypatch):
+    import ipywidgets as widgets
+
+    (tmp_path / "notes.txt").write_text("not a model")
+    for unreadable in (tmp_path / "appck" / "model.pt", tmp_path / "notes.txt"):  # removed, or replaced by another file
+        monkeypatch.setenv(CHECKPOINT_ENV, str(unreadable))  # as `mnist-lab app CHECKPOINT` tells the page's kernel
+        page = drawing_app()
+        assert isinstance(page, widgets.HTML) and str(unreadable) in page.value  # no pad, the file named
+
+
+def test_the_title_shows_the_checkpoint_path_as_text(tmp_path):
+    import shutil
+
+    odd = tmp_path / "odd" / "<i>x" / "model.pt"
+    odd.parent.mkdir(parents=True)
+    shutil.copy(PAD_MODEL, odd)
+    source, _ = drawing_app(str(odd)).children
+    assert "<i>" not in source.value and str(odd) in html.unescape(source.value)
+
+
 # --- in a real browser ---------------------------------------------------------------------------------------------
 
+# --- the server: kernels, the terminal, signals ----------------------------------------------------------------
+
+class RunningApp:
+    """``mnist-lab app`` as a student runs it: ``url`` (with the token) and ``process``; once stopped, ``out`` and
+    ``err`` (all it printed)."""
+
+    def kernels(self):
+        """The kernel processes it runs (ipykernel children), as ``{pid: kernel id}``."""
+        return kernel_processes(self.process.pid)
+
+
+def kernel_processes(parent):
+    found = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except (OSError, IndexError, ValueError):
+            continue
+        kernel = re.search(r"kernel-([0-9a-f-]{36})\.json", command)
+        if ppid == parent and "ipykernel" in command and kernel:
+            found[int(entry.name)] = kernel.group(1)
+    return found
+
+
+# Run the app with the kernels of pages nobody uses culled within seconds (minutes in real use).
+FAST_CULLING = ("import sys, mnist_lab.app_server as s; s.IDLE_SECONDS, s.CULL_EVERY = 3, 1; "
+                "from mnist_lab.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
 @contextmanager
-def app_server(*args):
-    """Run ``mnist-lab app`` on a free port; yield ``(url with token, seconds it took to say it is ready)``."""
+def app_server(*args, fast_culling=False):
+    """Run ``mnist-lab app`` on a free port; yield a :class:`RunningApp` once it says it is ready; stop it with
+    Ctrl+C after, and check that it stopped as it says."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "mnist_lab", "app", "--port", str(port), *args],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONPATH": str(REPO)})
+    start = ["-c", FAST_CULLING] if fast_culling else ["-m", "mnist_lab"]
+    app = RunningApp()
+    app.process = subprocess.Popen([sys.executable, *start, "app", "--port", str(port), *args],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   env={**os.environ, "PYTHONPATH": str(REPO)})
     try:
-        start, url = time.monotonic(), None
-        for line in process.stdout:
+        app.url, lines = None, []
+        for line in app.process.stdout:
+            lines.append(line)
             found = re.search(r"(http://127\.0\.0\.1:\d+/\S*)", line)
             if found:
-                url = found.group(1)
+                app.url = found.group(1)
                 break
-        assert url, f"the app never said it was ready: {process.stderr.read()[-2000:]}"
-        yield url, time.monotonic() - start
+        assert app.url, f"the app never said it was ready: {app.process.stderr.read()[-2000:]}"
+        yield app
     finally:
-        process.send_signal(signal.SIGINT)  # as Ctrl+C
+        app.process.send_signal(signal.SIGINT)  # as Ctrl+C
         try:
-            process.wait(timeout=60)
+            app.process.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            process.kill()
-        rest = process.stdout.read()
-        assert "アプリを止めました" in rest and process.returncode == 0, process.stderr.read()[-2000:]
+            app.process.kill()
+        rest, app.err = app.process.communicate()
+        app.out = "".join(lines) + rest
+        assert "アプリを止めました" in rest and app.process.returncode == 0, app.err[-2000:]
+
+
+class Visitor:
+    """A browser without JavaScript (as ``curl``), keeping cookies; ``close_page`` sends what the page's script
+    sends when the page closes or reloads (Voilà's shutdown request, with the ``_xsrf`` cookie's value)."""
+
+    def __init__(self):
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def open_page(self, url):
+        """Return the kernel id of the page at ``url``."""
+        with self.opener.open(url, timeout=120) as response:
+            return re.search(r'"kernelId": "([0-9a-f-]{36})"', response.read().decode()).group(1)
+
+    def close_page(self, url, kernel_id):
+        xsrf = next((cookie.value for cookie in self.jar if cookie.name == "_xsrf"), "")
+        body = f'--b\r\nContent-Disposition: form-data; name="_xsrf"\r\n\r\n{xsrf}\r\n--b--\r\n'.encode()
+        request = urllib.request.Request(f"{url.split('?')[0]}voila/api/shutdown/{kernel_id}", data=body,
+                                         headers={"Content-Type": "multipart/form-data; boundary=b"})
+        try:
+            with self.opener.open(request, timeout=60) as response:
+                return response.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    def connect(self, url, kernel_id):
+        """Open the page's websocket to its kernel, as the page's script does; return ``(HTTP status, socket)``
+        (101 when connected; close the socket to leave)."""
+        port = int(re.search(r":(\d+)/", url).group(1))
+        cookies = "; ".join(f"{cookie.name}={cookie.value}" for cookie in self.jar)
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        sock.sendall(f"GET /api/kernels/{kernel_id}/channels HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                     "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                     f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\nCookie: {cookies}\r\n"
+                     f"Origin: http://127.0.0.1:{port}\r\n\r\n".encode())
+        return int(sock.recv(4096).split()[1]), sock
+
+
+def wait_for(condition, seconds):
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return condition()
+
+
+def test_every_page_gives_its_kernel_back_once_closed_or_left_alone():
+    """Closed or reloaded: at once (the page's own request). Never connected (curl) or gone without a word (a
+    crashed browser, a sleeping phone): once idle. A page still connected keeps its kernel."""
+    with app_server(fast_culling=True) as app:  # kernels nobody connects to go after 3 s (2 min in real use)
+        student = Visitor()
+        closed = student.open_page(app.url)
+        assert closed in app.kernels().values()
+        assert student.close_page(app.url, closed) == 204 and closed not in app.kernels().values()
+
+        drawing = student.open_page(app.url)
+        status, websocket = student.connect(app.url, drawing)
+        assert status == 101
+        never_connected = Visitor().open_page(app.url)
+        assert never_connected in app.kernels().values()
+        assert wait_for(lambda: never_connected not in app.kernels().values(), 60)
+        assert drawing in app.kernels().values()  # connected all along: kept while the others went
+        websocket.close()
+        assert wait_for(lambda: drawing not in app.kernels().values(), 60)
+        assert len(app.kernels()) == 1  # the pool's kernel, waiting for the next page
+        assert Visitor().open_page(app.url)
+
+
+def test_odd_requests_print_nothing_and_the_app_goes_on():
+    """What browsers and old tabs send (a tab from an earlier run reconnecting to its kernel, odd paths, wrong
+    methods, no token): the terminal shows only the app's own Japanese lines, and the app goes on serving. The URL
+    without its token gets a Japanese page whose form logs in with the token."""
+    with app_server() as app:
+        base = app.url.split("?")[0]
+        student, old_tab = Visitor(), str(uuid.uuid4())
+        assert student.open_page(app.url)  # and logged in with this run's token
+        for visitor in (student, Visitor()):  # a tab of an earlier run, with or without a login cookie, reconnecting
+            status, websocket = visitor.connect(app.url, old_tab)
+            websocket.close()
+            assert status in (403, 404)
+        for path, data in (("voila/templates/x", None), ("%ff%fe", None), ("", b"x"), ("api/kernels", None),
+                           (f"voila/api/shutdown/{old_tab}", b"_xsrf=wrong"), ("voila/static/../../etc", None)):
+            with contextlib.suppress(urllib.error.HTTPError):
+                student.opener.open(urllib.request.Request(base + path, data=data), timeout=60).close()
+        assert student.open_page(app.url)
+
+        stranger = Visitor()  # the URL without its token: a page in Japanese whose form takes the token
+        with stranger.opener.open(base, timeout=60) as response:
+            login = response.read().decode()
+        assert '<html lang="ja"' in login and 'name="password"' in login
+        action = html.unescape(re.search(r'<form method="post" action="([^"]+)"', login).group(1))
+        xsrf = next(cookie.value for cookie in stranger.jar if cookie.name == "_xsrf")
+        for typed, status in (("wrong", 401), (app.url.split("token=")[1], 200)):
+            form = urllib.parse.urlencode({"_xsrf": xsrf, "password": typed}).encode()
+            try:
+                with stranger.opener.open(base.rstrip("/") + action, data=form, timeout=120) as response:
+                    answer, code = response.read().decode(), response.status
+            except urllib.error.HTTPError as e:
+                answer, code = e.read().decode(), e.code
+            assert code == status and ('"kernelId"' in answer) == (status == 200)
+    assert app.err == "" and "Traceback" not in app.out
+    assert all(re.search(r"[^\x00-\x7f]", line) for line in app.out.splitlines() if line.strip())  # Japanese only
+
+
+def test_a_signal_at_any_moment_of_the_start_is_one_line_at_most():
+    """Ctrl+C (to the process group, as a terminal sends it) or SIGTERM while the app loads Voilà, starts its
+    server, starts the page's kernel, runs the page: at most one line, and 128 + the signal's number, as a shell
+    reports a command a signal stopped (once the app has said it is ready, stopping it is its normal end: 0)."""
+    for seconds, signum in ((0.5, signal.SIGINT), (1.5, signal.SIGTERM), (2.5, signal.SIGINT), (3.5, signal.SIGTERM)):
+        process = subprocess.Popen([sys.executable, "-m", "mnist_lab", "app", "--port", str(free_port()), "--no-token"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                   env={**os.environ, "PYTHONPATH": str(REPO)})
+        first = process.stdout.readline()  # it has started: from here Voilà loads, then its server starts
+        time.sleep(seconds)
+        os.killpg(process.pid, signum)
+        out, err = process.communicate(timeout=60)
+        ready = "http://" in out
+        assert process.returncode in ((0,) if ready else (128 + signum, -signum)), (seconds, first + out, err)
+        assert len([line for line in err.splitlines() if line.strip()]) <= 1 and "Traceback" not in first + out + err, (seconds, first + out, err)
 
 
 def draw_with_mouse(page, canvas, strokes):
@@ -165,7 +347,8 @@ def test_drawing_on_the_app_with_mouse_and_finger(tmp_path, chromium):
     from playwright.sync_api import expect, sync_playwright
 
     shots = REPO / "resources" if os.environ.get("MNIST_LAB_UPDATE_SCREENSHOTS") == "1" else tmp_path
-    with app_server() as (url, _), sync_playwright() as p:
+    with app_server() as app, sync_playwright() as p:
+        url = app.url
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         base = url.split("?")[0]
         for wrong in ("", "?token=wrong", "api/kernels", "api/kernels?token=wrong"):  # only the login page

@@ -1,0 +1,150 @@
+"""The Voilà server behind ``mnist-lab app``, made fit for students: every page's kernel goes away once the page
+is gone, and nothing but the app's own Japanese lines reaches the terminal.
+
+Kernels: each page load takes the pool's waiting kernel (an ipykernel process of a few hundred MB) and the pool
+starts the next one. A page that closes or reloads asks Voilà to shut its kernel down (a POST that must carry the
+``_xsrf`` cookie, which :class:`AppPage` sets); a page that never asks (``curl``, a link preview, a crashed browser, a
+phone that never sends it) leaves its kernel, so :class:`AppKernels` shuts down a kernel that no page has been
+connected to for :data:`IDLE_SECONDS`. A page left open stays connected and keeps its kernel.
+
+Logs: the libraries' English lines (access lines, tracebacks of odd requests, the kernels' own output) go nowhere
+unless ``MNIST_LAB_DEBUG`` is set; then they all print, as the libraries print them.
+"""
+
+import asyncio
+import contextlib
+import html
+import logging
+import os
+import time
+from pathlib import Path
+
+from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+from tornado.escape import url_escape
+from voila.app import Voila
+from voila.tornado.handler import TornadoVoilaHandler
+from voila.voila_identity_provider import VoilaLoginHandler
+
+DEBUG_ENV = "MNIST_LAB_DEBUG"
+IDLE_SECONDS = 120  # a kernel no page has been connected to for this long is shut down (a phone's tab may sleep)
+CULL_EVERY = 15  # seconds between looks for such kernels
+FILL_DELAY = 1  # seconds before the pool starts a new kernel for the next page (Voilà's default)
+
+
+def debugging():
+    return bool(os.environ.get(DEBUG_ENV))
+
+
+class AppKernels(AsyncMappingKernelManager):
+    """The kernel manager under Voilà's pool. Voilà never culls a kernel waiting in its pool, so every kernel that
+    reaches :meth:`cull_kernel_if_idle` was handed to a page; it goes once no page has been connected to it for
+    ``cull_idle_timeout`` seconds, counted from when that was first seen (a kernel that has just left the pool has
+    no connection yet: its page is still loading). Kernels write into a file next to their connection files, not
+    the terminal, unless debugging."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._alone_since = {}  # kernel id -> time.monotonic() when it was first seen with no page connected
+        # Where the kernels write (stdout and stderr): a file in Voilà's folder for their connection files, which
+        # it removes when it stops; closed by shutdown_all.
+        self._output = None if debugging() else open(Path(self.connection_dir) / "kernels.log", "ab")  # noqa: SIM115
+
+    async def start_kernel(self, *args, **kwargs):
+        if self._output is not None:  # a kernel's own output would be the terminal's: English notes, tracebacks
+            kwargs.setdefault("stdout", self._output)
+            kwargs.setdefault("stderr", self._output)
+        return await super().start_kernel(*args, **kwargs)
+
+    async def cull_kernel_if_idle(self, kernel_id):
+        if self._kernel_connections.get(kernel_id, 0):
+            self._alone_since.pop(kernel_id, None)
+            return
+        since = self._alone_since.setdefault(kernel_id, time.monotonic())
+        if time.monotonic() - since >= self.cull_idle_timeout:
+            await super().cull_kernel_if_idle(kernel_id)  # also idle by its own activity, and not busy
+
+    async def shutdown_kernel(self, kernel_id, *args, **kwargs):
+        self._alone_since.pop(kernel_id, None)
+        return await super().shutdown_kernel(kernel_id, *args, **kwargs)
+
+    async def shutdown_all(self, *args, **kwargs):
+        """As the base class, once the kernels still starting have started (the app stopped during its start-up):
+        Jupyter Server refuses to shut down a kernel it does not list yet. One that failed to start is forgotten."""
+        while starting := [(kernel_id, task) for kernel_id, task in self._pending_kernels.items()
+                           if kernel_id not in self._kernels]:
+            for kernel_id, task in starting:
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await task
+                if kernel_id not in self._kernels:
+                    self._pending_kernels.pop(kernel_id, None)
+        try:
+            return await super().shutdown_all(*args, **kwargs)
+        finally:
+            if self._output is not None:
+                self._output.close()
+
+
+class AppPage(TornadoVoilaHandler):
+    """The page. It sets the ``_xsrf`` cookie, which the page's script sends back when the page closes or reloads
+    (Voilà's shutdown request): without it the server refuses the request and the page's kernel stays."""
+
+    async def get(self, path=None):
+        self.xsrf_token  # noqa: B018 -- reading it sets the cookie
+        return await super().get(path)
+
+
+LOGIN_PAGE = """<!DOCTYPE html>
+<html lang="ja"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>手書き数字アプリ</title></head>
+<body style="font-family: sans-serif; max-width: 40em; margin: 2em auto; padding: 0 1em; line-height: 1.6">
+<p>{wrong}このページを開くにはトークンが必要です。アプリを起動したターミナルに出ている URL を、
+<code>?token=</code> から後ろまで全部そのまま開いてください（またはトークンをここに入力）。</p>
+<form method="post" action="{action}">{xsrf}
+<input type="password" name="password" aria-label="トークン" autocomplete="off" autofocus>
+<button type="submit">開く</button></form>
+</body></html>
+"""
+
+
+class AppLogin(VoilaLoginHandler):
+    """The page a visit without the token gets: in Japanese, what to open instead (Jupyter Server's English page
+    would tell the student to run ``jupyter server list``, which does not list this app). Its form logs in as
+    Jupyter Server's does."""
+
+    def _render(self, message=None):
+        action = f"{self.base_url}login?next={url_escape(self.get_argument('next', default=self.base_url))}"
+        wrong = "トークンが違います。" if message else ""
+        self.write(LOGIN_PAGE.format(wrong=wrong, action=html.escape(action), xsrf=self.xsrf_form_html()))
+
+
+class AppServer(Voila):
+    """Voilà serving the app's notebook with :class:`AppPage` and :class:`AppLogin`."""
+
+    def init_settings(self):
+        settings = super().init_settings()
+        self.identity_provider.login_handler_class = AppLogin
+        return settings
+
+    def init_handlers(self):
+        return [(pattern, AppPage if handler is TornadoVoilaHandler else handler, *rest)
+                for pattern, handler, *rest in super().init_handlers()]
+
+
+def server_arguments():
+    """Voilà's options for the kernels: the pool, its refill and the culling of kernels no page uses."""
+    return ["--preheat_kernel=True", "--pool_size=1", f"--VoilaKernelManager.fill_delay={FILL_DELAY}",
+            "--KernelManager.transport=ipc", f"--VoilaConfiguration.multi_kernel_manager_class={__name__}.AppKernels",
+            f"--MappingKernelManager.cull_idle_timeout={IDLE_SECONDS}",
+            f"--MappingKernelManager.cull_interval={CULL_EVERY}"]
+
+
+def quiet_libraries(app_log):
+    """Keep the libraries' log lines and warnings off the student's terminal (all of them print when debugging).
+    Voilà's own logger keeps its handlers that are not printing (the app's ready line listens there)."""
+    if debugging():
+        return
+    for handler in app_log.handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setLevel(logging.CRITICAL + 1)
+    logging.getLogger().addHandler(logging.NullHandler())  # tornado, asyncio...: never Python's last-resort print
+    logging.captureWarnings(True)  # Python's warnings, as log lines: the same nowhere
