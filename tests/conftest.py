@@ -156,6 +156,7 @@ SLOW = frozenset({
     "test_ood.py::test_the_threshold_is_chosen_on_validation_digits",
     "test_preprocess.py::test_photos_with_a_dark_border_read_right",
     "test_process.py::test_a_printed_result_that_could_not_be_written_fails_and_a_written_run_does_not",
+    "test_process.py::test_a_closed_stdout_or_stderr_is_a_stream_whose_writes_fail",
     "test_process.py::test_a_killed_run_leaves_a_folder_the_next_run_names_and_removes",
     "test_process.py::test_a_signal_at_any_moment_keeps_every_finished_epoch_or_the_earlier_run",
     "test_process.py::test_file_names_that_are_not_utf8_on_a_strict_utf8_terminal",

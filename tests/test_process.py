@@ -9,6 +9,7 @@ hidden folder is left.
 """
 
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -236,3 +237,34 @@ def test_a_printed_result_that_could_not_be_written_fails_and_a_written_run_does
         else:  # succeeded, or stopped by the closed pipe as Unix tools are (`| head -1`): nothing to say
             assert not problem_lines(stderr), stderr
     assert is_run(tmp_path / "run")
+
+
+def test_a_closed_stdout_or_stderr_is_a_stream_whose_writes_fail(tmp_path):
+    """``>&-``, ``2>&-`` or both: Python starts with no stream there. ``predict``, whose result is what it prints, fails
+    with status 2 when stdout is closed; ``train`` writes its run and succeeds; ``--help`` ends normally. Never a
+    traceback, never Python's status 120 for a stream it could not flush at exit."""
+    checkpoint = save_checkpoint(tmp_path / "model.pt", build_model("quick_cnn"), {})
+    image = seven(tmp_path / "seven.png")
+    closings = {"stdout": ">&-", "stderr": "2>&-", "both": ">&- 2>&-"}
+    commands = {  # name: (argv, status with stdout closed, status with only stderr closed)
+        "predict": ([sys.executable, "-m", "mnist_lab", "predict", "--device", "cpu", checkpoint, image], 2, 0),
+        "train": ([sys.executable, str(TOY), "train", "--dry-run", "--device", "cpu", "--out"], 0, 0),
+        "help": ([sys.executable, "-m", "mnist_lab", "--help"], 0, 0),
+    }
+    running = {}
+    for (name, (argv, _, _)), (closed, redirect) in itertools.product(commands.items(), closings.items()):
+        argv = [*argv, tmp_path / f"run-{closed}"] if name == "train" else argv
+        running[name, closed] = subprocess.Popen(["sh", "-c", f'exec "$@" {redirect}', "sh", *map(str, argv)],
+                                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    for (name, closed), process in running.items():
+        stdout, stderr = process.communicate(timeout=300)
+        stderr = stderr.decode()
+        expected = commands[name][2 if closed == "stderr" else 1]
+        assert process.returncode == expected, (name, closed, process.returncode, stderr)
+        assert "Traceback" not in stderr, stderr
+        if closed == "stdout" and expected == 2:
+            assert_one_japanese_line(stderr)
+        elif closed == "stdout":
+            assert not problem_lines(stderr), (name, stderr)
+    for closed in closings:
+        assert is_run(tmp_path / f"run-{closed}")
