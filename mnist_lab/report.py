@@ -26,7 +26,7 @@ def write_report(run_dir, root=None, device="cpu"):
     y_hat = probs.argmax(1)
     figures = {
         "training_curves.png": plot_history(history),
-        "predictions.png": plot_samples(data.X_test[:N_PREDICTIONS], data.y_test, y_hat),
+        "predictions.png": plot_samples(data.X_test[:N_PREDICTIONS], data.y_test[:N_PREDICTIONS], y_hat[:N_PREDICTIONS]),
         "confusion_matrix.png": plot_confusion_matrix(confusion_matrix(data.y_test, y_hat)),
         "misclassified.png": plot_misclassified(data.X_test, data.y_test, probs),
     }
