@@ -327,6 +327,7 @@ def predict_command(args):
 
 
 def report_command(args):
+    os.environ["MPLBACKEND"] = "agg"  # PNG files, never a window: the user's MPLBACKEND (for their own scripts) is moot
     from .report import write_report  # matplotlib is only needed here
 
     paths, notes = write_report(args.run_dir, args.mnist_dir, best_device(args.device))
