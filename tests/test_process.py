@@ -257,8 +257,7 @@ def test_a_closed_stdout_or_stderr_is_a_stream_whose_writes_fail(tmp_path):
         running[name, closed] = subprocess.Popen(["sh", "-c", f'exec "$@" {redirect}', "sh", *map(str, argv)],
                                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
     for (name, closed), process in running.items():
-        stdout, stderr = process.communicate(timeout=300)
-        stderr = stderr.decode()
+        stderr = process.communicate(timeout=300)[1].decode()
         expected = commands[name][2 if closed == "stderr" else 1]
         assert process.returncode == expected, (name, closed, process.returncode, stderr)
         assert "Traceback" not in stderr, stderr

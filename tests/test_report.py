@@ -3,8 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from PIL import Image
 from invariants import assert_one_japanese_line
+from PIL import Image
 from test_cli import assert_one_line_error
 
 from mnist_lab.cli import main
