@@ -349,8 +349,8 @@ def main(argv=None):
     training has ended a signal is ignored rather than interrupting the exit."""
     with safe_output():
         args = build_parser().parse_args(argv)
-        training = args.func is train_command
-        stopping = stop_on_signals(then_ignore=argv is None) if training else contextlib.nullcontext(Signals())
+        writing = args.func in (train_command, report_command)  # a signal stops them cleanly: nothing half written
+        stopping = stop_on_signals(then_ignore=argv is None) if writing else contextlib.nullcontext(Signals())
         with stopping as signals:
             args.signals = signals  # train saves what it has when a signal stops it
             try:

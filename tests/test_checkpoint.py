@@ -156,7 +156,7 @@ def test_a_device_node_is_refused_before_anything_is_written(tmp_path, monkeypat
     target.write_bytes(b"device stand-in")
     monkeypatch.setattr(files.os, "stat", lambda p, *a, **k: os.stat_result(
         (stat.S_IFCHR | 0o666, *real_stat(p, *a, **k)[1:])) if Path(p) == target else real_stat(p, *a, **k))
-    monkeypatch.setattr(files.tempfile, "mkstemp", lambda *a, **k: pytest.fail("wrote before checking"))
+    monkeypatch.setattr(files, "_new_temporary", lambda *a, **k: pytest.fail("wrote before checking"))
     with pytest.raises(UserError) as caught:
         save_checkpoint(target, build_model("quick"))
     assert_japanese_message(caught.value)
