@@ -29,14 +29,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoint import save_checkpoint
+from .checkpoint import RUN_RECORDS, write_checkpoint
 from .console import one_line
 from .errors import UserError
 from .files import atomic_file, current_umask, fsync_dir, os_error
 from .history import History
 from .interrupts import uninterrupted
 
-RECORD, OLD_RECORD = "results.json", "metrics.json"  # the run's record; the name older versions wrote, still read
+RECORD, OLD_RECORD = RUN_RECORDS  # the run's record; the name older versions wrote, still read
 RUN_FILES = ("model.pt", RECORD)
 FIGURES = ("training_curves.png", "predictions.png", "confusion_matrix.png", "misclassified.png")
 STAGED, ASIDE = "partial", "replaced"  # the hidden folders: a run being written, an old run being replaced
@@ -474,7 +474,7 @@ def write_run(folder, model, config, results, history):
     """Write ``model.pt`` and ``results.json`` (``results`` + ``config`` + ``history``) into ``folder``."""
     folder = Path(folder)
     results = strict_json({**results, "config": dict(config)})
-    save_checkpoint(folder / "model.pt", model, config, results)
+    write_checkpoint(folder / "model.pt", model, config, results)
     text = json.dumps({**results, "history": strict_json(history.to_dict())}, indent=2, allow_nan=False,
                       ensure_ascii=False)
     with atomic_file(folder / RECORD, "w") as f:
