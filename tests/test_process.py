@@ -9,7 +9,6 @@ hidden folder is left.
 """
 
 import contextlib
-import itertools
 import json
 import os
 import signal
@@ -246,19 +245,19 @@ def test_a_closed_stdout_or_stderr_is_a_stream_whose_writes_fail(tmp_path):
     checkpoint = save_checkpoint(tmp_path / "model.pt", build_model("quick_cnn"), {})
     image = seven(tmp_path / "seven.png")
     closings = {"stdout": ">&-", "stderr": "2>&-", "both": ">&- 2>&-"}
-    commands = {  # name: (argv, status with stdout closed, status with only stderr closed)
-        "predict": ([sys.executable, "-m", "mnist_lab", "predict", "--device", "cpu", checkpoint, image], 2, 0),
-        "train": ([sys.executable, str(TOY), "train", "--dry-run", "--device", "cpu", "--out"], 0, 0),
-        "help": ([sys.executable, "-m", "mnist_lab", "--help"], 0, 0),
+    predict = [sys.executable, "-m", "mnist_lab", "predict", "--device", "cpu", checkpoint, image]
+    cases = {  # (command, what is closed): (argv, status)
+        **{("train", closed): ([sys.executable, str(TOY), "train", "--dry-run", "--device", "cpu", "--out",
+                                tmp_path / f"run-{closed}"], 0) for closed in closings},
+        ("predict", "stdout"): (predict, 2), ("predict", "both"): (predict, 2),
+        ("help", "stdout"): ([sys.executable, "-m", "mnist_lab", "--help"], 0),
     }
-    running = {}
-    for (name, (argv, _, _)), (closed, redirect) in itertools.product(commands.items(), closings.items()):
-        argv = [*argv, tmp_path / f"run-{closed}"] if name == "train" else argv
-        running[name, closed] = subprocess.Popen(["sh", "-c", f'exec "$@" {redirect}', "sh", *map(str, argv)],
-                                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    running = {case: subprocess.Popen(["sh", "-c", f'exec "$@" {closings[case[1]]}', "sh", *map(str, argv)],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+               for case, (argv, _) in cases.items()}
     for (name, closed), process in running.items():
         stderr = process.communicate(timeout=300)[1].decode()
-        expected = commands[name][2 if closed == "stderr" else 1]
+        expected = cases[name, closed][1]
         assert process.returncode == expected, (name, closed, process.returncode, stderr)
         assert "Traceback" not in stderr, stderr
         if closed == "stdout" and expected == 2:
