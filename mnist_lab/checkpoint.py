@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .errors import UserError
-from .files import atomic_file, file_problem, os_error
+from .files import atomic_file, file_problem, os_error, writable_path
 from .models import MODELS, RENAMED_MODELS, build_model, model_name
 
 FORMAT = "mnist_lab/1"
@@ -31,16 +31,31 @@ class Checkpoint(dict):
 MAKE_ONE = "`mnist-lab train`（または `python -m mnist_lab train`）が書いた model.pt を指定してください。"
 
 
+RUN_RECORDS = ("results.json", "metrics.json")  # the record train writes beside model.pt (metrics.json: older runs)
+
+
 def save_checkpoint(path, model, config=None, results=None):
     """Write ``model``'s weights with its registry name, its training config and results to ``path``.
 
     ``results`` (such as ``{"test_accuracy": 0.99}``) is what the run measured; older versions stored it under
-    ``"metrics"``, which :func:`read_checkpoint` still reads as ``"results"``.
+    ``"metrics"``, which :func:`read_checkpoint` still reads as ``"results"``. A run folder written by ``train``
+    (model.pt beside its record, results.json) is refused before anything is written: its record, its figures
+    and ``evaluate``/``report`` would describe another model than the one saved there.
 
     Introduced in the lesson: main.ipynb §11.
     """
     if not isinstance(model, torch.nn.Module) or isinstance(path, torch.nn.Module):
         raise UserError("save_checkpoint(保存先のパス, モデル) の順に渡してください（例: save_checkpoint(\"model.pt\", model)）。")
+    folder = writable_path(_path(path)).parent
+    if (folder / "model.pt").is_file() and any((folder / name).is_file() for name in RUN_RECORDS):
+        raise UserError(f"{folder} は train が書いた学習結果のフォルダなので、そこには保存しません（記録や図と合わなくなります）。"
+                        "別の保存先（例: runs/notebook/model.pt）を指定するか、学習し直すなら train --force を使ってください。")
+    return write_checkpoint(path, model, config, results)
+
+
+def write_checkpoint(path, model, config=None, results=None):
+    """:func:`save_checkpoint` without the run-folder check: for :func:`mnist_lab.runs.write_run`, which writes a
+    run's own model."""
     path = _path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -327,6 +327,7 @@ def predict_command(args):
 
 
 def report_command(args):
+    os.environ["MPLBACKEND"] = "agg"  # PNG files, never a window: the user's MPLBACKEND (for their own scripts) is moot
     from .report import write_report  # matplotlib is only needed here
 
     paths, notes = write_report(args.run_dir, args.mnist_dir, best_device(args.device))
@@ -348,8 +349,8 @@ def main(argv=None):
     training has ended a signal is ignored rather than interrupting the exit."""
     with safe_output():
         args = build_parser().parse_args(argv)
-        training = args.func is train_command
-        stopping = stop_on_signals(then_ignore=argv is None) if training else contextlib.nullcontext(Signals())
+        writing = args.func in (train_command, report_command)  # a signal stops them cleanly: nothing half written
+        stopping = stop_on_signals(then_ignore=argv is None) if writing else contextlib.nullcontext(Signals())
         with stopping as signals:
             args.signals = signals  # train saves what it has when a signal stops it
             try:

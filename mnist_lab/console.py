@@ -9,6 +9,7 @@ so that a command whose result is what it prints can still fail when that could 
 """
 
 import contextlib
+import errno
 import os
 import sys
 import threading
@@ -45,6 +46,8 @@ class SafeStream:
 
     def __init__(self, stream):
         self.stream, self.broken, self.error = stream, False, None
+        if stream is None:  # Python found the descriptor closed (`>&-`): as if every write failed with EBADF
+            self.broken, self.error = True, OSError(errno.EBADF, os.strerror(errno.EBADF))
 
     def write(self, text):
         if not self.broken:
@@ -75,8 +78,29 @@ class SafeStream:
             os.dup2(devnull, self.stream.fileno())
             os.close(devnull)
 
+    def isatty(self):
+        return not self.broken and self.stream.isatty()
+
     def __getattr__(self, name):
+        if self.stream is None:
+            raise AttributeError(name)
         return getattr(self.stream, name)
+
+
+def occupy_closed_descriptors():
+    """Open the null device on a closed descriptor 1 or 2 (``>&-``, ``2>&-``), so that no file the command opens
+    (a model being saved) gets that number, where a library's own writes to stdout or stderr would land in it."""
+    for fd in (1, 2):
+        try:
+            os.fstat(fd)
+        except OSError as e:
+            if e.errno != errno.EBADF:
+                continue
+            with contextlib.suppress(OSError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                if devnull != fd:
+                    os.dup2(devnull, fd)
+                    os.close(devnull)
 
 
 def lost_output(stream):
@@ -92,6 +116,7 @@ def lost_output(stream):
 def safe_output():
     """Within the block, printing never raises and background threads print no tracebacks."""
     streams, hook = (sys.stdout, sys.stderr), threading.excepthook
+    occupy_closed_descriptors()
     sys.stdout, sys.stderr = SafeStream(sys.stdout), SafeStream(sys.stderr)
     if not os.environ.get("MNIST_LAB_DEBUG"):
         threading.excepthook = lambda args: None  # the main thread meets the same error and explains it

@@ -10,12 +10,14 @@ before anything is written (renaming over it would turn a device node into a fil
 
 import contextlib
 import errno
+import fcntl
 import os
+import secrets
 import stat
-import tempfile
 from pathlib import Path
 
 from .errors import UserError
+from .interrupts import uninterrupted
 
 DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 NO_PERMISSION = (errno.EACCES, errno.EPERM)
@@ -89,10 +91,11 @@ def writable_path(path):
     return real
 
 
-def _check_regular(real, named):
-    """Raise :class:`UserError` unless ``real`` (no link) is missing or a regular file."""
+def _check_regular(real, named, folder_fd=None):
+    """Raise :class:`UserError` unless ``real`` (no link; a name in the folder open as ``folder_fd`` if given) is
+    missing or a regular file."""
     try:
-        mode = os.stat(real).st_mode
+        mode = os.stat(real, dir_fd=folder_fd).st_mode
     except FileNotFoundError:
         return
     except OSError as e:
@@ -104,28 +107,58 @@ def _check_regular(real, named):
                         "書き込むファイルの名前を指定してください。")
 
 
+TEMPORARY = "{name}.partial-{tag}"  # a file being written, hidden: ".model.pt.partial-x1y2z3w4"
+TAG = "abcdefghijklmnopqrstuvwxyz0123456789_"  # the characters of the tag, as tempfile's names use
+
+
+def _new_temporary(folder_fd, name):
+    """Create and lock a new empty temporary file for ``name`` in the folder open as ``folder_fd``; return ``(fd,
+    its name)``. The lock (flock) tells a live writer's file from one a killed process left
+    (:func:`mnist_lab.runs.clean_leftovers`)."""
+    for _ in range(100):
+        temporary = "." + TEMPORARY.format(name=name, tag="".join(secrets.choice(TAG) for _ in range(8)))
+        try:
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=folder_fd)
+        except FileExistsError:
+            continue
+        with contextlib.suppress(OSError):  # a file system without locks: the file is never taken as stale
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd, temporary
+    raise FileExistsError(errno.EEXIST, "No usable temporary name", name)
+
+
 @contextlib.contextmanager
-def atomic_file(path, mode="wb"):
+def atomic_file(path, mode="wb", folder_fd=None):
     """Yield a file open for writing under a temporary name beside ``path``; rename it to ``path`` only when the
     block ends without an error, after flushing it to disk. OS errors become :func:`os_error`'s ``UserError``.
 
-    ``path`` is checked first (:func:`writable_path`): a link is followed, anything but a regular file refused."""
+    ``path`` is checked first (:func:`writable_path`): a link is followed, anything but a regular file refused.
+    Everything happens through a descriptor of the folder (``folder_fd``, or one opened here), so that the
+    temporary file is removed on any error or signal even when the folder was renamed meanwhile."""
     named, path = Path(path), writable_path(path)
     try:
-        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+        folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY) if folder_fd is None else os.dup(folder_fd)
     except OSError as e:
         raise os_error(e, named) from e
+    temporary = None
     try:
-        with os.fdopen(fd, mode) as f:
+        with uninterrupted():  # a signal waits until the temporary file's name is known, so it is always removed
+            fd, temporary = _new_temporary(folder, path.name)
+            f = os.fdopen(fd, mode)
+        with f:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(temporary, 0o666 & ~current_umask())  # as open() would have made it (mkstemp makes 0600)
-        _check_regular(path, named)  # again: a pipe or device may have been put there while the block wrote
-        os.replace(temporary, path)
-        fsync_dir(path.parent)
+        os.chmod(temporary, 0o666 & ~current_umask(), dir_fd=folder)  # as open() would make it (created 0600)
+        _check_regular(path.name, named, folder)  # again: a pipe or device may have been put there meanwhile
+        os.replace(temporary, path.name, src_dir_fd=folder, dst_dir_fd=folder)
+        with contextlib.suppress(OSError):
+            os.fsync(folder)
     except OSError as e:
         raise os_error(e, named) from e
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
+        with uninterrupted():
+            if temporary is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temporary, dir_fd=folder)
+            os.close(folder)

@@ -29,19 +29,20 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoint import save_checkpoint
+from .checkpoint import RUN_RECORDS, write_checkpoint
 from .console import one_line
 from .errors import UserError
 from .files import atomic_file, current_umask, fsync_dir, os_error
 from .history import History
 from .interrupts import uninterrupted
 
-RECORD, OLD_RECORD = "results.json", "metrics.json"  # the run's record; the name older versions wrote, still read
+RECORD, OLD_RECORD = RUN_RECORDS  # the run's record; the name older versions wrote, still read
 RUN_FILES = ("model.pt", RECORD)
 FIGURES = ("training_curves.png", "predictions.png", "confusion_matrix.png", "misclassified.png")
 STAGED, ASIDE = "partial", "replaced"  # the hidden folders: a run being written, an old run being replaced
 CANNOT_RENAME = (errno.EBUSY, errno.EXDEV, errno.EPERM, errno.EACCES, errno.EINVAL)
-HIDDEN = re.compile(r"\.(?:(?P<name>.+)\.)?(?P<kind>partial|replaced)-[a-z0-9_]{8}")  # what tempfile.mkdtemp makes
+# what tempfile.mkdtemp makes for a run (".run.partial-x1y2z3w4"), and files.atomic_file for a file (".model.pt.partial-...")
+HIDDEN = re.compile(r"\.(?:(?P<name>.+)\.)?(?P<kind>partial|replaced)-[a-z0-9_]{8}")
 
 
 def is_run(folder):
@@ -128,7 +129,7 @@ def check_out_dir(out, force=False):
     existing = next(p for p in (path, *path.parents) if p.exists())
     if not existing.is_dir():
         raise UserError(f"--out {out} の途中の {existing} はファイルです。フォルダの名前を指定してください。")
-    if existing == path.parent and _safe_is_run(existing):
+    if existing != path and _safe_is_run(existing):
         raise UserError(f"--out {out} は学習結果のフォルダ {existing} の中です。別の場所を指定してください。")
     try:
         found = entries(path) if path.is_dir() else []
@@ -194,21 +195,25 @@ def _unlocked(folder):
 
 
 def _leftovers(folder):
-    """Yield ``(hidden folder, kind, name)`` for each hidden folder in ``folder`` that no live run holds (``name``:
-    the run it belongs to beside it, or ``None`` for one inside a run folder)."""
+    """Yield ``(hidden folder or file, kind, name)`` for each hidden folder in ``folder``, and each temporary file
+    of :func:`~mnist_lab.files.atomic_file`, that no live process holds (``name``: the run or file it belongs to
+    beside it, or ``None`` for a folder inside a run folder)."""
     try:
         found = [(p, HIDDEN.fullmatch(p.name)) for p in folder.iterdir()]
     except OSError:
         return
     for path, match in found:
-        if match and path.is_dir() and not path.is_symlink() and _unlocked(path):
+        if not match or path.is_symlink() or not (path.is_dir() or path.is_file() and match["kind"] == STAGED):
+            continue
+        if _unlocked(path):
             yield path, match["kind"], match["name"]
 
 
-def clean_leftovers(place):
-    """Remove the hidden folders that a killed run left beside or inside ``place`` (naming each on stderr), and
-    put back an old run that was moved aside when the run replacing it did not finish."""
-    for folder in {place.path.parent, place.path}:
+def clean_leftovers(place, folders=None):
+    """Remove the hidden folders and files that a killed run or report left beside or inside ``place`` (or in
+    ``folders``), naming each on stderr, and put back an old run that was moved aside when the run replacing it did
+    not finish."""
+    for folder in folders or {place.path.parent, place.path}:
         for hidden, kind, name in list(_leftovers(folder)):
             try:
                 with uninterrupted():
@@ -217,7 +222,19 @@ def clean_leftovers(place):
                 _note(f"前に止まった学習が残したフォルダ {hidden} を片付けられませんでした（{e.strerror}）。")
 
 
+def clean_stale_files(folder):
+    """Remove the temporary files in ``folder`` that a killed command left (naming each on stderr)."""
+    for hidden, kind, name in list(_leftovers(Path(folder))):
+        if not hidden.is_dir():
+            with contextlib.suppress(OSError), uninterrupted():
+                _clean_leftover(hidden, kind, name)
+
+
 def _clean_leftover(hidden, kind, run):
+    if not hidden.is_dir():  # a file that a killed command was writing
+        hidden.unlink()
+        _note(f"前に止まったコマンドの書きかけのファイル {hidden} を削除しました。")
+        return
     if kind == STAGED:
         if all(p.name in RUN_FILES or p.name.startswith(".") for p in hidden.iterdir()):  # only what a run writes
             shutil.rmtree(hidden)
@@ -293,9 +310,51 @@ def new_run(out, force=False, needed=0):
                 folder.rmdir()
 
 
+@contextlib.contextmanager
+def run_lock(folder_fd, waiting=None):
+    """Hold the lock of the run folder open as ``folder_fd`` (flock on the folder itself): ``train`` holds it while
+    it replaces a run, ``report`` while it writes figures, so that a folder's figures always come from its model.
+    ``waiting`` is a note to print should the other one hold it now. Without locks (some network file systems) the
+    block runs unlocked."""
+    try:
+        fcntl.flock(folder_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        if waiting:
+            _note(waiting)
+        fcntl.flock(folder_fd, fcntl.LOCK_EX)
+    except OSError:
+        pass
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            fcntl.flock(folder_fd, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _locked_if_there(path):
+    """Hold the lock of the run folder at ``path`` for the block, when there is a folder there."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        yield
+        return
+    try:
+        with run_lock(fd, f"{path} に report が図を書いているので、終わるのを待ちます。"):
+            yield
+    finally:
+        os.close(fd)
+
+
 def _move_into_place(staging, place, force, stopped=False):
     """Make the files in ``staging`` the run at ``place``; return where the run is (the name the user gave). A run
-    that was ``stopped`` early goes beside an earlier run rather than over it."""
+    that was ``stopped`` early goes beside an earlier run rather than over it. The run folder there is locked
+    meanwhile (:func:`run_lock`): a report that is writing its figures finishes first."""
+    with _locked_if_there(place.path):
+        return _move_locked(staging, place, force, stopped)
+
+
+def _move_locked(staging, place, force, stopped):
     try:
         check_out_dir(place, force)  # again: something may have appeared there while training
     except UserError:
@@ -415,7 +474,7 @@ def write_run(folder, model, config, results, history):
     """Write ``model.pt`` and ``results.json`` (``results`` + ``config`` + ``history``) into ``folder``."""
     folder = Path(folder)
     results = strict_json({**results, "config": dict(config)})
-    save_checkpoint(folder / "model.pt", model, config, results)
+    write_checkpoint(folder / "model.pt", model, config, results)
     text = json.dumps({**results, "history": strict_json(history.to_dict())}, indent=2, allow_nan=False,
                       ensure_ascii=False)
     with atomic_file(folder / RECORD, "w") as f:

@@ -159,11 +159,16 @@ SLOW = frozenset({
     "test_ood.py::test_the_threshold_is_chosen_on_validation_digits",
     "test_preprocess.py::test_photos_with_a_dark_border_read_right",
     "test_process.py::test_a_printed_result_that_could_not_be_written_fails_and_a_written_run_does_not",
+    "test_process.py::test_a_closed_stdout_or_stderr_is_a_stream_whose_writes_fail",
     "test_process.py::test_a_killed_run_leaves_a_folder_the_next_run_names_and_removes",
+    "test_process.py::test_a_run_folder_moved_while_report_writes_keeps_no_temporary_file",
+    "test_process.py::test_a_run_replaced_while_report_runs_never_gets_the_old_models_figures",
     "test_process.py::test_a_signal_at_any_moment_keeps_every_finished_epoch_or_the_earlier_run",
+    "test_process.py::test_a_signal_while_report_writes_removes_its_temporary_file",
     "test_process.py::test_file_names_that_are_not_utf8_on_a_strict_utf8_terminal",
     "test_process.py::test_output_nobody_reads_does_not_fail_the_run",
     "test_process.py::test_signals_while_the_finished_command_exits_change_nothing",
+    "test_process.py::test_what_a_killed_report_left_never_makes_a_run_look_foreign",
     "test_report.py::test_report_writes_the_four_figures",
 })
 

@@ -3,7 +3,7 @@
 - the exit status says what happened (0, 2 for a mistake the user can fix, 128 + N for signal N);
 - a failure is exactly one line on stderr, in Japanese, with no traceback (lines starting ``お知らせ:`` are notes
   about something the program did, such as cleaning up after a killed run, and are allowed besides);
-- an earlier run is byte for byte what it was, and no hidden staging folder is left anywhere.
+- an earlier run is byte for byte what it was, and no hidden staging folder or temporary file is left anywhere.
 """
 
 import contextlib
@@ -42,10 +42,11 @@ def snapshot(folder):
 
 
 def stray_folders(root):
-    """Hidden staging or aside folders anywhere under ``root`` (links are not followed)."""
+    """Hidden staging or aside folders, and temporary files being written, anywhere under ``root`` (links are not
+    followed)."""
     found = []
-    for folder, names, _ in os.walk(root):
-        found += [Path(folder, n) for n in names if HIDDEN.fullmatch(n)]
+    for folder, names, files in os.walk(root):
+        found += [Path(folder, n) for n in names + files if HIDDEN.fullmatch(n)]
     return found
 
 

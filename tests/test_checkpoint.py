@@ -4,10 +4,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from invariants import assert_japanese_message
+from invariants import assert_japanese_message, snapshot
+from test_faults import previous_run
 
 from mnist_lab import UserError, build_model, load_checkpoint, predict_proba, save_checkpoint
 from mnist_lab.checkpoint import read_checkpoint
+from mnist_lab.runs import is_run
 
 
 @pytest.mark.parametrize("name", ["original_cnn", "ensemble"])
@@ -156,7 +158,7 @@ def test_a_device_node_is_refused_before_anything_is_written(tmp_path, monkeypat
     target.write_bytes(b"device stand-in")
     monkeypatch.setattr(files.os, "stat", lambda p, *a, **k: os.stat_result(
         (stat.S_IFCHR | 0o666, *real_stat(p, *a, **k)[1:])) if Path(p) == target else real_stat(p, *a, **k))
-    monkeypatch.setattr(files.tempfile, "mkstemp", lambda *a, **k: pytest.fail("wrote before checking"))
+    monkeypatch.setattr(files, "_new_temporary", lambda *a, **k: pytest.fail("wrote before checking"))
     with pytest.raises(UserError) as caught:
         save_checkpoint(target, build_model("quick"))
     assert_japanese_message(caught.value)
@@ -316,3 +318,22 @@ def test_any_metrics_round_trip_or_are_refused_before_writing(tmp_path_factory, 
         assert _same(results, ckpt["results"]) and _same(config, ckpt["config"])
 
     check()
+
+
+@pytest.mark.parametrize("target", ["model.pt", "other.pt", "link to model.pt"])
+def test_a_run_folder_written_by_train_is_never_saved_into(tmp_path, target):
+    """A checkpoint saved into a run folder (directly, or through a link that leads there) would no longer be the
+    model its record and figures describe: refused, nothing changed. The lesson's own place is saved into again and
+    again (§11 re-run)."""
+    run = previous_run(tmp_path / "run")
+    before = snapshot(run)
+    path = run / target
+    if target.startswith("link"):
+        path = tmp_path / "mine.pt"
+        path.symlink_to(run / "model.pt")
+    with pytest.raises(UserError) as caught:
+        save_checkpoint(path, build_model("mlp"), {}, {"test_accuracy": 0.1})
+    assert_japanese_message(caught.value)
+    assert snapshot(run) == before and is_run(run)
+    for _ in range(2):
+        assert load_checkpoint(save_checkpoint(tmp_path / "notebook" / "model.pt", build_model("mlp")))[1]["model"] == "mlp"

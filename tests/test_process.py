@@ -18,13 +18,13 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from invariants import assert_one_japanese_line, problem_lines, run_main, snapshot, stray_folders
 from test_faults import previous_run, seven
 
 from mnist_lab import build_model, save_checkpoint
-from mnist_lab.runs import is_run
+from mnist_lab.runs import FIGURES, is_run
 
 REPO = Path(__file__).resolve().parents[1]
 TOY = REPO / "tests" / "toy_cli.py"
@@ -236,3 +236,129 @@ def test_a_printed_result_that_could_not_be_written_fails_and_a_written_run_does
         else:  # succeeded, or stopped by the closed pipe as Unix tools are (`| head -1`): nothing to say
             assert not problem_lines(stderr), stderr
     assert is_run(tmp_path / "run")
+
+
+def test_a_closed_stdout_or_stderr_is_a_stream_whose_writes_fail(tmp_path):
+    """``>&-``, ``2>&-`` or both: Python starts with no stream there. ``predict``, whose result is what it prints, fails
+    with status 2 when stdout is closed; ``train`` writes its run and succeeds; ``--help`` ends normally. Never a
+    traceback, never Python's status 120 for a stream it could not flush at exit."""
+    checkpoint = save_checkpoint(tmp_path / "model.pt", build_model("quick_cnn"), {})
+    image = seven(tmp_path / "seven.png")
+    closings = {"stdout": ">&-", "stderr": "2>&-", "both": ">&- 2>&-"}
+    predict = [sys.executable, "-m", "mnist_lab", "predict", "--device", "cpu", checkpoint, image]
+    cases = {  # (command, what is closed): (argv, status)
+        **{("train", closed): ([sys.executable, str(TOY), "train", "--dry-run", "--device", "cpu", "--out",
+                                tmp_path / f"run-{closed}"], 0) for closed in closings},
+        ("predict", "stdout"): (predict, 2), ("predict", "both"): (predict, 2),
+        ("help", "stdout"): ([sys.executable, "-m", "mnist_lab", "--help"], 0),
+    }
+    running = {case: subprocess.Popen(["sh", "-c", f'exec "$@" {closings[case[1]]}', "sh", *map(str, argv)],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+               for case, (argv, _) in cases.items()}
+    for (name, closed), process in running.items():
+        stderr = process.communicate(timeout=300)[1].decode()
+        expected = cases[name, closed][1]
+        assert process.returncode == expected, (name, closed, process.returncode, stderr)
+        assert "Traceback" not in stderr, stderr
+        if closed == "stdout" and expected == 2:
+            assert_one_japanese_line(stderr)
+        elif closed == "stdout":
+            assert not problem_lines(stderr), (name, stderr)
+    for closed in closings:
+        assert is_run(tmp_path / f"run-{closed}")
+
+
+REPORT_MOMENTS = ["data", *FIGURES]  # before the figures are drawn; while one is half written (tests/toy_cli.py)
+
+
+def start_report(run, moment):
+    return subprocess.Popen([sys.executable, str(TOY), "report", run, "--device", "cpu"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**ENV, "TOY_PAUSE": moment})
+
+
+def paused(process):
+    """Wait until ``process`` (:func:`start_report`) stops at its moment; False if it ended before."""
+    return any(line.strip() == b"PAUSED" for line in iter(process.stdout.readline, b""))
+
+
+def toy(*argv):
+    return subprocess.run([sys.executable, str(TOY), *map(str, argv)], capture_output=True, env=ENV, timeout=300,
+                          check=False)
+
+
+@settings(max_examples=3, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(signum=st.sampled_from([signal.SIGINT, signal.SIGTERM, signal.SIGHUP]), moment=st.sampled_from(FIGURES))
+def test_a_signal_while_report_writes_removes_its_temporary_file(tmp_path, signum, moment):
+    base = tmp_path / f"case{time.monotonic_ns()}"
+    run = previous_run(base / "run")
+    process = start_report(run, moment)
+    assert paused(process), process.stderr.read().decode()
+    process.send_signal(signum)
+    stderr = process.communicate(timeout=300)[1].decode()
+    assert process.returncode == 128 + signum, (process.returncode, stderr)
+    assert_one_japanese_line(stderr, prefix="")
+    assert is_run(run) and not stray_folders(base), stray_folders(base)
+
+
+def test_what_a_killed_report_left_never_makes_a_run_look_foreign(tmp_path):
+    """SIGKILL while a figure is half written leaves its temporary file: the folder is still a run, a run inside it
+    is refused, and the next report or ``train --force`` removes the file."""
+    run = previous_run(tmp_path / "run")
+    for follower in (["report", run, "--device", "cpu"], ["train", "--dry-run", "--device", "cpu", "--force", "--out", run]):
+        process = start_report(run, "predictions.png")
+        assert paused(process)
+        process.kill()
+        process.communicate(timeout=300)
+        assert stray_folders(run) and is_run(run)
+        inside = toy("train", "--dry-run", "--device", "cpu", "--out", run / "sub" / "deeper")
+        assert inside.returncode == 2 and not (run / "sub").exists(), inside.stderr.decode()
+        assert_one_japanese_line(inside.stderr.decode())
+        result = toy(*follower)
+        assert result.returncode == 0 and not problem_lines(result.stderr.decode()), result.stderr.decode()
+        assert is_run(run) and not stray_folders(tmp_path), stray_folders(tmp_path)
+
+
+@settings(max_examples=2, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(moment=st.sampled_from(FIGURES))
+def test_a_run_folder_moved_while_report_writes_keeps_no_temporary_file(tmp_path, moment):
+    base = tmp_path / f"case{time.monotonic_ns()}"
+    run, moved = previous_run(base / "run"), base / "run-moved"
+    process = start_report(run, moment)
+    assert paused(process)
+    run.rename(moved)
+    stderr = process.communicate(b"\n", timeout=300)[1].decode()
+    assert process.returncode == 2, stderr
+    assert_one_japanese_line(stderr)
+    assert is_run(moved) and not stray_folders(base), stray_folders(base)
+
+
+@settings(max_examples=1, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(moment=st.sampled_from(REPORT_MOMENTS))
+@example(moment="data")
+def test_a_run_replaced_while_report_runs_never_gets_the_old_models_figures(tmp_path, moment):
+    """``train --force`` into the folder while ``report`` has read its model: whichever finishes first, the folder
+    ends with the new model and no figure drawn from the old one."""
+    base = tmp_path / f"case{time.monotonic_ns()}"
+    run = previous_run(base / "run")
+    old_model = (run / "model.pt").read_bytes()
+    report = start_report(run, moment)
+    assert paused(report)
+    train = subprocess.Popen([sys.executable, str(TOY), "train", "--dry-run", "--device", "cpu", "--force", "--out",
+                              run], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
+    notes = []
+    for line in iter(train.stderr.readline, b""):  # until it waits for the report (a note) or has ended
+        notes.append(line.decode())
+        if line.startswith("お知らせ".encode()):
+            break
+    report_err = report.communicate(b"\n", timeout=300)[1].decode()
+    train_err = "".join(notes) + train.communicate(timeout=300)[1].decode()
+    assert train.returncode == 0 and not problem_lines(train_err), train_err
+    assert report.returncode in (0, 2), report_err
+    if report.returncode:
+        assert_one_japanese_line(report_err)
+    assert is_run(run) and (run / "model.pt").read_bytes() != old_model
+    assert not [name for name in FIGURES if (run / name).exists()], "figures of the replaced model"
+    assert not stray_folders(base), stray_folders(base)

@@ -1,8 +1,15 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from invariants import assert_one_japanese_line
 from PIL import Image
 from test_cli import assert_one_line_error
 
 from mnist_lab.cli import main
 
+REPO = Path(__file__).resolve().parents[1]
 FIGURES = ["training_curves.png", "predictions.png", "confusion_matrix.png", "misclassified.png"]
 
 
@@ -30,3 +37,13 @@ def test_report_of_a_broken_metrics_file(tmp_path, mnist_root, capsys):
     code = main(["report", str(run), "--data", str(mnist_root)])
     assert_one_line_error(code, capsys.readouterr().err, "results.json")
     assert not any((run / name).exists() for name in FIGURES)
+
+
+def test_the_users_matplotlib_backend_changes_nothing(tmp_path):
+    """The CLI writes PNG files and never shows a window: a backend set for the user's own scripts (here one that
+    does not exist) changes nothing; a folder that is no run is still the user's mistake (status 2, one line)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MPLBACKEND": "no-such-backend"}
+    result = subprocess.run([sys.executable, "-m", "mnist_lab", "report", tmp_path], capture_output=True, env=env,
+                            timeout=300, check=False)
+    assert result.returncode == 2, result.stderr.decode()
+    assert_one_japanese_line(result.stderr.decode())
