@@ -225,7 +225,7 @@ class DrawPad(widgets.HBox):
         """Read the drawing: preprocess it once, let the model read it, show the reading. Return the 10
         probabilities (``None`` for an empty pad)."""
         try:
-            seen = mnist_like(self.image)
+            seen = mnist_like(self.image, background=1.0)  # the pad's own white: no paper to look for
         except EmptyImageError:
             self.probabilities = self.not_a_digit = None
             self.show_reading(None, None)

@@ -279,3 +279,15 @@ def test_the_wrong_kind_of_argument_is_one_line_saying_what_to_pass(call):
         eval(call, {"np": np, "load_image": load_image, "model_input": model_input,
                     "preprocess_drawing": preprocess_drawing})
     assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("draw", [
+    lambda d: d.rectangle([0, 0, 279, 279], outline=0, width=35),  # a square 0 along the picture's edge
+    lambda d: d.ellipse([10, 5, 270, 275], outline=0, width=40),  # a round 0 touching the edge
+    lambda d: d.ellipse([-5, -5, 285, 285], outline=0, width=30),  # one running off it
+])
+def test_a_big_zero_drawn_to_the_edge_of_a_white_picture_is_ink_not_an_empty_sheet(draw):
+    image = Image.new("L", (280, 280), 255)
+    draw(ImageDraw.Draw(image))
+    seen = mnist_like(image)
+    assert seen[14, 14] < 0.1 and seen[14, 4:8].max() > 0.5 and seen[4:8, 14].max() > 0.5  # a ring, hollow
