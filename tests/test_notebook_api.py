@@ -555,3 +555,35 @@ def test_a_number_typed_in_is_never_said_to_have_been_returned(value):
     result = ex.explorer_fp.result(value, np.eye(10, dtype=int) * 5)
     assert result.status in ("wrong", "unwritten") and JAPANESE.search(result.message)
     assert ex.RETURNED[1] not in result.message and "return" not in result.message, result.message
+
+
+# --- the one-vs-rest explorer, shifted, the non-digits and the readings of section 10 -------------------------------
+
+N_EXPLORED = 12
+EXPLORED = torch.randn(N_EXPLORED, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+LABELS = torch.arange(N_EXPLORED) % 10
+PROBS = torch.softmax(torch.randn(N_EXPLORED, 10, generator=torch.Generator().manual_seed(1)), 1)
+explorer_images = st.one_of(st.just(EXPLORED), st.just(EXPLORED[:5]), st.just(EXPLORED[:, 0]), st.just(EXPLORED[:0]),
+                            anything)
+explorer_labels = st.one_of(st.just(LABELS), st.just(LABELS[:5]), st.just(LABELS.numpy()), st.just(LABELS.tolist()),
+                            st.just(LABELS + 1), anything)
+explorer_probs = st.one_of(st.just(PROBS), st.just(PROBS.numpy()), st.just(PROBS.argmax(1)), st.just(PROBS[:, :5]),
+                           st.just(PROBS[:5]), st.just(PROBS.T), anything)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(X=explorer_images, y=explorer_labels, probs=explorer_probs, digit=st.one_of(st.integers(0, 9), scalars),
+       n_examples=st.one_of(st.integers(0, 9), scalars))
+def test_the_explorer_shows_the_library_counts_or_says_in_one_japanese_line_what_to_pass(X, y, probs, digit,
+                                                                                          n_examples):
+    from mnist_lab.widgets import OneVsRestExplorer
+
+    try:
+        explorer = OneVsRestExplorer(X, y, probs, digit=digit, n_examples=n_examples)
+    except ArgumentError as e:
+        assert_says_itself_what_to_pass(e)
+        return
+    assert X is EXPLORED and 0 <= digit <= 9 and not isinstance(digit, bool)
+    y_hat = torch.as_tensor(np.asarray(probs)).argmax(1) if np.ndim(probs) == 2 else torch.as_tensor(probs)
+    expected = M.one_vs_rest(M.confusion_matrix(LABELS, y_hat), digit)
+    assert f"{expected.TP}" in explorer.matrix.value and explorer.C.sum() == N_EXPLORED
