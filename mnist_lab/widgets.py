@@ -57,6 +57,9 @@ def checked_reader(model):
     if first is None:
         raise UserError(f"手書き欄には学習したモデルを渡してください（今は {type(model).__name__}）。例: DrawPad(model)。"
                         "ファイルなら load_checkpoint で読み込んでから渡します。")
+    if any(p.device.type == "meta" for p in model.parameters()):
+        raise UserError("このモデルの重みには値がありません（device=\"meta\"）。学習したモデルか load_checkpoint で"
+                        "読んだモデルを、model.to(\"cpu\") のように値のあるデバイスに置いて渡してください。")
     try:
         with evaluation_mode(model), torch.no_grad():
             shape = tuple(model(torch.zeros(1, 1, 28, 28, dtype=first.dtype, device=first.device)).shape)
