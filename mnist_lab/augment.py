@@ -7,10 +7,12 @@ step instead of a PIL transform per image.
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .data import MEAN, STD
+from .errors import ArgumentError
 
 BACKGROUND, INK = -MEAN / STD, (1 - MEAN) / STD  # a black and a white pixel after normalisation
 
@@ -173,9 +175,35 @@ def shifted(X, right=0, down=0):
 
     Introduced in the lesson: main.ipynb §6.
     """
+    X = _shiftable(X)
+    right, down = (_pixels("right", right, X.shape[-1]), _pixels("down", down, X.shape[-2]))
     out = torch.full_like(X, BACKGROUND)
     h, w = X.shape[-2:]
     rows_to, rows_from = slice(max(down, 0), h + min(down, 0)), slice(max(-down, 0), h - max(down, 0))
     cols_to, cols_from = slice(max(right, 0), w + min(right, 0)), slice(max(-right, 0), w - max(right, 0))
     out[..., rows_to, cols_to] = X[..., rows_from, cols_from]
     return out
+
+
+SHIFTED_TAKES = "例: shifted(data.X_test[:8], right=2)（右へ 2 ピクセル、負なら左へ）"
+
+
+def _shiftable(X):
+    """``X`` as a float tensor with at least 2 dimensions (a NumPy array becomes one); else one Japanese line."""
+    if hasattr(X, "__array__") and not isinstance(X, torch.Tensor):
+        try:
+            array = np.asarray(X)
+        except Exception:  # an object that only claims to be an array
+            array = np.asarray(None)
+        X = torch.from_numpy(array.astype(np.float32)) if array.dtype.kind in "biuf" else X
+    if not isinstance(X, torch.Tensor) or X.ndim < 2 or X.device.type == "meta" or not X.is_floating_point():
+        what = f"形 {tuple(X.shape)}、{X.dtype}" if isinstance(X, torch.Tensor) else type(X).__name__
+        raise ArgumentError(f"shifted の画像 X は正規化した小数の画像（N×1×28×28 のテンソル）にしてください（今は {what}）。{SHIFTED_TAKES}")
+    return X
+
+
+def _pixels(name, value, side):
+    """``value`` as an int if it is a whole number of pixels (not a bool); else one Japanese line."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ArgumentError(f"shifted の {name} はずらすピクセル数（整数）にしてください（今は {repr(value)[:20]}）。{SHIFTED_TAKES}")
+    return max(-side, min(side, int(value)))

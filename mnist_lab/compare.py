@@ -2,6 +2,7 @@
 
 import time
 
+from .device import usable_device
 from .errors import explained_arguments
 from .inference import evaluate
 from .models import build_model, count_parameters
@@ -24,6 +25,7 @@ def compare(data, configs, device=None, progress=True):
     """
     import pandas as pd
 
+    device = usable_device(device)  # said here, before any model trains, and naming no other function
     rows, stopped = {}, False
     for name, config in configs.items():
         model = build_model(config.model, seed=config.seed)

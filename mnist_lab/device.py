@@ -34,6 +34,25 @@ def best_device(name="auto"):
     return torch.device(name)
 
 
+def usable_device(device=None):
+    """Return ``device`` (a name such as ``"cuda"`` or ``"cuda:0"``, a ``torch.device``, or ``None`` for
+    :func:`best_device`) if this machine has it; else :class:`UserError`, one line saying what to pass."""
+    if device is None or (isinstance(device, str) and device == "auto"):
+        return best_device()
+    try:
+        device = torch.device(device) if isinstance(device, (str, torch.device)) else None
+    except (RuntimeError, TypeError, ValueError):
+        device = None
+    if device is None or device.type not in DEVICE_CHOICES:
+        raise UserError("デバイスは \"cpu\"、\"cuda\"、\"mps\" か best_device() の結果にしてください"
+                        "（GPU があればそれを選ぶのは best_device() です）。")
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise UserError(f"このマシンには {device} の GPU がありません。best_device()（あるものを選びます）か \"cpu\" を使ってください。")
+    if device.type == "mps" and not _mps_available():
+        raise UserError("このマシンでは Apple の MPS が使えません。best_device() か \"cpu\" を使ってください。")
+    return device
+
+
 def try_gpu(name="auto"):
     """The older name of :func:`best_device`, kept so that a lesson saved before the rename still runs."""
     return best_device(name)
@@ -85,7 +104,7 @@ def environment_report(device=None):
 
     import torchvision
 
-    device = torch.device(device) if device is not None else best_device()
+    device = usable_device(device)
     lines = [f"Python {platform.python_version()} / PyTorch {torch.__version__} / torchvision {torchvision.__version__}",
              f"使うデバイス: {describe_device(device)}"]
     if device.type == "cuda":

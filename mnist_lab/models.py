@@ -314,8 +314,9 @@ def layer_table(model, input_shape=(1, 1, 28, 28)):
 
 def first_block(model, input_shape=(1, 1, 28, 28)):
     """Return ``[(name, kind), ...]`` of the layers an image meets first: the first convolution and the layers after
-    it up to the next convolution or the classifier (empty for a model without convolutions). Found by running
-    ``model`` once, so it follows the forward pass of any model, not the order its layers were defined in.
+    it up to the next convolution or the classifier. Found by running ``model`` once, so it follows the forward
+    pass of any model, not the order its layers were defined in. A model without convolutions (``mlp``) has no
+    filters or feature maps to show: :class:`ArgumentError`, one line saying so.
 
     >>> first_block(OriginalCNN())
     [('conv.0', '畳み込み'), ('conv.1', 'バッチ正規化'), ('conv.2', 'ReLU'), ('conv.3', '最大プーリング')]
@@ -332,17 +333,26 @@ def first_block(model, input_shape=(1, 1, 28, 28)):
             continue
         if block or isinstance(module, nn.Conv2d):
             block.append((name, layer_kind(module)))
+    if not block:
+        raise ArgumentError(no_convolution(model))
     return block
 
 
+def no_convolution(model):
+    """The line saying that ``model`` has no convolution, so the lesson's filters and feature maps need a CNN."""
+    name = next((n for n, cls in MODELS.items() if type(model) is cls), type(model).__name__)
+    return (f"このモデル（{name}）には畳み込み層がないので、フィルタも特徴マップもありません。"
+            "この節は CNN で試してください（例: make_config(model=\"quick_cnn\") で学習したモデル）。")
+
+
 def first_convolution(model):
-    """Return the first convolution an image meets in ``model`` (``None`` for a model without one).
+    """Return the first convolution an image meets in ``model`` (:class:`ArgumentError` for a model without one,
+    as :func:`first_block`).
 
     Introduced in the lesson: main.ipynb §6.
     """
     model = module_of(model, "first_convolution", names=False)
-    block = first_block(model)
-    return model.get_submodule(block[0][0]) if block else None
+    return model.get_submodule(first_block(model)[0][0])
 
 
 @explained_arguments("モデル（またはモデルの名前）と、あれば入力の形 input_shape（例: (1, 1, 28, 28)）")

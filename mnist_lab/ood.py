@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .inference import batch_size_for, device_of, evaluation_mode
+from .errors import ArgumentError
+from .inference import batch_size_for, device_of, evaluation_mode, images_for
 
 VALIDATION_SHARE = 0.005  # share of validation digits above the threshold (so about as many test digits are flagged)
 
@@ -76,7 +77,11 @@ def most_confident(model, pictures):
     """
     from .preprocess import preprocess_drawing
 
-    probs, _ = scores_and_energy(model, torch.cat([preprocess_drawing(p) for p in pictures]))
+    if isinstance(pictures, (str, bytes)) or not hasattr(pictures, "__len__") or len(pictures) == 0:
+        raise ArgumentError(f"most_confident には絵を 1 枚以上並べたリストを渡してください（今は {type(pictures).__name__}"
+                            f"{'、空' if hasattr(pictures, '__len__') else ''}）。例: most_confident(model, non_digits(100, kinds=(\"letter\",)))")
+    X = torch.cat([preprocess_drawing(p) for p in pictures])
+    probs, _ = scores_and_energy(model, images_for(model, X, "most_confident"))
     best = int(probs.max(1).values.argmax())
     return best, int(probs[best].argmax()), float(probs[best].max())
 
@@ -111,10 +116,24 @@ def read(model, X):
 
     Introduced in the lesson: main.ipynb §10.
     """
-    probs, energies = scores_and_energy(model, X)
+    probs, energies = scores_and_energy(model, readable(model, X, "read"))
     limit = threshold_of(model)
     return [Reading(int(p.argmax()), float(p.max()), [round(float(v), 6) for v in p], float(e),
                     None if limit is None else bool(e > limit)) for p, e in zip(probs, energies)]
+
+
+def readable(model, X, function):
+    """``X`` as images ``model`` reads: a picture (a PIL image, as ``letters[i]``) or a list of pictures goes
+    through :func:`~mnist_lab.preprocess.preprocess_drawing` first; else :class:`ArgumentError` (one line)."""
+    from PIL import Image
+
+    from .preprocess import preprocess_drawing
+
+    if isinstance(X, Image.Image):
+        X = preprocess_drawing(X)
+    elif isinstance(X, (list, tuple)) and X and all(isinstance(p, Image.Image) for p in X):
+        X = torch.cat([preprocess_drawing(p) for p in X])
+    return images_for(model, X, function, empty_ok=True)
 
 
 def probabilities_and_flag(model, X):

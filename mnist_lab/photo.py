@@ -8,9 +8,11 @@ ink of the paper alone; for a plain picture it returns ``None`` and the plain wa
 
 How (all on a copy at most 160 pixels a side, so it costs a few milliseconds):
 
+0. **A drawing**: light on most of the picture and a perfectly even dark (no photo's grain) is ink drawn on a
+   light picture, read as it is, however far the ink runs along the edge (a big 0, a square along the border).
 1. **The paper**: the bright pixels (Otsu's threshold) of the largest bright region, its holes filled. It is a
    sheet on a desk when the region is large and holds nearly all the light, most of the image's edge is dark
-   desk, the sheet's edge is sharp (a
+   desk (light beyond the sheet on the edge means a stroke runs off a white picture), the sheet's edge is sharp (a
    shadow's is soft), and the dark marks inside it (the ink) are thin next to the sheet (so a white 0 on black is
    not taken for a sheet with a dark blob on it).
 2. **The light**: the paper's own brightness at every pixel is estimated by closing over the ink (a maximum then
@@ -29,6 +31,8 @@ DESK_EDGE = 0.25  # ... and the desk at least this share of the picture's edge
 INK_THIN = 0.12  # the ink's widest stroke is at most this share of the sheet's inscribed size
 UNEVEN = 0.12  # paper this much brighter in one place than in another has uneven light
 FLOOR = 0.12  # darker than the paper by less than this share: paper grain, not ink
+LIGHT_EDGE = 0.2  # light beyond the sheet on more than this share of the picture's edge: no desk around it
+FLAT = 0.004  # a dark region this even (standard deviation) is drawn, not photographed (noise is >= 0.015)
 
 
 class NoInkOnPaper(Exception):
@@ -50,6 +54,9 @@ def ink_of_photo(pixels, gray):
     value = _paper_value(pixels, bright, step)
     small_value = value[::step, ::step]
     marks = small_value < 0.7 * ndimage.maximum_filter(small_value, max(3, min(small.shape) // 3))
+    if _drawn_on_white(small, bright):  # even a big 0 or a square drawn along the picture's edge: no desk
+        ink = np.clip(float(np.percentile(gray, 90)) - gray, 0, None)
+        return ink / ink.max()
     paper = _sheet(small, bright, marks)
     if paper is None:
         if _plain(small, marks, pixels[::step, ::step]):
@@ -96,6 +103,9 @@ def _sheet(small, bright, marks):
     edge = np.concatenate([paper[0], paper[-1], paper[:, 0], paper[:, -1]])
     if paper.mean() < PAPER_AREA or 1 - edge.mean() < DESK_EDGE:
         return None
+    light_edge = np.concatenate([bright[0], bright[-1], bright[:, 0], bright[:, -1]]) & ~edge
+    if light_edge.mean() > LIGHT_EDGE:
+        return None  # the dark does not surround it: a stroke running to the edge of a white picture, not a desk
     contrast = small[paper].mean() - small[~paper].mean()
     if contrast < 0.15:
         return None  # no darker desk around it
@@ -111,6 +121,14 @@ def _sheet(small, bright, marks):
         return paper if lies_inside and inscribed >= 0.15 * min(small.shape) else None
     widest = ndimage.distance_transform_edt(on_paper).max()
     return paper if widest <= INK_THIN * inscribed else None
+
+
+def _drawn_on_white(small, bright):
+    """Whether ``small`` is dark ink drawn on a light picture (a pad's drawing, a digital image): light on most of
+    it, and its dark perfectly even (no grain, no sensor noise: no desk of a photo), however far the ink runs
+    along the picture's edge."""
+    dark = ndimage.binary_erosion(~bright, iterations=2)
+    return bright.mean() > 0.5 and bool(dark.any()) and float(small[dark].std()) < FLAT
 
 
 def _plain(small, marks, small_pixels):

@@ -270,12 +270,13 @@ def _bar_label(value, status):
 def plot_filters(conv, ncols=8):
     """Return the learned filters of a convolution on the image (a ``Conv2d`` taking one channel, or its weight
     ``out x 1 x k x k``), each with its own grey scale: white where it weighs a pixel positively, black where
-    negatively. ``None`` (a model without convolutions, see ``models.first_convolution``) gives a figure saying so.
+    negatively. ``None`` (nothing to draw) is :class:`ArgumentError`, one line asking for a CNN's convolution.
 
     Introduced in the lesson: main.ipynb §6.
     """
     if conv is None:
-        return _message_figure(label("このモデルには畳み込み層がありません", "this model has no convolution"))
+        raise ArgumentError("plot_filters に渡したものが None で、描くフィルタがありません。"
+                            "畳み込み層のあるモデル（CNN）の first_convolution(model) を渡してください。")
     weight = getattr(conv, "weight", conv)
     filters = weight.detach().float().cpu()[:, 0].numpy()
     fig, axes = _grid(len(filters), ncols, cell=0.9)
@@ -292,12 +293,13 @@ def plot_filters(conv, ncols=8):
 @explained_inputs
 def plot_feature_maps(image, maps, n=8):
     """Return one image and, row by row, the first ``n`` channels of each ``{title: maps (channels x H x W)}``
-    (no maps: a figure saying the model has no convolution).
+    (no maps: :class:`ArgumentError`, one line asking for a CNN's maps).
 
     Introduced in the lesson: main.ipynb §6.
     """
-    if not maps:
-        return _message_figure(label("このモデルには畳み込み層がありません", "this model has no convolution"))
+    if isinstance(maps, dict) and not maps:
+        raise ArgumentError("plot_feature_maps に渡した特徴マップが空で、描くものがありません。"
+                            "畳み込み層のあるモデル（CNN）の first_block(model) の層の activations を渡してください。")
     fig = Figure(figsize=(1.3 * (n + 1), 1.45 * len(maps)), layout="constrained")
     axes = fig.subplots(len(maps), n + 1, squeeze=False)
     for row, (title, channels) in zip(axes, maps.items()):
@@ -332,10 +334,3 @@ def plot_energies(digits, non_digits, threshold=None, title=None):
     fig.tight_layout()
     return fig
 
-
-def _message_figure(text):
-    fig = Figure(figsize=(6, 1), layout="constrained")
-    ax = fig.subplots()
-    ax.set_axis_off()
-    ax.text(0.5, 0.5, text, ha="center", va="center")
-    return fig

@@ -204,13 +204,14 @@ def to_gray(image):
     return _luminance(to_pixels(image)).astype(np.float32)
 
 
-def ink_from_gray(gray):
+def ink_from_gray(gray, background=None):
     """Return the ink as values in [0, 1] on a 0 background, whatever the polarity; EmptyImageError if none.
 
-    The background is the median of the border pixels: a light border means dark ink on paper, so it is inverted.
+    The background, unless given, is the median of the border pixels: a light border means dark ink on paper, so
+    it is inverted.
     """
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    background = float(np.median(border))
+    if background is None:
+        background = float(np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])))
     ink = gray - background if background < 0.5 else background - gray
     ink = np.clip(ink, 0, None)
     if ink.max() < 0.1:
@@ -218,12 +219,18 @@ def ink_from_gray(gray):
     return ink / ink.max()
 
 
-def find_ink(image):
+def find_ink(image, background=None):
     """Return the ink of ``image`` as values in [0, 1] on a 0 background (see :mod:`mnist_lab.photo`): a sheet of
     paper on a darker desk is found and only its ink kept, shadows and uneven light are evened out, ink of any
-    colour counts; a plain drawing or scan is read by the median of its border (:func:`ink_from_gray`)."""
+    colour counts; a plain drawing or scan is read by the median of its border (:func:`ink_from_gray`).
+
+    ``background``: the brightness of the picture's background when it is known (the drawing pad's white, 1.0):
+    the ink is then whatever differs from it, and no paper is looked for (a big 0 drawn to the pad's edge is no
+    sheet of paper on a desk)."""
     pixels = to_pixels(image)
     gray = _luminance(pixels).astype(np.float32)
+    if background is not None:
+        return ink_from_gray(gray, background)
     try:
         ink = ink_of_photo(pixels, gray)
     except NoInkOnPaper:
@@ -305,9 +312,10 @@ def _centred(box):
     return field
 
 
-def mnist_like(image):
-    """Return the 28x28 MNIST-like picture (float tensor in [0, 1], white ink on black) of any digit image."""
-    return _centred(_fit_box(_even_strokes(_cropped(find_ink(image)))))
+def mnist_like(image, background=None):
+    """Return the 28x28 MNIST-like picture (float tensor in [0, 1], white ink on black) of any digit image;
+    ``background`` as :func:`find_ink` takes it."""
+    return _centred(_fit_box(_even_strokes(_cropped(find_ink(image, background)))))
 
 
 def preprocess_drawing(image):

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from .errors import ArgumentError
+
 SIDE = 112  # the canvas: big enough for smooth strokes, small enough to make thousands a second
 LOOKALIKES = set("OoQDIlSsZzBbgq")
 LETTERS = "".join(c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" if c not in LOOKALIKES)
@@ -142,8 +144,26 @@ def non_digits(n, seed=0, kinds=KINDS, fonts=None):
 
     Introduced in the lesson: main.ipynb §10.
     """
+    kinds = checked_kinds(kinds)
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or not 0 <= n <= 100_000:
+        raise ArgumentError(f"non_digits の n は作る枚数（0〜100000 の整数）にしてください（今は {repr(n)[:20]}）。例: non_digits(100)")
     rng, fonts, kana = np.random.default_rng(seed), fonts or bundled_fonts(), kana_font()
     return [non_digit(rng, fonts, kinds[rng.integers(len(kinds))], kana_font=kana)[1] for _ in range(n)]
+
+
+def checked_kinds(kinds):
+    """``kinds`` as a tuple of names of ``KINDS`` (one name alone, ``"letter"``, is one kind: ``("letter")`` without
+    its comma is a string); else :class:`ArgumentError` naming the kinds there are."""
+    kinds = (kinds,) if isinstance(kinds, str) else kinds
+    try:
+        kinds = tuple(kinds)
+    except TypeError:
+        kinds = (kinds,)
+    unknown = [k for k in kinds if not isinstance(k, str) or k not in KINDS]
+    if unknown or not kinds:
+        raise ArgumentError(f"non_digits の kinds にない種類です（{repr(unknown[0])[:20] if unknown else '空'}）。"
+                            f"種類は {', '.join(KINDS)} から選んでください。例: kinds=(\"letter\",)")
+    return kinds
 
 
 def _canvas():

@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from .augment import like_drawings, random_affine
 from .callbacks import standard_callbacks
 from .data import shuffled_batches
-from .device import best_device, describe_device
-from .errors import explained_arguments
+from .device import describe_device, usable_device
+from .errors import UserError, explained_arguments
 from .history import History
 from .inference import evaluate, mixed_precision
 from .interrupts import uninterrupted
@@ -44,7 +44,10 @@ def fit(model, data, config, device=None, callbacks=(), progress=True):
     set never chooses anything); Ctrl+C stops cleanly, keeping the last finished (or best) epoch's weights.
     Introduced in the lesson: main.ipynb §5."""
     config = checked_config(config)  # as make_config checks it: a recipe changed by hand is checked here
-    device = torch.device(device) if device is not None else best_device()
+    device = usable_device(device)
+    callbacks = checked_callbacks(callbacks)
+    if len(getattr(data, "y_train", ())) == 0:
+        raise UserError("学習データがありません（0 枚）。load_mnist() のデータか、1 枚以上ある data.head(n) を渡してください。")
     print(f"学習デバイス: {describe_device(device)}")
     torch.manual_seed(config.seed)  # dropout
     model.to(device, memory_format=torch.channels_last)  # NHWC is the faster layout for CPU (oneDNN) and GPU convs
@@ -77,6 +80,16 @@ def fit(model, data, config, device=None, callbacks=(), progress=True):
     if history.interrupted:
         print("\n" + interruption_note(history))
     return history
+
+
+def checked_callbacks(callbacks):
+    """``callbacks`` as a list of callback objects; else :class:`UserError` (a class instead of an object, one
+    callback not in a list)."""
+    if not isinstance(callbacks, (list, tuple)) or any(isinstance(c, type) for c in callbacks):
+        given = type(callbacks).__name__ if not isinstance(callbacks, (list, tuple)) else "クラスのまま"
+        raise UserError(f"fit の callbacks には、作ったコールバックをリストにして渡してください（今は {given}）。"
+                        "例: callbacks=[LiveCurves()]（() を付けて作り、[ ] で囲みます）")
+    return list(callbacks)
 
 
 def train_epoch(model, batches, optimizer, scheduler=None, callbacks=()):

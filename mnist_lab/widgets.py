@@ -57,6 +57,9 @@ def checked_reader(model):
     if first is None:
         raise UserError(f"手書き欄には学習したモデルを渡してください（今は {type(model).__name__}）。例: DrawPad(model)。"
                         "ファイルなら load_checkpoint で読み込んでから渡します。")
+    if any(p.device.type == "meta" for p in model.parameters()):
+        raise UserError("このモデルの重みには値がありません（device=\"meta\"）。学習したモデルか load_checkpoint で"
+                        "読んだモデルを、model.to(\"cpu\") のように値のあるデバイスに置いて渡してください。")
     try:
         with evaluation_mode(model), torch.no_grad():
             shape = tuple(model(torch.zeros(1, 1, 28, 28, dtype=first.dtype, device=first.device)).shape)
@@ -225,7 +228,7 @@ class DrawPad(widgets.HBox):
         """Read the drawing: preprocess it once, let the model read it, show the reading. Return the 10
         probabilities (``None`` for an empty pad)."""
         try:
-            seen = mnist_like(self.image)
+            seen = mnist_like(self.image, background=1.0)  # the pad's own white: no paper to look for
         except EmptyImageError:
             self.probabilities = self.not_a_digit = None
             self.show_reading(None, None)
@@ -256,6 +259,57 @@ class DrawPad(widgets.HBox):
             bar.bar_style = "success" if k == digit else ""
 
 
+EXPLORER_TAKES = ("渡すのは 画像 X（N×1×28×28 のテンソル）、同じ枚数のラベル y（0〜9）、predict_proba(model, X) の確率"
+                  "（N×10）か予測 y_hat（N 個）です。例: OneVsRestExplorer(data.X_test, data.y_test, probs)")
+
+
+def _refused(what):
+    return ArgumentError(f"OneVsRestExplorer: {what}。{EXPLORER_TAKES}")
+
+
+def _labels(values, name):
+    """``values`` as a 1-D CPU tensor of labels 0-9, or :class:`ArgumentError`."""
+    try:
+        t = torch.as_tensor(values.detach() if isinstance(values, torch.Tensor) else np.asarray(values)).cpu()
+    except Exception as e:  # ragged lists, objects, a tensor without data
+        raise _refused(f"{name} を数の並びとして読めません（{type(values).__name__}）") from e
+    if t.ndim != 1 or t.dtype == torch.bool or t.is_complex() or (t.is_floating_point() and not (t == t.round()).all()):
+        raise _refused(f"{name} は整数が 1 枚に 1 つ並んだ 1 次元のものにしてください（今は形 {tuple(t.shape)}、{t.dtype}）")
+    if len(t) and not (0 <= t.min() and t.max() <= 9):
+        raise _refused(f"{name} に 0〜9 以外の値があります")
+    return t.long()
+
+
+def explorer_inputs(X, y, probs):
+    """Return ``(X, y, y_hat)`` for :class:`OneVsRestExplorer`, or :class:`ArgumentError` (one line): images
+    ``N x 1 x 28 x 28``, ``N`` labels 0-9, and ``N x 10`` probabilities (or ``N`` predicted labels)."""
+    if not isinstance(X, torch.Tensor) or X.ndim != 4 or tuple(X.shape[1:]) != (1, 28, 28) or len(X) == 0 \
+            or X.device.type == "meta" or not X.is_floating_point():
+        shape = tuple(X.shape) if isinstance(X, torch.Tensor) else type(X).__name__
+        raise _refused(f"画像 X が N×1×28×28 の小数のテンソルではありません（今は {shape}）")
+    y = _labels(y, "ラベル y")
+    if isinstance(probs, np.ndarray) and probs.ndim == 2 and probs.dtype.kind in "biuf":
+        probs = torch.from_numpy(probs)
+    if isinstance(probs, torch.Tensor) and probs.ndim == 2:
+        if (probs.shape[1] != 10 or probs.device.type == "meta" or not probs.is_floating_point()
+                or not torch.isfinite(probs).all()):
+            raise _refused(f"確率 probs（形 {tuple(probs.shape)}）が N×10 の数だけの小数ではありません")
+        y_hat = probs.detach().float().cpu().argmax(1)
+    else:
+        y_hat = _labels(probs, "確率 probs（か予測 y_hat）")
+    if not len(X) == len(y) == len(y_hat):
+        raise _refused(f"画像 {len(X)} 枚、ラベル {len(y)} 個、予測 {len(y_hat)} 個と数がそろっていません")
+    return X, y, y_hat
+
+
+def checked_whole(name, value, low, high):
+    """``value`` as an int if it is a whole number (not a bool) from ``low`` to ``high``; else one line."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
+        raise ArgumentError(f"OneVsRestExplorer の {name} は {low} 以上 {high} 以下の整数にしてください（今は {repr(value)[:20]}）。"
+                            "例: OneVsRestExplorer(data.X_test, data.y_test, probs, digit=3)")
+    return int(value)
+
+
 def _count_cell(name, value):
     return f"<td class='ovr-{name}' style='padding:6px 14px;text-align:center'><b>{name}</b><br>{value}</td>"
 
@@ -268,10 +322,10 @@ class OneVsRestExplorer(widgets.VBox):
     """
 
     def __init__(self, X, y, probs, digit=3, n_examples=8):
-        self.X, self.y = X, torch.as_tensor(y).cpu()
-        self.y_hat = torch.as_tensor(probs).argmax(1).cpu()
-        self.C = confusion_matrix(self.y, self.y_hat)
-        self.n_examples = n_examples
+        self.X, self.y, self.y_hat = explorer_inputs(X, y, probs)
+        digit = checked_whole("digit", digit, 0, 9)
+        self.C = confusion_matrix(self.y, self.y_hat, num_classes=10)
+        self.n_examples = checked_whole("n_examples", n_examples, 0, 100)
         self.digit = widgets.Dropdown(options=list(range(10)), value=digit, description="数字:")
         self.matrix = widgets.HTML().add_class("ovr-matrix")
         self.formulas = widgets.HTML().add_class("ovr-formulas")

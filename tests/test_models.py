@@ -30,14 +30,20 @@ def test_every_model_maps_a_batch_to_ten_scores(name):
 @pytest.mark.parametrize("name", list(MODELS))
 def test_the_first_block_is_found_in_every_model_from_its_forward_pass(name):
     """What section 6 shows: the first convolution an image meets and the layers after it up to the next one."""
+    from invariants import assert_japanese_message
+
+    from mnist_lab.errors import ArgumentError
     from mnist_lab.inference import activations
     from mnist_lab.models import first_block, first_convolution
 
     model = build_model(name, seed=0)
-    block = first_block(model)
-    if not any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
-        assert block == [] and first_convolution(model) is None
+    if not any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):  # nothing to show: one line, not blank
+        for find in (first_block, first_convolution):
+            with pytest.raises(ArgumentError) as refused:
+                find(model)
+            assert_japanese_message(refused.value)
         return
+    block = first_block(model)
     conv = first_convolution(model)
     assert isinstance(conv, torch.nn.Conv2d) and conv.in_channels == 1  # it reads the image itself
     assert model.get_submodule(block[0][0]) is conv

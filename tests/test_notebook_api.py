@@ -395,6 +395,10 @@ def test_model_functions_take_a_model_or_its_name_or_say_in_one_japanese_line_wh
     except UserError as e:
         assert_says_itself_what_to_pass(e)
         registered = isinstance(model, str) and model in MODELS
+        convolutionless = name.startswith("first_") and (model == "mlp" if isinstance(model, str)
+                                                         else isinstance(model, torch.nn.ReLU))
+        if convolutionless:  # no filters to show: said in one line
+            return
         assert not isinstance(model, torch.nn.Module) and not (name != "first_convolution" and registered), e
         return
     assert isinstance(model, torch.nn.Module) or isinstance(model, str) and name != "first_convolution"
@@ -551,3 +555,107 @@ def test_a_number_typed_in_is_never_said_to_have_been_returned(value):
     result = ex.explorer_fp.result(value, np.eye(10, dtype=int) * 5)
     assert result.status in ("wrong", "unwritten") and JAPANESE.search(result.message)
     assert ex.RETURNED[1] not in result.message and "return" not in result.message, result.message
+
+
+# --- the one-vs-rest explorer, shifted, the non-digits and the readings of section 10 -------------------------------
+
+N_EXPLORED = 12
+EXPLORED = torch.randn(N_EXPLORED, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+LABELS = torch.arange(N_EXPLORED) % 10
+PROBS = torch.softmax(torch.randn(N_EXPLORED, 10, generator=torch.Generator().manual_seed(1)), 1)
+explorer_images = st.one_of(st.just(EXPLORED), st.just(EXPLORED[:5]), st.just(EXPLORED[:, 0]), st.just(EXPLORED[:0]),
+                            anything)
+explorer_labels = st.one_of(st.just(LABELS), st.just(LABELS[:5]), st.just(LABELS.numpy()), st.just(LABELS.tolist()),
+                            st.just(LABELS + 1), anything)
+explorer_probs = st.one_of(st.just(PROBS), st.just(PROBS.numpy()), st.just(PROBS.argmax(1)), st.just(PROBS[:, :5]),
+                           st.just(PROBS[:5]), st.just(PROBS.T), anything)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(X=explorer_images, y=explorer_labels, probs=explorer_probs, digit=st.one_of(st.integers(0, 9), scalars),
+       n_examples=st.one_of(st.integers(0, 9), scalars))
+def test_the_explorer_shows_the_library_counts_or_says_in_one_japanese_line_what_to_pass(X, y, probs, digit,
+                                                                                          n_examples):
+    from mnist_lab.widgets import OneVsRestExplorer
+
+    try:
+        explorer = OneVsRestExplorer(X, y, probs, digit=digit, n_examples=n_examples)
+    except ArgumentError as e:
+        assert_says_itself_what_to_pass(e)
+        return
+    assert X is EXPLORED and 0 <= digit <= 9 and not isinstance(digit, bool)
+    y_hat = torch.as_tensor(np.asarray(probs)).argmax(1) if np.ndim(probs) == 2 else torch.as_tensor(probs)
+    expected = M.one_vs_rest(M.confusion_matrix(LABELS, y_hat), digit)
+    assert f"{expected.TP}" in explorer.matrix.value and explorer.C.sum() == N_EXPLORED
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None)
+@given(X=st.one_of(st.just(EXPLORED[:2]), st.just(EXPLORED[:2].numpy()), anything),
+       right=st.one_of(st.integers(-40, 40), scalars), down=st.one_of(st.integers(-3, 3), scalars))
+def test_shifted_moves_the_pixels_or_says_in_one_japanese_line_what_to_pass(X, right, down):
+    from mnist_lab.augment import BACKGROUND, shifted
+
+    try:
+        moved = shifted(X, right=right, down=down)
+    except ArgumentError as e:
+        assert_says_itself_what_to_pass(e)
+        return
+    assert isinstance(right, (int, np.integer)) and isinstance(down, (int, np.integer))
+    original = np.asarray(X, dtype=np.float32)
+    h, w = original.shape[-2:]
+    framed = np.pad(original, [(0, 0)] * (original.ndim - 2) + [(h, h), (w, w)], constant_values=BACKGROUND)
+    dy, dx = max(-h, min(h, int(down))), max(-w, min(w, int(right)))
+    expected = framed[..., h - dy:2 * h - dy, w - dx:2 * w - dx]  # the picture in a frame of background, moved
+    assert isinstance(moved, torch.Tensor) and np.array_equal(moved.numpy(), expected)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None)
+@given(n=st.one_of(st.integers(0, 3), scalars),
+       kinds=st.one_of(st.sampled_from(["letter", ("letter",), ("shape", "noise"), ("letters",), (), ("letter", 3)]),
+                       anything))
+def test_non_digits_draws_the_kinds_named_or_says_in_one_japanese_line_which_there_are(n, kinds):
+    from mnist_lab.synthetic import KINDS, non_digits
+
+    try:
+        pictures = non_digits(n, seed=0, kinds=kinds)
+    except ArgumentError as e:
+        assert_says_itself_what_to_pass(e)
+        return
+    named = (kinds,) if isinstance(kinds, str) else tuple(kinds)
+    assert named and set(named) <= set(KINDS) and len(pictures) == n
+
+
+def test_the_pictures_of_section_10_are_read_or_refused_in_one_japanese_line():
+    from mnist_lab.ood import most_confident, read
+    from mnist_lab.synthetic import non_digits
+
+    letters = non_digits(3, seed=0, kinds=("letter",))
+    assert read(MODEL, letters[0]) == read(MODEL, preprocess_drawing(letters[0]))  # a picture, as preprocess_drawing
+    assert len(read(MODEL, letters)) == 3
+    index, digit, p = most_confident(MODEL, letters)
+    assert 0 <= index < 3 and 0 <= digit <= 9 and 0 < p <= 1
+    for call in (lambda: most_confident(MODEL, []), lambda: most_confident(MODEL, "letter"),
+                 lambda: read(MODEL, "letter"), lambda: read(None, letters[0])):
+        with pytest.raises(ArgumentError) as refused:
+            call()
+        assert_says_itself_what_to_pass(refused.value)
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", torch.device("cuda", 1), "gpu", "meta", 3, "mps"])
+def test_a_device_this_machine_lacks_is_one_japanese_line(device):
+    from mnist_lab.device import environment_report
+
+    if torch.cuda.is_available() and str(device).startswith("cuda") and device != torch.device("cuda", 1):
+        assert "cuda" in environment_report(device)  # a machine that has it: the report
+        return
+    with pytest.raises(UserError) as refused:
+        environment_report(device)
+    assert_says_itself_what_to_pass(refused.value)
+
+
+def test_the_pad_refuses_a_model_without_values():
+    from mnist_lab.widgets import DrawPad
+
+    with pytest.raises(UserError) as refused:
+        DrawPad(build_model("quick_cnn", seed=0).to("meta"))
+    assert_says_itself_what_to_pass(refused.value)

@@ -77,9 +77,15 @@ def test_a_model_without_a_finished_epoch_gets_no_bar_but_its_status(status):
     assert words[0] == "80" and words[1] != "0" and not any(ch.isdigit() for ch in words[1])
 
 
-def test_a_model_without_convolutions_is_said_not_crashed():
-    for fig in (plots.plot_filters(None), plots.plot_feature_maps(torch.zeros(1, 28, 28), {})):
-        assert fig._repr_png_().startswith(PNG) and fig.axes[0].texts
+def test_nothing_to_draw_from_a_model_without_convolutions_is_one_japanese_line_not_a_blank_figure():
+    from invariants import assert_japanese_message
+
+    from mnist_lab.errors import ArgumentError
+
+    for draw in (lambda: plots.plot_filters(None), lambda: plots.plot_feature_maps(torch.zeros(1, 28, 28), {})):
+        with pytest.raises(ArgumentError) as refused:
+            draw()
+        assert_japanese_message(refused.value)
 
 
 def test_confusion_heatmap_writes_every_count():

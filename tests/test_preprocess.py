@@ -279,3 +279,22 @@ def test_the_wrong_kind_of_argument_is_one_line_saying_what_to_pass(call):
         eval(call, {"np": np, "load_image": load_image, "model_input": model_input,
                     "preprocess_drawing": preprocess_drawing})
     assert "\n" not in str(refused.value)
+
+
+def ring(rx, ry, n=60):
+    return [(140 + rx * np.cos(2 * np.pi * i / n), 140 + ry * np.sin(2 * np.pi * i / n)) for i in range(n + 1)]
+
+
+@pytest.mark.parametrize("draw, grain", [
+    (lambda d: d.rectangle([0, 0, 279, 279], outline=0, width=35), 0),  # a square 0 along the picture's edge
+    (lambda d: d.line(ring(130, 135), fill=0, width=40, joint="curve"), 0.02),  # a round 0 touching the edge
+    (lambda d: d.line(ring(135, 138), fill=0, width=30, joint="curve"), 0.02),  # one running off it
+])
+def test_a_big_zero_drawn_to_the_edge_of_a_white_picture_is_ink_not_an_empty_sheet(draw, grain):
+    """Drawn, or scanned with a photo's grain where white remains on the picture's edge (a noisy dark frame all
+    around the edge looks exactly like a blank sheet on a desk)."""
+    image = Image.new("L", (280, 280), 255)
+    draw(ImageDraw.Draw(image))
+    noisy = np.asarray(image, np.float32) / 255 + np.random.default_rng(0).normal(0, grain, (280, 280))
+    for seen in mnist_like(image), mnist_like(noisy.clip(0, 1)):
+        assert seen[14, 14] < 0.1 and seen[14, 4:8].max() > 0.5 and seen[4:8, 14].max() > 0.5  # a ring, hollow

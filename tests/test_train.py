@@ -7,7 +7,7 @@ import torch
 from invariants import assert_japanese_message
 
 from mnist_lab import History, UserError, build_model, count_parameters, evaluate, fit, make_config, predict_proba
-from mnist_lab.callbacks import Callback, TensorBoardLogger
+from mnist_lab.callbacks import Callback, LiveCurves, TensorBoardLogger
 from mnist_lab.compare import compare
 from mnist_lab.data import MNISTData
 from mnist_lab.recipes import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LR, TrainConfig, with_env_overrides
@@ -418,3 +418,24 @@ def test_a_batch_too_large_for_memory_is_refused_everywhere_before_training(tmp_
     code, _, err = run_main(["train", "--out", tmp_path / "q1", "--force", "--batch-size", "10000000", "--model", "deep",
                              "--lr", "10", "--val-size", "1"])
     assert code == 2 and assert_one_japanese_line(err) and not (tmp_path / "q1").exists()
+
+
+@pytest.mark.parametrize("call, names", [
+    (lambda m, d, c: fit(m, d, c, callbacks=[LiveCurves], progress=False), "callbacks"),  # the class, () forgotten
+    (lambda m, d, c: fit(m, d, c, callbacks=LiveCurves(), progress=False), "callbacks"),  # not in a list
+    (lambda m, d, c: fit(m, d.head(0, 0), c, progress=False), None),  # no training data
+    (lambda m, d, c: fit(m, d, c, device="gpu", progress=False), None),
+    (lambda m, d, c: compare(d, {"a": c}, device="gpu", progress=False), "compare"),
+])
+def test_a_mistake_in_fit_or_compare_is_one_japanese_line_about_that_call(call, names, capsys):
+    import re
+
+    model, data, config = build_model("quick", seed=0), tiny_data(64), make_config("quick", epochs=1, batch_size=16)
+    with pytest.raises(UserError) as refused:
+        call(model, data, config)
+    text = str(refused.value)
+    assert_japanese_message(refused.value)
+    assert not re.search(r"[A-Za-z]+Error|Expected|total_steps", text), text  # its own words, not PyTorch's
+    assert "fit に渡したもの" not in text or names != "compare"
+    if names == "callbacks":
+        assert "callbacks" in text

@@ -5,6 +5,8 @@ import weakref
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mnist_lab import History, build_model
 from mnist_lab.callbacks import LiveCurves
@@ -141,7 +143,7 @@ def test_each_batch_from_the_page_is_read_once_even_with_the_pen_still_down(monk
     pad = DrawPad(build_model("quick", seed=0).eval())
     preprocessed, answers = [], []
     real = W.mnist_like
-    monkeypatch.setattr(W, "mnist_like", lambda image: preprocessed.append(1) or real(image))
+    monkeypatch.setattr(W, "mnist_like", lambda image, **kw: preprocessed.append(1) or real(image, **kw))
     pad.canvas.send = lambda content, buffers=None: answers.append(content)
     send(pad, ("down", 140, 40, 22), ("move", 140, 120), ("move", 140, 200))  # the pen is still down
     assert pad.probabilities is not None and "class='digit'" in pad.prediction.value
@@ -217,3 +219,46 @@ def test_the_pad_reads_with_a_model_of_another_precision():
         pad.apply(op)
     probs = pad.predict()
     assert probs is not None and abs(float(probs.sum()) - 1) < 1e-6
+
+
+def draw_closed(pad, points, width):
+    pad.set_line_width(width)
+    pad.pen_down(*points[0])
+    for p in points[1:]:
+        pad.pen_move(*p)
+    pad.pen_up()
+
+
+def ellipse(rx, ry, n=48):
+    import math
+
+    return [(140 + rx * math.cos(2 * math.pi * i / n), 140 + ry * math.sin(2 * math.pi * i / n)) for i in range(n + 1)]
+
+
+def square(margin):
+    a, b = margin, 280 - margin
+    return [(a, a), (b, a), (b, b), (a, b), (a, a)]
+
+
+@pytest.fixture(scope="module")
+def pad_model():
+    from mnist_lab import load_checkpoint
+    from mnist_lab.app import PAD_MODEL
+
+    return load_checkpoint(PAD_MODEL)[0]
+
+
+@pytest.mark.parametrize("points, width", [(ellipse(125, 125), 30), (ellipse(130, 135), 40), (square(15), 30)])
+def test_a_big_zero_to_the_pads_edge_is_read_as_zero(pad_model, points, width):
+    pad = DrawPad(pad_model)
+    draw_closed(pad, points, width)
+    assert pad.probabilities is not None and int(pad.probabilities.argmax()) == 0, pad.prediction.value
+
+
+@settings(max_examples=12, deadline=None)
+@given(shape=st.sampled_from(["ellipse", "square"]), rx=st.integers(90, 140), ry=st.integers(90, 140),
+       margin=st.integers(0, 40), width=st.integers(20, 40))
+def test_a_closed_stroke_anywhere_up_to_the_edge_is_never_an_empty_pad(shape, rx, ry, margin, width):
+    pad = DrawPad(build_model("quick", seed=0))
+    draw_closed(pad, ellipse(rx, ry) if shape == "ellipse" else square(margin), width)
+    assert pad.probabilities is not None and not asks_for_a_drawing(pad), pad.prediction.value
