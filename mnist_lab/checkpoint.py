@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .device import usable_device
 from .errors import UserError
 from .files import atomic_file, file_problem, os_error, writable_path
 from .models import MODELS, RENAMED_MODELS, build_model, model_name
@@ -197,6 +198,7 @@ def load_checkpoint(path, model=None, device="cpu"):
 
     Introduced in the lesson: main.ipynb §10.
     """
+    device = usable_device("cpu" if device is None else device)  # "meta" or a GPU this machine lacks: one line
     ckpt = read_checkpoint(path)
     name = ckpt["model"]
     if model is None:

@@ -37,17 +37,23 @@ NOT_DIGIT_WEIGHT = 0.5  # weight of the non-digits' loss (outlier exposure) next
 
 
 @explained_arguments("モデル、load_mnist() のデータ、make_config(...) のレシピ（この順）")
+def checked_arguments(data, config, device, callbacks):
+    """``fit``'s recipe, device and callbacks as it uses them; :class:`UserError` (one line) for what it cannot use."""
+    config = checked_config(config)  # as make_config checks it: a recipe changed by hand is checked here
+    device = usable_device(device)
+    callbacks = checked_callbacks(callbacks)
+    if len(getattr(data, "y_train", ())) == 0:
+        raise UserError("学習データがありません（0 枚）。load_mnist() のデータか、1 枚以上ある data.head(n) を渡してください。")
+    return config, device, callbacks
+
+
 def fit(model, data, config, device=None, callbacks=(), progress=True):
     """Train ``model`` on ``data`` (:class:`~mnist_lab.data.MNISTData`) as ``config`` says; return its History.
 
     After each epoch the model is evaluated on the validation split (the test split when there is none: the test
     set never chooses anything); Ctrl+C stops cleanly, keeping the last finished (or best) epoch's weights.
     Introduced in the lesson: main.ipynb §5."""
-    config = checked_config(config)  # as make_config checks it: a recipe changed by hand is checked here
-    device = usable_device(device)
-    callbacks = checked_callbacks(callbacks)
-    if len(getattr(data, "y_train", ())) == 0:
-        raise UserError("学習データがありません（0 枚）。load_mnist() のデータか、1 枚以上ある data.head(n) を渡してください。")
+    config, device, callbacks = checked_arguments(data, config, device, callbacks)
     print(f"学習デバイス: {describe_device(device)}")
     torch.manual_seed(config.seed)  # dropout
     model.to(device, memory_format=torch.channels_last)  # NHWC is the faster layout for CPU (oneDNN) and GPU convs

@@ -337,3 +337,11 @@ def test_a_run_folder_written_by_train_is_never_saved_into(tmp_path, target):
     assert snapshot(run) == before and is_run(run)
     for _ in range(2):
         assert load_checkpoint(save_checkpoint(tmp_path / "notebook" / "model.pt", build_model("mlp")))[1]["model"] == "mlp"
+
+
+@pytest.mark.parametrize("device", ["meta", "gpu", 3, "cuda:99"])
+def test_a_device_this_machine_cannot_load_into_is_one_japanese_line(tmp_path, device):
+    path = save_checkpoint(tmp_path / "m.pt", build_model("quick_cnn"))
+    with pytest.raises(UserError) as refused:
+        load_checkpoint(path, device=device)
+    assert_japanese_message(refused.value)

@@ -167,4 +167,5 @@ def test_y_hat_always_means_predicted_labels():
     assignment = re.compile(r"^\s*(?:self\.)?y_hat\s*=\s*(.+)$", re.MULTILINE)
     assignments = [m.group(1) for text in texts for m in assignment.finditer(text)]
     assert len(assignments) >= 4
-    assert all(".argmax(" in value for value in assignments), assignments
+    # an argmax of scores, or predicted labels a student passed in (checked as labels 0-9)
+    assert all(".argmax(" in value or value.startswith("_labels(") for value in assignments), assignments
