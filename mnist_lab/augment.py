@@ -193,7 +193,7 @@ def _shiftable(X):
     if hasattr(X, "__array__") and not isinstance(X, torch.Tensor):
         try:
             array = np.asarray(X)
-        except Exception:  # an object that only claims to be an array
+        except Exception:  # noqa: BLE001 - an object that only claims to be an array may fail in any way
             array = np.asarray(None)
         X = torch.from_numpy(array.astype(np.float32)) if array.dtype.kind in "biuf" else X
     if not isinstance(X, torch.Tensor) or X.ndim < 2 or X.device.type == "meta" or not X.is_floating_point():
