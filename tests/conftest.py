@@ -11,6 +11,7 @@ the fixtures a test uses (what it needs) and from ``SLOW`` (what it costs, measu
 
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,13 @@ import pytest
 from mnist_lab.data import ENV_ROOT, RAW_FILES, load_mnist, raw_dir
 
 REPO = Path(__file__).resolve().parents[1]
+
+# The commands the tests start get the signals a terminal gives them. A suite started in the background by a
+# non-interactive shell, or under nohup, has SIGINT/SIGQUIT or SIGHUP ignored, and an ignored signal stays ignored
+# in every child (our commands keep it so, as nohup wants): the tests that stop a command with Ctrl+C would fail.
+for _name, _handler in (("SIGINT", signal.default_int_handler), ("SIGQUIT", signal.SIG_DFL), ("SIGHUP", signal.SIG_DFL)):
+    if signal.getsignal(getattr(signal, _name)) is signal.SIG_IGN:
+        signal.signal(getattr(signal, _name), _handler)
 
 
 def missing(message):
