@@ -510,11 +510,19 @@ class ReadingExercise:
     """Read one number off a widget and type it in: ``ex.NAME.check(value, C)`` against the model's own matrix.
     Like :class:`Exercise`, a check never raises, whatever ``value`` and ``C`` are."""
 
-    def __init__(self, name, reference, question, hint, digit):
+    def __init__(self, name, reference, question, hint, digit, formula):
         self.name, self.reference, self.question, self.hints, self.digit = name, reference, question, [hint], digit
+        self.formula = formula  # how the number is computed from C, the solution shown at the end
         self._shown = set()
 
     def result(self, value=None, C=None):
+        try:
+            return self._result(value, C)
+        except Exception as e:  # noqa: BLE001 - a check never raises: a value or a C too big or odd to read
+            return Result("wrong", f"入れた値か C を読めませんでした（{type(e).__name__}）。読んだ数と、エクスプローラと同じ混同行列 C を"
+                                   f"渡してください。例: ex.{self.name}.check(answer, C)")
+
+    def _result(self, value, C):
         if C is None:
             return Result("wrong", "check(answer, C) のように、読んだ数と混同行列 C の 2 つを渡してください。")
         try:
@@ -548,9 +556,18 @@ class ReadingExercise:
     def hint(self):
         show(self.next_hint())
 
+    def solution(self, C=None):
+        """How the number is computed from C (and, given C, the number itself)."""
+        try:
+            number = f"（この C では {shown(self.reference(M._matrix(C)))}）" if C is not None else ""
+        except Exception:  # noqa: BLE001 - a C that cannot be read: the formula alone
+            number = ""
+        show(Result("solution", f"{self.question}は {self.formula} で計算できます{number}。"))
+
 
 explorer_fp = ReadingExercise(
     "explorer_fp", lambda C: int(M.one_vs_rest(C, 8).FP), "エクスプローラで数字 8 を選び、FP の数",
-    "FP は「8 と予測したのに、本当は 8 ではなかった」画像の数です。2×2 の表の、予測 8 の列・本当は 8 以外の行です。", 8)
+    "FP は「8 と予測したのに、本当は 8 ではなかった」画像の数です。2×2 の表の、予測 8 の列・本当は 8 以外の行です。", 8,
+    "one_vs_rest(C, 8).FP")
 
 EXERCISES = {e.name: e for e in (counts, precision_recall, macro_f1, always_not, specificity)}

@@ -86,6 +86,8 @@ class PadCNN(nn.Module):
     28x28 -> 14x14 (32 ch) -> 7x7 (64 ch) -> 3x3 (128 ch) -> 1152 numbers -> dropout -> 10 class scores.
     """
 
+    keeps_threshold = True  # trained with non-digits (recipes: not_digits), it keeps where "not a digit" begins
+
     def __init__(self, dropout=0.2):
         super().__init__()
         self.features = nn.Sequential(_conv_pool_block(1, 32), _conv_pool_block(32, 64), _conv_pool_block(64, 128))
@@ -182,6 +184,7 @@ class DeepEnsemble(Ensemble):
 
 MODELS = {"original_cnn": OriginalCNN, "quick_cnn": QuickCNN, "lenet5": LeNet5, "deep": DeepCNN,
           "ensemble": DeepEnsemble, "mlp": MLP, "pad_cnn": PadCNN}
+THRESHOLD_MODELS = tuple(name for name, cls in MODELS.items() if getattr(cls, "keeps_threshold", False))
 
 # Old names, still read (older checkpoints store them; older notebooks call build_model("quick")).
 RENAMED_MODELS = {"seed": "original_cnn", "original": "original_cnn", "quick": "quick_cnn", "pad": "pad_cnn"}

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from .errors import UserError
-from .models import checked_model_name
+from .models import THRESHOLD_MODELS, checked_model_name
 
 SCHEDULES = ("constant", "onecycle", "cosine", "step")
 MAX_LR = 10.0  # Adam diverges far below this; above it a float32 weight update overflows
@@ -127,6 +127,9 @@ def _checked_values(values):
         raise UserError(f"patience は 0 以上にしてください（今は {config.patience}）。")
     if not 0 <= config.not_digits <= 1:
         raise UserError(f"not_digits は 0 以上 1 以下にしてください（例: 0.25。今は {config.not_digits}）。")
+    if config.not_digits and config.model not in THRESHOLD_MODELS:
+        raise UserError(f"数字でない画像を教える（not_digits）のは、「数字ではない」の境目を持つモデル（{', '.join(THRESHOLD_MODELS)}）"
+                        f"だけです。model を {THRESHOLD_MODELS[0]} にするか、not_digits を 0 にしてください（今は {config.model}）。")
     if config.not_digits and not config.val_size:
         raise UserError("数字でない画像を教えるとき（not_digits）は、「数字ではない」の境目を決める検証データが要ります。"
                         "val_size（--val-size）を 1 以上にしてください（テストデータで決めるのは反則です）。")

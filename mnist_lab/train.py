@@ -37,9 +37,13 @@ NOT_DIGIT_WEIGHT = 0.5  # weight of the non-digits' loss (outlier exposure) next
 
 
 @explained_arguments("モデル、load_mnist() のデータ、make_config(...) のレシピ（この順）")
-def checked_arguments(data, config, device, callbacks):
-    """``fit``'s recipe, device and callbacks as it uses them; :class:`UserError` (one line) for what it cannot use."""
+def checked_arguments(model, data, config, device, callbacks):
+    """``fit``'s recipe, device and callbacks as it uses them; :class:`UserError` (one line) for what it cannot use,
+    before any training (a mismatch found after it would lose the training)."""
     config = checked_config(config)  # as make_config checks it: a recipe changed by hand is checked here
+    if config.not_digits and not getattr(model, "keeps_threshold", False):
+        raise UserError(f"このレシピは数字でない画像も教えます（not_digits）が、{type(model).__name__} には「数字ではない」の境目を"
+                        f"しまう場所がありません。build_model(\"{config.model}\") のモデルを渡すか、not_digits を 0 にしてください。")
     device = usable_device(device)
     callbacks = checked_callbacks(callbacks)
     if len(getattr(data, "y_train", ())) == 0:
@@ -53,7 +57,7 @@ def fit(model, data, config, device=None, callbacks=(), progress=True):
     After each epoch the model is evaluated on the validation split (the test split when there is none: the test
     set never chooses anything); Ctrl+C stops cleanly, keeping the last finished (or best) epoch's weights.
     Introduced in the lesson: main.ipynb §5."""
-    config, device, callbacks = checked_arguments(data, config, device, callbacks)
+    config, device, callbacks = checked_arguments(model, data, config, device, callbacks)
     print(f"学習デバイス: {describe_device(device)}")
     torch.manual_seed(config.seed)  # dropout
     model.to(device, memory_format=torch.channels_last)  # NHWC is the faster layout for CPU (oneDNN) and GPU convs

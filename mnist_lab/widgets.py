@@ -227,6 +227,8 @@ class DrawPad(widgets.HBox):
     def predict(self):
         """Read the drawing: preprocess it once, let the model read it, show the reading. Return the 10
         probabilities (``None`` for an empty pad)."""
+        if self.model is None:
+            raise UserError("このパッドは閉じられています（close() か DrawPad.close_all() のあと）。DrawPad(model) で新しく作ってください。")
         try:
             seen = mnist_like(self.image, background=1.0)  # the pad's own white: no paper to look for
         except EmptyImageError:

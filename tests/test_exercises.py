@@ -196,3 +196,21 @@ def test_a_check_called_with_more_than_it_takes_says_how_to_call_it(capsys):
     ex.explorer_fp.check(12, None, 3)
     shown = capsys.readouterr().out
     assert shown.count("ex.counts.check(") == 2 and "ex.explorer_fp.check(" in shown, shown
+
+
+def test_the_reading_exercise_has_the_solution_its_last_hint_promises(capsys):
+    C = np.diag([50] * 10)
+    C[3, 8] = 7  # seven 3s read as 8: FP of 8
+    for _ in range(len(ex.explorer_fp.hints) + 1):
+        ex.explorer_fp.hint()
+    ex.explorer_fp.solution(C)
+    assert "7" in capsys.readouterr().out.splitlines()[-1]  # the number itself, read off C
+    ex.explorer_fp.solution()  # without C: the formula alone, never an error
+
+
+def test_the_reading_exercise_never_raises_whatever_it_is_given(monkeypatch):
+    def too_big(C):
+        raise MemoryError("Unable to allocate 2.98 GiB")
+
+    monkeypatch.setattr(ex.explorer_fp, "reference", too_big)
+    assert ex.explorer_fp.result(3, np.zeros((10, 10), int)).status == "wrong"

@@ -439,3 +439,18 @@ def test_a_mistake_in_fit_or_compare_is_one_japanese_line_about_that_call(call, 
     assert "fit に渡したもの" not in text or names != "compare"
     if names == "callbacks":
         assert "callbacks" in text
+
+
+@pytest.mark.parametrize("model", ["quick_cnn", "lenet5", "ensemble", "mlp"])
+def test_non_digits_are_taught_only_to_a_model_that_keeps_their_threshold(model):
+    """Refused before any training (found after it, the whole training was lost)."""
+    with pytest.raises(UserError) as refused:
+        make_config("pad", model=model, val_size=64)
+    assert_japanese_message(refused.value)
+    untouched = build_model(model, seed=0)
+    before = {k: v.clone() for k, v in untouched.state_dict().items()}
+    config = make_config("pad", val_size=64, epochs=1)  # a pad_cnn recipe, given another model
+    with pytest.raises(UserError) as refused:
+        fit(untouched, tiny_data(), config, "cpu", progress=False)
+    assert_japanese_message(refused.value)
+    assert all(torch.equal(before[k], v) for k, v in untouched.state_dict().items())

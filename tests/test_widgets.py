@@ -262,3 +262,17 @@ def test_a_closed_stroke_anywhere_up_to_the_edge_is_never_an_empty_pad(shape, rx
     pad = DrawPad(build_model("quick", seed=0))
     draw_closed(pad, ellipse(rx, ry) if shape == "ellipse" else square(margin), width)
     assert pad.probabilities is not None and not asks_for_a_drawing(pad), pad.prediction.value
+
+
+def test_a_closed_pad_says_so_in_one_japanese_line():
+    from invariants import assert_japanese_message
+
+    from mnist_lab import UserError
+    from mnist_lab.widgets import DrawPad
+
+    pad = DrawPad(build_model("quick", seed=0))
+    DrawPad.close_all()
+    for use in (pad.predict, lambda: (pad.pen_down(140, 40), pad.pen_move(140, 240), pad.pen_up(140, 240))):
+        with pytest.raises(UserError) as refused:
+            use()
+        assert_japanese_message(refused.value)
