@@ -36,7 +36,6 @@ from .recipes import checked_config
 NOT_DIGIT_WEIGHT = 0.5  # weight of the non-digits' loss (outlier exposure) next to the digits' cross-entropy
 
 
-@explained_arguments("モデル、load_mnist() のデータ、make_config(...) のレシピ（この順）")
 def checked_arguments(model, data, config, device, callbacks):
     """``fit``'s recipe, device and callbacks as it uses them; :class:`UserError` (one line) for what it cannot use,
     before any training (a mismatch found after it would lose the training)."""
@@ -51,6 +50,7 @@ def checked_arguments(model, data, config, device, callbacks):
     return config, device, callbacks
 
 
+@explained_arguments("モデル、load_mnist() のデータ、make_config(...) のレシピ（この順）")
 def fit(model, data, config, device=None, callbacks=(), progress=True):
     """Train ``model`` on ``data`` (:class:`~mnist_lab.data.MNISTData`) as ``config`` says; return its History.
 

@@ -454,3 +454,12 @@ def test_non_digits_are_taught_only_to_a_model_that_keeps_their_threshold(model)
         fit(untouched, tiny_data(), config, "cpu", progress=False)
     assert_japanese_message(refused.value)
     assert all(torch.equal(before[k], v) for k, v in untouched.state_dict().items())
+
+
+def test_data_fit_cannot_use_is_one_japanese_line_not_an_english_error():
+    """Something with labels but no MNISTData methods (a student's own object): fit names what it takes."""
+    from types import SimpleNamespace
+
+    with pytest.raises(UserError) as refused:
+        fit(build_model("quick", seed=0), SimpleNamespace(y_train=[0, 1]), make_config("quick"), "cpu", progress=False)
+    assert_japanese_message(refused.value)
