@@ -15,6 +15,7 @@ purpose).
 import argparse
 import contextlib
 import errno
+import importlib.metadata
 import json
 import math
 import os
@@ -97,6 +98,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, one_line(f"エラー: {japanese(message)}。`{self.prog} --help` で使い方を確認してください。") + "\n")
 
 
+def package_version():
+    """The installed package's version (pyproject.toml's), or "(版不明)" when run from a checkout not installed."""
+    try:
+        return importlib.metadata.version("mnist-lab")
+    except importlib.metadata.PackageNotFoundError:
+        return "(版不明)"
+
+
 def prog_name():
     return "mnist-lab" if Path(sys.argv[0]).name == "mnist-lab" else "python -m mnist_lab"
 
@@ -142,6 +151,8 @@ def _add_train(sub):
 
 def build_parser():
     parser = _Parser(prog=prog_name(), description="MNIST 手書き数字認識: 学習・評価・推論・お絵かきアプリ")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}",
+                        help="mnist_lab の版を出して終わる")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, title="コマンド")
     _add_train(sub)
     e = sub.add_parser("evaluate", help="チェックポイントをテストデータで評価し、数字ごとの表を出す")
@@ -349,8 +360,10 @@ def main(argv=None):
     training has ended a signal is ignored rather than interrupting the exit."""
     with safe_output():
         args = build_parser().parse_args(argv)
-        writing = args.func in (train_command, report_command)  # a signal stops them cleanly: nothing half written
-        stopping = stop_on_signals(then_ignore=argv is None) if writing else contextlib.nullcontext(Signals())
+        # a signal (Ctrl+C, kill, a closed terminal) stops a command cleanly, with one line: nothing half written;
+        # the app stops its server itself
+        own = args.func is app_command
+        stopping = contextlib.nullcontext(Signals()) if own else stop_on_signals(then_ignore=argv is None)
         with stopping as signals:
             args.signals = signals  # train saves what it has when a signal stops it
             try:

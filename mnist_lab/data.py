@@ -125,6 +125,7 @@ def ensure_mnist(root=None, download=True):
     folder = raw_dir(root)
     _check_layout(root, folder)
     if download and not all((folder / name).is_file() for name in RAW_FILES):
+        _check_writable(folder)
         _download(root)
     missing = [name for name in RAW_FILES if not (folder / name).is_file()]
     if missing:
@@ -159,6 +160,16 @@ def _check_layout(root, folder):
         raise UserError(f"{folder}/ のファイルがそろっていません（{legacy}/ は古い torchvision の形式で、使いません）。"
                         f"{legacy}/ を削除して再実行すると MNIST を取り直します（ネットにつながらないなら 4 つのファイルを"
                         f" {folder}/ に置いてください）。")
+
+
+def _check_writable(folder):
+    """:class:`UserError` when the download could not write into ``folder`` (its nearest existing folder is
+    read-only: a read-only mount, no permission), which would otherwise look like no internet."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"MNIST のファイルがそろっていませんが、{existing} に書き込めないのでダウンロードできません"
+                        f"（読み取り専用）。4 つのファイル（{'、'.join(RAW_FILES)}）を {folder}/ に置くか、書き込めるフォルダを"
+                        f" --mnist-dir か環境変数 {ENV_ROOT} に指定してください。")
 
 
 def _download(root):

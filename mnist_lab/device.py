@@ -28,9 +28,10 @@ def best_device(name="auto"):
             return torch.device("cuda")
         return torch.device("mps") if _mps_available() else torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("CUDA の GPU が見つかりません。--device cpu（または auto）で実行するか、GPU サーバーで実行してください。")
+        raise UserError("CUDA の GPU が見つかりません。\"cpu\" か \"auto\"（コマンドでは --device cpu）にするか、GPU サーバーで"
+                        "実行してください。")
     if name == "mps" and not _mps_available():
-        raise UserError("Apple の MPS が使えません。--device cpu（または auto）で実行してください。")
+        raise UserError("Apple の MPS が使えません。\"cpu\" か \"auto\"（コマンドでは --device cpu）にしてください。")
     return torch.device(name)
 
 

@@ -14,6 +14,7 @@ import fcntl
 import os
 import secrets
 import stat
+import sys
 from pathlib import Path
 
 from .errors import UserError
@@ -77,6 +78,25 @@ def fsync_dir(path):
             os.close(fd)
 
 
+FS_IOC_GETFLAGS, LOCKED_FLAGS = 0x80086601, 0x10 | 0x20  # Linux: the inode flags; immutable (+i), append-only (+a)
+
+
+def locked_by_attribute(path):
+    """Whether ``path`` carries Linux's immutable or append-only attribute (``chattr +i``/``+a``): not even root can
+    remove, rename or replace it. False where the file system or system has no such attributes."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        flags = int.from_bytes(fcntl.ioctl(fd, FS_IOC_GETFLAGS, bytes(4)), sys.byteorder)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return bool(flags & LOCKED_FLAGS)
+
+
 def writable_path(path):
     """Return where writing ``path`` puts the file: ``path`` with its links followed (a dangling link included);
     :class:`UserError` if something other than a regular file is there (a folder, a device, a pipe, a socket)."""
@@ -107,8 +127,16 @@ def _check_regular(real, named, folder_fd=None):
                         "書き込むファイルの名前を指定してください。")
 
 
-TEMPORARY = "{name}.partial-{tag}"  # a file being written, hidden: ".model.pt.partial-x1y2z3w4"
 TAG = "abcdefghijklmnopqrstuvwxyz0123456789_"  # the characters of the tag, as tempfile's names use
+NAME_MAX = 255  # bytes in one name on the usual file systems (ext4, XFS, Btrfs, tmpfs, APFS, NTFS)
+
+
+def hidden_prefix(name, kind):
+    """Return ``.NAME.KIND-``, the start of the name of a hidden file or folder of ``kind`` (``partial``: being
+    written, ``replaced``: an old run moved aside) for ``name``, e.g. ``.model.pt.partial-``; a long ``name`` is
+    cut short, so that the prefix and an 8-character tag still fit in one name (whatever fits ``name`` fits them)."""
+    room = NAME_MAX - len(f"..{kind}-") - 8
+    return f".{os.fsdecode(os.fsencode(name)[:room])}.{kind}-"
 
 
 def _new_temporary(folder_fd, name):
@@ -116,7 +144,7 @@ def _new_temporary(folder_fd, name):
     its name)``. The lock (flock) tells a live writer's file from one a killed process left
     (:func:`mnist_lab.runs.clean_leftovers`)."""
     for _ in range(100):
-        temporary = "." + TEMPORARY.format(name=name, tag="".join(secrets.choice(TAG) for _ in range(8)))
+        temporary = hidden_prefix(name, "partial") + "".join(secrets.choice(TAG) for _ in range(8))
         try:
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=folder_fd)
         except FileExistsError:

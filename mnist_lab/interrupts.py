@@ -23,6 +23,26 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
+class StoppedBeforeStart(KeyboardInterrupt):
+    """■ (or a signal) came before the work had begun, so nothing changed. Still a ``KeyboardInterrupt`` (the
+    command ends as after Ctrl+C), but a notebook shows its one line instead of a traceback."""
+
+    def _render_traceback_(self):
+        return [f"\x1b[1;33m中断:\x1b[0m {self}"]
+
+
+@contextlib.contextmanager
+def before_start(what):
+    """Within the block (the preparations before some work), ■ raises :class:`StoppedBeforeStart` with ``what``,
+    the line that says what was left as it was."""
+    try:
+        yield
+    except StoppedBeforeStart:
+        raise
+    except KeyboardInterrupt as e:
+        raise StoppedBeforeStart(what) from e
+
+
 class Signals:
     """What :func:`stop_on_signals` saw: ``received`` is the first signal's number, or ``None``."""
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from .checkpoint import RUN_RECORDS, write_checkpoint
 from .console import one_line
 from .errors import UserError
-from .files import atomic_file, current_umask, fsync_dir, os_error
+from .files import atomic_file, current_umask, fsync_dir, hidden_prefix, locked_by_attribute, os_error
 from .history import History
 from .interrupts import uninterrupted
 
@@ -81,7 +81,7 @@ class Target:
         """Return ``(folder, prefix)`` for a new hidden folder of ``kind`` (STAGED or ASIDE)."""
         if self.inside:
             return self.path, f".{kind}-"
-        return self.path.parent, f".{self.path.name}.{kind}-"
+        return self.path.parent, hidden_prefix(self.path.name, kind)
 
 
 def target(out):
@@ -139,6 +139,10 @@ def check_out_dir(out, force=False):
         raise UserError(f"{out} には学習結果ではないファイルがあるので使いません。新しいフォルダの名前を --out に指定してください。")
     if found and not force:
         raise UserError(f"{out} には前の学習結果があります。残すなら別の --out を指定し、上書きするなら --force を付けてください。")
+    locked = next((p for p in (path, *found) if found and locked_by_attribute(p)), None)
+    if locked is not None:
+        raise UserError(f"{locked} には変更できない属性（chattr +i か +a）が付いているので、--force でも前の学習結果を置き換え"
+                        f"られません。別の --out を指定するか、属性を外してください（例: chattr -ia {locked}）。")
 
 
 def _safe_is_run(folder):
@@ -217,9 +221,19 @@ def clean_leftovers(place, folders=None):
         for hidden, kind, name in list(_leftovers(folder)):
             try:
                 with uninterrupted():
-                    _clean_leftover(hidden, kind, folder / name if name else folder)
+                    _clean_leftover(hidden, kind, _run_of(hidden, kind, folder, name))
             except OSError as e:
                 _note(f"前に止まった学習が残したフォルダ {hidden} を片付けられませんでした（{e.strerror}）。")
+
+
+def _run_of(hidden, kind, folder, name):
+    """The run a hidden folder in ``folder`` belongs to: ``folder`` itself (one inside a run folder, no ``name``),
+    else the run beside it; an old run moved aside is the one folder it holds (its name in full, where the hidden
+    folder's own name has it cut short when it was long)."""
+    if not name:
+        return folder
+    held = list(hidden.iterdir()) if kind == ASIDE and hidden.is_dir() else []
+    return folder / held[0].name if len(held) == 1 and held[0].is_dir() else folder / name
 
 
 def clean_stale_files(folder):
@@ -412,6 +426,8 @@ def _swap_folder(staging, place):
     fsync_dir(out.parent)
     if aside is not None:
         aside.release()
+        if aside.path.exists():  # something in it could not be removed after all
+            _note(f"置き換えた前の学習結果を消しきれず、{aside.path} に残っています。要らなければ消してください。")
 
 
 def _swap_files(staging, place):
@@ -494,6 +510,10 @@ def read_run(run_dir):
             raise UserError(f"{run_dir} はファイルです。train の --out で指定したフォルダを指定してください。")
         raise UserError(f"{run_dir} というフォルダがありません{_left_aside(run_dir)}。train の --out で指定したフォルダを指定してください。")
     path = record_path(run_dir)
+    odd = [p.name for p in (run_dir / "model.pt", path) if p.exists() and not p.is_file()]
+    if odd:
+        raise UserError(f"{run_dir} の {'、'.join(odd)} がファイルではありません（フォルダなど）。train が書いたフォルダを"
+                        "指定するか、学習をやり直してください。")
     missing = [p.name for p in (run_dir / "model.pt", path) if not p.is_file()]
     if missing:
         raise UserError(f"{run_dir} に {'、'.join(missing)} がありません{_left_aside(run_dir)}。"
@@ -515,6 +535,11 @@ def read_run(run_dir):
 
 def _left_aside(run_dir):
     """A note naming the old run that an interrupted replacement left aside, if there is one."""
-    copies = sorted(run_dir.parent.glob(f".{run_dir.name}.{ASIDE}-*/{run_dir.name}"))
+    prefix = hidden_prefix(run_dir.name, ASIDE)
+    try:
+        beside = [p / run_dir.name for p in run_dir.parent.iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        beside = []
+    copies = sorted(p for p in beside if p.is_dir())
     copies += sorted(p for p in run_dir.glob(f".{ASIDE}-*") if record_path(p).is_file()) if run_dir.is_dir() else []
     return f"（置き換えの途中で止まったようです。前の結果は {copies[-1]} に残っています）" if copies else ""

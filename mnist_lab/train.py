@@ -28,7 +28,7 @@ from .device import describe_device, usable_device
 from .errors import UserError, explained_arguments
 from .history import History
 from .inference import evaluate, mixed_precision
-from .interrupts import uninterrupted
+from .interrupts import before_start, uninterrupted
 from .models import Ensemble, combine_scores
 from .ood import calibrate, uniform_loss
 from .recipes import checked_config
@@ -57,18 +57,19 @@ def fit(model, data, config, device=None, callbacks=(), progress=True):
     After each epoch the model is evaluated on the validation split (the test split when there is none: the test
     set never chooses anything); Ctrl+C stops cleanly, keeping the last finished (or best) epoch's weights.
     Introduced in the lesson: main.ipynb §5."""
-    config, device, callbacks = checked_arguments(model, data, config, device, callbacks)
-    print(f"学習デバイス: {describe_device(device)}")
-    torch.manual_seed(config.seed)  # dropout
-    model.to(device, memory_format=torch.channels_last)  # NHWC is the faster layout for CPU (oneDNN) and GPU convs
-    data = data.with_validation(config.val_size, config.seed).to(device)
-    eval_split, X_eval, y_eval = data.eval_split()
-    steps = -(-len(data.y_train) // config.batch_size)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    scheduler = make_scheduler(optimizer, config, steps)
-    callbacks = standard_callbacks(model, config, eval_split, steps, progress) + list(callbacks)
-    generator = torch.Generator().manual_seed(config.seed)  # batch order and augmentation, the same on every device
-    extra, history = extra_pictures(config, len(data.y_train), device), History(eval_split=eval_split)
+    with before_start("学習を始める前に止めました。モデルは学習前のままです（もう一度実行すると最初から学習します）。"):
+        config, device, callbacks = checked_arguments(model, data, config, device, callbacks)
+        print(f"学習デバイス: {describe_device(device)}")
+        torch.manual_seed(config.seed)  # dropout
+        model.to(device, memory_format=torch.channels_last)  # NHWC is the faster layout for CPU (oneDNN) and GPU
+        data = data.with_validation(config.val_size, config.seed).to(device)
+        eval_split, X_eval, y_eval = data.eval_split()
+        steps = -(-len(data.y_train) // config.batch_size)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        scheduler = make_scheduler(optimizer, config, steps)
+        callbacks = standard_callbacks(model, config, eval_split, steps, progress) + list(callbacks)
+        generator = torch.Generator().manual_seed(config.seed)  # batch order and augmentation, the same everywhere
+        extra, history = extra_pictures(config, len(data.y_train), device), History(eval_split=eval_split)
     try:
         _call(callbacks, "on_train_begin", model, history, config.epochs, steps)
         for epoch in range(1, config.epochs + 1):

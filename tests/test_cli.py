@@ -232,3 +232,12 @@ def test_a_quoted_tilde_in_out_makes_no_folder_named_tilde(monkeypatch, tmp_path
     monkeypatch.setattr(cli, "load_mnist", lambda root=None, val_size=0, seed=0: tiny_data(64))
     code, _, err = run_main(capsys, "train", "--dry-run", "--device", "cpu", "--out", "~/x")
     assert code == 0 and is_run(home / "x") and not list(work.iterdir()), err
+
+
+def test_version_names_the_installed_package(capsys):
+    import importlib.metadata
+
+    with pytest.raises(SystemExit) as ended:
+        main(["--version"])
+    assert ended.value.code == 0
+    assert importlib.metadata.version("mnist-lab") in capsys.readouterr().out

@@ -219,3 +219,24 @@ def test_only_files_of_an_older_torchvision_is_one_line_before_training(monkeypa
         code, _, err = run_main([*argv, "--mnist-dir", root, "--device", "cpu"])
         assert code == 2 and "processed" in assert_one_japanese_line(err), err
         assert not out.exists() and not stray_folders(folder)
+
+
+def test_a_read_only_empty_folder_is_not_reported_as_no_internet(tmp_path, monkeypatch):
+    """An empty MNIST folder on a read-only mount (a share given read-only): the download cannot write there, and
+    the message says so instead of blaming the network; no download is tried."""
+    import subprocess
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(folder)], check=True)
+    try:
+        monkeypatch.setattr(D, "_download", lambda root: pytest.fail("a download cannot write there"))
+        with pytest.raises(UserError) as read_only:
+            D.ensure_mnist(folder, download=True)
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+    monkeypatch.setattr(D, "_download", lambda root: None)  # what a failed download leaves: nothing
+    with pytest.raises(UserError) as offline:
+        D.ensure_mnist(folder, download=True)
+    assert str(folder) in str(read_only.value) and str(read_only.value) != str(offline.value)
+    assert "\n" not in str(read_only.value)

@@ -158,9 +158,15 @@ def toy_training(monkeypatch):
     monkeypatch.setattr("mnist_lab.cli.load_mnist", lambda root=None, val_size=0, seed=0: tiny_data(64))
 
 
-@pytest.mark.parametrize("inside", [False, True])
-def test_an_old_run_left_aside_by_a_killed_replacement_is_put_back(tmp_path, toy_training, monkeypatch, inside):
+LONGEST = "é" * 127 + "n"  # 255 bytes: the longest name a folder can have; its hidden folders' names are cut short
+
+
+@pytest.mark.parametrize(("inside", "name"), [(False, "run"), (True, "run"), (False, LONGEST)])
+def test_an_old_run_left_aside_by_a_killed_replacement_is_put_back(tmp_path, toy_training, monkeypatch, inside,
+                                                                   name):
     """Killed between moving the old run aside and moving the new one in: the next run puts the old one back."""
+    from mnist_lab.files import hidden_prefix
+
     old = snapshot(previous_run(tmp_path / "old"))
     if inside:  # the run folder must stay ('.'): the old files were moved into a hidden folder inside it
         out = tmp_path / "here"
@@ -169,9 +175,9 @@ def test_an_old_run_left_aside_by_a_killed_replacement_is_put_back(tmp_path, toy
         save_checkpoint(out / "model.pt", build_model("quick"))  # the new run's first file had moved in
         monkeypatch.chdir(out)
     else:
-        out = tmp_path / "run"
-        (tmp_path / ".run.replaced-abcd1234").mkdir()
-        (tmp_path / "old").rename(tmp_path / ".run.replaced-abcd1234" / "run")
+        out, aside = tmp_path / name, tmp_path / (hidden_prefix(name, "replaced") + "abcd1234")
+        aside.mkdir()
+        (tmp_path / "old").rename(aside / name)
     code, _, err = run_main(["train", "--dry-run", "--device", "cpu", "--out", "." if inside else out])
     assert code == 2 and any(line.startswith("お知らせ: ") for line in err.splitlines()), err
     assert "--force" in assert_one_japanese_line(err)  # the old run is back, so it is not replaced unasked
@@ -362,3 +368,31 @@ def test_a_run_replaced_while_report_runs_never_gets_the_old_models_figures(tmp_
     assert is_run(run) and (run / "model.pt").read_bytes() != old_model
     assert not [name for name in FIGURES if (run / name).exists()], "figures of the replaced model"
     assert not stray_folders(base), stray_folders(base)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_while_predict_reads_is_one_line_and_its_status(tmp_path, signum):
+    """``kill``, ``docker stop`` or a closed terminal while ``predict`` reads many images: one Japanese line and
+    128 + the signal's number, as after Ctrl+C (Python's default would end it silently)."""
+    image = seven(tmp_path / "seven.png")
+    argv = [sys.executable, "-m", "mnist_lab", "predict", REPO / "mnist_lab" / "pad_model.pt", *[image] * 20000]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    assert process.stdout.readline()  # it is reading
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signum, stderr.decode()
+    assert_one_japanese_line(stderr.decode(), prefix="")
+
+
+@given(length=st.integers(200, 255), wide=st.booleans())
+@settings(max_examples=6, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_the_longest_folder_names_take_a_run_and_its_replacement(tmp_path, toy_training, length, wide):
+    """Any name a folder can have takes a run, and ``--force`` replaces it (the hidden folders' names beside it are
+    longer, so they are cut short), with nothing left beside it."""
+    name = ("é" * (length // 2) + "n" * (length % 2)) if wide else "n" * length
+    out = tmp_path / f"case{time.monotonic_ns()}" / name
+    for extra in ([], ["--force"]):
+        code, _, err = run_main(["train", "--dry-run", "--device", "cpu", "--out", out, *extra])
+        assert code == 0 and not problem_lines(err), err
+        assert is_run(out) and not stray_folders(out.parent)

@@ -274,3 +274,39 @@ def test_tensorboard_logs_never_go_into_a_run_folder_or_around_the_new_one(tmp_p
     assert_one_japanese_line(err)
     assert snapshot(base) == before and is_run(base) and not stray_folders(root)
     assert out == base or not out.exists()
+
+
+@pytest.mark.parametrize("name", ["results.json", "model.pt"])
+def test_a_run_file_that_is_a_folder_is_not_reported_as_missing(tmp_path, name):
+    from test_faults import previous_run
+
+    from mnist_lab.runs import read_run
+
+    run = previous_run(tmp_path / "run")
+    (run / name).unlink()
+    with pytest.raises(UserError) as missing:
+        read_run(run)
+    (run / name).mkdir()
+    with pytest.raises(UserError) as folder:
+        read_run(run)
+    assert_japanese_message(folder.value)
+    assert name in str(folder.value) and str(folder.value) != str(missing.value)
+
+
+@pytest.mark.parametrize(("where", "attribute"), [("model.pt", "+i"), ("results.json", "+a"), (".", "+i")])
+def test_force_onto_a_run_that_cannot_be_removed_is_refused_before_training(tmp_path, where, attribute):
+    """A run holding a file (or being a folder) with the immutable or append-only attribute: even root cannot
+    remove it, so ``--force`` would train, then leave the old run in a hidden folder beside the new one. Refused
+    before training instead, the old run as it was."""
+    from test_faults import previous_run, snapshot
+
+    run = previous_run(tmp_path / "run")
+    before = snapshot(run)
+    subprocess.run(["chattr", attribute, str(run / where)], check=True)
+    try:
+        code, out, err = run_main(["train", "--dry-run", "--device", "cpu", "--force", "--out", run])
+    finally:  # wherever the file went (a failing version moves it aside): pytest must be able to remove it
+        subprocess.run(["chattr", "-R", "-ia", str(tmp_path)], check=True)
+    assert code == 2 and not out, (out, err)
+    assert_one_japanese_line(err)
+    assert snapshot(run) == before and not stray_folders(tmp_path)

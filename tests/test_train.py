@@ -97,6 +97,30 @@ def test_ctrl_c_keeps_the_finished_epochs(capsys):
     assert not model.training
 
 
+@pytest.mark.parametrize("step", ["describe_device", "make_scheduler", "standard_callbacks", "extra_pictures",
+                                  "with_validation"])
+def test_stop_before_the_first_step_is_one_line_and_leaves_the_model_as_it_was(monkeypatch, step):
+    """■ while fit still prepares (the device line, the data moved, the optimizer, the callbacks): the model is as it
+    was, and a notebook shows one line, not a KeyboardInterrupt traceback; the CLI still ends as after Ctrl+C."""
+    from mnist_lab import train as train_module
+
+    def pressed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    data = tiny_data()
+    if step == "with_validation":
+        monkeypatch.setattr(MNISTData, "with_validation", pressed)
+    else:
+        monkeypatch.setattr(train_module, step, pressed)
+    model = build_model("quick", seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        fit(model, data, make_config("quick", epochs=1, batch_size=64), device="cpu", progress=False)
+    (line,) = stopped.value._render_traceback_()  # what IPython shows instead of the traceback
+    assert "Traceback" not in line and "KeyboardInterrupt" not in line and len(line) > 10
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
 def test_history_json_roundtrip(tmp_path):
     history = History(records=[{"epoch": 1, "eval_accuracy": 0.5}], eval_split="val", interrupted=True)
     (tmp_path / "h.json").write_text(json.dumps(history.to_dict()))
