@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import UserError
+from .errors import UserError, checked_seed
 from .files import os_error
 from .paths import env_path, user_path
 
@@ -233,6 +233,7 @@ class MNISTData:
             val_size = operator.index(val_size)  # an int, a NumPy or a PyTorch integer
         except TypeError:
             raise UserError(f"検証データの数 val_size は整数にしてください（今は {val_size!r}）。例: 5000") from None
+        seed = checked_seed(seed)
         if len(self.y_val) or not val_size:
             return self
         if not 0 < val_size < len(self.y_train):

@@ -60,8 +60,9 @@ def try_gpu(name="auto"):
 
 
 def describe_device(device):
-    """Return a one-line human description of ``device``, e.g. ``'cuda (NVIDIA H100, 79.2 GiB)'``."""
-    device = torch.device(device)
+    """Return a one-line human description of ``device``, e.g. ``'cuda (NVIDIA H100, 79.2 GiB)'``; one this machine
+    does not have is :func:`usable_device`'s one line."""
+    device = usable_device(device)
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         return f"cuda ({props.name}, {props.total_memory / 2**30:.1f} GiB)"

@@ -6,6 +6,7 @@ alone, in red, where a traceback would be (IPython asks an exception for ``_rend
 """
 
 import functools
+import operator
 
 
 class UserError(Exception):
@@ -48,3 +49,15 @@ def explained_arguments(takes):
                                     f"渡すのは {takes} です。") from e
         return checked
     return decorate
+
+
+def checked_seed(seed):
+    """Return ``seed`` as the int ``torch.manual_seed`` takes (0 <= seed < 2**64; a NumPy or PyTorch integer too);
+    else :class:`UserError`, one line."""
+    try:
+        value = operator.index(seed)
+    except TypeError:
+        value = -1
+    if not 0 <= value < 2**64:
+        raise UserError(f"乱数の種 seed は 0 以上 2**64 未満の整数にしてください（例: 0。今は {seed!r}）。")
+    return value

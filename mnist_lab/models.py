@@ -10,7 +10,7 @@ import math
 import torch
 from torch import nn
 
-from .errors import ArgumentError, UserError, explained_arguments
+from .errors import ArgumentError, UserError, checked_seed, explained_arguments
 from .inference import device_of, evaluation_mode
 
 
@@ -205,7 +205,7 @@ def build_model(name, seed=None):
     """
     name = checked_model_name(name)
     if seed is not None:
-        torch.manual_seed(seed)
+        torch.manual_seed(checked_seed(seed))
     return MODELS[name]()
 
 

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from .errors import UserError
+from .errors import UserError, checked_seed
 from .models import THRESHOLD_MODELS, checked_model_name
 
 SCHEDULES = ("constant", "onecycle", "cosine", "step")
@@ -110,8 +110,7 @@ def _checked_values(values):
     config = SimpleNamespace(**{f.name: _typed(f.name, f.type, values[f.name]) for f in fields(TrainConfig)})
     printable = config.model.isprintable()  # else no model's name: shown escaped, on one line
     config.model = checked_model_name(config.model if printable else config.model.encode("unicode_escape").decode())
-    if not 0 <= config.seed < 2**64:  # what torch.manual_seed accepts; checked before any data is loaded
-        raise UserError(f"乱数の種 seed は 0 以上 2**64 未満の整数にしてください（例: 0。今は {config.seed}）。")
+    config.seed = checked_seed(config.seed)  # checked before any data is loaded
     if config.schedule not in SCHEDULES:
         raise UserError(f"学習率スケジュール {_shown(config.schedule)} はありません。{', '.join(SCHEDULES)} のどれかです。")
     for name, most in (("epochs", MAX_EPOCHS), ("batch_size", MAX_BATCH_SIZE)):

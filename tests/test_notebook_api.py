@@ -659,3 +659,32 @@ def test_the_pad_refuses_a_model_without_values():
     with pytest.raises(UserError) as refused:
         DrawPad(build_model("quick_cnn", seed=0).to("meta"))
     assert_says_itself_what_to_pass(refused.value)
+
+
+@settings(max_examples=80, deadline=None, derandomize=True, database=None)
+@given(seed=scalars)
+def test_any_seed_is_used_or_refused_in_one_line(seed):
+    """Whatever a student gives as ``seed`` (a string, a float, a huge or negative number, None where it may be):
+    build_model, make_config and the validation split use it or say in one line what a seed must be."""
+    from test_train import tiny_data
+
+    from mnist_lab import make_config
+
+    calls = (lambda: build_model("quick", seed=seed), lambda: make_config("quick", seed=seed),
+             lambda: tiny_data(64).with_validation(8, seed))
+    for call in calls:
+        try:
+            call()
+        except UserError as e:
+            assert_japanese_message(e)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(device=st.one_of(anything, st.sampled_from(["cpu", "cuda", "cuda:3", "mps", "tpu", "meta", "", "auto"])))
+def test_describe_device_describes_or_says_what_to_pass(device):
+    from mnist_lab import describe_device
+
+    try:
+        assert describe_device(device)
+    except UserError as e:
+        assert_japanese_message(e)
