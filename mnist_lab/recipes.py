@@ -276,6 +276,16 @@ def make_config(preset="quick", environ=None, **changes):
         raise UserError(f"{str(e).rstrip('。')}（環境変数 {', '.join(names)} の値も確かめてください）。") from e
 
 
+def for_model(config, model):
+    """Return the recipe ``config`` for another ``model`` (a registered name): the same settings, but non-digits
+    are taught only to a model with a place for their threshold (so the lesson's MLP can follow any preset).
+
+    Introduced in the lesson: main.ipynb §6.
+    """
+    model = checked_model_name(model)
+    return checked_config(replace(config, model=model, not_digits=config.not_digits * (model in THRESHOLD_MODELS)))
+
+
 def checked_config(config):
     """Return ``config`` (a :class:`TrainConfig`) checked again, as :func:`~mnist_lab.train.fit` does before
     training; :class:`UserError` saying what is wrong with it, or that it is no TrainConfig at all."""

@@ -22,9 +22,11 @@ from pathlib import Path
 
 import pytest
 
+from mnist_lab.recipes import PRESETS as RECIPES  # every recipe, as preset_table() shows them
+
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "main.ipynb"
-PRESETS = ["original", "quick", "best"]
+PRESETS = ["original", "quick", "best"]  # the ones the settings cell names
 
 
 def cells():
@@ -119,6 +121,23 @@ def test_changing_only_the_preset_changes_the_whole_recipe(preset, monkeypatch):
     namespace = {}
     exec(compile(with_preset(settings_cell(), preset), "main.ipynb", "exec"), namespace)  # noqa: S102 - our cell
     assert namespace["PRESET"] == preset and namespace["config"] == make_config(preset)
+
+
+@pytest.mark.parametrize("preset", list(RECIPES))
+def test_the_mlp_comparison_follows_every_preset(preset):
+    """Section 6 trains an MLP "with the same recipe" as the CNN: it must run whatever PRESET the student chose (the
+    pad preset teaches non-digits, which an MLP has no place for)."""
+    from test_train import tiny_data
+
+    from mnist_lab import build_model, fit
+    from mnist_lab.recipes import make_config
+
+    config = make_config(preset, epochs=1, batch_size=64, val_size=16)
+    (source,) = [s for s in ("".join(c["source"]) for c in cells() if c["cell_type"] == "code") if '"mlp"' in s]
+    namespace = {"build_model": build_model, "fit": fit, "config": config, "data": tiny_data(256), "device": "cpu",
+                 "model": build_model(config.model, seed=0)}
+    exec(compile(source, "main.ipynb", "exec"), namespace)  # noqa: S102 - our cell
+    assert set(namespace["models"]) == {"MLP", "CNN"} and not namespace["mlp"].training
 
 
 def test_code_lines_fit_the_notebook_width():
