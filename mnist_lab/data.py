@@ -79,6 +79,9 @@ def file_problem(path, size, md5):
 
 def _missing_message(folder, missing, downloaded):
     files = f"4つのファイル（{'、'.join(RAW_FILES)}）"
+    if downloaded and len(missing) < len(RAW_FILES):  # most of it is there: name what is not
+        return (f"MNIST のファイル {'、'.join(missing)} が {folder}/ になく、ダウンロードもできませんでした（インターネットに"
+                f"つながっているか確かめてください）。ほかのファイルと同じ場所に置いてから、やり直してください。")
     if downloaded:
         return (f"MNIST をダウンロードできませんでした（インターネットにつながっているか確かめてください）。つながらない"
                 f"マシンでは、{files}を {folder}/ に置くか、それがある場所を環境変数 {ENV_ROOT} に設定してから、"
@@ -104,6 +107,9 @@ def _checked_root(root):
                 os.listdir(folder)
         except OSError as e:
             raise os_error(e, folder, "読めません") from e
+    if (root / "model.pt").is_file() and any((root / name).is_file() for name in ("results.json", "metrics.json")):
+        raise UserError(f"{root} は学習結果のフォルダです（MNIST を置く場所ではありません）。MNIST のフォルダを "
+                        f"{source or '--mnist-dir'} に指定してください（そこにダウンロードすると学習結果が壊れます）。")
     return root
 
 
@@ -147,14 +153,16 @@ def _check_layout(root, folder):
             raise UserError(f"{folder / name} はファイルではありません。消して、MNIST のファイルを置き直してください。")
     if all((folder / name).is_file() for name in RAW_FILES):
         return
-    for place in (root, root / "raw"):
+    for place in (root, root / "raw", *_other_cases(root)):
         if all((place / name).is_file() for name in RAW_FILES):
             right = place.parent.parent if place.name == "raw" and place.parent.name == "MNIST" else None
             raise UserError(f"MNIST のファイルは {place} にあります。" + (
                 f"データのフォルダには 2 つ上の {right} を指定してください（その中の MNIST/raw/ を読みます）。" if right else
-                f"{place}/MNIST/raw/ に移してから、もう一度実行してください。"))
-    if folder.is_dir() and all((folder / f"{name}.gz").is_file() for name in RAW_FILES):
-        raise UserError(f"{folder} の MNIST のファイルが .gz のままです。展開してください（例: gunzip {folder}/*.gz）。")
+                f"{folder}/ に移してから、もう一度実行してください。"))
+    packed = [name for name in RAW_FILES if not (folder / name).exists() and (folder / f"{name}.gz").is_file()]
+    if packed:
+        which = "" if len(packed) == len(RAW_FILES) else f"（{'、'.join(packed)}）"
+        raise UserError(f"{folder} の MNIST のファイル{which}が .gz のままです。展開してください（例: gunzip {folder}/*.gz）。")
     legacy = root / "MNIST" / "processed"
     if any((legacy / name).exists() for name in LEGACY_FILES):  # torchvision would load them instead of downloading
         raise UserError(f"{folder}/ のファイルがそろっていません（{legacy}/ は古い torchvision の形式で、使いません）。"
@@ -170,6 +178,17 @@ def _check_writable(folder):
         raise UserError(f"MNIST のファイルがそろっていませんが、{existing} に書き込めないのでダウンロードできません"
                         f"（読み取り専用）。4 つのファイル（{'、'.join(RAW_FILES)}）を {folder}/ に置くか、書き込めるフォルダを"
                         f" --mnist-dir か環境変数 {ENV_ROOT} に指定してください。")
+
+
+def _other_cases(root):
+    """Where the files end up when a folder is named or made a little wrong: ``MNIST/`` without ``raw/``, and
+    ``MNIST`` or ``raw`` spelt in other cases (``mnist/raw``: a case-sensitive file system sees other folders)."""
+    places = [root / "MNIST"]
+    with contextlib.suppress(OSError):
+        for top in root.iterdir():
+            if top.name.lower() == "mnist" and top.is_dir():
+                places += [top, *(p for p in top.iterdir() if p.name.lower() == "raw" and p.is_dir())]
+    return [p for p in places if p != raw_dir(root)]
 
 
 def _download(root):
@@ -222,6 +241,13 @@ class MNISTData:
 
     def head(self, n_train, n_test):
         """Return only the first ``n_train`` training and ``n_test`` val/test samples (for ``--dry-run``)."""
+        for name, n in (("n_train", n_train), ("n_test", n_test)):
+            try:
+                if operator.index(n) >= 0:
+                    continue
+            except TypeError:
+                pass
+            raise UserError(f"head の {name} は 0 以上の整数（残す枚数）にしてください（今は {n!r}）。例: data.head(1000, 200)")
         return replace(self, X_train=self.X_train[:n_train], y_train=self.y_train[:n_train],
                        X_val=self.X_val[:n_test], y_val=self.y_val[:n_test],
                        X_test=self.X_test[:n_test], y_test=self.y_test[:n_test])

@@ -136,20 +136,46 @@ def test_head_keeps_the_first_samples(mnist):
 
 
 @pytest.mark.parametrize("named, layout", [("d/MNIST/raw", "d/MNIST/raw/{}"), ("d/MNIST", "d/MNIST/raw/{}"),
-                                           ("d", "d/MNIST/raw/{}.gz"), ("d", "d/MNIST/raw/{}/")])
+                                           ("d", "d/MNIST/raw/{}.gz"), ("d", "d/MNIST/raw/{}/"),
+                                           ("d", "d/MNIST/{}"), ("d", "d/mnist/raw/{}"), ("d", "d/mnist/{}"),
+                                           ("d", "d/raw/{}"), ("d", "d/{}"), ("d", "d/MNIST/raw/{}.gz once")])
 def test_files_placed_wrongly_are_named_without_trying_a_download(tmp_path, monkeypatch, named, layout):
+    """Files in a folder a little off (no raw/, lower case, not unpacked, one of them still packed): the message
+    names where they are or the file to unpack, instead of blaming the network after a download attempt."""
     from mnist_lab import data as data_module
     from mnist_lab.data import RAW_FILES, ensure_mnist
 
     monkeypatch.setattr(data_module, "_download", lambda root: pytest.fail("a download hides the mistake"))
-    for name in RAW_FILES:
-        path = tmp_path / layout.format(name)
+    for i, name in enumerate(RAW_FILES):
+        shape = layout.removesuffix(" once")
+        path = tmp_path / (shape if i == 0 or shape == layout else "d/MNIST/raw/{}").format(name)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.mkdir() if layout.endswith("/") else path.write_bytes(b"")
     with pytest.raises(UserError) as refused:
         ensure_mnist(tmp_path / named, download=True)
     if named != "d":
         assert str(tmp_path / "d") in str(refused.value)  # the folder to name instead
+    elif "{}." not in layout and not layout.endswith("/"):
+        assert str(tmp_path / layout.removesuffix("{}")).rstrip("/") in str(refused.value)  # where the files are
+    elif layout.endswith("once"):
+        assert next(iter(RAW_FILES)) in str(refused.value)  # the one file to unpack
+
+
+def test_one_missing_file_is_named_when_no_download_can_bring_it(mnist_root, tmp_path, monkeypatch):
+    root = copy_raw(mnist_root, tmp_path)
+    (D.raw_dir(root) / "t10k-labels-idx1-ubyte").unlink()
+    monkeypatch.setattr(D, "_download", lambda root: None)  # offline: the download brought nothing
+    with pytest.raises(UserError) as refused:
+        D.ensure_mnist(root, download=True)
+    assert "t10k-labels-idx1-ubyte" in str(refused.value) and "train-images-idx3-ubyte" not in str(refused.value)
+
+
+def test_head_refuses_what_is_no_count(mnist):
+    for n in (-1, 5.5, "3", None):
+        with pytest.raises(UserError):
+            mnist.head(n, 3)
+        with pytest.raises(UserError):
+            mnist.head(3, n)
 
 
 def legacy_junk():
@@ -240,3 +266,16 @@ def test_a_read_only_empty_folder_is_not_reported_as_no_internet(tmp_path, monke
         D.ensure_mnist(folder, download=True)
     assert str(folder) in str(read_only.value) and str(read_only.value) != str(offline.value)
     assert "\n" not in str(read_only.value)
+
+
+def test_a_run_folder_named_as_the_mnist_folder_is_refused_before_any_download(tmp_path, monkeypatch):
+    """A download would put MNIST into the run folder, which would then no longer be one."""
+    from test_faults import previous_run, snapshot
+
+    run = previous_run(tmp_path / "run")
+    before = snapshot(run)
+    monkeypatch.setattr(D, "_download", lambda root: pytest.fail("the run folder would get MNIST in it"))
+    with pytest.raises(UserError) as refused:
+        D.ensure_mnist(run, download=True)
+    assert str(run) in str(refused.value) and "\n" not in str(refused.value)
+    assert snapshot(run) == before
