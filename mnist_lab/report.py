@@ -31,7 +31,8 @@ def write_report(run_dir, root=None, device="cpu"):
         clean_stale_files(run_dir)
         seen = identity(run_dir, folder)
         results, history = read_run(run_dir)
-        model, _ = load_checkpoint(run_dir / "model.pt", device=device)
+        model, ckpt = load_checkpoint(run_dir / "model.pt", device=device)
+        check_same_run(run_dir, results, ckpt)
         check_unchanged(run_dir, folder, seen)
         check_writable(run_dir)
         figures = draw(model, history, load_mnist(root))
@@ -46,6 +47,17 @@ def write_report(run_dir, root=None, device="cpu"):
     finally:
         os.close(folder)
     return paths, run_notes(results, history)
+
+
+def check_same_run(run_dir, results, ckpt):
+    """:class:`UserError` when the folder's ``model.pt`` was not written with its record (a model copied in from
+    another run): the figures would mix two runs. Both files keep the model's name and the training's time."""
+    kept = ckpt.get("results") if isinstance(ckpt.get("results"), dict) else {}
+    for key in ("model", "train_seconds"):
+        if key in kept and key in results and kept[key] != results[key]:
+            raise UserError(f"{run_dir} の model.pt と {record_path(run_dir).name} は別々の学習のものです（モデル "
+                            f"{ckpt.get('model')} と {results.get('model')}）。図が 2 つの学習から混ざるので書きません。train が"
+                            "書いたままのフォルダを指定するか、学習をやり直してください。")
 
 
 def draw(model, history, data):

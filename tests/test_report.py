@@ -47,3 +47,16 @@ def test_the_users_matplotlib_backend_changes_nothing(tmp_path):
                             timeout=300, check=False)
     assert result.returncode == 2, result.stderr.decode()
     assert_one_japanese_line(result.stderr.decode())
+
+
+def test_a_model_copied_in_from_another_run_is_refused_before_any_figure(tmp_path, mnist_root, capsys):
+    """model.pt from one run beside results.json of another: the figures would mix two runs, so none is drawn."""
+    for preset in ("quick", "original"):
+        main(["train", "--dry-run", "--preset", preset, "--data", str(mnist_root), "--device", "cpu",
+              "--out", str(tmp_path / preset)])
+    (tmp_path / "quick" / "model.pt").write_bytes((tmp_path / "original" / "model.pt").read_bytes())
+    capsys.readouterr()
+    code = main(["report", str(tmp_path / "quick"), "--data", str(mnist_root), "--device", "cpu"])
+    assert code == 2
+    assert_one_japanese_line(capsys.readouterr().err)
+    assert not any((tmp_path / "quick" / name).exists() for name in FIGURES)
