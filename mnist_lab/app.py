@@ -63,6 +63,10 @@ def drawing_app(checkpoint=None):
     return widgets.VBox([source, DrawPad(model)])
 
 
+BIND_REASONS = {errno.EADDRNOTAVAIL: "このマシンのアドレスではありません", errno.EACCES: "その番号を使う権限がありません",
+                errno.EAFNOSUPPORT: "このマシンではその種類のアドレスを使えません"}
+
+
 def checked_address(host, port, token):
     """Return ``token`` to use (a new random one for ``None``); :class:`UserError` if ``host:port`` cannot be
     listened on or a server off loopback would have no token."""
@@ -82,7 +86,10 @@ def checked_address(host, port, token):
             if e.errno == errno.EADDRINUSE:
                 raise UserError(f"ポート {port} はほかのプログラムが使っています。--port 8867 のように別の番号を"
                                 "指定してください（ssh -L の番号も合わせて）。") from e
-            raise UserError(f"{host}:{port} で待ち受けられません（{e.strerror}）。--host と --port を確かめてください。") from e
+            why = BIND_REASONS.get(e.errno, "このアドレスでは待ち受けられません") if not isinstance(e, socket.gaierror) else (
+                "そういう名前やアドレスは見つかりません")
+            raise UserError(f"{host}:{port} で待ち受けられません（{why}）。--host には 127.0.0.1（既定）か 0.0.0.0、"
+                            "またはこのマシンのアドレスを指定してください。") from e
     return secrets.token_urlsafe(24) if token is None else token
 
 

@@ -37,7 +37,7 @@ from .device import DEVICE_CHOICES, best_device
 from .errors import UserError
 from .files import DISK_FULL, os_error
 from .inference import evaluate, predict_proba
-from .interrupts import Signals, stop_on_signals
+from .interrupts import NAMES, Signals, stop_on_signals
 from .metrics import classification_table, confusion_matrix, summary
 from .models import MODELS, build_model
 from .ood import WARNING, read
@@ -76,7 +76,8 @@ def japanese(message):
     """
     for pattern, replacement in ARGPARSE_JA:
         if re.fullmatch(pattern, message):
-            return re.sub(pattern, replacement, message).replace("command を", "コマンド（train・evaluate・predict・report・app）を")
+            said = re.sub(pattern, replacement, message)
+            return said.replace("command を", "コマンド（train・evaluate・predict・report・app）を").replace("command に", "コマンドに")
     return f"引数が正しくありません（{message}）"
 
 
@@ -94,8 +95,19 @@ class _Parser(argparse.ArgumentParser):
     def format_help(self):
         return super().format_help().replace("usage:", "使い方:", 1)
 
+    def parse_known_args(self, args=None, namespace=None):
+        self.given = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
     def error(self, message):
-        self.exit(2, one_line(f"エラー: {japanese(message)}。`{self.prog} --help` で使い方を確認してください。") + "\n")
+        self.exit(2, one_line(f"エラー: {japanese(message)}。`{self.help_command()} --help` で使い方を確認してください。") + "\n")
+
+    def help_command(self):
+        """The command whose ``--help`` explains the mistake: the subcommand given, if any (argparse reports an extra
+        argument of ``train`` from the top-level parser)."""
+        commands = next((a.choices for a in self._actions if isinstance(a, argparse._SubParsersAction)), {})
+        given = next((a for a in getattr(self, "given", ()) if a in commands), None)
+        return f"{self.prog} {given}" if given else self.prog
 
 
 def package_version():
@@ -358,6 +370,17 @@ def app_command(args):
 def main(argv=None):
     """Run one command; ``argv`` defaults to the command line. Without ``argv`` main is the whole process, so once
     training has ended a signal is ignored rather than interrupting the exit."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as e:  # a signal in the instant before the command's handlers are set, or as they end
+        if argv is None:
+            for number in filter(None, (getattr(signal, name, None) for name in NAMES)):
+                signal.signal(number, signal.SIG_IGN)  # only exiting is left
+        print("\n中断しました。", file=sys.stderr)
+        return 128 + getattr(e, "signum", signal.SIGINT)
+
+
+def _main(argv):
     with safe_output():
         args = build_parser().parse_args(argv)
         # a signal (Ctrl+C, kill, a closed terminal) stops a command cleanly, with one line: nothing half written;
@@ -368,6 +391,7 @@ def main(argv=None):
             args.signals = signals  # train saves what it has when a signal stops it
             try:
                 code = args.func(args)
+                signals.hold()  # done: a signal from now on only ends the command after its last line
             except KeyboardInterrupt:
                 print("\n中断しました（書きかけのファイルは残していません）。", file=sys.stderr)
                 return signals.exit_status(130)

@@ -416,3 +416,11 @@ def test_the_same_page_inside_jupyterlab(tmp_path, chromium, git_checkout):
         draw_with_mouse(page, page.locator("canvas").last, upright(7, "plain")[0])
         expect_digit(prediction, 7)
         browser.close()
+
+
+@pytest.mark.parametrize("host", ["256.1.1.1", "10.255.255.1", "[::1]", "no-such-host.invalid"])
+def test_an_address_that_cannot_be_listened_on_is_one_japanese_line(host):
+    with pytest.raises(UserError) as refused:
+        checked_address(host, free_port(), None)
+    assert "\n" not in str(refused.value)
+    assert not re.search(r"[A-Za-z]{3,} [a-z]{2,} [a-z]{2,}", str(refused.value)), str(refused.value)  # no OS English

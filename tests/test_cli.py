@@ -241,3 +241,44 @@ def test_version_names_the_installed_package(capsys):
         main(["--version"])
     assert ended.value.code == 0
     assert importlib.metadata.version("mnist-lab") in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["Train"], ["train", "extra", "--dry-run"], ["predict", "a.pt"],
+                                  ["report", "--epochs", "3", "run"]])
+def test_a_usage_mistake_points_to_the_help_of_the_command_given(argv, capsys):
+    with pytest.raises(SystemExit) as ended:
+        main(argv)
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert ended.value.code == 2 and "Traceback" not in line
+    command = argv[0] if argv[0] in ("train", "evaluate", "predict", "report", "app") else None
+    helps = re.findall(r"`([^`]*) --help`", line)
+    assert helps and helps[-1].split()[-1] == (command or helps[-1].split()[-1]) and (command or "mnist") in helps[-1]
+    assert not re.search(r"\b(command|argument|invalid|choose)\b", line)  # argparse's English is translated
+
+
+@pytest.mark.parametrize("moment", ["starting", "ending"])
+def test_a_signal_as_a_command_starts_or_ends_is_one_line(moment, monkeypatch, capsys):
+    """Ctrl+C or kill in the instant before a command's signal handlers are set, or as they are taken down after
+    its last line: one line and 128 + the signal, never a traceback."""
+    import contextlib
+    import signal
+
+    from mnist_lab import cli
+    from mnist_lab.interrupts import Interrupted, Signals
+
+    @contextlib.contextmanager
+    def ends_with_a_signal(then_ignore=False):
+        yield Signals()
+        raise Interrupted(signal.SIGTERM)
+
+    def starts_with_a_signal():
+        raise Interrupted(signal.SIGTERM)
+
+    if moment == "starting":
+        monkeypatch.setattr(cli, "build_parser", starts_with_a_signal)
+    else:
+        monkeypatch.setattr(cli, "stop_on_signals", ends_with_a_signal)
+    code = main(["predict", str(Path(__file__).parents[1] / "mnist_lab" / "pad_model.pt"), "missing.png"])
+    assert code == 128 + signal.SIGTERM
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if line.strip() and "missing.png" not in line]
+    assert "Traceback" not in line and re.search(r"[\u3040-\u30ff]", line)
