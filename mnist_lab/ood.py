@@ -66,7 +66,7 @@ def energies(model, X):
 
     Introduced in the lesson: main.ipynb §10.
     """
-    return scores_and_energy(model, X)[1]
+    return scores_and_energy(model, readable(model, X, "energies"))[1]
 
 
 def most_confident(model, pictures):

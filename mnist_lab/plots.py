@@ -218,6 +218,8 @@ def plot_misclassified(X, y, probs, n=24, ncols=8):
 
     Introduced in the lesson: main.ipynb §9.
     """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ArgumentError(f"plot_misclassified の n は描く枚数（0 以上の整数）にしてください（今は {n!r}）。例: n=24")
     idx = misclassified(y, probs)[:n]
     probs = np.asarray(probs)
     fig, axes = _grid(max(1, len(idx)), ncols)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from .errors import ArgumentError
+from .errors import ArgumentError, checked_seed
 
 SIDE = 112  # the canvas: big enough for smooth strokes, small enough to make thousands a second
 LOOKALIKES = set("OoQDIlSsZzBbgq")
@@ -147,7 +147,7 @@ def non_digits(n, seed=0, kinds=KINDS, fonts=None):
     kinds = checked_kinds(kinds)
     if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or not 0 <= n <= 100_000:
         raise ArgumentError(f"non_digits の n は作る枚数（0〜100000 の整数）にしてください（今は {repr(n)[:20]}）。例: non_digits(100)")
-    rng, fonts, kana = np.random.default_rng(seed), fonts or bundled_fonts(), kana_font()
+    rng, fonts, kana = np.random.default_rng(checked_seed(seed)), fonts or bundled_fonts(), kana_font()
     return [non_digit(rng, fonts, kinds[rng.integers(len(kinds))], kana_font=kana)[1] for _ in range(n)]
 
 

@@ -688,3 +688,20 @@ def test_describe_device_describes_or_says_what_to_pass(device):
         assert describe_device(device)
     except UserError as e:
         assert_japanese_message(e)
+
+
+def test_lesson_functions_refuse_impossible_counts_seeds_and_arrays_in_one_line():
+    from mnist_lab.ood import energies
+    from mnist_lab.plots import plot_misclassified
+    from mnist_lab.synthetic import non_digits
+
+    model = build_model("quick", seed=0)
+    X, y = torch.zeros(4, 1, 28, 28), torch.tensor([1, 2, 3, 4])
+    calls = [lambda: energies(model, X.numpy()), lambda: non_digits(2, seed=-1), lambda: non_digits(2, seed="x"),
+             lambda: plot_misclassified(X, y, predict_proba(model, X), n=-1),
+             lambda: plot_misclassified(X, y, predict_proba(model, X), n=2.5)]
+    for call in calls:
+        with pytest.raises(UserError) as refused:
+            call()
+        assert_japanese_message(refused.value)
+    assert energies(model, X).shape == (4,)  # the same images as a tensor are read
