@@ -25,7 +25,7 @@ import ipywidgets as widgets
 from .checkpoint import load_checkpoint, read_checkpoint
 from .errors import UserError
 from .interrupts import NAMES, Interrupted
-from .paths import env_path, user_path
+from .paths import env_path, usable_home_folders, user_path
 from .widgets import DrawPad
 
 APP_NOTEBOOK = Path(__file__).with_name("app.ipynb")
@@ -147,6 +147,9 @@ def serve(checkpoint=None, host="127.0.0.1", port=8866, token=None):
     path, words = model_source(checkpoint)
     read_checkpoint(path)
     token = checked_address(host, port, token)
+    if usable_home_folders():  # Jupyter, IPython and matplotlib, here and in the page's kernels
+        raise UserError("ホームフォルダにも一時フォルダにも書き込めないため、アプリを起動できません。"
+                        "書き込めるフォルダを TMPDIR に指定して（例: TMPDIR=/tmp）起動し直してください。")
     if checkpoint:
         os.environ[CHECKPOINT_ENV] = str(Path(checkpoint).resolve())  # the page's kernel inherits it
     shown = f"[{host}]" if ":" in host else host
