@@ -1,7 +1,8 @@
 """The libraries' per-user folders when the home folder cannot hold them: read-only (a read-only tmpfs, which stops
-root too), missing inside a read-only one, or "inside" a regular file; and that nothing changes when it can."""
+root too), missing inside a read-only one, "inside" a regular file, or unknown; and that nothing changes when it can."""
 
 import os
+import pwd
 import stat
 import subprocess
 import sys
@@ -16,11 +17,18 @@ from mnist_lab.paths import HOME_FOLDERS, usable_home_folders
 
 REPO = Path(__file__).resolve().parents[1]
 XDG = ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME")
-HOMES = ["under-a-file", "read-only", "missing-in-read-only"]
+HOMES = ["under-a-file", "read-only", "missing-in-read-only", "unknown"]
 
 
-def unusable_home(tmp_path, shape):
-    """A home folder nothing can be written under (the caller unmounts ``tmp_path / "ro"`` if it was mounted)."""
+def unusable_home(tmp_path, shape, monkeypatch):
+    """A home folder nothing can be written under (the caller unmounts ``tmp_path / "ro"`` if it was mounted);
+    ``unknown``: no ``HOME`` and a user id the system does not know (a container started with ``--user``)."""
+    if shape == "unknown":
+        def no_such_user(uid):
+            raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+        monkeypatch.setattr(pwd, "getpwuid", no_such_user)
+        return None
     if shape == "under-a-file":
         (tmp_path / "file").write_text("")
         return tmp_path / "file" / "home"
@@ -43,9 +51,12 @@ def clean_environment(monkeypatch):
 
 @pytest.mark.parametrize("shape", HOMES)
 def test_folders_the_home_cannot_hold_go_to_one_private_folder(tmp_path, clean_environment, shape):
-    home = unusable_home(tmp_path, shape)
+    home = unusable_home(tmp_path, shape, clean_environment)
     try:
-        clean_environment.setenv("HOME", str(home))
+        if home is None:
+            clean_environment.delenv("HOME", raising=False)
+        else:
+            clean_environment.setenv("HOME", str(home))
         assert usable_home_folders() == []
         # the folder each library now uses: the one its variable names, else its default (Jupyter's runtime
         # folder is in its data folder)
@@ -54,7 +65,7 @@ def test_folders_the_home_cannot_hold_go_to_one_private_folder(tmp_path, clean_e
         assert all(folder.is_relative_to(private) for folder in folders.values()), folders
         assert len(set(folders.values())) == len(folders), folders
         assert stat.S_IMODE(private.stat().st_mode) & 0o077 == 0  # other users of a shared server cannot look in
-        assert not private.is_relative_to(home)
+        assert home is None or not private.is_relative_to(home)
         for folder in folders.values():
             (folder / "written").write_text("ok")
     finally:
