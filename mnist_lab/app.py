@@ -161,7 +161,7 @@ def serve(checkpoint=None, host="127.0.0.1", port=8866, token=None):
     token = checked_address(host, port, token)
     if usable_home_folders():  # Jupyter, IPython and matplotlib, here and in the page's kernels
         raise UserError("ホームフォルダにも一時フォルダにも書き込めないため、アプリを起動できません。"
-                        "書き込めるフォルダを TMPDIR に指定して（例: TMPDIR=/tmp）起動し直してください。")
+                        "書き込めるフォルダを環境変数 TMPDIR に指定して起動し直してください。")
     if checkpoint:
         os.environ[CHECKPOINT_ENV] = str(Path(checkpoint).resolve())  # the page's kernel inherits it
     shown = f"[{host}]" if ":" in host else host

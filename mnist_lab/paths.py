@@ -4,6 +4,10 @@ A shell expands ``~`` only when it is unquoted at the start of a word: ``--out "
 in a ``.env`` file or ``%env`` in a notebook reach the program as they are. Every path a user gives (a command-line
 argument, an ``MNIST_LAB_*`` environment variable, a folder passed to a lesson function) goes through
 :func:`user_path`, so ``~`` means the home folder everywhere, and never a folder literally named ``~``.
+
+The libraries keep folders of their own in the home folder too (matplotlib's font cache, Jupyter's and IPython's
+files). When it cannot hold them (read-only, missing, unknown), :func:`usable_home_folders` points them elsewhere
+before the libraries load, so a command behaves and prints as it does with a usable home folder.
 """
 
 import atexit
@@ -28,7 +32,6 @@ def env_path(name, environ=None):
     is unset or empty."""
     value = (os.environ if environ is None else environ).get(name)
     return user_path(value) if value else None
-
 
 
 def _in_home(*parts):
@@ -83,7 +86,7 @@ def usable_home_folders(variables=tuple(HOME_FOLDERS)):
 
     Without that, a read-only, missing or unset home folder makes matplotlib print English warnings and the app's
     page fail (Jupyter cannot keep its notebook signatures). Return the variables that still have no usable folder
-    (none unless no temporary folder can be made either: ``TMPDIR`` unwritable as well)."""
+    (none unless no temporary folder can be made either: ``TMPDIR``, ``/tmp`` and the working folder unwritable)."""
     left = []
     for variable in variables:
         if all(_usable(folder) for folder in ([os.environ[variable]] if os.environ.get(variable)
