@@ -18,14 +18,16 @@ import secrets
 import signal
 import socket
 import sys
+import traceback
 from pathlib import Path
 
 import ipywidgets as widgets
 
 from .checkpoint import load_checkpoint, read_checkpoint
+from .console import one_line
 from .errors import UserError
 from .interrupts import NAMES, Interrupted
-from .paths import env_path, user_path
+from .paths import env_path, usable_home_folders, user_path
 from .widgets import DrawPad
 
 APP_NOTEBOOK = Path(__file__).with_name("app.ipynb")
@@ -99,7 +101,7 @@ class _ReadyLine(logging.Handler):
 
     def __init__(self, app, url):
         super().__init__(logging.INFO)
-        self.app, self.url, self.said, self.told = app, url, False, False
+        self.app, self.url, self.said, self.told, self.failed = app, url, False, False, None
 
     def emit(self, record):
         if not self.said and READY in record.getMessage():
@@ -107,9 +109,18 @@ class _ReadyLine(logging.Handler):
             asyncio.ensure_future(self._after_the_notebook_ran())
 
     async def _after_the_notebook_ran(self):
-        for pool in self.app.kernel_manager._pools.values():  # Voilà 0.5's pre-heated kernels
-            for kernel in pool:
-                await (await kernel)["task"]
+        """Print the ready line; or, when the page cannot be made (its kernel or the notebook's run failed: no page
+        would ever open), keep the error in ``failed`` and stop the server, which shuts its kernels down."""
+        try:
+            for pool in self.app.kernel_manager._pools.values():  # Voilà 0.5's pre-heated kernels
+                for kernel in pool:
+                    await (await kernel)["task"]
+        except Exception as e:  # noqa: BLE001 -- whatever it was, no page would open: say so and stop
+            if os.environ.get("MNIST_LAB_DEBUG"):
+                traceback.print_exc()
+            self.failed = e
+            asyncio.get_running_loop().stop()
+            return
         print(f"アプリの準備ができました。ブラウザで開いてください: {self.url}\n"
               "（サーバーの上で動かしているときは ssh -L でこのポートをつないでから。止めるには Ctrl+C）", flush=True)
         self.told = True
@@ -149,11 +160,15 @@ def serve(checkpoint=None, host="127.0.0.1", port=8866, token=None):
     """Serve the app until Ctrl+C. ``token=None`` makes a random token; ``""`` means none (loopback only).
 
     The checkpoint and the address are checked first, so a mistake is one line, not a server that fails later.
-    Returns 0 once a running app is stopped, 128 + the signal's number when a signal stopped it before it was ready.
+    Returns 0 once a running app is stopped, 128 + the signal's number when a signal stopped it before it was ready,
+    2 (one line) when its page cannot be made.
     """
     path, words = model_source(checkpoint)
     read_checkpoint(path)
     token = checked_address(host, port, token)
+    if usable_home_folders():  # Jupyter, IPython and matplotlib, here and in the page's kernels
+        raise UserError("ホームフォルダにも一時フォルダにも書き込めないため、アプリを起動できません。"
+                        "書き込めるフォルダを環境変数 TMPDIR に指定して起動し直してください。")
     if checkpoint:
         os.environ[CHECKPOINT_ENV] = str(Path(checkpoint).resolve())  # the page's kernel inherits it
     shown = f"[{host}]" if ":" in host else host
@@ -177,6 +192,11 @@ def serve(checkpoint=None, host="127.0.0.1", port=8866, token=None):
         app.start()  # until a signal; then Voilà shuts its kernels down
     except KeyboardInterrupt:  # a signal before the server's loop ran: nothing was started
         pass
+    if ready is not None and ready.failed is not None and stopper.received is None:
+        e = ready.failed
+        print(one_line(f"エラー: アプリのページを用意できませんでした（{type(e).__name__}: {e}）。"
+                       "環境変数 MNIST_LAB_DEBUG=1 を付けて起動すると詳細が出ます。"), file=sys.stderr, flush=True)
+        return 2
     if ready is not None and ready.told:
         print("アプリを止めました。", flush=True)
         return 0

@@ -41,7 +41,7 @@ from .interrupts import NAMES, Signals, stop_on_signals
 from .metrics import classification_table, confusion_matrix, summary
 from .models import MODELS, build_model
 from .ood import WARNING, read
-from .paths import user_path
+from .paths import usable_home_folders, user_path
 from .preprocess import load_image, preprocess_drawing
 from .recipes import MAX_BATCH_SIZE, PRESETS, SCHEDULES, make_config, preset_help, preset_name
 from .runs import new_run, run_holding, write_run
@@ -383,6 +383,7 @@ def main(argv=None):
 def _main(argv):
     with safe_output():
         args = build_parser().parse_args(argv)
+        usable_home_folders(["MPLCONFIGDIR"])  # any command may draw; the app checks the folders it needs itself
         # a signal (Ctrl+C, kill, a closed terminal) stops a command cleanly, with one line: nothing half written;
         # the app stops its server itself
         own = args.func is app_command

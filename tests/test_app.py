@@ -14,6 +14,8 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -23,13 +25,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from invariants import assert_one_japanese_line
 from jupyter_helpers import CHROMIUM_ARGS, REPO, dark_run, free_port
 from test_cli import assert_one_line_error
 
-from mnist_lab import UserError
+from mnist_lab import UserError, paths
 from mnist_lab.app import CHECKPOINT_ENV, PAD_MODEL, checked_address, drawing_app, model_source
 from mnist_lab.checkpoint import read_checkpoint
 from mnist_lab.cli import main
+from mnist_lab.paths import HOME_FOLDERS
 from mnist_lab.widgets import DrawPad
 
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -161,16 +165,21 @@ FAST_CULLING = ("import sys, mnist_lab.app_server as s; s.IDLE_SECONDS, s.CULL_E
                 "from mnist_lab.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
+READY_WITHIN = 180  # seconds: the app says it is ready within about 10 s on 2 cores (30 s on a loaded machine)
+
+
 @contextmanager
-def app_server(*args, fast_culling=False):
-    """Run ``mnist-lab app`` on a free port; yield a :class:`RunningApp` once it says it is ready; stop it with
-    Ctrl+C after, and check that it stopped as it says."""
+def app_server(*args, fast_culling=False, env=None):
+    """Run ``mnist-lab app`` on a free port (in ``env``, by default this process's environment); yield a
+    :class:`RunningApp` once it says it is ready; stop it with Ctrl+C after, and check that it stopped as it says."""
     port = free_port()
     start = ["-c", FAST_CULLING] if fast_culling else ["-m", "mnist_lab"]
     app = RunningApp()
     app.process = subprocess.Popen([sys.executable, *start, "app", "--port", str(port), *args],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   env={**os.environ, "PYTHONPATH": str(REPO)})
+                                   env={**(os.environ if env is None else env), "PYTHONPATH": str(REPO)})
+    never_ready = threading.Timer(READY_WITHIN, app.process.kill)  # an app that hangs fails the test, not CI
+    never_ready.start()
     try:
         app.url, lines = None, []
         for line in app.process.stdout:
@@ -179,6 +188,7 @@ def app_server(*args, fast_culling=False):
             if found:
                 app.url = found.group(1)
                 break
+        never_ready.cancel()
         assert app.url, f"the app never said it was ready: {app.process.stderr.read()[-2000:]}"
         yield app
     finally:
@@ -309,6 +319,77 @@ def test_a_signal_at_any_moment_of_the_start_is_one_line_at_most():
         ready = "http://" in out
         assert process.returncode in ((0,) if ready else (128 + signum, -signum)), (seconds, first + out, err)
         assert len([line for line in err.splitlines() if line.strip()]) <= 1 and "Traceback" not in first + out + err, (seconds, first + out, err)
+
+
+
+def homeless_environment(tmp_path):
+    """This process's environment with HOME "inside" a regular file, where nothing can be made, not even by root
+    (as a read-only or missing home folder for a student), and no variable choosing the libraries' folders."""
+    (tmp_path / "file").write_text("")
+    env = {name: value for name, value in os.environ.items() if name not in HOME_FOLDERS and not name.startswith("XDG_")}
+    return {**env, "HOME": str(tmp_path / "file" / "home")}
+
+
+def environment_of(pid):
+    entries = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(entry.decode(errors="replace").split("=", 1) for entry in entries if b"=" in entry)
+
+
+def test_a_home_folder_nothing_can_be_written_in_still_serves_the_page(tmp_path):
+    """Jupyter, IPython and matplotlib keep their folders in one private temporary folder instead, which the page's
+    kernels use too and which goes when the app stops; the terminal shows the app's own lines only."""
+    with app_server(env=homeless_environment(tmp_path)) as app:
+        assert Visitor().open_page(app.url)  # the notebook ran in a kernel: the page has its widgets
+        kernel = environment_of(next(iter(app.kernels())))
+        folders = [Path(kernel[name]) for name in ("JUPYTER_DATA_DIR", "IPYTHONDIR", "MPLCONFIGDIR")]
+        private = folders[0].parent
+        assert private.is_dir() and all(folder.parent == private for folder in folders), folders
+    assert not private.exists()
+    assert app.err == "" and all(re.search(r"[^\x00-\x7f]", line) for line in app.out.splitlines() if line.strip())
+
+
+def stray_processes(mark):
+    """Processes whose environment carries ``mark`` (what an app and its kernels inherit)."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            if mark in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+    return found
+
+
+# Run the app with its page failing as it failed with a home folder Jupyter could not write in.
+FAILING_PAGE = ("import sys, nbformat.sign as sign\n"
+                "def refuse(*args, **kwargs): raise PermissionError(13, 'Permission denied', '/home/x/.local')\n"
+                "sign.NotebookNotary.__init__ = refuse\n"
+                "from mnist_lab.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
+def test_a_page_that_cannot_be_made_is_one_line_and_status_2():
+    """Never a server that runs without a page: the app stops, with its kernels, and says so in one line."""
+    mark = str(uuid.uuid4())
+    result = subprocess.run([sys.executable, "-c", FAILING_PAGE, "app", "--port", str(free_port()), "--no-token"],
+                            capture_output=True, text=True, timeout=120, check=False,
+                            env={**os.environ, "PYTHONPATH": str(REPO), "MNIST_LAB_TEST_MARK": mark})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert_one_japanese_line(result.stderr)
+    assert "http://" not in result.stdout  # it never said it was ready
+    assert wait_for(lambda: not stray_processes(f"MNIST_LAB_TEST_MARK={mark}".encode()), 30)  # no kernel left behind
+
+
+def test_no_folder_to_write_in_at_all_is_one_line_before_any_server_starts(tmp_path, monkeypatch, capsys):
+    def refuse(*args, **kwargs):
+        raise FileNotFoundError(2, "No usable temporary directory found")
+
+    for name in (*HOME_FOLDERS, "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", homeless_environment(tmp_path)["HOME"])
+    monkeypatch.setattr(paths, "_private", [])  # no private folder made yet in this process
+    monkeypatch.setattr(tempfile, "mkdtemp", refuse)
+    code = main(["app", "--port", str(free_port())])
+    out, err = capsys.readouterr()
+    assert_one_line_error(code, err)
+    assert out == ""  # nothing was started
 
 
 def draw_with_mouse(page, canvas, strokes):

@@ -3,7 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from invariants import assert_one_japanese_line
+from invariants import JAPANESE, assert_one_japanese_line
 from PIL import Image
 from test_cli import assert_one_line_error
 
@@ -60,3 +60,22 @@ def test_a_model_copied_in_from_another_run_is_refused_before_any_figure(tmp_pat
     assert code == 2
     assert_one_japanese_line(capsys.readouterr().err)
     assert not any((tmp_path / "quick" / name).exists() for name in FIGURES)
+
+
+def test_a_home_folder_nothing_can_be_written_in_adds_no_line(tmp_path, mnist_root):
+    """HOME read-only, missing or "inside" a file (which stops root too): matplotlib's folders go elsewhere, and
+    the terminal shows report's own lines only, as with a usable home folder."""
+    run = tmp_path / "run"
+    assert main(["train", "--dry-run", "--data", str(mnist_root), "--device", "cpu", "--out", str(run)]) == 0
+    (tmp_path / "file").write_text("")
+    env = {name: value for name, value in os.environ.items()
+           if name not in ("MPLCONFIGDIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")}
+    env.update(HOME=str(tmp_path / "file" / "home"), PYTHONPATH=str(REPO), MNIST_LAB_DATA=str(mnist_root))
+    result = subprocess.run([sys.executable, "-m", "mnist_lab", "report", run, "--device", "cpu"],
+                            capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) >= len(FIGURES) and all(JAPANESE.search(line) for line in lines), result.stdout
+    for name in FIGURES:
+        with Image.open(run / name) as image:
+            assert image.format == "PNG"
