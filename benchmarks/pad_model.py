@@ -6,16 +6,17 @@ Three models, in one run:
 - ``pad v1``: the pad model shipped before (quick's CNN, 3 epochs of pad-like augmentation; benchmarks/pad_model_v1.pt);
 - ``pad``: the pad recipe's model as shipped (mnist_lab/pad_model.pt), or trained now with ``--train``.
 
-The other-style sets (benchmarks/other_styles.py, never trained on): the 240 drawn digits of
-benchmarks/handwriting.py (seed 0) and 720 more (seeds 1-3); every digit in the machine's fonts that matplotlib
-does not ship; scikit-learn's 1,797 UCI digits (43 other writers); 200 photo-like pictures of drawn digits on paper.
-Each is printed per digit. Then the share of pictures flagged 「数字ではないかもしれません」: MNIST test digits, the
-drawn digits, and 2,000 generated non-digits by kind (in the machine's fonts). quick and pad v1 have no threshold
-of their own: for them the energy threshold is set the pad recipe's way, on 5,000 MNIST training images, to show
-what the energy score does for a model never taught non-digits. Last, the pad's time from a finished stroke to
-the shown answer (benchmarks/drawpad.py's way; target p95 <= 20 ms on 2 CPU cores).
+The other-style sets (benchmarks/other_styles.py, never trained on), each in its ``report`` part (``--part select``:
+the part recipes are chosen on; no writer, seed or font in both): 960 digits drawn by benchmarks/handwriting.py
+(seeds 0-3, its 240 of seed 0 among them); every digit in half of the machine's font families that matplotlib does
+not ship; the UCI digits of 7 of scikit-learn's 14 forms (other writers, 8x8); 200 photo-like pictures of drawn
+digits on paper. Each is printed per digit. Then the share of pictures flagged 「数字ではないかもしれません」: MNIST
+test digits, the other-style digits, and generated non-digits by kind (in that part's fonts). quick and pad v1 have
+no threshold of their own: for them the energy threshold is set the pad recipe's way, on 5,000 MNIST training
+images, to show what the energy score does for a model never taught non-digits. Last, the pad's time from a
+finished stroke to the shown answer (benchmarks/drawpad.py's way; target p95 <= 20 ms on 2 CPU cores).
 
-    python benchmarks/pad_model.py [--train] [--quick CHECKPOINT] [--runs 200]
+    python benchmarks/pad_model.py [--train] [--quick CHECKPOINT] [--runs 200] [--part report]
 """
 
 import argparse
@@ -33,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from drawpad import SEVENS, latencies_ms
 from handwriting import drawings, render
-from other_styles import drawn_set, font_set, non_digit_set, uci_set
+from other_styles import DRAWN_SEEDS, drawn_set, font_families, font_part, non_digit_set, uci_set
 
 from mnist_lab import build_model, fit, load_checkpoint, make_config
 from mnist_lab.app import PAD_MODEL
@@ -43,6 +44,8 @@ from mnist_lab.preprocess import preprocess_drawing
 from mnist_lab.synthetic import KINDS, photo
 
 BEFORE = Path(__file__).with_name("pad_model_v1.pt")
+PHOTO_SEEDS = {"report": 7, "select": 9}
+NON_DIGITS = {"report": (2000, 1), "select": (1000, 2)}  # how many, seed
 
 
 def photo_set(n=200, seed=7):
@@ -72,6 +75,8 @@ def main():
     parser.add_argument("--train", action="store_true", help="train the pad recipe now (default: the shipped model)")
     parser.add_argument("--quick", default=None, help="a quick model's checkpoint (default: train one now)")
     parser.add_argument("--runs", type=int, default=200, help="pad answers timed per model (default: 200)")
+    parser.add_argument("--part", choices=("report", "select"), default="report",
+                        help="which part of the other-style sets (default: report; recipes are chosen on select)")
     parser.add_argument("--mnist-dir", "--data", dest="mnist_dir", default=None,
                         help="MNIST folder (default: $MNIST_LAB_DATA, else ./mnist_data)")
     args = parser.parse_args()
@@ -82,9 +87,14 @@ def main():
               "pad v1": load_checkpoint(BEFORE)[0],
               "pad": trained("pad", load_mnist(args.mnist_dir, val_size=5000)) if args.train else load_checkpoint(PAD_MODEL)[0]}
     limits = {name: threshold_of(m) or calibrated_threshold(scores_and_energy(m, val)[1]) for name, m in models.items()}
-    sets = {"drawn (240, seed 0)": drawn_set(0), "drawn (720, seeds 1-3)": _joined([drawn_set(s) for s in (1, 2, 3)]),
-            "fonts": font_set(0), "UCI (43 writers)": uci_set(), "photos": photo_set()}
-    X_non, kinds, empty = non_digit_set(2000, seed=1)
+    first, *rest = DRAWN_SEEDS[args.part]
+    sets = {f"drawn (240, seed {first})": drawn_set(first),
+            f"drawn (720, seeds {rest[0]}-{rest[-1]})": _joined([drawn_set(s) for s in rest]),
+            "fonts": font_part(args.part), "UCI (7 forms)": uci_set(args.part),
+            "photos": photo_set(seed=PHOTO_SEEDS[args.part])}
+    n_non, seed_non = NON_DIGITS[args.part]
+    X_non, kinds, empty = non_digit_set(n_non, seed=seed_non, fonts=font_families()[args.part])
+    print(f"other-style sets and non-digits: the {args.part} part")
     print(f"\n{'':24s}" + "".join(f"{name:>12s}" for name in models))
     print(f"{'MNIST test':24s}" + "".join(f"{per_digit(m, data.X_test, data.y_test)[0]:12.2%}" for m in models.values()))
     table = {name: {s: per_digit(m, *xy) for s, xy in sets.items()} for name, m in models.items()}
@@ -96,7 +106,7 @@ def main():
             print(f"  {s[:22]:22s} {name:7s} " + " ".join(f"{v:4.0%}" for v in table[name][s][1]))
     print("\nflagged 「数字ではないかもしれません」 (energy above the threshold):")
     flag_sets = {"MNIST test": data.X_test, "drawn (960)": torch.cat([sets[s][0] for s in sets if "drawn" in s]),
-                 "fonts": sets["fonts"][0], "UCI": sets["UCI (43 writers)"][0], "photos": sets["photos"][0],
+                 "fonts": sets["fonts"][0], "UCI": sets["UCI (7 forms)"][0], "photos": sets["photos"][0],
                  "non-digits (all)": X_non}
     print(f"{'':24s}" + "".join(f"{name:>12s}" for name in models))
     flags = {name: {s: scores_and_energy(m, X)[1] > limits[name] for s, X in flag_sets.items()} for name, m in models.items()}

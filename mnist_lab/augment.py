@@ -15,6 +15,7 @@ from .data import MEAN, STD
 from .errors import ArgumentError
 
 BACKGROUND, INK = -MEAN / STD, (1 - MEAN) / STD  # a black and a white pixel after normalisation
+LOW_RES, THICK_LOW_RES = 0.35, 1.0  # share of pictures seen at a low resolution, and of those drawn thicker first
 
 
 def random_affine(X, generator=None, degrees=10.0, shift=2.0, scale=(0.9, 1.1), shear=0.0, stretch=0.0):
@@ -47,10 +48,10 @@ def like_drawings(X, y, generator=None):
     written by people other than MNIST's, differ from MNIST's: half the ones given a flag and some of those a base
     too, a third of the sevens a crossbar (MNIST's writers were American: the continental 1 and 7 are rare in it),
     rotated up to 15 degrees, slanted, stretched, scaled 0.75-1.1, strokes made thinner or thicker, a slow wobble
-    of the whole shape (an elastic distortion of up to about one pixel), and a quarter of them seen at a lower
-    resolution (a small or blurred picture, enlarged). Half the images are left as they are: every change above
-    resamples the picture, and a model that only ever saw resampled digits takes MNIST's own sharper ones for
-    strangers once it is also taught non-digits (it read them at 65 %)."""
+    of the whole shape (an elastic distortion of up to about one pixel), and a third of them seen at a lower
+    resolution (a small or blurred picture, enlarged; drawn with a wider pen first). Half the images are left as
+    they are: every change above resamples the picture, and a model that only ever saw resampled digits takes
+    MNIST's own sharper ones for strangers once it is also taught non-digits (it read them at 65 %)."""
     original, kept = X, torch.rand(len(X), generator=generator).to(X.device) < 0.5
     X = with_crossbars(with_flags(X, y, generator), y, generator)
     X = random_affine(X, generator, degrees=15.0, shift=2.0, scale=(0.75, 1.1), shear=0.3, stretch=0.2)
@@ -118,15 +119,19 @@ def with_crossbars(X, y, generator=None, share=0.33):
     return _drawn_on(X, chosen, _segment(middle - half, middle + half, 1.0 + 0.5 * u[:, 3], *X.shape[2:]))
 
 
-def _low_resolution(X, generator, share=0.25):
+def _low_resolution(X, generator, share=LOW_RES, thick=THICK_LOW_RES):
     """A ``share`` of the images shrunk to 11-18 pixels and enlarged back (a small or blurred picture), their
-    brightest ink kept as bright as before."""
+    brightest ink kept as bright as before; a ``thick`` share of those first drawn with a pen two pixels wider
+    (a small picture of a digit written with a thick pen: UCI's 8x8 digits have strokes a quarter as wide as
+    they are high, MNIST's an eighth)."""
     u = torch.rand(len(X), generator=generator)
     chosen = torch.nonzero(u < share).flatten().to(X.device)
     if not len(chosen):
         return X
     side = 11 + int(torch.randint(0, 8, (1,), generator=generator))  # one size per batch: one resize call
     ink = X[chosen] - BACKGROUND
+    wider = (torch.rand(len(chosen), generator=generator) < thick).to(X.device)[:, None, None, None]
+    ink = torch.where(wider, F.max_pool2d(ink, 3, stride=1, padding=1), ink)
     blurred = F.interpolate(F.interpolate(ink, size=(side, side), mode="area"), size=X.shape[2:], mode="bilinear",
                             align_corners=False)
     out = X.clone()

@@ -24,6 +24,7 @@ from .photo import NoInkOnPaper, ink_of_photo
 
 BOX, SIZE = 20, 28  # MNIST: ink fitted into 20x20, centred by mass in 28x28
 THIN, THICK, WORK = 0.10, 0.16, 96  # stroke width / digit size kept in MNIST's middle range; working size, pixels
+EDGE = 0.15  # ink that never changes by more than this between neighbouring working pixels is shading, not a pen
 SPUR = 0.6  # skeleton pixels nearer the edge than this share of the typical half-width are spurs
 MAX_SIDE = 1024  # larger pictures are shrunk first: a digit needs no more, and it keeps memory small
 
@@ -275,17 +276,26 @@ def _even_strokes(crop):
     Measured through this same function, MNIST's strokes are 7.5-18 % of the digit's longer side (5th to 95th
     percentile; median 11.6 %). Strokes outside 10-16 % are redrawn: their middle lines (the pen's path) are found
     at a working size of 96 pixels and drawn again with the nearest width in that range. A picture already at
-    MNIST's scale (ink less than 40 pixels across: a scan, a small image) has no pen to even out: kept as it is.
+    MNIST's scale (ink less than 40 pixels across: a scan, a small image) has no pen to even out: kept as it is, and
+    so is shading without one sharp edge (a grey gradient: its middle line would be a stroke nobody drew, often a 1).
     """
     if max(crop.shape) < 2 * BOX:
         return crop
-    work = _resized(crop, WORK).numpy() > 0.5
+    work = _resized(crop, WORK).numpy()
+    if _sharpest_step(work) < EDGE:
+        return crop
+    work = work > 0.5
     width, skeleton = stroke_width(work)
     target = min(max(width / WORK, THIN), THICK)
     if target == width / WORK or not skeleton.any():
         return crop
     redrawn = np.clip(target * WORK / 2 + 0.5 - ndimage.distance_transform_edt(~skeleton), 0, 1)
     return torch.from_numpy(redrawn.astype(np.float32))
+
+
+def _sharpest_step(image):
+    """Return the largest change of ink between two neighbouring pixels of ``image`` (ink in [0, 1])."""
+    return float(max(np.abs(np.diff(image, axis=0)).max(initial=0), np.abs(np.diff(image, axis=1)).max(initial=0)))
 
 
 def _fit_box(crop):

@@ -154,6 +154,17 @@ def test_strokes_of_mnist_width_are_left_alone():
     assert _even_strokes(crop) is crop
 
 
+def test_shading_without_an_edge_is_not_redrawn_as_a_stroke():
+    """A grey ramp has no pen: its middle line drawn again would be a stroke nobody drew (often a 1)."""
+    from mnist_lab.preprocess import _cropped, _even_strokes, ink_from_gray, to_gray
+
+    ramp = np.tile(np.linspace(40, 255, 112, dtype=np.float32), (112, 1)).astype(np.uint8)
+    crop = _cropped(ink_from_gray(to_gray(Image.fromarray(ramp))))
+    assert max(crop.shape) >= 40 and _even_strokes(crop) is crop
+    thin = _cropped(ink_from_gray(to_gray(drawn_seven(200, 6))))  # a sharp pen stroke far too thin: redrawn
+    assert _even_strokes(thin) is not thin
+
+
 def seven(size=(120, 100)):
     image = Image.new("L", size, 255)
     ImageDraw.Draw(image).line([(30, 20), (90, 20), (50, 85)], fill=0, width=9)

@@ -250,9 +250,14 @@ def pad_model():
 
 @pytest.mark.parametrize("points, width", [(ellipse(125, 125), 30), (ellipse(130, 135), 40), (square(15), 30)])
 def test_a_big_zero_to_the_pads_edge_is_read_as_zero(pad_model, points, width):
+    """Read as 0; a square (an outlined square is one of the shapes the pad model is taught as not a digit) may
+    instead get the warning."""
     pad = DrawPad(pad_model)
     draw_closed(pad, points, width)
-    assert pad.probabilities is not None and int(pad.probabilities.argmax()) == 0, pad.prediction.value
+    assert pad.probabilities is not None, pad.prediction.value
+    warned = "mnist-not-digit" in pad.prediction.value
+    read_as_zero = int(pad.probabilities.argmax()) == 0
+    assert read_as_zero or (points == square(15) and warned), pad.prediction.value
 
 
 @settings(max_examples=12, deadline=None)
