@@ -17,6 +17,7 @@ from .device import usable_device
 from .errors import UserError
 from .files import atomic_file, file_problem, os_error, writable_path
 from .models import MODELS, RENAMED_MODELS, build_model, model_name
+from .paths import user_path
 
 FORMAT = "mnist_lab/1"
 
@@ -47,11 +48,25 @@ def save_checkpoint(path, model, config=None, results=None):
     """
     if not isinstance(model, torch.nn.Module) or isinstance(path, torch.nn.Module):
         raise UserError("save_checkpoint(保存先のパス, モデル) の順に渡してください（例: save_checkpoint(\"model.pt\", model)）。")
+    model = unwrapped(model)
     folder = writable_path(_path(path)).parent
     if (folder / "model.pt").is_file() and any((folder / name).is_file() for name in RUN_RECORDS):
         raise UserError(f"{folder} は train が書いた学習結果のフォルダなので、そこには保存しません（記録や図と合わなくなります）。"
                         "別の保存先（例: runs/notebook/model.pt）を指定するか、学習し直すなら train --force を使ってください。")
     return write_checkpoint(path, model, config, results)
+
+
+def unwrapped(model):
+    """The registered model inside ``model`` (``torch.compile`` keeps it as ``_orig_mod``, ``nn.DataParallel`` as
+    ``module``): its weights under their own names; :class:`UserError` for a model :func:`build_model` cannot make
+    again, which a checkpoint therefore cannot hold."""
+    while type(model) not in MODELS.values() and isinstance(getattr(model, "_orig_mod", getattr(model, "module", None)),
+                                                               torch.nn.Module):
+        model = getattr(model, "_orig_mod", None) or model.module
+    if type(model) not in MODELS.values():
+        raise UserError(f"{type(model).__name__} は保存できません: チェックポイントに入るのは build_model で作れるモデル"
+                        f"（{', '.join(MODELS)}）の重みです。")
+    return model
 
 
 def write_checkpoint(path, model, config=None, results=None):
@@ -151,6 +166,9 @@ def read_checkpoint(path):
     ckpt["model"] = RENAMED_MODELS.get(name, name) if isinstance(name, str) else None
     if isinstance(ckpt.get("config"), dict) and isinstance(ckpt["config"].get("model"), str):  # the same, in its recipe
         ckpt["config"]["model"] = RENAMED_MODELS.get(ckpt["config"]["model"], ckpt["config"]["model"])
+    if isinstance(ckpt["model"], str) and ckpt["model"] not in MODELS and isinstance(ckpt.get("state_dict"), dict):
+        raise UserError(f"{path} のモデル {ckpt['model']!r} は、この版の mnist_lab にありません（{', '.join(MODELS)}）。"
+                        "新しい版で保存したものなら mnist_lab を新しくするか、この版で学習し直してください。")
     if ckpt["model"] not in MODELS or not isinstance(ckpt.get("state_dict"), dict):
         raise UserError(f"{path} は mnist_lab のチェックポイントではありません。{MAKE_ONE}")
     problem = next(filter(None, (_impossible(k, v) for k, v in ckpt["state_dict"].items())), None)
@@ -161,8 +179,12 @@ def read_checkpoint(path):
 
 def _impossible(name, value):
     """Why the stored tensor ``name`` cannot come from training (Japanese), or ``None``."""
+    if not isinstance(name, str):
+        return f"重みの名前 {name!r} が文字列ではありません"
     if not isinstance(value, torch.Tensor):
         return None  # refused as not fitting the model when it is loaded
+    if value.layout != torch.strided:
+        return f"重み {name} が普通の配列ではありません（{value.layout}）"
     if not (value.is_floating_point() or value.dtype in INTEGERS):
         return f"重み {name} が数の配列ではありません（{value.dtype}）"
     if value.is_floating_point() and not torch.isfinite(value).all() and not _unset(name, value):
@@ -227,4 +249,7 @@ def _path(path):
     """``path`` as a Path; :class:`UserError` when it is no file name at all (a model passed in its place...)."""
     if not isinstance(path, (str, bytes, os.PathLike)) or not str(path):
         raise UserError(f"ファイルの名前（\"model.pt\" のような文字列）を渡してください（今は {type(path).__name__}）。")
-    return Path(os.fsdecode(path))
+    text = user_path(os.fsdecode(path))  # "~/model.pt" is in the home folder, as everywhere else
+    if text.endswith((os.sep, "/")):  # Path() would drop the slash: "runs/nb/" would become a file named nb
+        raise UserError(f"{text} はフォルダの名前です。ファイルの名前まで書いてください（例: {text.rstrip('/' + os.sep)}/model.pt）。")
+    return Path(text)

@@ -345,3 +345,62 @@ def test_a_device_this_machine_cannot_load_into_is_one_japanese_line(tmp_path, d
     with pytest.raises(UserError) as refused:
         load_checkpoint(path, device=device)
     assert_japanese_message(refused.value)
+
+
+def _edited(tmp_path, name, edit):
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, build_model("quick_cnn", seed=0))
+    ckpt = torch.load(path, weights_only=True)
+    edit(ckpt)
+    torch.save(ckpt, tmp_path / name)
+    return tmp_path / name
+
+
+EDITS = {
+    "a weight named by a number": lambda c: c.update(state_dict={i: v for i, v in enumerate(c["state_dict"].values())}),
+    "sparse weights": lambda c: c.update(state_dict={k: v.to_sparse() if v.ndim == 2 else v
+                                                     for k, v in c["state_dict"].items()}),
+    "a model of a newer version": lambda c: c.update(model="resnet50"),
+}
+
+
+@pytest.mark.parametrize("edit", list(EDITS))
+def test_a_hand_edited_checkpoint_is_one_line_from_python_and_the_command(tmp_path, edit):
+    from invariants import assert_one_japanese_line, run_main
+
+    path = _edited(tmp_path, "edited.pt", EDITS[edit])
+    with pytest.raises(UserError) as refused:
+        load_checkpoint(path)
+    assert_japanese_message(refused.value)
+    from PIL import Image
+
+    Image.new("L", (28, 28)).save(tmp_path / "x.png")
+    code, _, err = run_main(["predict", path, tmp_path / "x.png", "--device", "cpu"])
+    assert code == 2
+    assert_one_japanese_line(err)
+
+
+def test_a_wrapped_model_is_saved_as_the_model_it_wraps_and_another_module_is_refused(tmp_path):
+    model = build_model("quick_cnn", seed=1)
+    for wrapped in (torch.compile(model), torch.nn.DataParallel(model)):
+        loaded, ckpt = load_checkpoint(save_checkpoint(tmp_path / "w.pt", wrapped))
+        assert ckpt["model"] == "quick_cnn"
+        assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+    for other in (torch.nn.Sequential(model), torch.nn.Linear(2, 2)):
+        with pytest.raises(UserError) as refused:
+            save_checkpoint(tmp_path / "o.pt", other)
+        assert_japanese_message(refused.value)
+    assert not (tmp_path / "o.pt").exists()
+
+
+def test_a_folder_name_or_a_home_folder_path_is_read_as_a_user_means_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    model = build_model("quick_cnn", seed=0)
+    with pytest.raises(UserError):
+        save_checkpoint("runs/nb/", model)  # not a file named "nb"
+    assert not (tmp_path / "runs" / "nb").exists()
+    save_checkpoint("~/x.pt", model)
+    assert (tmp_path / "home" / "x.pt").is_file() and not (tmp_path / "~").exists()
+    assert load_checkpoint("~/x.pt")[1]["model"] == "quick_cnn"
