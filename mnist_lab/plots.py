@@ -5,6 +5,7 @@ once (as the cell's result) and a script can ``fig.savefig(...)`` it with no dis
 Japanese font is there (the ``matplotlib-fontja`` package brings one), else in English: never empty boxes.
 """
 
+import functools
 import io
 import math
 
@@ -30,8 +31,18 @@ TAKES = {  # what each plot function draws from, as the lesson passes it
 
 
 def explained_inputs(plot):
-    """One line saying what ``plot`` draws from when it is given something else (:func:`explained_arguments`)."""
-    return explained_arguments(TAKES[plot.__name__])(plot)
+    """One line saying what ``plot`` draws from when it is given something else (:func:`explained_arguments`);
+    tensors that keep gradients (``F.softmax(model(X), 1)`` outside ``torch.no_grad()``) are drawn as they are."""
+    checked = explained_arguments(TAKES[plot.__name__])(plot)
+
+    @functools.wraps(plot)
+    def drawn(*args, **kwargs):
+        return checked(*map(_detached, args), **{name: _detached(value) for name, value in kwargs.items()})
+    return drawn
+
+
+def _detached(value):
+    return value.detach() if getattr(value, "requires_grad", False) is True else value
 
 
 def _japanese_font():

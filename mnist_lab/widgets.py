@@ -72,7 +72,8 @@ def checked_reader(model):
 
 def checked_number(name, value, low, high):
     """``value`` as an int if it is a whole number from ``low`` to ``high``; else one Japanese line."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:  # NaN fails it too
+    if (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating))
+            or not low <= value <= high):  # NaN fails it too
         raise UserError(f"{name} は {low} 以上 {high} 以下の数にしてください（今は {value!r}）。")
     return int(value)
 
@@ -106,10 +107,10 @@ class DrawPad(widgets.HBox):
         self.model, self.size = checked_reader(model), checked_number("size", size, 56, 2000)
         line_width = checked_number("line_width", line_width, 2, 40)
         DrawPad._open.add(self)
-        self.canvas = PadCanvas(size=size, line_width=line_width, every=self.EVERY,
-                                layout=widgets.Layout(width=f"{size + 4}px"))
+        self.canvas = PadCanvas(size=self.size, line_width=line_width, every=self.EVERY,
+                                layout=widgets.Layout(width=f"{self.size + 4}px"))
         self.pen_width = widgets.IntSlider(value=line_width, min=2, max=40, description="ペンの太さ",
-                                           layout=widgets.Layout(width=f"{size}px")).add_class("mnist-pen-width")
+                                           layout=widgets.Layout(width=f"{self.size}px")).add_class("mnist-pen-width")
         widgets.jslink((self.pen_width, "value"), (self.canvas, "line_width"))  # in the browser, at once
         widgets.link((self.pen_width, "value"), (self.canvas, "line_width"))  # and here (no page needed)
         self.prediction = widgets.HTML().add_class("mnist-prediction")
@@ -289,6 +290,7 @@ def explorer_inputs(X, y, probs):
             or X.device.type == "meta" or not X.is_floating_point():
         shape = tuple(X.shape) if isinstance(X, torch.Tensor) else type(X).__name__
         raise _refused(f"画像 X が N×1×28×28 の小数のテンソルではありません（今は {shape}）")
+    X = X.detach()  # images straight from a computation that keeps gradients are shown as they are
     y = _labels(y, "ラベル y")
     if isinstance(probs, np.ndarray) and probs.ndim == 2 and probs.dtype.kind in "biuf":
         probs = torch.from_numpy(probs)

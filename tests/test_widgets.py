@@ -281,3 +281,12 @@ def test_a_closed_pad_says_so_in_one_japanese_line():
         with pytest.raises(UserError) as refused:
             use()
         assert_japanese_message(refused.value)
+
+
+def test_the_pad_takes_numpy_and_fractional_sizes_as_numbers():
+    model = build_model("quick_cnn", seed=0)
+    pad = DrawPad(model, size=280.7, line_width=np.int64(12))
+    assert pad.size == 280 and pad.canvas.size == 280 and pad.line_width == 12
+    pad.set_line_width(np.int64(10))
+    assert pad.line_width == 10
+    assert DrawPad(model, size=np.int64(200)).canvas.size == 200
