@@ -3,7 +3,7 @@
 import time
 
 from .device import usable_device
-from .errors import explained_arguments
+from .errors import ArgumentError, explained_arguments
 from .inference import evaluate
 from .models import build_model, count_parameters
 from .train import fit
@@ -25,6 +25,10 @@ def compare(data, configs, device=None, progress=True):
     """
     import pandas as pd
 
+    if not isinstance(configs, dict) or not configs:
+        raise ArgumentError("compare には、比べるレシピを 1 つ以上、名前 → make_config(...) の辞書で渡してください"
+                            f"（今は {'空の辞書' if isinstance(configs, dict) else type(configs).__name__}）。"
+                            "例: compare(data, {\"quick\": make_config(\"quick\")})")
     device = usable_device(device)  # said here, before any model trains, and naming no other function
     rows, stopped = {}, False
     for name, config in configs.items():

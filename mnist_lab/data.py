@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import operator
 import os
+import shlex
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -30,6 +31,7 @@ RAW_FILES = {
     "t10k-labels-idx1-ubyte": (10_008, "27ae3e4e09519cfbb04c329615203637"),
 }
 
+NAMED_BY = "--mnist-dir（load_mnist では root）"  # where a user names the MNIST folder, in a message
 LEGACY_FILES = ("training.pt", "test.pt")  # MNIST/processed/ of torchvision before 0.9.1
 
 
@@ -40,8 +42,10 @@ def mnist_folder(root=None):
 
     Introduced in the lesson: main.ipynb §5.
     """
+    if root is not None and not isinstance(root, (str, bytes, os.PathLike)):
+        raise UserError(f"MNIST のフォルダは \"mnist_data\" のような文字列で指定してください（今は {type(root).__name__}）。")
     if root or env_path(ENV_ROOT):
-        return Path(user_path(root) if root else env_path(ENV_ROOT))
+        return Path(user_path(os.fsdecode(root)) if root else env_path(ENV_ROOT))
     if not Path(DEFAULT_FOLDER).exists() and raw_dir(OLD_DEFAULT_FOLDER).is_dir():
         return Path(OLD_DEFAULT_FOLDER)
     return Path(DEFAULT_FOLDER)
@@ -97,10 +101,11 @@ def _checked_root(root):
     root = mnist_folder(root)
     if root.exists() and not root.is_dir():
         raise UserError(f"{source + ' の ' if source else ''}{root} はファイルです。MNIST のフォルダ（中に MNIST/raw/ が"
-                        f"ある場所）を {source or '--mnist-dir'} に指定してください。")
+                        f"ある場所）を {source or NAMED_BY} に指定してください。")
     if source and not root.exists():
-        raise UserError(f"{source} の MNIST のフォルダ {root} がありません。パスを確かめてください（そこにダウンロードするなら、"
-                        f"先に `mkdir -p {root}` してください）。")
+        spaces = "（前後に空白があります）" if str(root) != str(root).strip() else ""
+        raise UserError(f"{source} の MNIST のフォルダ「{root}」{spaces}がありません。パスを確かめてください（そこに"
+                        f"ダウンロードするなら、先に `mkdir -p {shlex.quote(str(root))}` してください）。")
     for folder in (root, raw_dir(root)):
         try:
             if folder.is_dir():
@@ -109,7 +114,7 @@ def _checked_root(root):
             raise os_error(e, folder, "読めません") from e
     if (root / "model.pt").is_file() and any((root / name).is_file() for name in ("results.json", "metrics.json")):
         raise UserError(f"{root} は学習結果のフォルダです（MNIST を置く場所ではありません）。MNIST のフォルダを "
-                        f"{source or '--mnist-dir'} に指定してください（そこにダウンロードすると学習結果が壊れます）。")
+                        f"{source or NAMED_BY} に指定してください（そこにダウンロードすると学習結果が壊れます）。")
     return root
 
 
@@ -117,7 +122,7 @@ def root_source(root):
     """Return where the MNIST folder was named, in words for a message: ``--mnist-dir`` (or the lesson's ``root``),
     the environment variable, or ``None`` for the default folder."""
     if root is not None and str(root):
-        return "--mnist-dir"
+        return NAMED_BY
     return f"環境変数 {ENV_ROOT}" if env_path(ENV_ROOT) else None
 
 

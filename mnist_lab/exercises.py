@@ -27,6 +27,7 @@ import copy
 import html
 import inspect
 import math
+import numbers
 import signal
 import textwrap
 import threading
@@ -114,10 +115,14 @@ def plain(value):
         if hidden.any():
             value = value.astype(object)
             value[hidden] = MASKED
+    if type(value).__name__ in ("Series", "Index") and hasattr(value, "to_numpy"):  # pandas: its values
+        value = value.to_numpy()
     if isinstance(value, (np.ndarray, np.generic)) or type(value).__name__ == "Tensor":
         return value.tolist()
     if isinstance(value, (tuple, list)):
         return [plain(v) for v in value]
+    if isinstance(value, numbers.Number) and not isinstance(value, (bool, int, float, complex)):  # Fraction, Decimal
+        return float(value)
     return value
 
 

@@ -50,7 +50,10 @@ def checked_arguments(model, data, config, device, callbacks):
                         f"しまう場所がありません。build_model(\"{config.model}\") のモデルを渡すか、not_digits を 0 にしてください。")
     device = usable_device(device)
     callbacks = checked_callbacks(callbacks)
-    if len(getattr(data, "y_train", ())) == 0:
+    if not all(hasattr(data, name) for name in ("X_train", "y_train", "with_validation", "eval_split")):
+        raise UserError(f"fit には load_mnist() のデータを渡してください（今は {type(data).__name__}）。DataLoader や (X, y) ではなく、"
+                        "data = load_mnist() の data です（少しだけなら data.head(1000, 200)）。")
+    if len(data.y_train) == 0:
         raise UserError("学習データがありません（0 枚）。load_mnist() のデータか、1 枚以上ある data.head(n) を渡してください。")
     return config, device, callbacks
 

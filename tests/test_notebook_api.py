@@ -705,3 +705,48 @@ def test_lesson_functions_refuse_impossible_counts_seeds_and_arrays_in_one_line(
             call()
         assert_japanese_message(refused.value)
     assert energies(model, X).shape == (4,)  # the same images as a tensor are read
+
+
+def test_what_a_student_computes_with_gradients_kept_is_shown_and_other_data_is_named():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from mnist_lab import fit, make_config
+    from mnist_lab.compare import compare
+    from mnist_lab.data import load_mnist
+    from mnist_lab.plots import plot_misclassified
+    from mnist_lab.widgets import OneVsRestExplorer
+
+    model = build_model("quick_cnn", seed=0)
+    X, y = torch.rand(20, 1, 28, 28), torch.randint(0, 10, (20,))
+    P = torch.softmax(model(X), 1)  # outside torch.no_grad(): it keeps gradients
+    assert plot_misclassified(X, y, P) is not None and plot_samples(X.requires_grad_(), y) is not None
+    OneVsRestExplorer(X.requires_grad_(), y, P)
+    for data in (DataLoader(TensorDataset(X, y), 4), (X, y)):
+        with pytest.raises(UserError) as refused:
+            fit(model, data, make_config("quick", epochs=1), "cpu", progress=False)
+        assert_japanese_message(refused.value)
+        assert type(data).__name__ in str(refused.value)
+    for call in (lambda: compare(None, {}), lambda: load_mnist(5)):
+        with pytest.raises(UserError) as refused:
+            call()
+        assert_japanese_message(refused.value)
+
+
+def test_right_answers_as_fractions_decimals_or_pandas_are_judged_right():
+    from decimal import Decimal
+    from fractions import Fraction
+
+    import pandas as pd
+
+    def as_fractions(C, k):
+        return Fraction(int(C[k, k]), int(C[:, k].sum())), Fraction(int(C[k, k]), int(C[k, :].sum()))
+
+    def as_decimals(C, k):
+        return Decimal(int(C[k, k])) / Decimal(int(C[:, k].sum())), Decimal(int(C[k, k])) / Decimal(int(C[k, :].sum()))
+
+    def as_series(C, k):
+        TP, FP, FN = C[k, k], C[:, k].sum() - C[k, k], C[k, :].sum() - C[k, k]
+        return pd.Series([TP, FP, FN, C.sum() - TP - FP - FN])
+
+    for exercise, fn in ((ex.precision_recall, as_fractions), (ex.precision_recall, as_decimals), (ex.counts, as_series)):
+        assert exercise.result(fn).status == "correct", exercise.result(fn).message
