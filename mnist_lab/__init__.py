@@ -6,6 +6,14 @@ The notebook calls these; the command line is ``mnist-lab`` (or ``python -m mnis
 import os
 import sys
 
+COMMAND = os.path.basename(sys.argv[0]) in ("-m", "mnist-lab")  # the command line, not a notebook or a script
+try:
+    os.getcwd()
+except FileNotFoundError:  # PyTorch's libraries cannot even load from a folder that was deleted
+    if COMMAND:
+        print("エラー: 今いるフォルダが消されています。cd で別のフォルダに移ってから実行してください。", file=sys.stderr)
+        raise SystemExit(2) from None
+
 try:
     from .checkpoint import load_checkpoint, save_checkpoint
     from .data import MNISTData, load_mnist
@@ -19,7 +27,7 @@ try:
     from .recipes import PRESETS, TrainConfig, make_config
     from .train import fit
 except KeyboardInterrupt:  # Ctrl+C while the command (python -m mnist_lab, mnist-lab) still loads PyTorch
-    if os.path.basename(sys.argv[0]) not in ("-m", "mnist-lab"):
+    if not COMMAND:
         raise
     print("\n中断しました（まだ何も始めていません）。", file=sys.stderr)
     raise SystemExit(130) from None

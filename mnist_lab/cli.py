@@ -43,7 +43,7 @@ from .models import MODELS, build_model
 from .ood import WARNING, read
 from .paths import usable_home_folders, user_path
 from .preprocess import load_image, preprocess_drawing
-from .recipes import MAX_BATCH_SIZE, PRESETS, SCHEDULES, make_config, preset_help, preset_name
+from .recipes import MAX_BATCH_SIZE, PRESETS, SCHEDULES, for_model, make_config, preset_help, preset_name
 from .runs import new_run, run_holding, write_run
 from .train import fit
 
@@ -201,9 +201,14 @@ TRAIN_IMAGES = (RAW_FILES["train-labels-idx1-ubyte"][0] - 8)  # an IDX label fil
 def train_command(args):
     signals = args.signals
     preset = preset_name(args.preset)
-    config = make_config(preset, model=args.model, epochs=args.epochs, batch_size=args.batch_size,
+    config = make_config(preset, epochs=args.epochs, batch_size=args.batch_size,
                          lr=args.lr, seed=args.seed, schedule=args.schedule, val_size=args.val_size,
                          augment=args.augment, drawings=args.drawings, patience=args.patience, ema=args.ema)
+    if args.model is not None:  # the preset's recipe for another model, as the lesson's for_model
+        config, taught = for_model(config, args.model), config.not_digits
+        if taught and not config.not_digits:
+            print(one_line(f"お知らせ: {config.model} には「数字ではない」の境目をしまう場所がないので、数字でない絵は教えません"
+                           "（教えるのは pad_cnn のときだけです）。"), file=sys.stderr)
     if config.val_size >= TRAIN_IMAGES:  # known before the data is loaded
         raise UserError(f"検証データの数 {config.val_size} は 0 以上 {TRAIN_IMAGES} 未満にしてください（MNIST の学習データは {TRAIN_IMAGES} 枚）。")
     device = best_device(args.device)

@@ -282,3 +282,24 @@ def test_a_signal_as_a_command_starts_or_ends_is_one_line(moment, monkeypatch, c
     assert code == 128 + signal.SIGTERM
     (line,) = [line for line in capsys.readouterr().err.splitlines() if line.strip() and "missing.png" not in line]
     assert "Traceback" not in line and re.search(r"[\u3040-\u30ff]", line)
+
+
+def test_a_preset_teaching_non_digits_trains_any_model_given_with_a_note(tmp_path, mnist_root, capsys):
+    """``--preset pad --model quick_cnn``: the pad recipe for that model (without non-digits, which it has no place
+    for), as the lesson's for_model does, instead of pointing to a setting the command line does not have."""
+    from mnist_lab import load_checkpoint
+
+    code = main(["train", "--preset", "pad", "--model", "quick_cnn", "--dry-run", "--device", "cpu",
+                 "--mnist-dir", str(mnist_root), "--out", str(tmp_path / "run")])
+    assert code == 0, capsys.readouterr().err
+    assert load_checkpoint(tmp_path / "run" / "model.pt")[1]["config"]["not_digits"] == 0
+    assert any(line.startswith("お知らせ: ") for line in capsys.readouterr().err.splitlines())
+
+
+def test_the_mnist_folder_in_a_message_can_be_pasted_into_a_shell(tmp_path, monkeypatch, capsys):
+    import shlex
+
+    monkeypatch.setenv("MNIST_LAB_DATA", str(tmp_path / "mnist "))  # a space at the end, invisible in a message
+    code = main(["train", "--dry-run", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and shlex.quote(str(tmp_path / "mnist ")) in err

@@ -396,3 +396,13 @@ def test_the_longest_folder_names_take_a_run_and_its_replacement(tmp_path, toy_t
         code, _, err = run_main(["train", "--dry-run", "--device", "cpu", "--out", out, *extra])
         assert code == 0 and not problem_lines(err), err
         assert is_run(out) and not stray_folders(out.parent)
+
+
+def test_a_command_run_from_a_deleted_folder_is_one_line(tmp_path):
+    """The terminal's folder was removed meanwhile (by another window, a file manager): one line, not oneMKL's."""
+    (tmp_path / "gone").mkdir()
+    script = 'cd "$1" && rmdir "$1" && exec "$2" -m mnist_lab --version'
+    result = subprocess.run(["sh", "-c", script, "sh", tmp_path / "gone", sys.executable], env=ENV,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 2, result.stderr
+    assert_one_japanese_line(result.stderr)
