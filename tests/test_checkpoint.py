@@ -71,11 +71,6 @@ def test_missing_file(tmp_path):
         read_checkpoint(tmp_path / "none.pt")
 
 
-def test_only_registered_models_can_be_saved(tmp_path):
-    with pytest.raises(ValueError, match="not a registered model"):
-        save_checkpoint(tmp_path / "m.pt", torch.nn.Linear(2, 2))
-
-
 @pytest.mark.parametrize("odd", [{"model": ["quick"]}, {"model": "quick", "state_dict": [1, 2]},
                                  {"model": "quick", "state_dict": {"fc.weight": "not a tensor"}}])
 def test_odd_contents_are_refused_as_not_ours(tmp_path, odd):
