@@ -156,6 +156,15 @@ class _Stopper:
         loop.call_soon_threadsafe(loop.stop)
 
 
+def app_url(host, port, token):
+    """The address to open, as the ready line shows it (an address that listens everywhere is to be replaced)."""
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
+    if host in ("0.0.0.0", "::"):
+        url += f"  （{host} はこのマシンの IP アドレスに置き換えて開いてください）"
+    return url
+
+
 def serve(checkpoint=None, host="127.0.0.1", port=8866, token=None):
     """Serve the app until Ctrl+C. ``token=None`` makes a random token; ``""`` means none (loopback only).
 
@@ -171,10 +180,7 @@ def serve(checkpoint=None, host="127.0.0.1", port=8866, token=None):
                         "書き込めるフォルダを環境変数 TMPDIR に指定して起動し直してください。")
     if checkpoint:
         os.environ[CHECKPOINT_ENV] = str(Path(checkpoint).resolve())  # the page's kernel inherits it
-    shown = f"[{host}]" if ":" in host else host
-    url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
-    if host in ("0.0.0.0", "::"):
-        url += f"  （{host} はこのマシンの IP アドレスに置き換えて開いてください）"
+    url = app_url(host, port, token)
     stopper = _Stopper()
     ready = None
     try:
@@ -192,6 +198,11 @@ def serve(checkpoint=None, host="127.0.0.1", port=8866, token=None):
         app.start()  # until a signal; then Voilà shuts its kernels down
     except KeyboardInterrupt:  # a signal before the server's loop ran: nothing was started
         pass
+    return _ended(ready, stopper)
+
+
+def _ended(ready, stopper):
+    """Say how the app ended (its ready line, if any, was ``ready``); return the command's status."""
     if ready is not None and ready.failed is not None and stopper.received is None:
         e = ready.failed
         print(one_line(f"エラー: アプリのページを用意できませんでした（{type(e).__name__}: {e}）。"

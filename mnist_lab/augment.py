@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import MEAN, STD
-from .errors import ArgumentError
+from .errors import ArgumentError, explained_arguments
 
 BACKGROUND, INK = -MEAN / STD, (1 - MEAN) / STD  # a black and a white pixel after normalisation
 LOW_RES, THICK_LOW_RES = 0.35, 1.0  # share of pictures seen at a low resolution, and of those drawn thicker first
@@ -174,6 +174,7 @@ def _wobbled(X, generator, pixels=1.0):
     return _sampled(X, identity + field)
 
 
+@explained_arguments("画像 X と、ずらすピクセル数 right=・down=（負なら左・上）")
 def shifted(X, right=0, down=0):
     """Return ``X`` (normalised ``N x 1 x 28 x 28``) moved ``right`` and ``down`` pixels (negative: left, up); the
     pixels that come in are black, like MNIST's background.

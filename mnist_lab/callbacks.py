@@ -202,7 +202,10 @@ class LiveCurves(Callback):
     """
 
     def __init__(self, points_per_epoch=20, seconds=2.0):
-        self.points_per_epoch, self.seconds = points_per_epoch, seconds
+        for name, value, low in (("points_per_epoch", points_per_epoch, 1), ("seconds", seconds, 0)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < float("inf"):
+                raise UserError(f"LiveCurves の {name} は {low} 以上の数にしてください（今は {value!r}）。例: LiveCurves()")
+        self.points_per_epoch, self.seconds = int(points_per_epoch), seconds
         self.handle, self.history, self.points, self.epochs, self.steps_per_epoch = None, None, [], 0, 1
         self.every, self.step, self.next_draw, self._sums = 1, 0, 0.0, [0.0, 0, 0]
 

@@ -16,7 +16,7 @@ import torch
 from .device import usable_device
 from .errors import UserError
 from .files import atomic_file, file_problem, os_error, writable_path
-from .models import MODELS, RENAMED_MODELS, build_model, model_name
+from .models import MODELS, RENAMED_MODELS, build_model, model_name, module_of
 from .paths import user_path
 
 FORMAT = "mnist_lab/1"
@@ -53,7 +53,25 @@ def save_checkpoint(path, model, config=None, results=None):
     if (folder / "model.pt").is_file() and any((folder / name).is_file() for name in RUN_RECORDS):
         raise UserError(f"{folder} は train が書いた学習結果のフォルダなので、そこには保存しません（記録や図と合わなくなります）。"
                         "別の保存先（例: runs/notebook/model.pt）を指定するか、学習し直すなら train --force を使ってください。")
-    return write_checkpoint(path, model, config, results)
+    real = writable_path(_path(path))
+    if real in _WRITTEN and _identity(real) not in (None, _WRITTEN[real]):
+        print(f"お知らせ: {path} は、ここで保存したあとに別のところ（別のノートブックやコマンド）から書き換えられていました。"
+              "それをこのモデルで置き換えます。")
+    written = write_checkpoint(path, model, config, results)
+    _WRITTEN[real] = _identity(real)
+    return written
+
+
+_WRITTEN = {}  # real path -> the identity of the checkpoint this process last wrote there (see load_checkpoint)
+
+
+def _identity(path):
+    """The file at ``path`` as (device, inode, size, modification time), or ``None``: another file has another."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def unwrapped(model):
@@ -209,6 +227,7 @@ PROBE = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))  #
 
 def checkpoint_size(model):
     """Return about how many bytes :func:`save_checkpoint` writes for ``model`` (its weights and some room)."""
+    model = module_of(model, "checkpoint_size")
     return sum(t.numel() * t.element_size() for t in model.state_dict().values()) + (64 << 10)
 
 
@@ -222,6 +241,10 @@ def load_checkpoint(path, model=None, device="cpu"):
     """
     device = usable_device("cpu" if device is None else device)  # "meta" or a GPU this machine lacks: one line
     ckpt = read_checkpoint(path)
+    real = Path(os.path.realpath(_path(path)))
+    if real in _WRITTEN and _identity(real) != _WRITTEN[real]:  # two notebooks saving to the same file
+        print(f"お知らせ: {path} は、ここで保存したあとに別のところ（別のノートブックやコマンド）から書き換えられています。"
+              f"読み込むのはそのモデル（{ckpt['model']}）で、ここで保存したものではありません。")
     name = ckpt["model"]
     if model is None:
         model = build_model(name)

@@ -201,14 +201,7 @@ TRAIN_IMAGES = (RAW_FILES["train-labels-idx1-ubyte"][0] - 8)  # an IDX label fil
 def train_command(args):
     signals = args.signals
     preset = preset_name(args.preset)
-    config = make_config(preset, epochs=args.epochs, batch_size=args.batch_size,
-                         lr=args.lr, seed=args.seed, schedule=args.schedule, val_size=args.val_size,
-                         augment=args.augment, drawings=args.drawings, patience=args.patience, ema=args.ema)
-    if args.model is not None:  # the preset's recipe for another model, as the lesson's for_model
-        config, taught = for_model(config, args.model), config.not_digits
-        if taught and not config.not_digits:
-            print(one_line(f"お知らせ: {config.model} には「数字ではない」の境目をしまう場所がないので、数字でない絵は教えません"
-                           "（教えるのは pad_cnn のときだけです）。"), file=sys.stderr)
+    config = train_config(args, preset)
     if config.val_size >= TRAIN_IMAGES:  # known before the data is loaded
         raise UserError(f"検証データの数 {config.val_size} は 0 以上 {TRAIN_IMAGES} 未満にしてください（MNIST の学習データは {TRAIN_IMAGES} 枚）。")
     device = best_device(args.device)
@@ -239,6 +232,21 @@ def train_command(args):
                 f"{history.kept_epoch} エポック目の重み" if history.kept_epoch else "1 エポック目の途中の重み")
         print(one_line(f"中断しました（{why}止めました）。{kept}を {out} に保存してあります。"), file=sys.stderr)
     return signals.exit_status(130 if history.interrupted else 0)
+
+
+def train_config(args, preset):
+    """The recipe ``train`` runs: the preset with the flags given; with ``--model``, the preset's recipe for that
+    model, as the lesson's for_model makes it (non-digits only for a model that keeps their threshold)."""
+    config = make_config(preset, epochs=args.epochs, batch_size=args.batch_size,
+                         lr=args.lr, seed=args.seed, schedule=args.schedule, val_size=args.val_size,
+                         augment=args.augment, drawings=args.drawings, patience=args.patience, ema=args.ema)
+    if args.model is None:
+        return config
+    model_config = for_model(config, args.model)
+    if config.not_digits and not model_config.not_digits:
+        print(one_line(f"お知らせ: {model_config.model} には「数字ではない」の境目をしまう場所がないので、数字でない絵は教えません"
+                       "（教えるのは pad_cnn のときだけです）。"), file=sys.stderr)
+    return model_config
 
 
 def default_out(preset):
@@ -350,7 +358,10 @@ def predict_command(args):
             warning = f"  ⚠ {WARNING}" if reading.not_a_digit else ""
             print(one_line(f"{path}: {reading.digit}（確率 {reading.probability:.1%}）{warning}"))
     if args.json:
-        print(json.dumps(results, ensure_ascii=False, indent=1))
+        text = json.dumps(results, ensure_ascii=False, indent=1)
+        if any("\ud800" <= c <= "\udfff" for c in text):  # a file name that is not UTF-8: escaped, so JSON stays UTF-8
+            text = json.dumps(results, ensure_ascii=True, indent=1)
+        print(text)
     return status
 
 

@@ -6,7 +6,8 @@ from .device import usable_device
 from .errors import ArgumentError, explained_arguments
 from .inference import evaluate
 from .models import build_model, count_parameters
-from .train import fit
+from .recipes import checked_config
+from .train import checked_arguments, fit
 
 COLUMNS = {"model": str, "status": str, "test_accuracy": float, "errors": "Int64", "parameters": int,
            "epochs": int, "seconds": float}
@@ -30,6 +31,8 @@ def compare(data, configs, device=None, progress=True):
                             f"（今は {'空の辞書' if isinstance(configs, dict) else type(configs).__name__}）。"
                             "例: compare(data, {\"quick\": make_config(\"quick\")})")
     device = usable_device(device)  # said here, before any model trains, and naming no other function
+    for config in configs.values():  # every recipe checked against the data first: a late mistake loses no model
+        checked_arguments(build_model(checked_config(config).model), data, config, device, [])
     rows, stopped = {}, False
     for name, config in configs.items():
         model = build_model(config.model, seed=config.seed)

@@ -244,8 +244,10 @@ class MNISTData:
         """Return the same data on ``device`` (a no-op for tensors already there)."""
         return MNISTData(**{k: v.to(device) for k, v in vars(self).items()})
 
-    def head(self, n_train, n_test):
-        """Return only the first ``n_train`` training and ``n_test`` val/test samples (for ``--dry-run``)."""
+    def head(self, n_train, n_test=None):
+        """Return only the first ``n_train`` training and ``n_test`` (default: as many) val/test samples (for
+        ``--dry-run``)."""
+        n_test = n_train if n_test is None else n_test
         for name, n in (("n_train", n_train), ("n_test", n_test)):
             try:
                 if operator.index(n) >= 0:
@@ -307,6 +309,9 @@ def load_mnist(root=None, val_size=0, seed=0, download=True):
 
     Introduced in the lesson: main.ipynb §3.
     """
+    val_size = 0 if val_size is None else val_size  # None: the default, as make_config reads it
+    if isinstance(val_size, bool) or not isinstance(val_size, int) and not hasattr(val_size, "__index__"):
+        raise UserError(f"検証データの数 val_size は整数にしてください（今は {val_size!r}）。例: load_mnist(val_size=5000)")
     root = ensure_mnist(root, download)
     images, labels = read_split(root, train=True)
     if val_size < 0:
@@ -325,6 +330,13 @@ def shuffled_batches(X, y, batch_size, generator=None):
 
     Introduced in the lesson: main.ipynb §5.
     """
+    if not isinstance(X, torch.Tensor) or not isinstance(y, torch.Tensor) or len(X) != len(y):
+        raise UserError("shuffled_batches には同じ枚数の画像 X とラベル y（テンソル）を渡してください"
+                        f"（今は {type(X).__name__} {len(X) if hasattr(X, '__len__') else ''} と {type(y).__name__} "
+                        f"{len(y) if hasattr(y, '__len__') else ''}）。例: shuffled_batches(data.X_train, data.y_train, 64)")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise UserError(f"shuffled_batches のバッチサイズは 1 以上の整数にしてください（今は {batch_size!r}）。例: 64")
+    if generator is not None and not isinstance(generator, torch.Generator):  # a seed: its generator
+        generator = torch.Generator().manual_seed(checked_seed(generator))
     order = torch.randperm(len(y), generator=generator).to(y.device)
-    for idx in order.split(batch_size):
-        yield X[idx], y[idx]
+    return ((X[idx], y[idx]) for idx in order.split(batch_size))

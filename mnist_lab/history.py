@@ -30,7 +30,10 @@ class History:
 
     def column(self, key):
         """Return one quantity over the epochs, e.g. ``history.column("eval_accuracy")``."""
-        return [r[key] for r in self.records]
+        names = sorted({name for r in self.records for name in r})
+        if self.records and key not in names:
+            raise UserError(f"学習の履歴に {key!r} はありません。あるのは {', '.join(names)} です。")
+        return [r.get(key) for r in self.records]
 
     def to_dict(self):
         return asdict(self)

@@ -26,6 +26,9 @@ def images_for(model, X, function, empty_ok=False):
     if not isinstance(model, torch.nn.Module):
         raise ArgumentError(f"{function} の最初にはモデル（build_model(...) や fit で学習したもの、load_checkpoint で読んだもの）を"
                             f"渡してください（今は {type(model).__name__}）。")
+    if device_of(model).type == "meta":
+        raise ArgumentError(f"{function} のモデルの重みが meta デバイス（形だけで値がない）にあります。"
+                            "load_checkpoint で読み込むか、.to(\"cpu\") ではなく学習したモデルを渡してください。")
     if not isinstance(X, torch.Tensor):
         raise ArgumentError(f"{function} の画像 X は PyTorch のテンソルにしてください（今は {type(X).__name__}）。"
                             "例: data.X_test[:8]。NumPy の配列なら torch.from_numpy(X) で変換できます。")
@@ -60,6 +63,8 @@ def evaluation_mode(model):
     Eval mode makes BatchNorm use its running statistics and turns dropout off, so one image's answer does not
     depend on the rest of the batch.
     """
+    if not isinstance(model, torch.nn.Module):
+        raise ArgumentError(f"evaluation_mode にはモデルを 1 つ渡してください（今は {type(model).__name__}）。")
     was_training = model.training
     model.eval()
     try:

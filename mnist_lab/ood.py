@@ -16,6 +16,7 @@ shapes, noise and scribbles (:mod:`mnist_lab.synthetic`) it is trained to give a
 (:func:`uniform_loss`), which keeps their energy high.
 """
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -58,7 +59,7 @@ def scores_and_energy(model, X, batch_size=None):
         for X_b in X.split(batch_size):
             scores = model(X_b.to(device_of(model))).float()
             probs.append(F.softmax(scores, dim=1).cpu())
-            energies.append(energy(scores).cpu())
+            energies.append(energy(model_scores(model, X_b.to(device_of(model)), scores)).cpu())
     if not probs:
         return torch.empty(0, 10), torch.empty(0)
     return torch.cat(probs), torch.cat(energies)
@@ -78,15 +79,27 @@ def most_confident(model, pictures):
 
     Introduced in the lesson: main.ipynb §10.
     """
-    from .preprocess import preprocess_drawing
+    from .preprocess import EmptyImageError, preprocess_drawing
 
     if isinstance(pictures, (str, bytes)) or not hasattr(pictures, "__len__") or len(pictures) == 0:
         raise ArgumentError(f"most_confident には絵を 1 枚以上並べたリストを渡してください（今は {type(pictures).__name__}"
                             f"{'、空' if hasattr(pictures, '__len__') else ''}）。例: most_confident(model, non_digits(100, kinds=(\"letter\",)))")
-    X = torch.cat([preprocess_drawing(p) for p in pictures])
-    probs, _ = scores_and_energy(model, images_for(model, X, "most_confident"))
+    inked = []  # (index, image) of the pictures with ink: a blank one has nothing to read
+    for i, picture in enumerate(pictures):
+        with contextlib.suppress(EmptyImageError):
+            inked.append((i, preprocess_drawing(picture)))
+    if not inked:
+        raise ArgumentError("most_confident に渡した絵には、どれも何も描かれていません（インクがありません）。")
+    probs, _ = scores_and_energy(model, images_for(model, torch.cat([x for _, x in inked]), "most_confident"))
     best = int(probs.max(1).values.argmax())
-    return best, int(probs[best].argmax()), float(probs[best].max())
+    return inked[best][0], int(probs[best].argmax()), float(probs[best].max())
+
+
+def model_scores(model, X, scores):
+    """The scores whose energy says how much ``model`` sees a digit in ``X``: its own ``scores``, but for an
+    :class:`~mnist_lab.models.Ensemble`, whose output is a log-probability (its log-sum-exp is always 0), the mean
+    of its members' scores."""
+    return model.member_scores(X).float().mean(0) if hasattr(model, "member_scores") else scores
 
 
 def threshold_of(model):
@@ -95,6 +108,9 @@ def threshold_of(model):
 
     Introduced in the lesson: main.ipynb §10.
     """
+    if not isinstance(model, torch.nn.Module):
+        raise ArgumentError(f"threshold_of にはモデルを渡してください（今は {type(model).__name__}）。load_checkpoint の結果なら "
+                            "model, ckpt = load_checkpoint(...) の model です。")
     value = getattr(model, "energy_threshold", None)
     return None if value is None or not torch.isfinite(value) else float(value)
 
@@ -135,8 +151,18 @@ def readable(model, X, function):
     if isinstance(X, Image.Image):
         X = preprocess_drawing(X)
     elif isinstance(X, (list, tuple)) and X and all(isinstance(p, Image.Image) for p in X):
-        X = torch.cat([preprocess_drawing(p) for p in X])
+        X = torch.cat([_inked(p, i, function) for i, p in enumerate(X)])
     return images_for(model, X, function, empty_ok=True)
+
+
+def _inked(picture, i, function):
+    from .preprocess import EmptyImageError, preprocess_drawing
+
+    try:
+        return preprocess_drawing(picture)
+    except EmptyImageError:
+        raise ArgumentError(f"{function} に渡した絵の {i} 番目（0 から数えて）には何も描かれていません（インクがありません）。"
+                            "その絵を除くか、preprocess_all(絵のリスト) で読める絵だけにしてから渡してください。") from None
 
 
 def probabilities_and_flag(model, X):

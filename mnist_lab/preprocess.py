@@ -52,6 +52,9 @@ def load_image(path):
     """
     if not isinstance(path, (str, Path)):  # bytes of a file, None...: load_image reads a file by its name
         raise UserError(f"load_image にはファイル名を渡してください（今は {type(path).__name__}）。例: load_image(\"seven.png\")")
+    if isinstance(path, str) and path.lower().startswith(("http://", "https://", "ftp://")):
+        raise UserError(f"load_image が読むのはこのマシンのファイルです（{path} は URL）。ダウンロードして保存してから、"
+                        "そのファイル名を渡してください。")
     path = Path(path)
     problem = file_problem(path, "画像ファイル")
     if problem:
@@ -353,6 +356,11 @@ def preprocess_all(images):
 
     Introduced in the lesson: main.ipynb §10.
     """
+    if isinstance(images, Image.Image) or (isinstance(images, np.ndarray) and images.ndim == 2):
+        images = [images]  # one picture: a batch of one
+    if images is None or isinstance(images, (str, bytes)) or not hasattr(images, "__iter__"):
+        raise UserError(f"preprocess_all には絵（PIL の画像や配列）のリストを渡してください（今は {type(images).__name__}）。"
+                        "例: preprocess_all(non_digits(10))")
     X = []
     for image in images:
         try:

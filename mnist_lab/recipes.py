@@ -283,6 +283,9 @@ def for_model(config, model):
 
     Introduced in the lesson: main.ipynb §6.
     """
+    if not isinstance(config, TrainConfig) or not isinstance(model, str):
+        raise UserError("for_model には make_config(...) のレシピとモデルの名前を渡してください（今は "
+                        f"{type(config).__name__} と {type(model).__name__}）。例: for_model(config, \"mlp\")")
     model = checked_model_name(model)
     return checked_config(replace(config, model=model, not_digits=config.not_digits * (model in THRESHOLD_MODELS)))
 

@@ -156,8 +156,22 @@ def non_digits(n, seed=0, kinds=KINDS, fonts=None):
     kinds = checked_kinds(kinds)
     if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or not 0 <= n <= 100_000:
         raise ArgumentError(f"non_digits の n は作る枚数（0〜100000 の整数）にしてください（今は {repr(n)[:20]}）。例: non_digits(100)")
-    rng, fonts, kana = np.random.default_rng(checked_seed(seed)), fonts or bundled_fonts(), kana_font()
+    rng, fonts, kana = np.random.default_rng(checked_seed(seed)), checked_fonts(fonts) or bundled_fonts(), kana_font()
     return [non_digit(rng, fonts, kinds[rng.integers(len(kinds))], kana_font=kana)[1] for _ in range(n)]
+
+
+def checked_fonts(fonts):
+    """``fonts`` as a list of font files PIL can draw with (``None``: none given); else :class:`ArgumentError`."""
+    if fonts is None:
+        return None
+    listed = [fonts] if isinstance(fonts, (str, Path)) else fonts
+    try:
+        for font in listed:
+            ImageFont.truetype(str(font), 10)
+    except (OSError, TypeError, ValueError) as e:
+        raise ArgumentError(f"non_digits の fonts には書体のファイル（.ttf や .otf）のリストを渡してください（読めないもの: "
+                            f"{repr(locals().get('font', fonts))[:60]}）。例: fonts=bundled_fonts()") from e
+    return [Path(font) for font in listed]
 
 
 def checked_kinds(kinds):

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .augment import like_drawings, random_affine, with_crossbars, with_flags
-from .callbacks import standard_callbacks
+from .callbacks import Callback, standard_callbacks
 from .data import shuffled_batches
 from .device import describe_device, usable_device
 from .errors import UserError, explained_arguments
@@ -55,6 +55,12 @@ def checked_arguments(model, data, config, device, callbacks):
                         "data = load_mnist() の data です（少しだけなら data.head(1000, 200)）。")
     if len(data.y_train) == 0:
         raise UserError("学習データがありません（0 枚）。load_mnist() のデータか、1 枚以上ある data.head(n) を渡してください。")
+    if config.val_size and not len(data.y_val) and not config.val_size < len(data.y_train):
+        raise UserError(f"レシピの検証データ {config.val_size} 枚を、学習データ {len(data.y_train)} 枚から取れません。"
+                        f"val_size を小さくするか（例: make_config(..., val_size={len(data.y_train) // 10})）、データを増やしてください。")
+    if not (config.val_size or len(data.y_val) or len(data.y_test)):
+        raise UserError("学習の途中で正解率を測る画像がありません（検証データもテストデータも 0 枚）。data.head(1000, 200) のように"
+                        "テストの画像も残すか、val_size を 1 以上にしてください。")
     return config, device, callbacks
 
 
@@ -108,6 +114,11 @@ def checked_callbacks(callbacks):
         given = type(callbacks).__name__ if not isinstance(callbacks, (list, tuple)) else "クラスのまま"
         raise UserError(f"fit の callbacks には、作ったコールバックをリストにして渡してください（今は {given}）。"
                         "例: callbacks=[LiveCurves()]（() を付けて作り、[ ] で囲みます）")
+    odd = [c for c in callbacks if not isinstance(c, Callback)]
+    if odd:
+        odd = odd[0]
+        raise UserError(f"fit の callbacks に、コールバックでないもの（{type(odd).__name__}: {repr(odd)[:30]}）が入っています。"
+                        "mnist_lab.callbacks のコールバックを () を付けて作って並べてください。例: callbacks=[LiveCurves()]")
     return list(callbacks)
 
 

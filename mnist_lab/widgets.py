@@ -6,6 +6,7 @@ training callback: :class:`mnist_lab.callbacks.LiveCurves`.)
 """
 
 import base64
+import contextlib
 import html
 import io
 import math
@@ -292,6 +293,9 @@ def explorer_inputs(X, y, probs):
         raise _refused(f"画像 X が N×1×28×28 の小数のテンソルではありません（今は {shape}）")
     X = X.detach()  # images straight from a computation that keeps gradients are shown as they are
     y = _labels(y, "ラベル y")
+    if isinstance(probs, (list, tuple)) and probs and all(isinstance(row, (list, tuple)) for row in probs):
+        with contextlib.suppress(ValueError, TypeError):  # N x 10 probabilities as lists (probs.tolist())
+            probs = np.asarray(probs, dtype=float)
     if isinstance(probs, np.ndarray) and probs.ndim == 2 and probs.dtype.kind in "biuf":
         probs = torch.from_numpy(probs)
     if isinstance(probs, torch.Tensor) and probs.ndim == 2:

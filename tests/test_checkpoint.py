@@ -399,3 +399,20 @@ def test_a_folder_name_or_a_home_folder_path_is_read_as_a_user_means_it(tmp_path
     save_checkpoint("~/x.pt", model)
     assert (tmp_path / "home" / "x.pt").is_file() and not (tmp_path / "~").exists()
     assert load_checkpoint("~/x.pt")[1]["model"] == "quick_cnn"
+
+
+def test_a_checkpoint_another_process_overwrote_is_said_on_loading_it(tmp_path, capsys):
+    """Two notebooks saving to runs/notebook/model.pt: the one that saved first is told, when it loads the file,
+    that it now holds another model."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, build_model("quick_cnn", seed=0))
+    load_checkpoint(path)
+    assert "お知らせ" not in capsys.readouterr().out  # its own: nothing to say
+    code = f"from mnist_lab import save_checkpoint, build_model; save_checkpoint({str(path)!r}, build_model('mlp'))"
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ,
+                                                                  "PYTHONPATH": str(Path(__file__).parents[1])})
+    model, _ = load_checkpoint(path)
+    assert type(model).__name__ == "MLP" and "お知らせ" in capsys.readouterr().out

@@ -750,3 +750,61 @@ def test_right_answers_as_fractions_decimals_or_pandas_are_judged_right():
 
     for exercise, fn in ((ex.precision_recall, as_fractions), (ex.precision_recall, as_decimals), (ex.counts, as_series)):
         assert exercise.result(fn).status == "correct", exercise.result(fn).message
+
+
+ROUND8_MISTAKES = {
+    "load_mnist(val_size='5000')": lambda ml: ml["load_mnist"](val_size="5000"),
+    "shuffled_batches(batch_size=0)": lambda ml: ml["shuffled_batches"](torch.zeros(4, 1, 28, 28), torch.arange(4), 0),
+    "shuffled_batches(lists)": lambda ml: ml["shuffled_batches"]([1], [1], 2),
+    "shuffled_batches(X, y[:2])": lambda ml: ml["shuffled_batches"](torch.zeros(4, 1, 28, 28), torch.arange(2), 2),
+    "for_model('quick', 'mlp')": lambda ml: ml["for_model"]("quick", "mlp"),
+    "preprocess_all(None)": lambda ml: ml["preprocess_all"](None),
+    "non_digits(fonts=[no font])": lambda ml: ml["non_digits"](2, kinds=("letter",), fonts=["/etc/hostname"]),
+    "checkpoint_size(None)": lambda ml: ml["checkpoint_size"](None),
+    "energies(meta model)": lambda ml: ml["energies"](build_model("quick_cnn").to("meta"), torch.zeros(1, 1, 28, 28)),
+    "history.column('acc')": lambda ml: History(records=[{"epoch": 1, "eval_accuracy": 0.5}]).column("acc"),
+    "evaluation_mode([model])": lambda ml: ml["evaluation_mode"]([build_model("quick_cnn")]).__enter__(),
+    "LiveCurves(points_per_epoch=0)": lambda ml: ml["LiveCurves"](points_per_epoch=0),
+    "threshold_of(load_checkpoint(...))": lambda ml: ml["threshold_of"]((build_model("pad_cnn"), {})),
+    "load_image(URL)": lambda ml: ml["load_image"]("https://example.com/seven.png"),
+    "shifted(X, left=2)": lambda ml: ml["shifted"](torch.zeros(1, 1, 28, 28), left=2),
+}
+
+
+@pytest.mark.parametrize("mistake", list(ROUND8_MISTAKES))
+def test_plausible_mistakes_with_the_lessons_functions_are_one_line(mistake):
+    from mnist_lab import augment, callbacks, checkpoint, data, inference, ood, preprocess, recipes, synthetic
+
+    functions = {"shifted": augment.shifted, "LiveCurves": callbacks.LiveCurves,
+                 "checkpoint_size": checkpoint.checkpoint_size, "load_mnist": data.load_mnist,
+                 "shuffled_batches": data.shuffled_batches, "evaluation_mode": inference.evaluation_mode,
+                 "energies": ood.energies, "threshold_of": ood.threshold_of, "load_image": preprocess.load_image,
+                 "preprocess_all": preprocess.preprocess_all, "for_model": recipes.for_model,
+                 "non_digits": synthetic.non_digits}
+    with pytest.raises(UserError) as refused:
+        ROUND8_MISTAKES[mistake](functions)
+    assert_japanese_message(refused.value)
+
+
+def test_what_the_lessons_functions_can_read_they_read():
+    from mnist_lab import best_device
+    from mnist_lab.data import shuffled_batches
+    from mnist_lab.ood import energies, most_confident
+    from mnist_lab.preprocess import preprocess_all
+    from mnist_lab.widgets import OneVsRestExplorer
+
+    X, y = torch.rand(6, 1, 28, 28), torch.arange(6)
+    assert [len(b[1]) for b in shuffled_batches(X, y, 4, 0)] == [4, 2]  # a seed instead of a generator
+    assert best_device(torch.device("cpu")) == torch.device("cpu")
+    OneVsRestExplorer(X, y, torch.softmax(torch.randn(6, 10), 1).tolist())
+    blank, seven = Image.new("L", (50, 50), 255), Image.new("L", (50, 50), 255)
+    seven.paste(0, (20, 5, 30, 45))
+    assert preprocess_all(seven).shape == (1, 1, 28, 28)
+    model = build_model("quick_cnn", seed=0)
+    assert most_confident(model, [blank, seven, blank])[0] == 1  # a blank picture has nothing to read: skipped
+    with pytest.raises(UserError) as refused:
+        energies(model, [seven, blank])
+    assert "1" in str(refused.value)  # which picture is blank
+    ensemble = build_model("ensemble", seed=0)
+    e = energies(ensemble, torch.randn(8, 1, 28, 28) * 3)
+    assert e.abs().max() > 0.01 and e.std() > 0  # log-probabilities' log-sum-exp is 0: members' scores are used

@@ -406,3 +406,15 @@ def test_a_command_run_from_a_deleted_folder_is_one_line(tmp_path):
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 2, result.stderr
     assert_one_japanese_line(result.stderr)
+
+
+def test_predict_json_stays_utf8_for_a_file_name_that_is_not(tmp_path):
+    """A file name with bytes that are no UTF-8: the JSON is still UTF-8 (the name escaped), and gives the name back."""
+    name = os.fsencode(tmp_path) + b"/bad\xff\xfe.png"
+    seven(os.fsdecode(name))
+    result = subprocess.run([sys.executable, "-m", "mnist_lab", "predict", "--json", "--device", "cpu",
+                             os.fsencode(REPO / "mnist_lab" / "pad_model.pt"), name],
+                            capture_output=True, env=ENV, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    (reading,) = json.loads(result.stdout.decode("utf-8"))
+    assert os.fsencode(reading["image"]) == name and reading["digit"] in range(10)

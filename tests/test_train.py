@@ -487,3 +487,28 @@ def test_data_fit_cannot_use_is_one_japanese_line_not_an_english_error():
     with pytest.raises(UserError) as refused:
         fit(build_model("quick", seed=0), SimpleNamespace(y_train=[0, 1]), make_config("quick"), "cpu", progress=False)
     assert_japanese_message(refused.value)
+
+
+def test_what_the_data_cannot_give_a_recipe_is_said_before_any_training(monkeypatch):
+    """A recipe's validation split larger than the data, or no image to evaluate on: refused before the first
+    step (fit), and before the first model (compare), so no finished training is lost."""
+    from mnist_lab import train as train_module
+    from mnist_lab.compare import compare
+
+    monkeypatch.setattr(train_module, "train_epoch", lambda *a, **k: pytest.fail("trained before refusing"))
+    data = tiny_data(64)
+    for config, given in ((make_config("quick", val_size=500), data), (make_config("quick"), data.head(48, 0))):
+        with pytest.raises(UserError) as refused:
+            fit(build_model("quick", seed=0), given, config, device="cpu", progress=False)
+        assert_japanese_message(refused.value)
+    with pytest.raises(UserError):
+        compare(data, {"quick": make_config("quick"), "big": make_config("quick", val_size=500)}, "cpu", False)
+
+
+def test_callbacks_that_are_no_callbacks_are_named(capsys):
+    for odd in ([None], ["LiveCurves"], [LiveCurves, None]):
+        with pytest.raises(UserError) as refused:
+            fit(build_model("quick", seed=0), tiny_data(), make_config("quick", epochs=1), "cpu", progress=False,
+                callbacks=odd)
+        assert_japanese_message(refused.value)
+        assert "fit に渡したもの" not in str(refused.value)  # not the generic line about the first three arguments
