@@ -143,6 +143,8 @@ def to_pixels(image):
             rgba = image.convert("RGBA") if image.mode in ("RGBA", "P", "PA", "RGBa") else image.convert("RGB")
             return _pixels_of(np.asarray(rgba))
         return _gray_from_pil(image.copy())
+    if image is None:
+        raise UserError("画像が None です。描いた絵（PIL の画像や配列）を渡してください（load_image の結果など）。")
     if isinstance(image, (str, Path, bytes)):
         raise UserError(f"画像のファイル名（{str(image)[:60]}）ではなく、画像そのものを渡してください。"
                         "ファイルなら load_image(ファイル名) で読み込んでから渡します。")

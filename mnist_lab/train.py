@@ -48,6 +48,14 @@ def checked_arguments(model, data, config, device, callbacks):
     if config.not_digits and not getattr(model, "keeps_threshold", False):
         raise UserError(f"このレシピは数字でない画像も教えます（not_digits）が、{type(model).__name__} には「数字ではない」の境目を"
                         f"しまう場所がありません。build_model(\"{config.model}\") のモデルを渡すか、not_digits を 0 にしてください。")
+    weights = [w for w in model.parameters()] if isinstance(model, torch.nn.Module) else []
+    if weights and any(w.dtype != torch.float32 for w in weights):
+        kind = next(w.dtype for w in weights if w.dtype != torch.float32)
+        raise UserError(f"fit が学習するのは float32 の重みのモデルです（今は {str(kind).removeprefix('torch.')}）。"
+                        "model.float() にしてから渡してください（GPU では学習中だけ自動で bfloat16 を使います）。")
+    if weights and not any(w.requires_grad for w in weights):
+        raise UserError("このモデルには学習する重みがありません（どれも requires_grad=False）。model.requires_grad_(True) に"
+                        "するか、build_model(...) で作り直してください。")
     device = usable_device(device)
     callbacks = checked_callbacks(callbacks)
     if not all(hasattr(data, name) for name in ("X_train", "y_train", "with_validation", "eval_split")):

@@ -512,3 +512,11 @@ def test_callbacks_that_are_no_callbacks_are_named(capsys):
                 callbacks=odd)
         assert_japanese_message(refused.value)
         assert "fit に渡したもの" not in str(refused.value)  # not the generic line about the first three arguments
+
+
+def test_a_model_fit_cannot_train_is_named_before_training():
+    for model in (build_model("quick", seed=0).half(), build_model("quick", seed=0).requires_grad_(False)):
+        with pytest.raises(UserError) as refused:
+            fit(model, tiny_data(), make_config("quick", epochs=1), "cpu", progress=False)
+        assert_japanese_message(refused.value)
+        assert "fit に渡したもの" not in str(refused.value)
