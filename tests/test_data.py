@@ -174,8 +174,10 @@ def test_head_refuses_what_is_no_count(mnist):
     for n in (-1, 5.5, "3", None):
         with pytest.raises(UserError):
             mnist.head(n, 3)
+    for n in (-1, 5.5, "3"):
         with pytest.raises(UserError):
             mnist.head(3, n)
+    assert len(mnist.head(7).y_test) == 7  # no n_test: as many as n_train
 
 
 def legacy_junk():
