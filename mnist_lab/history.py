@@ -59,6 +59,9 @@ RANGES = {"train_loss": (0, 3.5e38), "eval_loss": (0, 3.5e38), "train_accuracy":
 def checked_history(history):
     """Return ``history`` (a :class:`History` or its dict form) with records that can be read and drawn: ``null``
     values (NaN written as JSON) become NaN; :class:`HistoryError` naming the first thing that is wrong."""
+    if isinstance(history, dict) and "records" not in history:  # a run's whole results.json, or {}
+        raise HistoryError("学習の履歴（records）が入っていません。results.json を読んだものなら、その中の "
+                           "results[\"history\"] を渡してください")
     if isinstance(history, dict):
         history = History.from_dict(history)
     if not isinstance(history, History):

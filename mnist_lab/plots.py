@@ -200,6 +200,10 @@ def plot_per_class(table):
 
     Introduced in the lesson: main.ipynb §7.
     """
+    names = list(getattr(table, "index", ()))
+    if not names or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and 0 <= d <= 9 for d in names):
+        raise ArgumentError("plot_per_class には classification_table(C) の表（行が数字 0〜9）を渡してください"
+                            f"（今の行: {[str(d) for d in names[:4]]}）。並べ替えた表や一部の行でもかまいません。")
     fig = Figure(figsize=(10, 3.8), layout="constrained")
     ax = fig.subplots()
     digits = np.arange(len(table))
@@ -207,7 +211,7 @@ def plot_per_class(table):
         ax.bar(digits + offset, table[column], width=0.27, label=column)
     low = float(table[["precision", "recall", "f1"]].to_numpy().min())
     ax.set_ylim(max(0.0, low - 0.02), 1.0)
-    ax.set_xticks(digits)
+    ax.set_xticks(digits, [str(int(d)) for d in names])  # the table's own digits: sorted or a few, each bar is named
     ax.set_xlabel(label("数字", "digit"))
     ax.set_title(label("数字ごとのスコア", "Per-digit scores"))
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, never over digit 9's

@@ -175,3 +175,24 @@ def test_any_argument_gives_a_figure_or_one_line(name):
                 assert plot(*args) is not None
             except UserError as e:
                 assert "\n" not in str(e)
+
+
+def test_per_class_bars_are_named_by_the_tables_own_digits_and_a_results_file_is_no_history():
+    import json
+
+    from mnist_lab import metrics as M
+    from mnist_lab.errors import UserError
+    from mnist_lab.plots import plot_history, plot_per_class
+
+    C = np.eye(10, dtype=int) * 50
+    C[3, 3], C[3, 5] = 10, 40
+    table = M.classification_table(C)
+    for shown in (table.sort_values("f1"), table.loc[[3, 8]]):
+        ticks = [t.get_text() for t in plot_per_class(shown).axes[0].get_xticklabels()]
+        assert ticks == [str(d) for d in shown.index]
+    with pytest.raises(UserError):
+        plot_per_class(M.averages_table(C))  # macro / micro / weighted are no digits
+    results = {"test_accuracy": 0.9, "history": {"records": []}}
+    for odd in (json.loads(json.dumps(results)), {}):
+        with pytest.raises(UserError):
+            plot_history(odd)
