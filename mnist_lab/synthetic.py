@@ -165,12 +165,12 @@ def checked_fonts(fonts):
     if fonts is None:
         return None
     listed = [fonts] if isinstance(fonts, (str, Path)) else fonts
-    try:
-        for font in listed:
+    for font in listed:
+        try:
             ImageFont.truetype(str(font), 10)
-    except (OSError, TypeError, ValueError) as e:
-        raise ArgumentError(f"non_digits の fonts には書体のファイル（.ttf や .otf）のリストを渡してください（読めないもの: "
-                            f"{repr(locals().get('font', fonts))[:60]}）。例: fonts=bundled_fonts()") from e
+        except (OSError, TypeError, ValueError) as e:
+            raise ArgumentError(f"non_digits の fonts には書体のファイル（.ttf や .otf）のリストを渡してください（読めないもの: "
+                                f"{repr(font)[:60]}）。例: fonts=bundled_fonts()") from e
     return [Path(font) for font in listed]
 
 

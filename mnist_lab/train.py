@@ -48,7 +48,7 @@ def checked_arguments(model, data, config, device, callbacks):
     if config.not_digits and not getattr(model, "keeps_threshold", False):
         raise UserError(f"このレシピは数字でない画像も教えます（not_digits）が、{type(model).__name__} には「数字ではない」の境目を"
                         f"しまう場所がありません。build_model(\"{config.model}\") のモデルを渡すか、not_digits を 0 にしてください。")
-    weights = [w for w in model.parameters()] if isinstance(model, torch.nn.Module) else []
+    weights = list(model.parameters()) if isinstance(model, torch.nn.Module) else []
     if weights and any(w.dtype != torch.float32 for w in weights):
         kind = next(w.dtype for w in weights if w.dtype != torch.float32)
         raise UserError(f"fit が学習するのは float32 の重みのモデルです（今は {str(kind).removeprefix('torch.')}）。"
