@@ -6,6 +6,8 @@ live training curves. Each hook receives the model; hooks a callback does not ne
 """
 
 import math
+import numbers
+import os
 import time
 
 import torch
@@ -107,6 +109,11 @@ class AverageWeights(Callback):
     def __init__(self, model, decay):
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+        if isinstance(decay, bool) or not isinstance(decay, numbers.Real) or not 0 <= decay < 1:
+            raise UserError(f"AverageWeights の decay は 0 以上 1 未満の数にしてください（例: 0.999。今は {decay!r}）。")
+        if not isinstance(model, torch.nn.Module):
+            raise UserError(f"AverageWeights の最初には学習するモデルを渡してください（今は {type(model).__name__}）。")
+
         self.average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
         self.own = None
 
@@ -165,6 +172,8 @@ class TensorBoardLogger(Callback):
     """
 
     def __init__(self, log_dir):
+        if not isinstance(log_dir, (str, os.PathLike)) or not str(log_dir).strip():
+            raise UserError(f"TensorBoardLogger にはログを書くフォルダの名前を渡してください（例: \"runs/tb\"。今は {log_dir!r}）。")
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as e:

@@ -32,7 +32,7 @@ import torch
 from .callbacks import Callback, TensorBoardLogger
 from .checkpoint import checkpoint_size, load_checkpoint
 from .console import lost_output, one_line, safe_output
-from .data import DEFAULT_FOLDER, ENV_ROOT, RAW_FILES, load_mnist
+from .data import DEFAULT_FOLDER, ENV_ROOT, RAW_FILES, load_mnist, mnist_folder
 from .device import DEVICE_CHOICES, best_device
 from .errors import UserError
 from .files import DISK_FULL, os_error
@@ -208,7 +208,7 @@ def train_command(args):
     model = build_model(config.model, seed=config.seed)
     out = Path(args.out) if args.out else default_out(preset)
     with new_run(out, args.force, needed=checkpoint_size(model)) as run:  # checks --out before training
-        callbacks = [tensorboard_logger(args.tensorboard, out)] if args.tensorboard else []
+        callbacks = [tensorboard_logger(args.tensorboard, out, args.mnist_dir)] if args.tensorboard else []
         callbacks.append(HoldSignals(signals))  # training is over: from here on a signal waits until the run is saved
         data = load_mnist(args.mnist_dir, val_size=config.val_size, seed=config.seed)
         if args.dry_run:  # one batch of everything: proves the pipeline runs end to end in seconds
@@ -255,12 +255,16 @@ def default_out(preset):
     return next(p for p in (out, *(Path(f"{out}-{i}") for i in range(2, 1000))) if not os.path.lexists(p))
 
 
-def tensorboard_logger(log_dir, out):
+def tensorboard_logger(log_dir, out, mnist_dir=None):
     """The TensorBoard callback for ``--tensorboard log_dir``, which must neither be nor lie inside the run folder
-    ``out`` or an earlier run folder, nor hold ``out`` (a run folder holds a run and nothing else: with logs in it, it
-    would no longer be one, nor could ``--force`` replace it); should writing its logs fail later (a full disk),
-    training goes on without them."""
+    ``out``, an earlier run folder or the MNIST data's own folder, nor hold ``out`` (a run folder holds a run and
+    nothing else: with logs in it, it would no longer be one, nor could ``--force`` replace it); should writing its
+    logs fail later (a full disk), training goes on without them."""
     logs, run = Path(os.path.realpath(log_dir)), Path(os.path.realpath(out))
+    dataset = Path(os.path.realpath(mnist_folder(mnist_dir) / "MNIST"))
+    if logs == dataset or dataset in logs.parents:
+        raise UserError(f"--tensorboard {log_dir} は MNIST のデータのフォルダ（{dataset}）の中です。ログは別のフォルダに"
+                        "書いてください（例: --tensorboard runs/tb）。")
     if logs == run or run in logs.parents:
         raise UserError(f"--tensorboard {log_dir} が --out {out} の中です。ログは別のフォルダに書いてください"
                         "（例: --tensorboard runs/tb）。")

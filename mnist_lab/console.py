@@ -11,6 +11,7 @@ so that a command whose result is what it prints can still fail when that could 
 import contextlib
 import errno
 import os
+import re
 import sys
 import threading
 import unicodedata
@@ -40,6 +41,9 @@ def one_line(text):
                    for ch in text)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 class SafeStream:
     """Wraps a text stream: writes that cannot be encoded are escaped, writes that fail are dropped (``error`` keeps
     the first failure)."""
@@ -51,6 +55,8 @@ class SafeStream:
 
     def write(self, text):
         if not self.broken:
+            if _SURROGATE.search(text):  # a file name's undecodable byte: \xff, as on every stream, not \udcff
+                text = printable(text, getattr(self.stream, "encoding", None))
             try:
                 self.stream.write(text)
             except UnicodeError:

@@ -82,8 +82,12 @@ def _array(x, name):
             warnings.simplefilter("ignore")
             array = np.asarray(x)
             array = array if type(array) is np.ndarray else np.asarray(array).view(np.ndarray)  # np.matrix
+        if array.dtype == object and any(v is None for v in array.ravel()):
+            raise MetricInputError(f"{name} に None が入っています。関数が値を return しているか、表に空きがないか確かめてください。")
         if array.dtype == object:
             array = array.astype(np.float64)
+    except MetricInputError:
+        raise
     except Exception as e:  # whatever an odd object raises, the student is told what it is
         raise MetricInputError(f"{name} を数の配列にできません（長さの違う行や、数でない値 {_short(x)} が入っています）。") from e
     if array.dtype.kind in "USa":
@@ -279,6 +283,20 @@ def multiclass_accuracy(C):
 METRICS = {"precision": precision, "recall": recall, "f1": f1}
 
 
+def _metric_values(metric, counts, shape):
+    """Return ``metric(counts)`` as a float array of ``shape``; MetricInputError naming what the metric must be."""
+    what = ("averaged の metric は precision・recall・f1 のように Counts（TP, FP, FN, TN）を受け取り、数字ごとの値を"
+            "返す関数にしてください（multiclass_accuracy のように C を受け取るものは、multiclass_accuracy(C) と直接呼びます）")
+    name = getattr(metric, "__name__", None) or _short(metric)
+    try:
+        values = np.asarray(metric(counts), dtype=np.float64)
+    except Exception as e:  # whatever the metric raised, the student is told what it must be
+        raise MetricInputError(f"{what}（{name} に Counts を渡すと失敗しました）。") from e
+    if values.shape != shape:
+        raise MetricInputError(f"{what}（{name} の結果の形が {values.shape} で、{shape} ではありません）。")
+    return values
+
+
 def averaged(metric, C, average):
     """Return ``metric`` (a function of Counts) over all digits: ``macro``, ``micro`` or ``weighted``.
 
@@ -292,8 +310,8 @@ def averaged(metric, C, average):
         raise MetricInputError(f"metric には precision・recall・f1 のような関数そのものを渡してください（今は {_short(metric)}）。")
     c = class_counts(C)
     if average == "micro":
-        return metric(Counts(*(x.sum() for x in c)))
-    per_class = metric(c)
+        return float(_metric_values(metric, Counts(*(x.sum() for x in c)), ()))
+    per_class = _metric_values(metric, c, c.TP.shape)
     if average == "macro":
         return float(per_class.mean())
     support = c.TP + c.FN  # weighted

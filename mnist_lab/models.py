@@ -198,11 +198,14 @@ def checked_model_name(name):
     return name
 
 
-def build_model(name, seed=None):
+def build_model(name=None, seed=None):
     """Return a fresh model of the registered ``name``; ``seed`` makes its initial weights reproducible.
 
     Introduced in the lesson: main.ipynb §4.
     """
+    if name is None:
+        raise UserError(f"build_model にはモデルの名前を渡してください（例: build_model(\"quick_cnn\", seed=0)。名前は "
+                        f"{', '.join(MODELS)} のどれか）。")
     name = checked_model_name(name)
     if seed is not None:
         torch.manual_seed(checked_seed(seed))
@@ -295,6 +298,10 @@ def _does(module):
             nn.Flatten: "縦×横×チャンネルの数を 1 列に並べる"}.get(type(module), "")
 
 
+SHAPES_TAKE = "モデル（またはモデルの名前）と、あれば入力の形 input_shape（例: (1, 1, 28, 28)）"
+
+
+@explained_arguments(SHAPES_TAKE)
 def layer_table(model, input_shape=(1, 1, 28, 28)):
     """Return one row per layer: its kind, what it does, its output shape, its parameters, its name in ``model``.
 
@@ -308,13 +315,14 @@ def layer_table(model, input_shape=(1, 1, 28, 28)):
     model = module_of(model, "layer_table")
     modules = dict(model.named_modules())
     rows = []
-    for name, shape in layer_shapes(model, input_shape):
+    for name, shape in _shapes(model, input_shape):
         module = modules[name]
         rows.append({"層": layer_kind(module), "働き": _does(module), "出力の形": shape,
                      "パラメータ数": count_parameters(module), "名前": name})
     return rows
 
 
+@explained_arguments(SHAPES_TAKE)
 def first_block(model, input_shape=(1, 1, 28, 28)):
     """Return ``[(name, kind), ...]`` of the layers an image meets first: the first convolution and the layers after
     it up to the next convolution or the classifier. Found by running ``model`` once, so it follows the forward
@@ -328,7 +336,7 @@ def first_block(model, input_shape=(1, 1, 28, 28)):
     """
     model = module_of(model, "first_block")
     modules, block = dict(model.named_modules()), []
-    for name, _ in layer_shapes(model, input_shape):
+    for name, _ in _shapes(model, input_shape):
         module = modules[name]
         if isinstance(module, (nn.Flatten, nn.Linear)) or (block and isinstance(module, nn.Conv2d)):
             if block:
@@ -358,7 +366,7 @@ def first_convolution(model):
     return model.get_submodule(first_block(model)[0][0])
 
 
-@explained_arguments("モデル（またはモデルの名前）と、あれば入力の形 input_shape（例: (1, 1, 28, 28)）")
+@explained_arguments(SHAPES_TAKE)
 def layer_shapes(model, input_shape=(1, 1, 28, 28)):
     """Return ``[(layer name, output shape without the batch), ...]`` for each leaf layer of ``model`` (a model, or a
     registered model's name) on a dummy input.
@@ -368,13 +376,19 @@ def layer_shapes(model, input_shape=(1, 1, 28, 28)):
     >>> layer_shapes("original_cnn") == layer_shapes(OriginalCNN())
     True
     """
-    model = module_of(model, "layer_shapes")
+    return _shapes(module_of(model, "layer_shapes"), input_shape)
+
+
+def _shapes(model, input_shape):
+    """:func:`layer_shapes` of a module, errors left to the function a student called; the dummy input has the
+    number type of the model's weights (a half-precision model gets half-precision zeros)."""
+    first = next((p for p in model.parameters() if p.is_floating_point()), None)
     shapes = []
     hooks = [m.register_forward_hook(lambda m, i, o, name=name: shapes.append((name, tuple(o.shape[1:]))))
              for name, m in model.named_modules() if not list(m.children())]
     try:
         with evaluation_mode(model):
-            model(torch.zeros(input_shape, device=device_of(model)))
+            model(torch.zeros(input_shape, device=device_of(model), dtype=first.dtype if first is not None else None))
     finally:
         for h in hooks:
             h.remove()

@@ -294,6 +294,9 @@ def plot_filters(conv, ncols=8):
     if conv is None:
         raise ArgumentError("plot_filters に渡したものが None で、描くフィルタがありません。"
                             "畳み込み層のあるモデル（CNN）の first_convolution(model) を渡してください。")
+    if hasattr(conv, "named_modules") and not hasattr(conv, "weight"):  # the whole model, not its convolution
+        raise ArgumentError(f"plot_filters に渡したのはモデル全体（{type(conv).__name__}）です。フィルタを持つ最初の畳み込み層 "
+                            "first_convolution(model) を渡してください。")
     weight = getattr(conv, "weight", conv)
     filters = weight.detach().float().cpu()[:, 0].numpy()
     fig, axes = _grid(len(filters), ncols, cell=0.9)
@@ -305,6 +308,13 @@ def plot_filters(conv, ncols=8):
     fig.suptitle(label(f"学習した {len(filters)} 枚の {height}×{width} フィルタ",
                        f"The {len(filters)} learned {height}x{width} filters"))
     return fig
+
+
+def _values(x):
+    """Return the numbers ``x`` (a tensor anywhere, a NumPy array, a list) as a flat float NumPy array."""
+    if hasattr(x, "detach"):
+        x = x.detach().float().cpu().numpy()
+    return np.asarray(x, dtype=np.float64).ravel()
 
 
 @explained_inputs
@@ -336,11 +346,15 @@ def plot_energies(digits, non_digits, threshold=None, title=None):
 
     Introduced in the lesson: main.ipynb §10.
     """
+    digits, non_digits = _values(digits), _values(non_digits)
+    if not (digits.size and non_digits.size and np.isfinite(digits).all() and np.isfinite(non_digits).all()):
+        raise ArgumentError("plot_energies に渡したエネルギーが空か、NaN・無限大を含みます。energies(model, X) の結果を"
+                            "数字の画像と数字でない絵について 1 つずつ渡してください。")
     fig = Figure(figsize=(7, 3))
     ax = fig.subplots()
     bins = np.linspace(float(min(digits.min(), non_digits.min())), float(max(digits.max(), non_digits.max())), 50)
-    ax.hist(digits.numpy(), bins=bins, density=True, alpha=0.6, color=RIGHT, label=label("数字（MNIST テスト）", "digits"))
-    ax.hist(non_digits.numpy(), bins=bins, density=True, alpha=0.6, color=WRONG, label=label("数字でない絵", "non-digits"))
+    ax.hist(digits, bins=bins, density=True, alpha=0.6, color=RIGHT, label=label("数字（MNIST テスト）", "digits"))
+    ax.hist(non_digits, bins=bins, density=True, alpha=0.6, color=WRONG, label=label("数字でない絵", "non-digits"))
     if threshold is not None:
         ax.axvline(threshold, color="black", linestyle="--", label=label("境目（これより右は警告）", "threshold"))
     ax.set_xlabel(label("エネルギー（右ほど「知らない」）", "energy (higher: less familiar)"))

@@ -64,7 +64,9 @@ def load_image(path):
             warnings.simplefilter("ignore")  # we shrink big images at once; a broken file's warnings say nothing new
             with Image.open(path) as image:
                 if getattr(image, "n_frames", 1) > 1:
-                    raise UserError(f"{path} は {image.n_frames} コマの動く画像です。数字 1 つの静止画（PNG か JPEG）を指定してください。")
+                    pages = image.format in ("TIFF", "MPO")  # a multi-page scan, not a movie
+                    what = f"{image.n_frames} ページある画像" if pages else f"{image.n_frames} コマの動く画像"
+                    raise UserError(f"{path} は {what}です。数字 1 つの 1 枚だけの画像（PNG か JPEG）を指定してください。")
                 image.draft("L", (MAX_SIDE, MAX_SIDE))  # JPEG: decode at reduced size straight away
                 image.load()
                 return _readable(ImageOps.exif_transpose(image), path)

@@ -314,12 +314,30 @@ def with_env_overrides(config, environ=None):
 def env_changes(config, environ=None):
     """Return ``{field: value}`` for every ``MNIST_LAB_<FIELD>`` set in ``environ`` (default: ``os.environ``)."""
     environ = os.environ if environ is None else environ
+    _note_misspelt(environ)
     changes = {}
     for f in fields(TrainConfig):
         name = ENV_PREFIX + f.name.upper()
         if name in environ:
             changes[f.name] = _parsed(name, environ[name], type(getattr(config, f.name)))
     return changes
+
+
+_NOTED = set()  # misspelt variable names already pointed out in this process
+
+
+def _note_misspelt(environ):
+    """Print one note per ``MNIST_LAB_*`` variable that is no setting but nearly the name of one (``MNIST_LAB_EPOCH``):
+    a misspelt override would otherwise be ignored without a word. Other ``MNIST_LAB_*`` names (the data folder, the
+    deployment's) are left alone."""
+    settings = [f.name.upper() for f in fields(TrainConfig)]
+    for name in sorted(n for n in environ if n.upper().startswith(ENV_PREFIX) and n not in _NOTED):
+        setting = name[len(ENV_PREFIX):].upper()
+        close = difflib.get_close_matches(setting, settings, n=1, cutoff=0.8)
+        if close and ENV_PREFIX + close[0] != name:
+            _NOTED.add(name)
+            print(f"お知らせ: 環境変数 {name} は使われません。{ENV_PREFIX}{close[0]} のことなら名前を直してください。",
+                  file=sys.stderr)
 
 
 def _parsed(name, text, kind):

@@ -808,3 +808,54 @@ def test_what_the_lessons_functions_can_read_they_read():
     ensemble = build_model("ensemble", seed=0)
     e = energies(ensemble, torch.randn(8, 1, 28, 28) * 3)
     assert e.abs().max() > 0.01 and e.std() > 0  # log-probabilities' log-sum-exp is 0: members' scores are used
+
+
+ROUND9_MISTAKES = {
+    "averaged(multiclass_accuracy, C)": lambda: M.averaged(M.multiclass_accuracy, np.eye(3, dtype=int), "macro"),
+    "averaged(lambda c: 1, C)": lambda: M.averaged(lambda c: 1, np.eye(3, dtype=int), "weighted"),
+    "summary(C holding None)": lambda: M.summary(np.array([[1, None], [0, 1]], dtype=object)),
+    "build_model(seed=0)": lambda: build_model(seed=0),
+    "plot_filters(model)": lambda: __import__("mnist_lab.plots").plots.plot_filters(MODEL),
+    "plot_energies(empty)": lambda: __import__("mnist_lab.plots").plots.plot_energies(np.array([]), np.ones(3)),
+    "AverageWeights(model, 1.5)": lambda: __import__("mnist_lab.callbacks").callbacks.AverageWeights(MODEL, 1.5),
+    "TensorBoardLogger(None)": lambda: __import__("mnist_lab.callbacks").callbacks.TensorBoardLogger(None),
+}
+
+
+@pytest.mark.parametrize("mistake", list(ROUND9_MISTAKES))
+def test_more_plausible_mistakes_say_themselves_what_to_pass(mistake, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError) as refused:
+        ROUND9_MISTAKES[mistake]()
+    assert_says_itself_what_to_pass(refused.value)
+    assert not any(tmp_path.iterdir())  # nothing written (TensorBoardLogger(None) made a folder named None)
+
+
+def test_averaged_still_averages_any_per_digit_metric():
+    C = np.array([[3, 1, 0], [0, 4, 1], [1, 0, 5]])
+    y_true, y_pred = np.repeat(np.arange(3), C.sum(1)), np.concatenate([np.repeat(np.arange(3), row) for row in C])
+    for average in M.AVERAGES:
+        assert M.averaged(M.f1, C, average) == pytest.approx(skm.f1_score(y_true, y_pred, average=average))
+        assert M.averaged(lambda c: c.TP / (c.TP + c.FN), C, average) == pytest.approx(
+            skm.recall_score(y_true, y_pred, average=average))
+
+
+def test_a_half_precision_model_is_described_and_plotted_like_any_other():
+    from mnist_lab.plots import plot_energies, plot_filters
+
+    half = build_model("quick_cnn", seed=0).half()
+    assert [row["出力の形"] for row in layer_table(half)] == [row["出力の形"] for row in layer_table(MODEL)]
+    assert first_block(half) == first_block(MODEL)
+    assert len(plot_filters(first_convolution(half)).axes) >= 16
+    assert plot_energies(np.array([1.0, 2.0]), [3.0, 4.0], threshold=2.5).axes[0].patches  # arrays or lists
+
+
+def test_a_misspelt_setting_variable_is_pointed_out_once_and_others_are_left_alone(capsys):
+    from mnist_lab.recipes import make_config
+
+    environ = {"MNIST_LAB_EPOCH": "1", "MNIST_LAB_DATA": "/x", "MNIST_LAB_GPU_MEMORY_SHARE": "0.2",
+               "MNIST_LAB_DEBUG": "1", "MNIST_LAB_USER": "a", "MNIST_LAB_APP_CHECKPOINT": "m.pt", "MNIST_LAB_LR": "0.1"}
+    assert make_config("quick", environ=environ).lr == 0.1
+    make_config("quick", environ=environ)
+    notes = capsys.readouterr().err.splitlines()
+    assert len(notes) == 1 and "MNIST_LAB_EPOCH " in notes[0] and "MNIST_LAB_EPOCHS" in notes[0], notes

@@ -199,6 +199,7 @@ def test_file_names_that_are_not_utf8_on_a_strict_utf8_terminal(tmp_path):
                              base + b"/missing-\xe9.png"], capture_output=True, env=strict, timeout=300, check=False)
     assert result.returncode == 2 and result.stdout.count(b"\n") == 1 and b"\\xe9" in result.stdout
     assert_one_japanese_line(result.stderr.decode())
+    assert b"missing-\\xe9" in result.stderr, result.stderr  # the byte as on stdout, never Python's \udce9
 
 
 def test_output_nobody_reads_does_not_fail_the_run(tmp_path):

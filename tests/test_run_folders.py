@@ -276,6 +276,21 @@ def test_tensorboard_logs_never_go_into_a_run_folder_or_around_the_new_one(tmp_p
     assert out == base or not out.exists()
 
 
+@pytest.mark.parametrize("inside", [["MNIST"], ["MNIST", "raw"], ["MNIST", "tb", "deeper"]])
+def test_tensorboard_logs_never_go_into_the_mnist_data(tmp_path, monkeypatch, inside):
+    trained = []
+    monkeypatch.setattr("mnist_lab.cli.fit", lambda *a, **k: trained.append(1))
+    raw = tmp_path / "mnist" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "train-images-idx3-ubyte").write_bytes(b"data")
+    before = snapshot(tmp_path / "mnist")
+    code, _, err = run_main(["train", "--dry-run", "--device", "cpu", "--out", tmp_path / "new", "--mnist-dir",
+                             tmp_path / "mnist", "--tensorboard", (tmp_path / "mnist").joinpath(*inside)])
+    assert code == 2 and not trained, err
+    assert_one_japanese_line(err)
+    assert snapshot(tmp_path / "mnist") == before and sorted(tmp_path.iterdir()) == [tmp_path / "mnist"]
+
+
 @pytest.mark.parametrize("name", ["results.json", "model.pt"])
 def test_a_run_file_that_is_a_folder_is_not_reported_as_missing(tmp_path, name):
     from test_faults import previous_run
