@@ -318,6 +318,22 @@ def assert_falling(losses):
     assert len(losses) == 50 and last < first, losses
 
 
+def going_back(run, accuracy):
+    """A student goes back to the cells written by hand (section 5) and to the letters of section 10, then runs
+    sections 7 and 11 again: the trained model, its scores and the digit of section 7 are still theirs, and the
+    checkpoint holds that model with its own accuracy."""
+    nb = run.nb
+    back = [code_index(nb, pattern) for pattern in (r"^cnn = build_model", r"y_hat_part =", r"most_confident\(model")]
+    again = [i for i in run.section(7) if i >= code_index(nb, r"^digit = ")] + run.section(11)
+    for i in back + again:
+        run.run(i, i)
+    run.check(back + again)
+    got = run.values()
+    assert got["accuracy"] == accuracy and got["agrees_with_sklearn"] and got["loaded_predicts_the_same"]
+    assert run.probe("load_checkpoint(path)[1]['results']['test_accuracy'] == evaluate(model, data.X_test, "
+                     "data.y_test)[1] and bool(same_digit)")
+
+
 def test_a_student_on_a_slow_machine_presses_stop_and_follows_the_advice(mnist_root, tmp_path):
     """Full MNIST, the default PRESET: ■ during the training and on through the lesson with that model, ■ during
     section 12's comparison; then, as the notebook advises, PRESET = "quick" and everything again from section 2;
@@ -366,6 +382,7 @@ def test_every_preset_re_runs_and_a_fresh_kernel_runs_it_all_again(mnist_root, t
         got = run.values()
         assert got["preset"] == "original" and got["accuracy"] > 0.9 and got["agrees_with_sklearn"]
         assert_falling(got["hand_losses"])
+        going_back(run, got["accuracy"])
         run.check(run.run(run.release))
         nb = run.nb  # as JupyterLab autosaved it: PRESET = "original", the outputs of this session
 
