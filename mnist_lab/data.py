@@ -12,8 +12,10 @@ import shlex
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from .device import usable_device
 from .errors import UserError, checked_seed
 from .files import os_error
 from .paths import env_path, user_path
@@ -217,8 +219,27 @@ def _download(root):
 
 
 def normalize(images):
-    """Turn uint8 images ``(N, 28, 28)`` into float ``(N, 1, 28, 28)`` with MNIST's mean 0 and std 1."""
-    return ((images.float() / 255 - MEAN) / STD).unsqueeze(1)
+    """Turn pixel images ``(N, 28, 28)`` or ``(N, 1, 28, 28)`` (uint8 0-255 as MNIST stores them, or floats in 0-255
+    or 0-1; a tensor or a NumPy array) into float ``(N, 1, 28, 28)`` with MNIST's mean 0 and std 1. Images with
+    negative values are normalised already: :class:`UserError`, one line, rather than normalised twice."""
+    X = images if isinstance(images, torch.Tensor) else _pixels(images)
+    if X.ndim not in (3, 4) or tuple(X.shape[-2:]) != (28, 28) or (X.ndim == 4 and X.shape[1] != 1):
+        raise UserError(f"normalize に渡した画像の形 {tuple(X.shape)} は N×28×28（か N×1×28×28）ではありません。")
+    if X.dtype == torch.uint8:  # MNIST's own pixels: the path every training image takes
+        return ((X.float() / 255 - MEAN) / STD).reshape(len(X), 1, 28, 28)
+    if X.dtype == torch.bool or X.is_complex() or (X.numel() and X.min() < 0):
+        raise UserError("normalize に渡した画像は画素（0〜255 か 0〜1）ではありません（負の値があるなら、もう正規化されています: "
+                        "そのまま使ってください）。")
+    scale = 255 if X.numel() and X.max() > 1 else 1
+    return ((X.float() / scale - MEAN) / STD).reshape(len(X), 1, 28, 28)
+
+
+def _pixels(images):
+    """``images`` (a NumPy array, a list) as a tensor; :class:`UserError` when they are no numbers."""
+    try:
+        return torch.as_tensor(np.asarray(images))
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise UserError(f"normalize には画像のテンソルか NumPy の配列を渡してください（今は {type(images).__name__}）。") from e
 
 
 def denormalize(X):
@@ -241,7 +262,9 @@ class MNISTData:
     y_test: torch.Tensor
 
     def to(self, device):
-        """Return the same data on ``device`` (a no-op for tensors already there)."""
+        """Return the same data on ``device`` (a no-op for tensors already there); a device this machine lacks or a
+        name that is none is :class:`UserError`, one line."""
+        device = usable_device(device)
         return MNISTData(**{k: v.to(device) for k, v in vars(self).items()})
 
     def head(self, n_train, n_test=None):

@@ -5,6 +5,7 @@ weights and moves the images there; nothing else chooses a device.
 """
 
 import contextlib
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -18,14 +19,23 @@ def device_of(model):
     return first.device if first is not None else torch.device("cpu")
 
 
+def unpack_hint(value):
+    """For the pair ``load_checkpoint`` returns, passed where its model is wanted: one line saying to unpack it;
+    ``None`` for anything else."""
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], torch.nn.Module) and isinstance(value[1], dict):
+        return ("load_checkpoint は (モデル, 情報) の組を返します。model, info = load_checkpoint(...) のように分けて、"
+                "モデルの方を渡してください。")
+    return None
+
+
 def images_for(model, X, function, empty_ok=False):
     """Return the images ``X`` in the number type of ``model``'s weights, or raise :class:`ArgumentError` (one line
     naming ``function``) when ``model`` is no model or ``X`` no images a model can read: not an N x C x H x W tensor
     with values, empty, integers (raw 0-255 pixels must be normalised as in training, never read as they are), or
     holding NaN or infinity. An empty batch is no images only where ``empty_ok``."""
     if not isinstance(model, torch.nn.Module):
-        raise ArgumentError(f"{function} の最初にはモデル（build_model(...) や fit で学習したもの、load_checkpoint で読んだもの）を"
-                            f"渡してください（今は {type(model).__name__}）。")
+        raise ArgumentError(unpack_hint(model) or f"{function} の最初にはモデル（build_model(...) や fit で学習したもの、"
+                            f"load_checkpoint で読んだもの）を渡してください（今は {type(model).__name__}）。")
     if device_of(model).type == "meta":
         raise ArgumentError(f"{function} のモデルの重みが meta デバイス（形だけで値がない）にあります。"
                             "load_checkpoint で読み込むか、.to(\"cpu\") ではなく学習したモデルを渡してください。")
@@ -41,12 +51,31 @@ def images_for(model, X, function, empty_ok=False):
     if X.ndim != 4 or X.device.type == "meta":
         raise ArgumentError(f"{function} の画像 X の形 {tuple(X.shape)} は読めません。N 枚の画像を N×1×28×28 のテンソル"
                             "（値の入ったもの）で渡してください: 1 枚なら X[:1]、N×28×28 なら X.unsqueeze(1)。")
+    if tuple(X.shape[1:]) != (1, 28, 28):
+        raise ArgumentError(f"{function} の画像 X の形 {tuple(X.shape)} は読めません。モデルが読むのは白黒 1 チャンネル・28×28 の画像"
+                            "（N×1×28×28）です: 写真や描いた絵なら preprocess_drawing(画像) で変換してください。")
     if len(X) == 0 and not empty_ok:
         raise ArgumentError(f"{function} の画像 X が空です（形 {tuple(X.shape)}）。1 枚以上の画像を渡してください（1 枚なら X[:1]）。")
     if not torch.isfinite(X).all():
         raise ArgumentError(f"{function} の画像 X に NaN か無限大の値が入っています。数だけの画像を渡してください。")
+    _note_unnormalised(X, function)
     first = next(model.parameters(), None)
     return X.to(first.dtype) if first is not None and first.is_floating_point() else X
+
+
+_NOTED = set()  # the functions whose images were pointed out as not normalised, once each in a process
+
+
+def _note_unnormalised(X, function):
+    """One note when ``X`` looks like pixels that were never normalised (no negative value: a normalised MNIST
+    image's background is -0.42) or normalised twice (a background near -1.8): the answers would still come, wrong."""
+    low = float(X.min()) if X.numel() else 0.0
+    if function in _NOTED or -1.5 <= low < 0:
+        return
+    _NOTED.add(function)
+    how = "もう一度正規化されています（normalize は 1 回だけ）" if low < -1.5 else "正規化されていないようです（負の値がありません）"
+    print(f"お知らせ: {function} に渡した画像は{how}。学習と同じ画像（data.X_test のような正規化したもの、描いた絵なら "
+          "preprocess_drawing(画像)）でないと、予測は当てになりません。", file=sys.stderr)
 
 
 def mixed_precision(device):
@@ -74,10 +103,17 @@ def evaluation_mode(model):
         model.train(was_training)
 
 
-def batch_size_for(device):
-    """Images per forward pass when only reading: small on a CPU, whose caches hold a batch of 128 MNIST images'
-    activations but not of 256 (3x faster for the original CNN), large on a GPU, which wants work in bulk."""
-    return 128 if torch.device(device).type == "cpu" else 1024
+def batch_size_for(device, batch_size=None, function="evaluate"):
+    """Images per forward pass when only reading: ``batch_size`` if given (a positive int, else
+    :class:`ArgumentError`: a device passed where the batch size goes, as ``fit``'s fourth argument is); by default
+    small on a CPU, whose caches hold a batch of 128 MNIST images' activations but not of 256 (3x faster for the
+    original CNN), large on a GPU, which wants work in bulk."""
+    if batch_size is None:
+        return 128 if torch.device(device).type == "cpu" else 1024
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ArgumentError(f"{function} の batch_size は 1 以上の整数です（今は {type(batch_size).__name__}）。デバイスは渡しません: "
+                            "モデルのあるデバイスで計算します（model.to(device) で移せます）。")
+    return batch_size
 
 
 def labels_for(X, y):
@@ -103,7 +139,7 @@ def evaluate(model, X, y, batch_size=None):
     """
     X, y = images_for(model, X, "evaluate"), labels_for(X, y)
     device = device_of(model)
-    batch_size = batch_size or batch_size_for(device)
+    batch_size = batch_size_for(device, batch_size, "evaluate")
     loss_sum = correct = 0.0
     with evaluation_mode(model):
         for X_b, y_b in zip(X.split(batch_size), y.split(batch_size)):
@@ -122,7 +158,7 @@ def predict_proba(model, X, batch_size=None):
     """
     X = images_for(model, X, "predict_proba", empty_ok=True)
     device = device_of(model)
-    batch_size = batch_size or batch_size_for(device)
+    batch_size = batch_size_for(device, batch_size, "predict_proba")
     with evaluation_mode(model):
         out = [F.softmax(model(X_b.to(device)).float(), dim=1).cpu() for X_b in X.split(batch_size)]
     return torch.cat(out) if out else torch.empty(0, 10)
@@ -135,7 +171,12 @@ def activations(model, X, layers):
     Introduced in the lesson: main.ipynb §6.
     """
     X = images_for(model, X, "activations")
+    layers = [layers] if isinstance(layers, str) else layers  # one layer's name alone
     modules, found = dict(model.named_modules()), {}
+    unknown = [name for name in layers if not isinstance(name, str) or name not in modules]
+    if unknown:
+        raise ArgumentError(f"activations: {unknown[0]!r} という層は {type(model).__name__} にありません。層の名前は "
+                            f"{', '.join(list(modules)[1:6])} ... です（model.named_modules() で全部見られます）。")
     hooks = [modules[name].register_forward_hook(lambda m, i, out, name=name: found.__setitem__(name, out.float().cpu()))
              for name in layers]
     try:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .errors import ArgumentError, UserError, checked_seed, explained_arguments
-from .inference import device_of, evaluation_mode
+from .inference import device_of, evaluation_mode, unpack_hint
 
 
 class OriginalCNN(nn.Module):
@@ -192,10 +192,24 @@ RENAMED_MODELS = {"seed": "original_cnn", "original": "original_cnn", "quick": "
 
 def checked_model_name(name):
     """Return the registered name for ``name`` (old names translated), else raise :class:`UserError` listing them."""
+    if not isinstance(name, str):
+        raise UserError(_not_a_name(name))
     name = RENAMED_MODELS.get(name, name)
     if name not in MODELS:
         raise UserError(f"モデル '{name}' はありません。{', '.join(MODELS)} のどれかを指定してください。")
     return name
+
+
+def _not_a_name(value):
+    """What to pass instead of ``value`` where a model's name is wanted (a recipe, a model, a checkpoint's info)."""
+    names = ", ".join(MODELS)
+    if isinstance(getattr(value, "model", None), str):  # a recipe from make_config
+        return f"モデルの名前には、レシピそのものではなく名前を渡してください: build_model(config.model, seed=config.seed)（名前は {names}）。"
+    if isinstance(value, nn.Module):
+        return f"{type(value).__name__} はもうモデルです。名前から新しく作るなら build_model(\"quick_cnn\") のように名前を渡してください。"
+    if isinstance(value, dict) and isinstance(value.get("model"), str):  # the info of load_checkpoint
+        return f"モデルの名前には、辞書ではなく名前を渡してください: build_model(info[\"model\"])（名前は {names}）。"
+    return f"モデルの名前は \"quick_cnn\" のような文字列にしてください（今は {type(value).__name__}。名前は {names}）。"
 
 
 def build_model(name=None, seed=None):
@@ -228,6 +242,8 @@ def module_of(model, function, names=True):
         name = checked_model_name(model)
         with torch.random.fork_rng(devices=[]):
             return MODELS[name]()
+    if not isinstance(model, nn.Module) and unpack_hint(model):
+        raise ArgumentError(unpack_hint(model))
     if not isinstance(model, nn.Module):
         takes = ('モデル（build_model(...) や fit で学習したもの）か、モデルの名前（例: "quick_cnn"）' if names
                  else "モデルそのもの（学習した重みを見るので、名前ではなく fit で学習したモデル）")

@@ -60,6 +60,23 @@ class TrainConfig:
             object.__setattr__(self, name, value)  # frozen: set once, here
 
 
+def _refuse_change(config, name, value=None):
+    """``config.lr = 0.001`` (a recipe is made once and never changed): one line saying how to make a changed copy."""
+    raise UserError(f"レシピの値は後から変えられません。config = make_config(PRESET, {name}=...) か "
+                    f"dataclasses.replace(config, {name}=...) で、値を変えた新しいレシピを作ってください。")
+
+
+def _refuse_index(config, key):
+    """``config["lr"]``: a recipe's values are attributes."""
+    raise UserError(f"レシピの値は config[{_shown(key)}] ではなく config.{key if isinstance(key, str) and key.isidentifier() else 'lr'} "
+                    "のように読みます。")
+
+
+TrainConfig.__setattr__ = _refuse_change  # set after the dataclass is made: frozen dataclasses may not define it
+TrainConfig.__delattr__ = _refuse_change
+TrainConfig.__getitem__ = _refuse_index
+
+
 def _check_names(values, where):
     """Raise :class:`UserError` naming the names in ``values`` that are no field of :class:`TrainConfig`."""
     known = [f.name for f in fields(TrainConfig)]
@@ -265,16 +282,20 @@ def make_config(preset="quick", environ=None, **changes):
     Introduced in the lesson: main.ipynb §2.
     """
     _check_names(changes, "make_config")
-    base = PRESETS[preset_name(preset)]
+    base = checked_config(preset) if isinstance(preset, TrainConfig) else PRESETS[preset_name(preset)]  # or a recipe
     named = {k: v for k, v in changes.items() if v is not None}
     from_env = env_changes(base, environ)
     try:
-        return replace(base, **{**from_env, **named})  # checked as it is made (TrainConfig)
+        config = replace(base, **{**from_env, **named})  # checked as it is made (TrainConfig)
     except UserError as e:
         names = [ENV_PREFIX + k.upper() for k in from_env if k not in named]
         if not names:
             raise
         raise UserError(f"{str(e).rstrip('。')}（環境変数 {', '.join(names)} の値も確かめてください）。") from e
+    if config.lr > LARGEST_LR:
+        print(f"お知らせ: 学習率 lr={config.lr:g} はとても大きい値です（プリセットは 0.005〜0.01）。Adam ではふつう学習が進まず、"
+              "正解率が 10 % 前後のままになります。", file=sys.stderr)
+    return config
 
 
 def for_model(config, model):
@@ -300,6 +321,7 @@ def checked_config(config):
 
 
 ENV_PREFIX = "MNIST_LAB_"
+LARGEST_LR = 0.1  # above it, make_config says that Adam will most likely not learn (lr=5 stays at 10 %)
 
 
 def with_env_overrides(config, environ=None):

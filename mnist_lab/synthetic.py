@@ -154,8 +154,8 @@ def non_digits(n, seed=0, kinds=KINDS, fonts=None):
     Introduced in the lesson: main.ipynb §10.
     """
     kinds = checked_kinds(kinds)
-    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or not 0 <= n <= 100_000:
-        raise ArgumentError(f"non_digits の n は作る枚数（0〜100000 の整数）にしてください（今は {repr(n)[:20]}）。例: non_digits(100)")
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or not 0 <= n <= 10_000:  # 10,000: a minute
+        raise ArgumentError(f"non_digits の n は作る枚数（0〜10000 の整数。1 万枚で 1 分ほどかかります）にしてください（今は {repr(n)[:20]}）。例: non_digits(100)")
     rng, fonts, kana = np.random.default_rng(checked_seed(seed)), checked_fonts(fonts) or bundled_fonts(), kana_font()
     return [non_digit(rng, fonts, kinds[rng.integers(len(kinds))], kana_font=kana)[1] for _ in range(n)]
 

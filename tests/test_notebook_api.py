@@ -859,3 +859,69 @@ def test_a_misspelt_setting_variable_is_pointed_out_once_and_others_are_left_alo
     make_config("quick", environ=environ)
     notes = capsys.readouterr().err.splitlines()
     assert len(notes) == 1 and "MNIST_LAB_EPOCH " in notes[0] and "MNIST_LAB_EPOCHS" in notes[0], notes
+
+
+def _pair():
+    return MODEL, {"model": "quick_cnn"}
+
+
+ROUND10_MISTAKES = {
+    "data.to('gpu')": lambda d, c: d.to("gpu"),
+    "energies(RGB images)": lambda d, c: __import__("mnist_lab.ood").ood.energies(MODEL, torch.zeros(2, 3, 28, 28)),
+    "read(32x32 images)": lambda d, c: __import__("mnist_lab.ood").ood.read(MODEL, torch.zeros(1, 1, 32, 32)),
+    "build_model(['quick_cnn'])": lambda d, c: build_model(["quick_cnn"]),
+    "build_model(config)": lambda d, c: build_model(c),
+    "build_model(model)": lambda d, c: build_model(MODEL),
+    "config.lr = 0.001": lambda d, c: setattr(c, "lr", 0.001),
+    "config['lr']": lambda d, c: c["lr"],
+    "normalize(normalised images)": lambda d, c: __import__("mnist_lab.data").data.normalize(d.X_test),
+    "normalize(RGB)": lambda d, c: __import__("mnist_lab.data").data.normalize(torch.zeros(2, 3, 28, 28)),
+    "evaluate((model, info), ...)": lambda d, c: evaluate(_pair(), d.X_test, d.y_test),
+    "first_convolution((model, info))": lambda d, c: first_convolution(_pair()),
+    "evaluate(model, X, y, device)": lambda d, c: evaluate(MODEL, d.X_test, d.y_test, "cpu"),
+    "predict_proba(model, X, device)": lambda d, c: predict_proba(MODEL, d.X_test, torch.device("cpu")),
+    "activations(model, X, ['no_layer'])": lambda d, c: __import__("mnist_lab.inference").inference.activations(
+        MODEL, d.X_test, ["no_layer"]),
+    "non_digits(100000)": lambda d, c: __import__("mnist_lab.synthetic").synthetic.non_digits(100_000),
+}
+
+
+@pytest.fixture(scope="module")
+def small_data():
+    from test_train import tiny_data
+
+    return tiny_data(16)
+
+
+@pytest.mark.parametrize("mistake", list(ROUND10_MISTAKES))
+def test_what_students_try_next_is_one_short_line(mistake, small_data):
+    from mnist_lab import make_config
+
+    config = make_config("quick")
+    with pytest.raises(UserError) as refused:
+        ROUND10_MISTAKES[mistake](small_data, config)
+    assert_says_itself_what_to_pass(refused.value)
+    assert len(str(refused.value)) < 300 and config == make_config("quick")  # short; the recipe unchanged
+
+
+def test_the_ways_a_student_means_it_work(small_data, capsys, monkeypatch):
+    from mnist_lab import make_config
+    from mnist_lab.data import normalize
+    from mnist_lab.inference import activations
+
+    config = make_config("quick", epochs=3)
+    changed = make_config(config, lr=0.001)  # a recipe as the base: the other values kept
+    assert changed.lr == 0.001 and changed.epochs == 3 and changed.model == config.model
+    pixels = torch.randint(0, 256, (3, 28, 28), dtype=torch.uint8)
+    X = normalize(pixels)
+    for same in (pixels.numpy(), pixels.float(), pixels.float() / 255, pixels[:, None]):
+        assert torch.allclose(normalize(same), X, atol=1e-6)
+    assert list(activations(MODEL, small_data.X_test, "features.0.0")) == ["features.0.0"]  # one name alone
+    monkeypatch.setattr("mnist_lab.inference._NOTED", set())  # as in a new kernel
+    capsys.readouterr()
+    evaluate(MODEL, small_data.X_test, small_data.y_test)
+    assert not capsys.readouterr().err  # normalised images: nothing to point out
+    raw = small_data.X_test * 0.3081 + 0.1307  # pixels in 0..1, never normalised
+    assert evaluate(MODEL, raw, small_data.y_test) and evaluate(MODEL, raw, small_data.y_test)
+    notes = capsys.readouterr().err.splitlines()
+    assert len(notes) == 1 and JAPANESE.search(notes[0]), notes  # said once, the answer still given
