@@ -60,10 +60,10 @@ def parse(text, source="hub/.env", strict=True):
     return found
 
 
-def load(path=SOURCE, required=SHARED):
-    """The settings of ``path`` (``hub/.env``); :class:`SettingsError` when it cannot be read or lacks one of
-    ``required``."""
-    path = Path(path)
+def load(path=None, required=SHARED):
+    """The settings of ``path`` (``hub/.env``, :data:`SOURCE`); :class:`SettingsError` when it cannot be read or lacks
+    one of ``required``."""
+    path = Path(path or SOURCE)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
