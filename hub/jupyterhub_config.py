@@ -198,7 +198,7 @@ c.JupyterHub.cookie_secret_file = f"{DATA}/jupyterhub_cookie_secret"
 c.ConfigurableHTTPProxy.pid_file = "/tmp/jupyterhub-proxy.pid"
 # Each student's server on its own origin, NAME.localhost (browsers resolve *.localhost to this computer, which
 # `ssh -L` forwards): a page a student's server serves cannot act on the hub's origin with the admin's cookies.
-c.JupyterHub.subdomain_host = setting("HUB_URL", str) or f"http://localhost:{setting('HUB_PORT', port)}"
+c.JupyterHub.subdomain_host = setting("HUB_URL", PARSERS["HUB_URL"]) or f"http://localhost:{setting('HUB_PORT', port)}"
 # SameSite=Lax on every cookie of the hub (login, session, _xsrf) and, through JUPYTERHUB_COOKIE_OPTIONS, on the
 # students' servers' login cookies: another site's form or script never sends them along.
 c.JupyterHub.tornado_settings = {"cookie_options": {"samesite": "Lax"}}

@@ -88,12 +88,12 @@ def free_port(uid, claimed=()):
 
 def inspected(ids):
     """``docker inspect`` of the containers ``ids``; one that vanished since ``docker ps`` is left out (it claims
-    nothing any more). Raises (OSError, SubprocessError, ValueError) when docker cannot be asked at all."""
+    nothing any more). Raises (OSError, SubprocessError, ValueError, TypeError) when docker cannot be asked at all."""
     def inspect(*which):
         result = subprocess.run(["docker", "inspect", *which], capture_output=True, text=True, check=True, timeout=30)
         found = json.loads(result.stdout)
         if not isinstance(found, list):
-            raise ValueError("not a list")
+            raise TypeError("docker inspect did not give a list")
         return found
 
     try:
@@ -133,7 +133,7 @@ def docker_claims(own_project):
             if project != own_project:
                 ports |= its_ports
                 gpus += its_gpus
-    except (OSError, subprocess.SubprocessError, ValueError):
+    except (OSError, subprocess.SubprocessError, ValueError, TypeError):
         print(NOTE_NO_DOCKER, file=sys.stderr)
         return set(), []
     return ports, gpus

@@ -154,7 +154,15 @@ def folder(text):
     return text
 
 
-PARSERS = {"MEM_LIMIT": docker_size, "SHM_SIZE": docker_size, "CPUS": cpus, "PIDS_LIMIT": count, "CUDA": cuda,
+def url(text):
+    """The hub's address as students open it (``https://hub.lab.example``), or empty (``http://localhost:HUB_PORT``)."""
+    if text and not re.fullmatch(r"https?://[^/\s]+", text):
+        raise ValueError("https://hub.lab.example のように http:// か https:// で始まるアドレス（最後の / なし）に"
+                         "するか、空にしてください")
+    return text
+
+
+PARSERS = {"HUB_URL": url, "MEM_LIMIT": docker_size, "SHM_SIZE": docker_size, "CPUS": cpus, "PIDS_LIMIT": count, "CUDA": cuda,
            "JUPYTER_PORT": port, "HUB_PORT": port, "DISK_QUOTA": positive_size, "DISK_RESERVE": size_in_bytes,
            "DISK_CHECK": count, "CULL_TIMEOUT": count, "MAX_PER_GPU": count, "MNIST_DIR": folder}
 

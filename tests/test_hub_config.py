@@ -456,7 +456,7 @@ def japanese_line(text):
     ("CPUS", "-2"), ("CPUS", "nan"), ("CPUS", "abc"), ("PIDS_LIMIT", "0"), ("PIDS_LIMIT", "-1"), ("JUPYTER_PORT", "0"),
     ("JUPYTER_PORT", "99999"), ("MNIST_DIR", "mnist"), ("MNIST_DIR", "~/mnist"), ("MAX_PER_GPU", "0"),
     ("MAX_PER_GPU", "-1"), ("MAX_PER_GPU", "1000"), ("HUB_ADMIN", "t.yamada"), ("HUB_ADMIN", "山田"),
-    ("HUB_ADMIN", "a b"), ("HUB_PORT", "abc")])
+    ("HUB_ADMIN", "a b"), ("HUB_PORT", "abc"), ("HUB_URL", "localhost:8000")])
 def test_a_setting_that_would_switch_a_protection_off_stops_the_hub_in_one_line(monkeypatch, name, value):
     with pytest.raises(SystemExit) as refused:
         load_config(monkeypatch, **{name: value})
@@ -465,8 +465,8 @@ def test_a_setting_that_would_switch_a_protection_off_stops_the_hub_in_one_line(
 
 
 def test_an_admin_name_in_capitals_is_the_one_jupyterhub_logs_in(monkeypatch):
-    c = load_config(monkeypatch, HUB_ADMIN="Teacher")["c"]
-    assert c.Authenticator.admin_users == {"teacher"}
+    c = load_config(monkeypatch, HUB_ADMIN="Teacher", HUB_URL="https://hub.lab.example")["c"]
+    assert c.Authenticator.admin_users == {"teacher"} and c.JupyterHub.subdomain_host == "https://hub.lab.example"
 
 
 @pytest.mark.parametrize("text", ["\ufeff", "MEM_LIM\n", "  CUDA cu126\n"])

@@ -210,3 +210,11 @@ def test_a_broken_hub_env_names_hub_env_not_a_flag_the_student_never_gave(tmp_pa
 def test_usage_mistakes_are_japanese(tmp_path, server, capsys):
     said = refused(capsys, "--output", str(tmp_path / ".env"), "--frobnicate")
     assert "--frobnicate" in said
+
+
+@pytest.mark.parametrize("line", ['GPU_ID="1"', "GPU_ID = 1", "export GPU_ID=1", "\ufeffGPU_ID=1"])
+def test_a_hand_edited_env_keeps_its_gpu_as_compose_reads_it(tmp_path, server, line):
+    path = tmp_path / ".env"
+    path.write_text(line + "\nNOTE=caf\udce9\n", errors="surrogateescape")  # and a byte that is not UTF-8
+    assert make_env.main(["--output", str(path), "--force"]) == 0
+    assert written(path)["GPU_ID"] == "1"
