@@ -246,7 +246,7 @@ c.DockerSpawner.environment = {"MNIST_LAB_GPU_MEMORY_SHARE": f"{GPU_MEMORY_SHARE
 if MNIST_DIR:  # else the image's own MNIST_LAB_DATA (/work/data, in the student's volume)
     c.DockerSpawner.volumes[MNIST_DIR] = {"bind": "/data/mnist", "mode": "ro"}
     c.DockerSpawner.environment["MNIST_LAB_DATA"] = "/data/mnist"
-c.DockerSpawner.mem_limit = MEM_LIMIT.upper()  # JupyterHub reads 8G, Docker 8g
+c.DockerSpawner.mem_limit = int(MEM_LIMIT) if MEM_LIMIT.isdigit() else MEM_LIMIT.upper()  # JupyterHub: 8G, Docker: 8g
 c.DockerSpawner.cpu_limit = CPUS
 c.DockerSpawner.extra_host_config = HOST_CONFIG
 c.DockerSpawner.extra_create_kwargs = {"labels": {"mnist-lab.student": "{raw_username}"}}

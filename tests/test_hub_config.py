@@ -503,6 +503,11 @@ def test_values_compose_accepts_mean_the_same_to_the_hub_make_env_and_kubernetes
         assert load_config(monkeypatch, MEM_LIMIT=value)["MEM_LIMIT"] == want
         assert kube.expected({**hub_env(), "MEM_LIMIT": value})["singleuser.memory.limit"] in ("8Gi", "8589934592")
     assert settings.checked({"MEM_LIMIT": "1.5g"}, "MEM_LIMIT") == str(3 * 2**29)
+    from jupyterhub.traitlets import ByteSpecification
+
+    for value in ("1.5g", "8589934592", "8G"):  # JupyterHub takes each as it is given to the spawner
+        mem_limit = load_config(monkeypatch, MEM_LIMIT=value)["c"].DockerSpawner.mem_limit
+        assert ByteSpecification().validate(None, mem_limit) == settings.size_in_bytes(value)
 
 
 @pytest.mark.parametrize("name, value", [("MEM_LIMIT", "8gb"), ("MEM_LIMIT", "8589934592"), ("MEM_LIMIT", "lots"),
