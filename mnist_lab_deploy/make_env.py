@@ -90,24 +90,22 @@ def inspected(ids):
     """``docker inspect`` of the containers ``ids``; one that vanished since ``docker ps`` is left out (it claims
     nothing any more). Raises (OSError, SubprocessError, ValueError, TypeError) when docker cannot be asked at all."""
     def inspect(*which):
-        result = subprocess.run(["docker", "inspect", *which], capture_output=True, text=True, check=True, timeout=30)
-        found = json.loads(result.stdout)
+        """``(containers found, whether all were)``: docker prints the ones it found, and fails for the others."""
+        result = subprocess.run(["docker", "inspect", *which], capture_output=True, text=True, check=False, timeout=30)
+        found = json.loads(result.stdout or "[]")
         if not isinstance(found, list):
             raise TypeError("docker inspect did not give a list")
-        return found
+        return found, result.returncode == 0
 
-    try:
-        return inspect(*ids) if ids else []
-    except subprocess.CalledProcessError:  # one gone: ask for each, and fail only if none can be read
-        found, failed = [], 0
-        for one in ids:
-            try:
-                found += inspect(one)
-            except subprocess.CalledProcessError:
-                failed += 1
-        if failed == len(ids):
-            raise
+    if not ids:
+        return []
+    found, whole = inspect(*ids)
+    if whole:
         return found
+    answers = [inspect(one) for one in ids]  # one by one: a vanished one fails alone
+    if not any(ok for _, ok in answers) and not found:
+        raise subprocess.CalledProcessError(1, ["docker", "inspect", *ids])
+    return [c for its, ok in answers if ok for c in its] or found
 
 
 def claims_of(container):
