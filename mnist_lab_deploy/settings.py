@@ -20,6 +20,8 @@ import math
 import re
 from pathlib import Path
 
+from .gpu_policy import MAX_STUDENTS
+
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO / "hub" / ".env"
 # What a standalone .env takes from hub/.env: the image and each container's limits.
@@ -133,6 +135,13 @@ def count(text):
     return int(text)
 
 
+def students(text):
+    """Students per GPU: 1 to ``MAX_STUDENTS`` (more would round each one's share of its memory to 0, no cap)."""
+    if not 1 <= count(text) <= MAX_STUDENTS:
+        raise ValueError(f"1〜{MAX_STUDENTS} の人数にしてください（多すぎると 1 人分の GPU メモリが 0 になり、上限がなくなります）")
+    return int(text)
+
+
 def port(text):
     """A TCP port, 1 to 65535."""
     if not str(text).strip().isdigit() or not 1 <= int(text) <= 65535:
@@ -164,7 +173,7 @@ def url(text):
 
 PARSERS = {"HUB_URL": url, "MEM_LIMIT": docker_size, "SHM_SIZE": docker_size, "CPUS": cpus, "PIDS_LIMIT": count, "CUDA": cuda,
            "JUPYTER_PORT": port, "HUB_PORT": port, "DISK_QUOTA": positive_size, "DISK_RESERVE": size_in_bytes,
-           "DISK_CHECK": count, "CULL_TIMEOUT": count, "MAX_PER_GPU": count, "MNIST_DIR": folder}
+           "DISK_CHECK": count, "CULL_TIMEOUT": count, "MAX_PER_GPU": students, "MNIST_DIR": folder}
 
 
 def checked(settings, name, source="hub/.env"):
