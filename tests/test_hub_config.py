@@ -528,3 +528,15 @@ def test_the_kubernetes_check_says_a_broken_values_file_in_one_line(tmp_path, ca
     (tmp_path / "values.yaml").write_text("singleuser: [unclosed\n")
     assert kube.main(values_path=tmp_path / "values.yaml") == 1
     assert japanese_line(capsys.readouterr().err)
+
+
+def test_a_hanging_nvidia_smi_reaches_the_student_as_one_line(tmp_path, monkeypatch, docker):
+    from mnist_lab_deploy import gpu_policy
+
+    fake_nvidia_smi(tmp_path, monkeypatch, "")
+    (tmp_path / "bin" / "nvidia-smi").write_text("#!/bin/sh\nexec sleep 30\n")
+    real_run = gpu_policy.subprocess.run
+    monkeypatch.setattr(gpu_policy.subprocess, "run", lambda *a, **k: real_run(*a, **{**k, "timeout": 0.5}))
+    with pytest.raises(messages.StudentError) as error:
+        start_server(load_config(monkeypatch), "aoi", docker)
+    assert error.value.why == "nvidia-smi" and japanese_line(error.value.jupyterhub_message)
