@@ -1,12 +1,12 @@
 """Write .env for `docker compose`: your user name, UID/GID, a free port, a random token, a GPU, and the image and
 limits of the deployment's settings (hub/.env, :mod:`.settings`), each of which an option can change.
 
-    python3 -m mnist_lab_deploy.make_env [--gpu N] [--port P] [--cuda CU] [--memory M] [--cpus C] [--gpu-share F] [--force]
+    python3 -m mnist_lab_deploy.make_env [--gpu N|none] [--port P] [--cuda CU] [--memory M] [--cpus C] [--gpu-share F] [--force]
 
 The GPU follows :mod:`.gpu_policy`: the one you had (from an earlier .env), else the one with the fewest other
 mnist-lab containers, capped by --max-per-gpu. The port is one no container, running or stopped, has claimed (a
-stopped one wants its port back on its next start). On a server without NVIDIA GPUs (no nvidia-smi) GPUS=none:
-the container asks for none. The kernels' share of the GPU's memory (GPU_MEMORY_SHARE, kept to by
+stopped one wants its port back on its next start). On a server without NVIDIA GPUs (no nvidia-smi), or with
+--gpu none, GPUS=none: the container asks for none. The kernels' share of the GPU's memory (GPU_MEMORY_SHARE, kept to by
 :mod:`.gpu_share`) is --gpu-share, else derived from --max-per-gpu (gpu_policy.memory_share). Prints the ssh -L
 command and the URL to open. Every mistake is one line. Standard library only: run it with the server's python3.
 """
