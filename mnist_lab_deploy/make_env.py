@@ -164,6 +164,9 @@ def chosen_gpu(args, previous, claimed_gpus):
     """``(GPU_ID, GPUS)`` to write: --gpu, else gpu_policy's choice among the server's GPUs; ``(0, "none")`` on a
     server without any."""
     if args.gpu is not None:
+        if args.max_per_gpu is not None and claimed_gpus.count(args.gpu) >= args.max_per_gpu:
+            sys.exit(f"エラー: GPU {args.gpu} はすでに {args.max_per_gpu} 人（--max-per-gpu）が使っています。"
+                     "--gpu を省くと空いている GPU を選びます。")
         return given_gpu(args.gpu)
     try:
         gpus = server_gpus()

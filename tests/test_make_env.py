@@ -218,3 +218,11 @@ def test_a_hand_edited_env_keeps_its_gpu_as_compose_reads_it(tmp_path, server, l
     path.write_text(line + "\nNOTE=caf\udce9\n", errors="surrogateescape")  # and a byte that is not UTF-8
     assert make_env.main(["--output", str(path), "--force"]) == 0
     assert written(path)["GPU_ID"] == "1"
+
+
+def test_a_gpu_asked_for_by_number_still_keeps_to_the_maximum(tmp_path, server, monkeypatch, capsys):
+    server.write_text(json.dumps([container("taro", 8842, 1)]))
+    monkeypatch.setenv("FAKE_DOCKER_IDS", "taro")
+    said = refused(capsys, "--output", str(tmp_path / ".env"), "--gpu", "1", "--max-per-gpu", "1")
+    assert "--max-per-gpu" in said
+    assert make_env.main(["--output", str(tmp_path / ".env"), "--gpu", "0", "--max-per-gpu", "1"]) == 0
