@@ -23,6 +23,7 @@ by compose and read here as ``os.environ["NAME"]``: a missing or wrong one stops
 
 import asyncio
 import os
+import re
 import shutil
 import sys
 
@@ -36,19 +37,11 @@ from mnist_lab_deploy.hub import messages
 from mnist_lab_deploy.hub.disk import DiskWatch
 from mnist_lab_deploy.hub.helper import own_image
 from mnist_lab_deploy.hub.network import fence
+from mnist_lab_deploy.settings import PARSERS, cpus, docker_size, port, size_in_bytes  # one reading for every mode
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 c = get_config()  # noqa: F821 -- provided by JupyterHub when it loads this file
-
-
-def size_in_bytes(text):
-    """``512m``, ``10g``, ``1.5G`` (Docker's units, powers of 1024) -> bytes."""
-    units = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
-    number, unit = text.strip().lower().rstrip("ib"), ""
-    if number[-1:] in units:
-        number, unit = number[:-1], number[-1]
-    return int(float(number) * units[unit])
 
 
 def setting(name, parse):
@@ -57,15 +50,8 @@ def setting(name, parse):
         sys.exit(f"{name} がありません。hub/.env に書き、hub/docker-compose.yml から渡してください。")
     try:
         return parse(os.environ[name])
-    except ValueError as e:
+    except (ValueError, OverflowError) as e:
         sys.exit(f"hub/.env の {name}={os.environ.get(name, '')} が読めません（{e}）。直してから起動してください。")
-
-
-def docker_size(text):
-    """A size as Docker reads it (``8g``, ``512m``), kept as written; ValueError unless it is one."""
-    if size_in_bytes(text) <= 0:
-        raise ValueError("8g や 512m のような大きさ")
-    return text
 
 
 def one_of(*choices):
@@ -78,23 +64,31 @@ def one_of(*choices):
     return parse
 
 
-ADMIN = setting("HUB_ADMIN", str)
-if not ADMIN:
+def account_name(value):
+    """HUB_ADMIN as JupyterHub stores it (lower case), if it is a name this hub accepts (USERNAME_PATTERN)."""
+    if not re.fullmatch(USERNAME_PATTERN, value.strip().lower()):
+        raise ValueError("英小文字・数字・_・- の 32 文字までにしてください（例: teacher）")
+    return value.strip().lower()
+
+
+USERNAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"  # a container, volume and subdomain name
+if not os.environ.get("HUB_ADMIN", "unset").strip():
     sys.exit("HUB_ADMIN が空です。hub/.env に管理者のアカウント名を書いてから起動してください。")
+ADMIN = setting("HUB_ADMIN", account_name)
 INTERNET = setting("INTERNET", one_of("yes", "no")) == "yes"
 GPUS = setting("GPUS", one_of("all", "none")) == "all"
-DISK_QUOTA, DISK_RESERVE = setting("DISK_QUOTA", size_in_bytes), setting("DISK_RESERVE", size_in_bytes)
-DISK_CHECK = setting("DISK_CHECK", int)
+DISK_QUOTA, DISK_RESERVE = setting("DISK_QUOTA", PARSERS["DISK_QUOTA"]), setting("DISK_RESERVE", size_in_bytes)
+DISK_CHECK = setting("DISK_CHECK", PARSERS["DISK_CHECK"])
 DATA = "/srv/jupyterhub"  # the hub's volume: database, cookie secret, the admin's password, the disk reserve
 MEM_LIMIT = setting("MEM_LIMIT", docker_size)
-CPUS = setting("CPUS", float)
-PIDS_LIMIT = setting("PIDS_LIMIT", int)
+CPUS = setting("CPUS", cpus)
+PIDS_LIMIT = setting("PIDS_LIMIT", PARSERS["PIDS_LIMIT"])
 SHM_SIZE = setting("SHM_SIZE", docker_size)
-JUPYTER_PORT = setting("JUPYTER_PORT", int)  # the lesson image's (its Dockerfile's build argument, from hub/.env)
-MAX_PER_GPU = setting("MAX_PER_GPU", int)
+JUPYTER_PORT = setting("JUPYTER_PORT", port)  # the lesson image's (its Dockerfile's build argument, from hub/.env)
+MAX_PER_GPU = setting("MAX_PER_GPU", PARSERS["MAX_PER_GPU"])
 GPU_MEMORY_SHARE = setting("GPU_MEMORY_SHARE", lambda value: memory_share(value, MAX_PER_GPU))
-CULL_TIMEOUT = setting("CULL_TIMEOUT", int)
-MNIST_DIR = setting("MNIST_DIR", str)
+CULL_TIMEOUT = setting("CULL_TIMEOUT", PARSERS["CULL_TIMEOUT"])
+MNIST_DIR = setting("MNIST_DIR", PARSERS["MNIST_DIR"])
 NETWORK = setting("HUB_NETWORK", str)
 LESSON_IMAGE = setting("LESSON_IMAGE", str)
 
@@ -204,7 +198,7 @@ c.JupyterHub.cookie_secret_file = f"{DATA}/jupyterhub_cookie_secret"
 c.ConfigurableHTTPProxy.pid_file = "/tmp/jupyterhub-proxy.pid"
 # Each student's server on its own origin, NAME.localhost (browsers resolve *.localhost to this computer, which
 # `ssh -L` forwards): a page a student's server serves cannot act on the hub's origin with the admin's cookies.
-c.JupyterHub.subdomain_host = setting("HUB_URL", str) or f"http://localhost:{setting('HUB_PORT', int)}"
+c.JupyterHub.subdomain_host = setting("HUB_URL", PARSERS["HUB_URL"]) or f"http://localhost:{setting('HUB_PORT', port)}"
 # SameSite=Lax on every cookie of the hub (login, session, _xsrf) and, through JUPYTERHUB_COOKIE_OPTIONS, on the
 # students' servers' login cookies: another site's form or script never sends them along.
 c.JupyterHub.tornado_settings = {"cookie_options": {"samesite": "Lax"}}
@@ -213,7 +207,7 @@ c.JupyterHub.tornado_settings = {"cookie_options": {"samesite": "Lax"}}
 c.JupyterHub.authenticator_class = "mnist_lab_deploy.hub.accounts.LabAuthenticator"
 c.Authenticator.admin_users = {ADMIN}
 c.LabAuthenticator.admin_password_file = f"{DATA}/admin-password"
-c.Authenticator.username_pattern = r"^[a-z0-9][a-z0-9_-]{0,31}$"  # a container, volume and subdomain name
+c.Authenticator.username_pattern = USERNAME_PATTERN
 c.NativeAuthenticator.allow_all = True  # every *approved* account: NativeAuthenticator refuses the others
 c.NativeAuthenticator.open_signup = False  # the admin approves each new account
 c.NativeAuthenticator.minimum_password_length = 10
@@ -252,7 +246,7 @@ c.DockerSpawner.environment = {"MNIST_LAB_GPU_MEMORY_SHARE": f"{GPU_MEMORY_SHARE
 if MNIST_DIR:  # else the image's own MNIST_LAB_DATA (/work/data, in the student's volume)
     c.DockerSpawner.volumes[MNIST_DIR] = {"bind": "/data/mnist", "mode": "ro"}
     c.DockerSpawner.environment["MNIST_LAB_DATA"] = "/data/mnist"
-c.DockerSpawner.mem_limit = MEM_LIMIT.upper()  # JupyterHub reads 8G, Docker 8g
+c.DockerSpawner.mem_limit = int(MEM_LIMIT) if MEM_LIMIT.isdigit() else MEM_LIMIT.upper()  # JupyterHub: 8G, Docker: 8g
 c.DockerSpawner.cpu_limit = CPUS
 c.DockerSpawner.extra_host_config = HOST_CONFIG
 c.DockerSpawner.extra_create_kwargs = {"labels": {"mnist-lab.student": "{raw_username}"}}

@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 SHARE_MARGIN = 0.1  # of a GPU's memory, left for the kernels' CUDA contexts (outside PyTorch's cap)
+MAX_STUDENTS = 900  # per GPU: with more, each one's share of (1 - SHARE_MARGIN) rounds down to 0 (no cap at all)
 NVIDIA_SMI = ["nvidia-smi", "--query-gpu=index,memory.free", "--format=csv,noheader,nounits"]
 
 
@@ -52,17 +53,21 @@ def choose_gpu(gpus, students, max_per_gpu=None, previous=None):
 
 def parse_nvidia_smi(text):
     """Return the :class:`GPU` s in ``nvidia-smi --query-gpu=index,memory.free --format=csv,noheader,nounits``
-    output; ``ValueError`` (with nvidia-smi's own first line) when it is anything else, e.g. a driver error.
+    output. A line that is no GPU's row (a warning before the list) is passed over; ``ValueError`` (with
+    nvidia-smi's own first line) when no line is, e.g. a driver error. A free memory it cannot read
+    (``[N/A]``) counts as 0.
 
     >>> parse_nvidia_smi("0, 81000\\n1, 20000\\n")
     [GPU(index=0, free_mib=81000), GPU(index=1, free_mib=20000)]
+    >>> parse_nvidia_smi("WARNING: infoROM is corrupted at gpu 0000:41:00.0\\n0, [N/A]\\n")
+    [GPU(index=0, free_mib=0)]
     """
-    gpus = []
-    for line in text.strip().splitlines():
-        fields = [f.strip() for f in line.split(",")]
-        if len(fields) != 2 or not all(f.isdigit() for f in fields):
-            raise ValueError(line.strip())
-        gpus.append(GPU(int(fields[0]), int(fields[1])))
+    lines = text.strip().splitlines()
+    rows = [[f.strip() for f in line.split(",")] for line in lines]
+    gpus = [GPU(int(index), int(free) if free.isdigit() else 0) for index, free in
+            (row for row in rows if len(row) == 2) if index.isdigit()]
+    if lines and not gpus:
+        raise ValueError(lines[0].strip())
     return gpus
 
 
@@ -76,7 +81,13 @@ def server_gpus():
     caller says so in its own way (make_env: one line and exit; the hub: one line on the student's page)."""
     if not shutil.which("nvidia-smi"):
         return []
-    result = subprocess.run(NVIDIA_SMI, capture_output=True, text=True, timeout=30, check=False)
+    try:
+        result = subprocess.run(NVIDIA_SMI, capture_output=True, text=True, errors="backslashreplace", timeout=30,
+                                check=False)
+    except subprocess.TimeoutExpired:
+        raise NvidiaSmiError("30 秒待っても答えません。ドライバーが止まっているかもしれません") from None
+    except OSError as e:
+        raise NvidiaSmiError(f"起動できません: {e.strerror or e}") from None
     said = (result.stdout + result.stderr).strip()
     if result.returncode != 0:
         raise NvidiaSmiError(said.splitlines()[0] if said else f"終了コード {result.returncode}")
@@ -116,6 +127,9 @@ def memory_share(setting="", max_per_gpu=None):
             raise ValueError(f"GPU_MEMORY_SHARE={setting} は 0 より大きく 1 以下の数にしてください（例: 0.225。空なら "
                              "(1 - 0.1) / MAX_PER_GPU）。")
         return share
+    if max_per_gpu is not None and not 1 <= max_per_gpu <= MAX_STUDENTS:
+        raise ValueError(f"MAX_PER_GPU（--max-per-gpu）={max_per_gpu} は 1〜{MAX_STUDENTS} の人数にしてください（今のままでは"
+                         "メモリの割合が 0 以下になり、上限がなくなります）。")
     if not max_per_gpu or max_per_gpu <= 1:
         return 1.0
     return round((1 - SHARE_MARGIN) * 1000) // max_per_gpu / 1000  # rounded down: never over the margin

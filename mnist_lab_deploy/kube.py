@@ -6,6 +6,7 @@ hub/.env:
 
     python3 -m mnist_lab_deploy.kube
 
+>>> from .settings import kube_quantity
 >>> kube_quantity("8g"), kube_quantity("512m")
 ('8Gi', '512Mi')
 """
@@ -14,31 +15,39 @@ import sys
 from pathlib import Path
 
 from .gpu_policy import memory_share
-from .settings import REPO
+from .settings import REPO, SettingsError, checked, kube_quantity
 from .settings import load as load_settings
 
 VALUES = REPO / "hub" / "k8s" / "values.yaml"
-
-
-def kube_quantity(size):
-    """A Docker size (``8g``, powers of 1024) as a Kubernetes quantity (``8Gi``)."""
-    number, unit = size.strip().lower()[:-1], size.strip().lower()[-1]
-    return f"{number}{ {'k': 'Ki', 'm': 'Mi', 'g': 'Gi', 't': 'Ti'}[unit]}"
+KEYS = ("CUDA", "JUPYTER_PORT", "MEM_LIMIT", "CPUS", "SHM_SIZE", "DISK_QUOTA", "GPU_MEMORY_SHARE", "MAX_PER_GPU",
+        "CULL_TIMEOUT")  # what the values repeat
 
 
 def expected(settings):
-    """``{path in the values: the value the settings ask for}``."""
-    share = memory_share(settings["GPU_MEMORY_SHARE"], int(settings["MAX_PER_GPU"]))
+    """``{path in the values: the value the settings ask for}``, each read as the hub reads it (:mod:`.settings`);
+    :class:`SettingsError` naming a value the hub would refuse."""
+    def read(name):
+        return checked(settings, name)
+
+    def quantity(name):
+        read(name)
+        return kube_quantity(settings[name])
+
+    max_per_gpu = read("MAX_PER_GPU")
+    try:
+        share = memory_share(settings["GPU_MEMORY_SHARE"], max_per_gpu)
+    except ValueError as e:
+        raise SettingsError(f"エラー: hub/.env の {e}") from None
     return {
-        "singleuser.image.tag": settings["CUDA"],
+        "singleuser.image.tag": read("CUDA"),
         "singleuser.cmd": "start-singleuser",
-        "hub.config.KubeSpawner.port": int(settings["JUPYTER_PORT"]),
-        "singleuser.memory.limit": kube_quantity(settings["MEM_LIMIT"]),
-        "singleuser.cpu.limit": float(settings["CPUS"]),
-        "singleuser.storage.extraVolumes.shm.emptyDir.sizeLimit": kube_quantity(settings["SHM_SIZE"]),
-        "singleuser.storage.capacity": kube_quantity(settings["DISK_QUOTA"]),
+        "hub.config.KubeSpawner.port": read("JUPYTER_PORT"),
+        "singleuser.memory.limit": quantity("MEM_LIMIT"),
+        "singleuser.cpu.limit": read("CPUS"),
+        "singleuser.storage.extraVolumes.shm.emptyDir.sizeLimit": quantity("SHM_SIZE"),
+        "singleuser.storage.capacity": quantity("DISK_QUOTA"),
         "singleuser.extraEnv.MNIST_LAB_GPU_MEMORY_SHARE": f"{share:g}",
-        "cull.timeout": int(settings["CULL_TIMEOUT"]),
+        "cull.timeout": read("CULL_TIMEOUT"),
     }
 
 
@@ -63,7 +72,16 @@ def disagreements(values, settings):
 def main(values_path=VALUES, settings=None):
     import yaml
 
-    lines = disagreements(yaml.safe_load(Path(values_path).read_text()), settings or load_settings())
+    try:
+        settings = settings or load_settings(required=KEYS)
+        values = yaml.safe_load(Path(values_path).read_text(encoding="utf-8"))
+        lines = disagreements(values, settings)
+    except SettingsError as e:
+        print(e, file=sys.stderr)
+        return 1
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        print(f"エラー: {values_path} が読めません（{str(e).splitlines()[0]}）。YAML を直してください。", file=sys.stderr)
+        return 1
     for line in lines:
         print(f"{values_path}: {line}", file=sys.stderr)
     if not lines:

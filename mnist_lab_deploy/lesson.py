@@ -32,31 +32,60 @@ def lesson_files(lesson):
     return sorted(p.relative_to(lesson) for p in lesson.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
 
 
-def synced(lesson, work):
-    """Bring ``work`` up to date with ``lesson`` (rules above); return ``{relative path: what happened}``."""
-    record_path = work / RECORD
-    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
-    done = {}
-    for name in lesson_files(lesson):
-        source, target, key = lesson / name, work / name, name.as_posix()
-        new, have = digest(source), digest(target) if target.exists() else None
-        if have is None:
-            done[key] = "copied"
-        elif have == new:
-            done[key] = "same"
-        elif have == record.get(key):
-            done[key] = "updated"  # untouched by the student: the image's newer version replaces it
-        else:
-            done[key] = "kept"  # the student's own version stays
-            if new not in (record.get(key), record.get(key + ".new")):  # offered once, not at every start
-                shutil.copyfile(source, target.with_name(target.name + ".new"))
-                record[key + ".new"] = new
-            continue
-        if done[key] != "same":
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)
+def read_record(path):
+    """The record of what was copied last time; ``{}`` when it is missing or unreadable (then every changed file is
+    kept as the student's, the safe side)."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def offered(source, target, new, record, key):
+    """Leave the image's ``new`` version beside the student's changed ``target``, once per version: as
+    ``NAME.new``, or ``NAME.new2``... when the student changed the ``.new`` offered before (theirs, kept too)."""
+    if new in (record.get(key), record.get(key + ".new")):
+        return
+    for n in range(1, 100):
+        spare, spare_key = (target.with_name(f"{target.name}.new{n if n > 1 else ''}"), f"{key}.new{n if n > 1 else ''}")
+        if not spare.exists() or (spare.is_file() and digest(spare) == record.get(spare_key)):
+            shutil.copyfile(source, spare)
+            record[spare_key] = record[key + ".new"] = new
+            return
+
+
+def sync_one(source, target, key, record):
+    """Bring one lesson file up to date (rules above); return what happened."""
+    new, have = digest(source), digest(target) if target.exists() else None
+    if have == new:
         record[key] = new
-    record_path.write_text(json.dumps(record, indent=1, sort_keys=True))
+        return "same"
+    if have is not None and have != record.get(key):
+        offered(source, target, new, record, key)
+        return "kept"  # the student's own version stays
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)  # new, or untouched by the student: the image's version
+    record[key] = new
+    return "copied" if have is None else "updated"
+
+
+def synced(lesson, work):
+    """Bring ``work`` up to date with ``lesson`` (rules above); return ``{relative path: what happened}``. A path
+    that cannot be written (a folder where a file should be) is left out with one line, and the rest goes on."""
+    record_path = work / RECORD
+    record, done = read_record(record_path), {}
+    for name in lesson_files(lesson):
+        try:
+            done[name.as_posix()] = sync_one(lesson / name, work / name, name.as_posix(), record)
+        except OSError as e:
+            print(f"lesson: {name.as_posix()} を置けませんでした（{e.strerror or e}）。同じ名前のフォルダーやファイルを"
+                  "別の名前に変えてから、サーバーを起動し直してください。", file=sys.stderr)
+    try:
+        record_path.write_text(json.dumps(record, indent=1, sort_keys=True))
+    except OSError as e:
+        print(f"lesson: {RECORD} を書けませんでした（{e.strerror or e}）。/work に空きと書く権限があるか確かめてください。",
+              file=sys.stderr)
     return done
 
 

@@ -1,12 +1,12 @@
 """Write .env for `docker compose`: your user name, UID/GID, a free port, a random token, a GPU, and the image and
 limits of the deployment's settings (hub/.env, :mod:`.settings`), each of which an option can change.
 
-    python3 -m mnist_lab_deploy.make_env [--gpu N] [--port P] [--cuda CU] [--memory M] [--cpus C] [--gpu-share F] [--force]
+    python3 -m mnist_lab_deploy.make_env [--gpu N|none] [--port P] [--cuda CU] [--memory M] [--cpus C] [--gpu-share F] [--force]
 
 The GPU follows :mod:`.gpu_policy`: the one you had (from an earlier .env), else the one with the fewest other
 mnist-lab containers, capped by --max-per-gpu. The port is one no container, running or stopped, has claimed (a
-stopped one wants its port back on its next start). On a server without NVIDIA GPUs (no nvidia-smi) GPUS=none:
-the container asks for none. The kernels' share of the GPU's memory (GPU_MEMORY_SHARE, kept to by
+stopped one wants its port back on its next start). On a server without NVIDIA GPUs (no nvidia-smi), or with
+--gpu none, GPUS=none: the container asks for none. The kernels' share of the GPU's memory (GPU_MEMORY_SHARE, kept to by
 :mod:`.gpu_share`) is --gpu-share, else derived from --max-per-gpu (gpu_policy.memory_share). Prints the ssh -L
 command and the URL to open. Every mistake is one line. Standard library only: run it with the server's python3.
 """
@@ -19,17 +19,51 @@ import re
 import secrets
 import shutil
 import socket
-import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
+from . import settings
 from .gpu_policy import NvidiaSmiError, choose_gpu, memory_share, requested_gpus, server_gpus
-from .settings import REPO, SHARED
+from .settings import REPO, SHARED, SettingsError, checked, parse
 from .settings import load as load_settings
 
 PORTS = range(8800, 9000)
 MIN_DOCKER = (28, 0)  # older engines expose ports published on 127.0.0.1 to the local network (moby#45610)
+
+
+NOTE_NO_DOCKER = "注意: docker に聞けなかったので、ほかの人のコンテナのポートと GPU を考えずに選びます。"
+ARGPARSE_JA = [  # argparse's English messages -> one Japanese sentence each
+    (r"argument (\S+): invalid \w+ value: '(.*)'", r"\1 の値 '\2' は使えません"),
+    (r"argument (\S+): expected one argument", r"\1 の後に値を 1 つ書いてください"),
+    (r"unrecognized arguments: (.*)", r"知らない引数があります: \1"),
+    (r"argument (\S+): (.*)", r"\1: \2"),  # our own types' Japanese messages
+]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose usage mistakes are one Japanese line (exit status 2), as the main CLI's."""
+
+    def error(self, message):
+        said = next((re.sub(p, r, message) for p, r in ARGPARSE_JA if re.fullmatch(p, message)), message)
+        self.exit(2, f"エラー: {said}。--help で使い方を確認してください。\n")
+
+
+def gpu_argument(text):
+    """``--gpu``: a GPU's index, or ``none`` (no GPU)."""
+    if text.strip().lower() == "none":
+        return "none"
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError("GPU の番号（0, 1 など）か none を指定してください")
+    return int(text)
+
+
+def students_argument(text):
+    """``--max-per-gpu``: a number of students, 1 or more."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError("1 以上の人数を指定してください")
+    return int(text)
 
 
 def port_is_free(port):
@@ -52,44 +86,93 @@ def free_port(uid, claimed=()):
     sys.exit(f"エラー: {PORTS.start}〜{PORTS.stop - 1} に空いているポートがありません。--port で指定してください。")
 
 
+def inspected(ids):
+    """``docker inspect`` of the containers ``ids``; one that vanished since ``docker ps`` is left out (it claims
+    nothing any more). Raises (OSError, SubprocessError, ValueError, TypeError) when docker cannot be asked at all."""
+    def inspect(*which):
+        """``(containers found, whether all were)``: docker prints the ones it found, and fails for the others."""
+        result = subprocess.run(["docker", "inspect", *which], capture_output=True, text=True, check=False, timeout=30)
+        found = json.loads(result.stdout or "[]")
+        if not isinstance(found, list):
+            raise TypeError("docker inspect did not give a list")
+        return found, result.returncode == 0
+
+    if not ids:
+        return []
+    found, whole = inspect(*ids)
+    if whole:
+        return found
+    answers = [inspect(one) for one in ids]  # one by one: a vanished one fails alone
+    if not any(ok for _, ok in answers) and not found:
+        raise subprocess.CalledProcessError(1, ["docker", "inspect", *ids])
+    return [c for its, ok in answers if ok for c in its] or found
+
+
+def claims_of(container):
+    """``(project, ports, gpus)`` of one container as ``docker inspect`` reports it; ValueError for another shape."""
+    try:
+        project = (container["Config"].get("Labels") or {}).get("com.docker.compose.project")
+        host = container["HostConfig"] or {}
+        ports = {int(b["HostPort"]) for bindings in (host.get("PortBindings") or {}).values() for b in bindings or ()
+                 if str(b.get("HostPort", "")).isdigit()}
+        return project, ports, requested_gpus(host)
+    except (AttributeError, KeyError, TypeError) as e:
+        raise ValueError(f"unexpected docker inspect output: {e!r}") from e
+
+
 def docker_claims(own_project):
     """Return ``(ports, gpus)``: the host ports and GPU indices of the other mnist-lab containers, running or
     stopped, as ``docker inspect`` reports them; empty when docker cannot be asked (then a one-line note)."""
+    ports, gpus = set(), []
     try:
         ids = subprocess.run(["docker", "ps", "-aq", "--filter", "label=com.docker.compose.service=jupyter"],
                              capture_output=True, text=True, check=True, timeout=30).stdout.split()
-        found = json.loads(subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, check=True,
-                                          timeout=30).stdout) if ids else []
-    except (OSError, subprocess.SubprocessError, ValueError):
-        print("注意: docker に聞けなかったので、ほかの人のコンテナのポートと GPU を考えずに選びます。", file=sys.stderr)
+        for project, its_ports, its_gpus in map(claims_of, inspected(ids)):
+            if project != own_project:
+                ports |= its_ports
+                gpus += its_gpus
+    except (OSError, subprocess.SubprocessError, ValueError, TypeError):
+        print(NOTE_NO_DOCKER, file=sys.stderr)
         return set(), []
-    ports, gpus = set(), []
-    for container in found:
-        if container["Config"]["Labels"].get("com.docker.compose.project") == own_project:
-            continue
-        host = container["HostConfig"]
-        for bindings in (host.get("PortBindings") or {}).values():
-            ports.update(int(b["HostPort"]) for b in bindings or () if b.get("HostPort", "").isdigit())
-        gpus += requested_gpus(host)
     return ports, gpus
 
 
 def previous_values(path):
-    """The settings of an earlier .env at ``path`` (``{}`` if none)."""
-    if not path.is_file():
+    """The settings of an earlier .env at ``path`` (``{}`` if none or unreadable), read as compose reads them."""
+    try:
+        return parse(path.read_text(encoding="utf-8", errors="replace"), strict=False) if path.is_file() else {}
+    except OSError:
         return {}
-    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and line[0] != "#")
+
+
+def given_gpu(gpu):
+    """``(GPU_ID, GPUS)`` for ``--gpu``: none, or one nvidia-smi lists (any, when it cannot read them)."""
+    if gpu == "none":
+        return 0, "none"
+    try:
+        gpus = server_gpus()
+    except NvidiaSmiError:
+        return gpu, "one"  # the driver may be fine for Docker: the student's choice
+    if gpu not in [g.index for g in gpus]:
+        listed = ", ".join(str(g.index) for g in gpus) or "なし"
+        sys.exit(f"エラー: GPU {gpu} はこのサーバーにありません（nvidia-smi の GPU: {listed}）。"
+                 "番号を選び直すか、GPU なしなら --gpu none にしてください。")
+    return gpu, "one"
 
 
 def chosen_gpu(args, previous, claimed_gpus):
     """``(GPU_ID, GPUS)`` to write: --gpu, else gpu_policy's choice among the server's GPUs; ``(0, "none")`` on a
     server without any."""
     if args.gpu is not None:
-        return args.gpu, "one"
+        if args.max_per_gpu is not None and claimed_gpus.count(args.gpu) >= args.max_per_gpu:
+            sys.exit(f"エラー: GPU {args.gpu} はすでに {args.max_per_gpu} 人（--max-per-gpu）が使っています。"
+                     "--gpu を省くと空いている GPU を選びます。")
+        return given_gpu(args.gpu)
     try:
         gpus = server_gpus()
     except NvidiaSmiError as e:
-        sys.exit(f"エラー: nvidia-smi が GPU を読めません（{e}）。ドライバーを確かめるか、--gpu で番号を指定してください。")
+        sys.exit(f"エラー: nvidia-smi が GPU を読めません（{e}）。管理者にドライバーを確かめてもらうか、GPU なしで"
+                 "使うなら --gpu none を付けてください。")
     if not gpus:
         return 0, "none"
     earlier = int(previous["GPU_ID"]) if previous.get("GPU_ID", "").isdigit() else None
@@ -101,10 +184,17 @@ def chosen_gpu(args, previous, claimed_gpus):
 
 def check_docker_version():
     """A one-line warning when the Docker engine is older than MIN_DOCKER (or cannot be asked)."""
-    result = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True, text=True,
-                            check=False) if shutil.which("docker") else None
+    if not shutil.which("docker"):
+        return
+    try:
+        result = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True,
+                                text=True, errors="replace", check=False, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        result = None
     found = re.match(r"(\d+)\.(\d+)", result.stdout.strip()) if result and result.returncode == 0 else None
-    if found and tuple(map(int, found.groups())) < MIN_DOCKER:
+    if not found:
+        print("注意: docker の版を確かめられませんでした（docker が答えません）。", file=sys.stderr)
+    elif tuple(map(int, found.groups())) < MIN_DOCKER:
         print(f"注意: Docker {result.stdout.strip()} は古すぎます（{'.'.join(map(str, MIN_DOCKER))} 以上が必要）。"
               "127.0.0.1 に出したポートが同じネットワークから見えてしまいます。管理者に更新を頼んでください。",
               file=sys.stderr)
@@ -125,42 +215,114 @@ def env_text(values):
     return "\n".join([header, *(f"{name}={value}" for name, value in values.items()), ""])
 
 
-def main(argv=None):
-    deployment = load_settings()
-    parser = argparse.ArgumentParser(description=".env を作る（docker compose 用。既定値は hub/.env）")
-    parser.add_argument("--gpu", type=int, default=None,
-                        help="使う GPU の番号（既定: 前の .env の GPU、なければほかの人が一番少ない GPU）")
-    parser.add_argument("--max-per-gpu", type=int, default=None, help="1 つの GPU を使う人数の上限（既定: なし）")
-    parser.add_argument("--memory", default=deployment["MEM_LIMIT"],
-                        help=f"コンテナのメモリの上限（既定: hub/.env の MEM_LIMIT = {deployment['MEM_LIMIT']}）")
-    parser.add_argument("--cpus", default=deployment["CPUS"],
-                        help=f"コンテナが使える CPU コア数（既定: hub/.env の CPUS = {deployment['CPUS']}）")
-    parser.add_argument("--gpu-share", default="",
-                        help="カーネルが使える GPU メモリの割合 0〜1（既定: --max-per-gpu N があれば 0.9/N、なければ 1 = 全部）")
-    parser.add_argument("--port", type=int, default=None, help="サーバー側のポート（既定: 8800〜8999 の空き）")
-    parser.add_argument("--cuda", default=deployment["CUDA"],
-                        help=f"PyTorch の CUDA 版: cu126, cu118 など（既定: hub/.env の CUDA = {deployment['CUDA']}）")
-    parser.add_argument("--force", action="store_true", help="既にある .env を上書きする（既定: しない）")
-    parser.add_argument("--output", default=str(REPO / ".env"), help="書くファイル（既定: リポジトリの .env）")
-    args = parser.parse_args(argv)
+def parser(deployment):
+    """make_env's options; the defaults are ``deployment``'s (hub/.env)."""
+    p = Parser(description=".env を作る（docker compose 用。既定値は hub/.env）")
+    p.add_argument("--gpu", type=gpu_argument, default=None,
+                   help="使う GPU の番号か none（既定: 前の .env の GPU、なければほかの人が一番少ない GPU）")
+    p.add_argument("--max-per-gpu", type=students_argument, default=None, help="1 つの GPU を使う人数の上限（既定: なし）")
+    p.add_argument("--memory", help=f"コンテナのメモリの上限（既定: hub/.env の MEM_LIMIT = {deployment['MEM_LIMIT']}）")
+    p.add_argument("--cpus", help=f"コンテナが使える CPU コア数（既定: hub/.env の CPUS = {deployment['CPUS']}）")
+    p.add_argument("--gpu-share", default="",
+                   help="カーネルが使える GPU メモリの割合 0〜1（既定: --max-per-gpu N があれば 0.9/N、なければ 1 = 全部）")
+    p.add_argument("--port", type=int, default=None, help="サーバー側のポート 1024〜65535（既定: 8800〜8999 の空き）")
+    p.add_argument("--cuda", help=f"PyTorch の CUDA 版: cu126, cu118 など（既定: hub/.env の CUDA = {deployment['CUDA']}）")
+    p.add_argument("--force", action="store_true", help="既にある .env を上書きする（既定: しない）")
+    p.add_argument("--output", default=str(REPO / ".env"), help="書くファイル（既定: リポジトリの .env）")
+    return p
 
+
+def chosen_limits(args, deployment):
+    """``{CUDA, MEM_LIMIT, CPUS}`` as written to the .env: each option given, else hub/.env's; a wrong one is one
+    line naming where it came from (the option, or hub/.env and its key)."""
+    given = {"CUDA": ("--cuda", args.cuda), "MEM_LIMIT": ("--memory", args.memory), "CPUS": ("--cpus", args.cpus)}
+    try:
+        limits = {name: checked(deployment, name, source=str(settings.SOURCE)) for name in SHARED}
+    except SettingsError as e:
+        sys.exit(f"{e}（管理者に伝えてください）")
+    try:
+        for name, (option, value) in given.items():
+            if value is not None:
+                limits[name] = checked({name: value}, name, source=option)
+    except SettingsError as e:
+        sys.exit(str(e))
+    return {name: f"{limits[name]:g}" if name == "CPUS" else limits[name] for name in SHARED}
+
+
+def check_port(port):
+    """A --port the student's container can be given: 1024 to 65535, and free."""
+    if port is None:
+        return
+    if not 1 <= port <= 65535:
+        sys.exit(f"エラー: ポート {port} はありません。1024〜65535 の番号にするか、--port を省いてください。")
+    if port < 1024:
+        sys.exit(f"エラー: ポート {port} は特権ポート（1024 未満）なので使えません。1024〜65535 にするか、--port を省いてください。")
+    if not port_is_free(port):
+        sys.exit(f"エラー: ポート {port} は使われています。別の番号にするか、--port を省いてください。")
+
+
+def login_name():
+    """Your login name; "" when there is none (a UID without a passwd entry and no USER)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
+
+
+def user_name(name, uid):
+    """The name of your compose project (``mnist-lab-NAME``): your login name when it is one already, else one made
+    from it and your UID (two students never share a project: Docker would replace one's container by the other's).
+
+    >>> user_name("hanako", 1500), user_name("Taro.Yamada", 1500), user_name("山田", 1500), user_name("", 7)
+    ('hanako', 'taro-yamada-1500', 'uid1500', 'uid7')
+    """
+    if re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
+        return name
+    ascii_name = re.sub(r"[^a-z0-9_-]", "-", name.lower()).strip("-_")
+    return f"{ascii_name}-{uid}" if name.isascii() and re.search(r"[a-z0-9]", ascii_name) else f"uid{uid}"
+
+
+def write_private(path, text):
+    """Write ``text`` to ``path`` readable by you alone (0600 from the start), all or nothing: through a temporary
+    file renamed over it, so a failed write leaves the old file whole. A link is refused (never its target)."""
+    if path.is_symlink():
+        sys.exit(f"エラー: {path} はリンクです（先のファイルを書き換えないよう上書きしません）。リンクを消すか、"
+                 "--output で別のファイルを指定してください。")
+    if path.is_dir():
+        sys.exit(f"エラー: {path} はフォルダーです。--output でファイルの名前を指定してください。")
+    try:
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".env-", suffix=".tmp")  # mode 0600
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(temporary, path)
+        except BaseException:
+            os.unlink(temporary)
+            raise
+    except OSError as e:
+        sys.exit(f"エラー: {path} を書けません（{e.strerror or e}）。フォルダーがあって書けるか確かめるか、"
+                 "--output で別の場所を指定してください。")
+
+
+def main(argv=None):
+    try:
+        deployment = load_settings()
+    except SettingsError as e:
+        sys.exit(f"{e} 管理者に伝えてください。")
+    args = parser(deployment).parse_args(argv)
     path = Path(args.output)
-    if path.exists() and not args.force:
+    if (path.exists() or path.is_symlink()) and not args.force:
         sys.exit(f"エラー: {path} は既にあります（トークンが変わらないよう上書きしません）。作り直すなら --force を付けてください。")
-    if not re.fullmatch(r"\d+[kmg]", args.memory) or not re.fullmatch(r"\d+(\.\d+)?", args.cpus):
-        sys.exit(f"エラー: --memory は 8g のように、--cpus は 4 のように指定してください（今は {args.memory}, {args.cpus}）。")
-    if not re.fullmatch(r"cu\d{3}", args.cuda):
-        sys.exit(f"エラー: --cuda は cu126 や cu118 の形で指定してください（今は {args.cuda}）。")
+    limits = chosen_limits(args, deployment)
     try:
         gpu_share = memory_share(args.gpu_share, args.max_per_gpu)
     except ValueError as e:
         sys.exit(f"エラー: --gpu-share: {e}")
-    if args.port is not None and not port_is_free(args.port):
-        sys.exit(f"エラー: ポート {args.port} は使われています。別の番号にするか、--port を省いてください。")
+    check_port(args.port)
     uid, gid = os.getuid(), os.getgid()
     if uid == 0:
         sys.exit("エラー: root では .env を作りません（コンテナを root で動かさないため）。自分のユーザーで実行してください。")
-    user = re.sub(r"[^a-z0-9_-]", "-", getpass.getuser().lower()) or f"uid{uid}"
+    user = user_name(login_name(), uid)
     check_docker_version()
     claimed_ports, claimed_gpus = docker_claims(f"mnist-lab-{user}")
     if args.port is not None and args.port in claimed_ports:
@@ -168,10 +330,8 @@ def main(argv=None):
     port = args.port or free_port(uid, claimed_ports)
     token = secrets.token_hex(24)
     gpu, gpus = chosen_gpu(args, previous_values(path), claimed_gpus)
-    path.write_text(env_text(student_env(user, uid, gid, port, token, gpu, gpus, gpu_share, CUDA=args.cuda,
-                                         MEM_LIMIT=args.memory, CPUS=args.cpus)))
-    path.chmod(stat.S_IRUSR | stat.S_IWUSR)  # 0600: only you can read your token
-    print(f"{path} を書きました（ユーザー {user}, UID {uid}, ポート {port}, GPU {gpu}）。次に:\n"
+    write_private(path, env_text(student_env(user, uid, gid, port, token, gpu, gpus, gpu_share, **limits)))
+    print(f"{path} を書きました（ユーザー {user}, UID {uid}, ポート {port}, GPU {gpu if gpus == 'one' else 'なし'}）。次に:\n"
           f"  docker compose up -d\n"
           f"手元の PC で:  ssh -L {port}:127.0.0.1:{port} あなた@サーバー\n"
           f"ブラウザで:    http://127.0.0.1:{port}/lab/tree/main.ipynb?token={token}")

@@ -52,8 +52,8 @@ MUTANTS = {
                    "        raise RuntimeError(str(e)) from e  # MUTANT: JupyterHub's generic page\n"),
                   (CONFIG, "            raise messages.image_missing(image) from e\n", "            raise  # MUTANT\n")],
                  ["test_errors_reach_the_student_in_japanese_with_the_real_reason"]),
-    "subdomain": ([(CONFIG, ('c.JupyterHub.subdomain_host = setting("HUB_URL", str) or '
-                             "f\"http://localhost:{setting('HUB_PORT', int)}\"\n"),
+    "subdomain": ([(CONFIG, ('c.JupyterHub.subdomain_host = setting("HUB_URL", PARSERS["HUB_URL"]) or '
+                             "f\"http://localhost:{setting('HUB_PORT', port)}\"\n"),
                     "# MUTANT: every student's server on the hub's origin\n")],
                   ["test_a_page_of_a_students_server_cannot_act_for_the_admin_on_the_hub"]),
     "revoke": ([(ACCOUNTS, "            await self.revoke(name)\n", "            pass  # MUTANT: nothing revoked\n"),

@@ -22,6 +22,7 @@ import pytest
 from engine import compose_binary
 
 from mnist_lab_deploy import make_env, settings
+from mnist_lab_deploy.gpu_policy import GPU
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOYMENT = settings.load()  # hub/.env: the image and limits every mode follows
@@ -77,10 +78,11 @@ def test_make_env_writes_a_private_env(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "getuid", lambda: 1500)
     monkeypatch.setattr(os, "getgid", lambda: 1500)
     monkeypatch.setattr(make_env.getpass, "getuser", lambda: "Taro.Yamada")
+    monkeypatch.setattr(make_env, "server_gpus", lambda: [GPU(i) for i in range(4)])  # --gpu 2 is one of them
     path = tmp_path / ".env"
     assert make_env.main(["--output", str(path), "--gpu", "2"]) == 0
     values = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and line[0] != "#")
-    assert values["MNIST_LAB_USER"] == "taro-yamada" and values["HOST_UID"] == values["HOST_GID"] == "1500"
+    assert values["MNIST_LAB_USER"] == "taro-yamada-1500" and values["HOST_UID"] == values["HOST_GID"] == "1500"
     assert len(values["JUPYTER_TOKEN"]) == 48 and values["GPU_ID"] == "2" and values["GPUS"] == "one"
     assert {name: values[name] for name in settings.SHARED} == {name: DEPLOYMENT[name] for name in settings.SHARED}
     assert 8800 <= int(values["HOST_PORT"]) < 9000

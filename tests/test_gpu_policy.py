@@ -1,6 +1,7 @@
 """The GPU policy of mnist_lab_deploy/gpu_policy.py, on fake lists of GPUs: spread, capped, kept; nvidia-smi's output parsed
 or refused in one line."""
 
+import re
 from collections import Counter
 
 import pytest
@@ -71,3 +72,31 @@ def test_the_servers_gpus_are_read_one_way_for_make_env_and_the_hub(tmp_path, mo
         else:
             with pytest.raises(NvidiaSmiError, match=said.split()[0]):
                 server_gpus()
+
+
+def test_a_warning_before_the_list_is_passed_over_and_an_unknown_free_memory_counts_as_none():
+    said = "WARNING: infoROM is corrupted at gpu 0000:41:00.0\n0, 81000\n1, [N/A]\n"
+    assert parse_nvidia_smi(said) == [GPU(0, 81000), GPU(1, 0)]
+
+
+def test_a_hanging_nvidia_smi_is_one_error_the_callers_already_catch(tmp_path, monkeypatch):
+    from mnist_lab_deploy import gpu_policy
+
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\nexec sleep 30\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    real_run = gpu_policy.subprocess.run
+    monkeypatch.setattr(gpu_policy.subprocess, "run", lambda *a, **k: real_run(*a, **{**k, "timeout": 0.5}))
+    with pytest.raises(gpu_policy.NvidiaSmiError) as failed:
+        gpu_policy.server_gpus()
+    assert "\n" not in str(failed.value) and re.search(r"[\u3040-\u30ff]", str(failed.value))
+
+
+@pytest.mark.parametrize("max_per_gpu", [0, -1, 901, 10**6])
+def test_a_maximum_per_gpu_that_would_leave_no_cap_is_refused(max_per_gpu):
+    from mnist_lab_deploy.gpu_policy import memory_share
+
+    with pytest.raises(ValueError):
+        memory_share("", max_per_gpu)
+    assert 0 < memory_share("", 900) < memory_share("", 4) < 1

@@ -444,3 +444,99 @@ def test_a_refused_login_names_why():
                                 ("ren", "right", "locked"), ("nobody", "right", "wrong-password")):
         handler.get_body_argument = lambda argument, default, strip, password=password: password
         assert handler.refusal(name) == why, (name, password)
+
+
+def japanese_line(text):
+    return "\n" not in text.strip() and re.search(r"[\u3040-\u30ff]", text) and "Error" not in text
+
+
+@pytest.mark.parametrize("name, value", [
+    ("MEM_LIMIT", "inf"), ("MEM_LIMIT", "1e400g"), ("DISK_QUOTA", "inf"), ("DISK_QUOTA", "0"), ("DISK_QUOTA", "-1g"),
+    ("DISK_CHECK", "0"), ("DISK_CHECK", "-5"), ("CULL_TIMEOUT", "0"), ("CULL_TIMEOUT", "-1"), ("CPUS", "0"),
+    ("CPUS", "-2"), ("CPUS", "nan"), ("CPUS", "abc"), ("PIDS_LIMIT", "0"), ("PIDS_LIMIT", "-1"), ("JUPYTER_PORT", "0"),
+    ("JUPYTER_PORT", "99999"), ("MNIST_DIR", "mnist"), ("MNIST_DIR", "~/mnist"), ("MAX_PER_GPU", "0"),
+    ("MAX_PER_GPU", "-1"), ("MAX_PER_GPU", "1000"), ("HUB_ADMIN", "t.yamada"), ("HUB_ADMIN", "山田"),
+    ("HUB_ADMIN", "a b"), ("HUB_PORT", "abc"), ("HUB_URL", "localhost:8000")])
+def test_a_setting_that_would_switch_a_protection_off_stops_the_hub_in_one_line(monkeypatch, name, value):
+    with pytest.raises(SystemExit) as refused:
+        load_config(monkeypatch, **{name: value})
+    said = str(refused.value)
+    assert name in said and japanese_line(said) and "could not convert" not in said and "invalid literal" not in said
+
+
+def test_an_admin_name_in_capitals_is_the_one_jupyterhub_logs_in(monkeypatch):
+    c = load_config(monkeypatch, HUB_ADMIN="Teacher", HUB_URL="https://hub.lab.example")["c"]
+    assert c.Authenticator.admin_users == {"teacher"} and c.JupyterHub.subdomain_host == "https://hub.lab.example"
+
+
+@pytest.mark.parametrize("text", ["\ufeff", "MEM_LIM\n", "  CUDA cu126\n"])
+def test_a_broken_hub_env_is_one_line_naming_the_file_and_the_line(tmp_path, text):
+    path = tmp_path / ".env"
+    path.write_text(text + (REPO / "hub" / ".env").read_text())
+    if text == "\ufeff":
+        assert settings.load(path) == hub_env()  # a BOM is read as compose reads it
+        return
+    with pytest.raises(settings.SettingsError) as refused:
+        settings.load(path)
+    assert str(path) in str(refused.value) and "1" in str(refused.value) and japanese_line(str(refused.value))
+
+
+def test_a_missing_or_unreadable_hub_env_is_one_line(tmp_path):
+    env = (REPO / "hub" / ".env").read_text()
+    (tmp_path / "missing-key.env").write_text(env.replace("\nMEM_LIMIT=", "\n#MEM_LIMIT="))
+    (tmp_path / "folder.env").mkdir()
+    (tmp_path / "sjis.env").write_bytes(env.encode() + "# コメント\n".encode("shift_jis"))
+    for name, want in [("missing-key.env", "MEM_LIMIT"), ("folder.env", "folder.env"), ("absent.env", "absent.env"),
+                       ("sjis.env", "UTF-8")]:
+        with pytest.raises(settings.SettingsError) as refused:
+            settings.load(tmp_path / name)
+        assert want in str(refused.value) and japanese_line(str(refused.value)), name
+
+
+def test_values_compose_accepts_mean_the_same_to_the_hub_make_env_and_kubernetes(monkeypatch):
+    from mnist_lab_deploy import kube
+
+    written = {"8G": "8g", "8gb": "8g", "8589934592": "8589934592", '"8g"': "8g", "8g  # per student": "8g"}
+    for raw, want in written.items():
+        value = settings.parse(f"MEM_LIMIT={raw}\n")["MEM_LIMIT"]
+        assert settings.checked({"MEM_LIMIT": value}, "MEM_LIMIT") == want
+        assert load_config(monkeypatch, MEM_LIMIT=value)["MEM_LIMIT"] == want
+        assert kube.expected({**hub_env(), "MEM_LIMIT": value})["singleuser.memory.limit"] in ("8Gi", "8589934592")
+    assert settings.checked({"MEM_LIMIT": "1.5g"}, "MEM_LIMIT") == str(3 * 2**29)
+    from jupyterhub.traitlets import ByteSpecification
+
+    for value in ("1.5g", "8589934592", "8G"):  # JupyterHub takes each as it is given to the spawner
+        mem_limit = load_config(monkeypatch, MEM_LIMIT=value)["c"].DockerSpawner.mem_limit
+        assert ByteSpecification().validate(None, mem_limit) == settings.size_in_bytes(value)
+
+
+@pytest.mark.parametrize("name, value", [("MEM_LIMIT", "8gb"), ("MEM_LIMIT", "8589934592"), ("MEM_LIMIT", "lots"),
+                                         ("GPU_MEMORY_SHARE", "abc"), ("MAX_PER_GPU", ""), ("DISK_QUOTA", "")])
+def test_the_kubernetes_check_reads_hub_env_as_the_hub_does_and_never_crashes(capsys, name, value):
+    from mnist_lab_deploy import kube
+
+    status = kube.main(settings={**hub_env(), name: value})
+    said = capsys.readouterr().err
+    hub_refuses = value in ("lots", "abc", "")
+    assert status == (1 if hub_refuses else 0) or (status == 1 and "memory.limit" in said)
+    assert "Traceback" not in said and (not hub_refuses or (name in said and japanese_line(said)))
+
+
+def test_the_kubernetes_check_says_a_broken_values_file_in_one_line(tmp_path, capsys):
+    from mnist_lab_deploy import kube
+
+    (tmp_path / "values.yaml").write_text("singleuser: [unclosed\n")
+    assert kube.main(values_path=tmp_path / "values.yaml") == 1
+    assert japanese_line(capsys.readouterr().err)
+
+
+def test_a_hanging_nvidia_smi_reaches_the_student_as_one_line(tmp_path, monkeypatch, docker):
+    from mnist_lab_deploy import gpu_policy
+
+    fake_nvidia_smi(tmp_path, monkeypatch, "")
+    (tmp_path / "bin" / "nvidia-smi").write_text("#!/bin/sh\nexec sleep 30\n")
+    real_run = gpu_policy.subprocess.run
+    monkeypatch.setattr(gpu_policy.subprocess, "run", lambda *a, **k: real_run(*a, **{**k, "timeout": 0.5}))
+    with pytest.raises(messages.StudentError) as error:
+        start_server(load_config(monkeypatch), "aoi", docker)
+    assert error.value.why == "nvidia-smi" and japanese_line(error.value.jupyterhub_message)

@@ -1,6 +1,8 @@
 """mnist_lab_deploy/lesson.py: the lesson goes into a student's volume on first start; their edits survive restarts and image
 updates; files they did not touch follow the image."""
 
+import re
+
 from mnist_lab_deploy import lesson
 
 
@@ -54,3 +56,33 @@ def test_main_says_what_it_did_in_one_line(tmp_path, capsys):
     write(image, {"a.txt": "a", "b.txt": "b"})
     assert lesson.main([str(image), str(work)]) == 0
     assert capsys.readouterr().err.strip().startswith("lesson: 2 copied, 0 updated, 0 of yours kept")
+
+
+def test_a_new_version_the_student_worked_in_is_kept_like_their_other_files(tmp_path):
+    lesson_v = {v: tmp_path / v for v in ("v1", "v2", "v3")}
+    for v, root in lesson_v.items():
+        write(root, {"main.ipynb": v})
+    work = tmp_path / "work"
+    work.mkdir()
+    lesson.synced(lesson_v["v1"], work)
+    (work / "main.ipynb").write_text("mine")
+    lesson.synced(lesson_v["v2"], work)
+    (work / "main.ipynb.new").write_text("my work continued in the new version")
+    lesson.synced(lesson_v["v3"], work)
+    lesson.synced(lesson_v["v3"], work)
+    texts = sorted(p.read_text() for p in work.iterdir() if p.name.startswith("main.ipynb"))
+    assert texts == ["mine", "my work continued in the new version", "v3"]
+
+
+def test_one_path_that_cannot_be_written_is_skipped_and_the_rest_arrives(tmp_path, capsys):
+    write(tmp_path / "lesson", {"README.md": "r", "main.ipynb": "m", "mnist_lab/data.py": "d", "z.txt": "z"})
+    work = tmp_path / "work"
+    (work / "main.ipynb").mkdir(parents=True)  # a folder where a lesson file goes
+    (work / "mnist_lab").write_text("a file where the package's folder goes")
+    (work / lesson.RECORD).write_text('["not", "a record"')  # truncated
+    lesson.main([str(tmp_path / "lesson"), str(work)])
+    assert (work / "README.md").read_text() == "r" and (work / "z.txt").read_text() == "z"
+    assert (work / "mnist_lab").read_text() == "a file where the package's folder goes"
+    said = capsys.readouterr().err.splitlines()
+    assert len(said) == 3 and "main.ipynb" in said[0] and "mnist_lab" in said[1]
+    assert re.search(r"[\u3040-\u30ff]", said[0])
