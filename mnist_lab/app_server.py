@@ -5,7 +5,9 @@ Kernels: each page load takes the pool's waiting kernel (an ipykernel process of
 starts the next one. A page that closes or reloads asks Voilà to shut its kernel down (a POST that must carry the
 ``_xsrf`` cookie, which :class:`AppPage` sets); a page that never asks (``curl``, a link preview, a crashed browser, a
 phone that never sends it) leaves its kernel, so :class:`AppKernels` shuts down a kernel that no page has been
-connected to for :data:`IDLE_SECONDS`. A page left open stays connected and keeps its kernel.
+connected to for :data:`IDLE_SECONDS` (:data:`NEVER_CONNECTED_SECONDS` when no page ever connected to it), and
+past :data:`MAX_KERNELS` kernels a new page's kernel replaces one that no page ever connected to: a client that
+reloads without ever connecting cannot fill the memory. A page left open stays connected and keeps its kernel.
 
 Logs: the libraries' English lines (access lines, tracebacks of odd requests, the kernels' own output) go nowhere
 unless ``MNIST_LAB_DEBUG`` is set; then they all print, as the libraries print them.
@@ -27,6 +29,9 @@ from voila.voila_identity_provider import VoilaLoginHandler
 
 DEBUG_ENV = "MNIST_LAB_DEBUG"
 IDLE_SECONDS = 120  # a kernel no page has been connected to for this long is shut down (a phone's tab may sleep)
+NEVER_CONNECTED_SECONDS = 45  # ... and one whose page never connected at all (curl, a link preview): sooner
+MAX_KERNELS = 6  # kernels (a few hundred MB each) past which a new page's kernel replaces one no page ever used
+EVICT_AFTER = 10  # seconds a never-connected kernel is left alone before it may be replaced (its page may be loading)
 CULL_EVERY = 15  # seconds between looks for such kernels
 FILL_DELAY = 1  # seconds before the pool starts a new kernel for the next page (Voilà's default)
 
@@ -45,26 +50,43 @@ class AppKernels(AsyncMappingKernelManager):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._alone_since = {}  # kernel id -> time.monotonic() when it was first seen with no page connected
+        self._connected_once = set()  # kernel ids a page has connected to at least once
         # Where the kernels write (stdout and stderr): a file in Voilà's folder for their connection files, which
         # it removes when it stops; closed by shutdown_all.
         self._output = None if debugging() else open(Path(self.connection_dir) / "kernels.log", "ab")  # noqa: SIM115
 
     async def start_kernel(self, *args, **kwargs):
+        await self._make_room()
         if self._output is not None:  # a kernel's own output would be the terminal's: English notes, tracebacks
             kwargs.setdefault("stdout", self._output)
             kwargs.setdefault("stderr", self._output)
         return await super().start_kernel(*args, **kwargs)
 
+    async def _make_room(self):
+        """With :data:`MAX_KERNELS` kernels or more, shut down the kernels whose pages never connected (oldest
+        first, each left alone for :data:`EVICT_AFTER` seconds at least), so that reloads by a client that never
+        connects (or sends the page's shutdown) cannot fill the machine's memory."""
+        now = time.monotonic()
+        unused = sorted((since, kernel_id) for kernel_id, since in self._alone_since.items()
+                        if kernel_id not in self._connected_once and now - since >= EVICT_AFTER)
+        for _, kernel_id in unused[: max(0, len(self._kernels) - MAX_KERNELS + 1)]:
+            with contextlib.suppress(Exception):
+                await self.shutdown_kernel(kernel_id)
+
     async def cull_kernel_if_idle(self, kernel_id):
         if self._kernel_connections.get(kernel_id, 0):
             self._alone_since.pop(kernel_id, None)
+            self._connected_once.add(kernel_id)
             return
         since = self._alone_since.setdefault(kernel_id, time.monotonic())
-        if time.monotonic() - since >= self.cull_idle_timeout:
+        if kernel_id not in self._connected_once and time.monotonic() - since >= NEVER_CONNECTED_SECONDS:
+            await self.shutdown_kernel(kernel_id)  # its page never connected: no one can be using it
+        elif time.monotonic() - since >= self.cull_idle_timeout:
             await super().cull_kernel_if_idle(kernel_id)  # also idle by its own activity, and not busy
 
     async def shutdown_kernel(self, kernel_id, *args, **kwargs):
         self._alone_since.pop(kernel_id, None)
+        self._connected_once.discard(kernel_id)
         return await super().shutdown_kernel(kernel_id, *args, **kwargs)
 
     async def shutdown_all(self, *args, **kwargs):

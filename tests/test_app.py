@@ -268,6 +268,29 @@ def test_every_page_gives_its_kernel_back_once_closed_or_left_alone():
         assert Visitor().open_page(app.url)
 
 
+CAPPED = ("import sys, mnist_lab.app_server as s; s.MAX_KERNELS, s.EVICT_AFTER, s.CULL_EVERY = 3, 0, 1; "
+          "from mnist_lab.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
+def test_reloads_that_never_connect_cannot_fill_the_memory(monkeypatch):
+    """A client that loads the page again and again without ever connecting (curl, a link preview) leaves at most
+    MAX_KERNELS kernels (3 here, 6 in real use), and a page that is connected keeps its kernel all along."""
+    monkeypatch.setattr(sys.modules[__name__], "FAST_CULLING", CAPPED)
+    with app_server(fast_culling=True) as app:
+        student = Visitor()
+        drawing = student.open_page(app.url)
+        status, websocket = student.connect(app.url, drawing)
+        assert status == 101
+        time.sleep(2.5)  # a cull check has seen it connected
+        counts = []
+        for _ in range(6):
+            Visitor().open_page(app.url)
+            time.sleep(1.5)  # a cull check sees the new kernel alone
+            counts.append(len(app.kernels()))
+        assert max(counts) <= 3 + 1 and drawing in app.kernels().values(), counts  # + the pool's waiting kernel
+        websocket.close()
+
+
 def test_odd_requests_print_nothing_and_the_app_goes_on():
     """What browsers and old tabs send (a tab from an earlier run reconnecting to its kernel, odd paths, wrong
     methods, no token): the terminal shows only the app's own Japanese lines, and the app goes on serving. The URL
