@@ -30,6 +30,7 @@ class Checkpoint(dict):
         if key == "metrics" and "results" in self:
             return self["results"]
         raise KeyError(key)
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp"}  # a picture given as the model
 MAKE_ONE = "`mnist-lab train`（または `python -m mnist_lab train`）が書いた model.pt を指定してください。"
 
 
@@ -165,16 +166,11 @@ def read_checkpoint(path):
     problem = file_problem(path, "train が書いた model.pt")
     if problem:
         raise problem
-    try:
-        with warnings.catch_warnings():  # a foreign pickle's protocol warning would only confuse a student
-            warnings.simplefilter("ignore", UserWarning)
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except PermissionError as e:
-        raise os_error(e, path, "読めません") from e
-    except MemoryError:
-        raise
-    except Exception as e:  # a file that is no checkpoint can make the unpickler fail in any way
-        raise UserError(f"{path} は mnist_lab のチェックポイントとして読めません（壊れているか別の形式です）。{MAKE_ONE}") from e
+    ckpt = _unpickled(path)
+    if isinstance(ckpt, dict) and isinstance(ckpt.get("format"), str) and ckpt["format"].startswith("mnist_lab/") \
+            and ckpt["format"] != FORMAT:
+        raise UserError(f"{path} は別の版の mnist_lab（{ckpt['format']}）で保存されたチェックポイントで、この版では読めません。"
+                        "mnist_lab をその版にそろえるか、この版で学習し直してください。")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise UserError(f"{path} は mnist_lab のチェックポイントではありません。{MAKE_ONE}")
     ckpt = Checkpoint(ckpt)
@@ -192,6 +188,29 @@ def read_checkpoint(path):
     problem = next(filter(None, (_impossible(k, v) for k, v in ckpt["state_dict"].items())), None)
     if problem:
         raise UserError(f"{path} の{problem}。学習し直すか、train が書いた model.pt を書き換えずに使ってください。")
+    return ckpt
+
+
+def _unpickled(path):
+    """What ``torch.load`` reads from ``path`` (weights only: loading never runs code); :class:`UserError` saying
+    what the file is when that fails: a whole pickled model, a picture given where the model goes, anything else."""
+    try:
+        with warnings.catch_warnings():  # a foreign pickle's protocol warning would only confuse a student
+            warnings.simplefilter("ignore", UserWarning)
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except PermissionError as e:
+        raise os_error(e, path, "読めません") from e
+    except MemoryError:
+        raise
+    except Exception as e:  # a file that is no checkpoint can make the unpickler fail in any way
+        if "Unsupported global" in str(e):  # a whole pickled object, such as torch.save(model)
+            raise UserError(f"{path} は torch.save(model) のようにモデルごと保存したファイルです。mnist_lab は安全のため重み"
+                            "（state_dict）だけを読みます: save_checkpoint(パス, model) で保存し直すか、train が書いた model.pt "
+                            "を使ってください。") from e
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            raise UserError(f"{path} は画像で、チェックポイントではありません。チェックポイント（model.pt）を先に、画像をその後に"
+                            "指定してください（例: mnist-lab predict runs/quick/model.pt 7.png）。") from e
+        raise UserError(f"{path} は mnist_lab のチェックポイントとして読めません（壊れているか別の形式です）。{MAKE_ONE}") from e
     return ckpt
 
 

@@ -23,7 +23,7 @@ import re
 import signal
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -43,7 +43,7 @@ from .models import MODELS, build_model
 from .ood import WARNING, read
 from .paths import usable_home_folders, user_path
 from .preprocess import load_image, preprocess_drawing
-from .recipes import MAX_BATCH_SIZE, PRESETS, SCHEDULES, for_model, make_config, preset_help, preset_name
+from .recipes import MAX_BATCH_SIZE, PRESETS, SCHEDULES, TrainConfig, for_model, make_config, preset_help, preset_name
 from .runs import new_run, run_holding, write_run
 from .train import fit
 
@@ -237,9 +237,15 @@ def train_command(args):
 def train_config(args, preset):
     """The recipe ``train`` runs: the preset with the flags given; with ``--model``, the preset's recipe for that
     model, as the lesson's for_model makes it (non-digits only for a model that keeps their threshold)."""
-    config = make_config(preset, epochs=args.epochs, batch_size=args.batch_size,
-                         lr=args.lr, seed=args.seed, schedule=args.schedule, val_size=args.val_size,
-                         augment=args.augment, drawings=args.drawings, patience=args.patience, ema=args.ema)
+    try:
+        config = make_config(preset, epochs=args.epochs, batch_size=args.batch_size,
+                             lr=args.lr, seed=args.seed, schedule=args.schedule, val_size=args.val_size,
+                             augment=args.augment, drawings=args.drawings, patience=args.patience, ema=args.ema)
+    except UserError as e:  # "epochs は 1 以上..." names the setting as the lesson does; here it is the flag typed
+        field = str(e).split(" ", 1)[0]
+        if field in {f.name for f in fields(TrainConfig)} - {"model"}:
+            raise UserError(f"--{field.replace('_', '-')} {str(e).split(' ', 1)[1]}") from e
+        raise
     if args.model is None:
         return config
     model_config = for_model(config, args.model)
@@ -328,8 +334,18 @@ class BestEffort(Callback):
         self._call("on_train_end", model, history)
 
 
+def note_unfinished(ckpt):
+    """One note on stderr for a checkpoint whose training was a --dry-run or was stopped: its answers mean little."""
+    results = ckpt.get("results") if isinstance(ckpt.get("results"), dict) else {}
+    if results.get("dry_run"):
+        print("お知らせ: このモデルは --dry-run（1 バッチだけ）で学習したものです。答えに意味はありません。", file=sys.stderr)
+    elif results.get("interrupted"):
+        print("お知らせ: このモデルの学習は途中で止められました。答えは最後まで学習したモデルより当たりません。", file=sys.stderr)
+
+
 def evaluate_command(args):
     model, ckpt = load_checkpoint(args.checkpoint, device=best_device(args.device))
+    note_unfinished(ckpt)
     data = load_mnist(args.mnist_dir)
     y_hat = predict_proba(model, data.X_test).argmax(1)
     C = confusion_matrix(data.y_test, y_hat)
@@ -342,7 +358,8 @@ def evaluate_command(args):
 
 def predict_command(args):
     """Read each image on its own: one that cannot be read is one line on stderr, and the rest are still read."""
-    model, _ = load_checkpoint(args.checkpoint, device=best_device(args.device))
+    model, ckpt = load_checkpoint(args.checkpoint, device=best_device(args.device))
+    note_unfinished(ckpt)
     status, results = 0, []
     for path in args.images:
         try:
@@ -353,7 +370,7 @@ def predict_command(args):
             if isinstance(e, (MemoryError, torch.OutOfMemoryError)) or os.environ.get("MNIST_LAB_DEBUG"):
                 raise
             error, code = explained(e, args)
-            print(one_line(f"エラー: {error}" if str(path) in error else f"エラー: {path}: {error}"), file=sys.stderr)
+            print(one_line(f"エラー: {error}" if str(Path(path)) in error else f"エラー: {path}: {error}"), file=sys.stderr)
             results.append({"image": str(path), "error": error})
             status = max(status, code)
             continue
@@ -402,7 +419,9 @@ def main(argv=None):
 
 def _main(argv):
     with safe_output():
-        args = build_parser().parse_args(argv)
+        args = parsed(argv)
+        if args is None:  # --help or --version whose text could not be written
+            return 2
         usable_home_folders(["MPLCONFIGDIR"])  # any command may draw; the app checks the folders it needs itself
         # a signal (Ctrl+C, kill, a closed terminal) stops a command cleanly, with one line: nothing half written;
         # the app stops its server itself
@@ -424,6 +443,19 @@ def _main(argv):
         return output_status(args, code)
 
 
+def parsed(argv):
+    """The command line's arguments; ``None`` when ``--help`` or ``--version`` could not write its text (a full disk,
+    a closed output), said in one line: its exit status must not say it was shown."""
+    try:
+        return build_parser().parse_args(argv)
+    except SystemExit as e:
+        error = lost_output(sys.stdout) if e.code in (0, None) else None
+        if error is None or getattr(error, "errno", None) == errno.EPIPE:  # shown, or read as far as wanted
+            raise
+        print(one_line(f"エラー: 説明を標準出力に書けませんでした（{error.strerror or type(error).__name__}）。"), file=sys.stderr)
+        return None
+
+
 PRINTED_RESULTS = {"evaluate", "predict"}  # commands whose result is their output; the others' results are files
 CLOSED_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a command stopped by a closed pipe
 
@@ -443,8 +475,10 @@ def output_status(args, code):
         print(one_line(f"お知らせ: 画面（標準出力）への表示を書けませんでした（{why}）。書いたファイルはそのままです。"),
               file=sys.stderr)
         return code
-    print(one_line(f"エラー: 結果を標準出力に書けず、失われました（{why}）。出力先（> の先のディスクの空き）を確かめて、"
-                   "やり直してください。"), file=sys.stderr)
+    number = getattr(error, "errno", None)
+    check = ("標準出力が閉じられています（>&- など）。閉じずに、または > ファイル名 で書き出して" if number == errno.EBADF else
+             "出力先（> の先のディスクの空き）を確かめて" if number in DISK_FULL else "出力先（> の先）を確かめて")
+    print(one_line(f"エラー: 結果を標準出力に書けず、失われました（{why}）。{check}、やり直してください。"), file=sys.stderr)
     return max(code, 2)
 
 

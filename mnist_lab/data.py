@@ -163,8 +163,9 @@ def _check_layout(root, folder):
     for place in (root, root / "raw", *_other_cases(root)):
         if all((place / name).is_file() for name in RAW_FILES):
             right = place.parent.parent if place.name == "raw" and place.parent.name == "MNIST" else None
+            up = "2 つ上" if place == root else "1 つ上"  # root is MNIST/raw itself, or MNIST
             raise UserError(f"MNIST のファイルは {place} にあります。" + (
-                f"データのフォルダには 2 つ上の {right} を指定してください（その中の MNIST/raw/ を読みます）。" if right else
+                f"データのフォルダには {up}の {right} を指定してください（その中の MNIST/raw/ を読みます）。" if right else
                 f"{folder}/ に移してから、もう一度実行してください。"))
     packed = [name for name in RAW_FILES if not (folder / name).exists() and (folder / f"{name}.gz").is_file()]
     if packed:

@@ -56,7 +56,7 @@ def load_image(path):
         raise UserError(f"load_image が読むのはこのマシンのファイルです（{path} は URL）。ダウンロードして保存してから、"
                         "そのファイル名を渡してください。")
     path = Path(path)
-    problem = file_problem(path, "画像ファイル")
+    problem = file_problem(path, f"画像ファイル（この中の画像なら {path}/*.png のように）" if path.is_dir() else "画像ファイル")
     if problem:
         raise problem
     try:

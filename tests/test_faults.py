@@ -87,6 +87,7 @@ def place(tmp_path, monkeypatch):
     for name, metrics in (("nohistory", {"test_accuracy": 0.9}), ("broken", None)):
         folder = previous_run(tmp_path / name)
         (folder / "results.json").write_text("{broken" if metrics is None else json.dumps(metrics))
+    torch.save(build_model("quick", seed=0), tmp_path / "pickled.pt")  # torch.save(model), not its state_dict
     monkeypatch.setattr("mnist_lab.cli.load_mnist", toy_mnist)
     return tmp_path
 
@@ -143,8 +144,8 @@ CASES = [  # (argv, exit status, a fragment of the one line)
     (TRAIN + ["--out", "TMP/new", "--lr", "nan"], 2, "学習率"),
     (TRAIN + ["--out", "TMP/new", "--lr", "-1"], 2, "学習率"),
     (TRAIN + ["--out", "TMP/new", "--epochs", "0"], 2, "epochs"),
-    (TRAIN + ["--out", "TMP/new", "--batch-size", "0"], 2, "batch_size"),
-    (TRAIN + ["--out", "TMP/new", "--val-size", "-5"], 2, "val_size"),
+    (TRAIN + ["--out", "TMP/new", "--batch-size", "0"], 2, "--batch-size"),  # the flag typed, not the setting
+    (TRAIN + ["--out", "TMP/new", "--val-size", "-5"], 2, "--val-size"),
     (TRAIN + ["--out", "TMP/new", "--patience", "3"], 2, "検証データ"),
     (TRAIN + ["--out", "TMP/new", "--ema", "1.5"], 2, "ema"),
     (TRAIN + ["--out", "TMP/new", "--model", "vgg"], 2, "vgg"),
@@ -190,6 +191,10 @@ CASES = [  # (argv, exit status, a fragment of the one line)
     (TRAIN + ["--out", "TMP/new", "--tensorboard", "TMP/new/tb"], 2, "--tensorboard"),
     (TRAIN + ["--out", "TMP/new", "--seed", "-1"], 2, "seed"),
     (TRAIN + ["--out", "TMP/new", "--seed", str(2**64)], 2, "seed"),
+    # round 10: what the user typed is what the line names
+    (["predict", "TMP/pickled.pt", "TMP/seven.png"], 2, "torch.save"),  # a whole model, pickled: not "broken"
+    (["predict", "TMP/seven.png", "TMP/model.pt"], 2, "model.pt"),  # the two swapped: the model comes first
+    (["predict", "TMP/model.pt", "TMP/empty/"], 2, "empty/*.png"),  # a folder: how to name the images in it
     # run folders read by report
     (["report", "TMP/run/model.pt"], 2, "model.pt"),
     (["report", "TMP/nowhere"], 2, "ありません"),
@@ -369,3 +374,23 @@ def test_no_permission_is_one_line_and_loses_nothing(tmp_path):
         for folder in (locked, locked / "run", tmp_path / "data" / "MNIST" / "raw"):
             folder.chmod(0o755)
     assert snapshot(locked / "run") == before and not (locked / "new").exists()
+
+
+@pytest.mark.parametrize("argv", [["-h"], ["--version"], ["train", "-h"]])
+def test_help_that_could_not_be_written_does_not_end_as_shown(argv):
+    result = subprocess.run([sys.executable, "-m", "mnist_lab", *argv], stdout=open("/dev/full", "w"),  # noqa: SIM115
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120,
+                            check=False)
+    assert result.returncode == 2, result.stderr
+    assert_one_line(2, result.stderr, 2, "")
+
+
+def test_the_answers_of_an_unfinished_model_come_with_a_note(place, capsys):
+    code, out, err = run_cli(place, ["train", "--device", "cpu", "--dry-run", "--out", place / "dry"], capsys)
+    assert code == 0, err
+    for argv in (["predict", place / "dry" / "model.pt", place / "seven.png"], ["evaluate", place / "dry" / "model.pt"]):
+        code, out, err = run_cli(place, argv, capsys)
+        assert code == 0 and out, err
+        assert [line for line in err.splitlines() if line.startswith("お知らせ: ")], err
+    code, out, err = run_cli(place, ["predict", place / "model.pt", place / "seven.png"], capsys)
+    assert code == 0 and not err.strip(), err  # a checkpoint saved whole: nothing to point out
