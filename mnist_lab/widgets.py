@@ -205,22 +205,29 @@ class DrawPad(widgets.HBox):
             self.canvas.ops = list(self._ops)
             self.predict()
 
+    def stroke(self, x0, y0, x1, y1):
+        """Draw a straight stroke from ``(x0, y0)`` to ``(x1, y1)`` as the pen would: pen down, move, pen up. It
+        shows on the page like a drawn stroke, and the pad reads the drawing at once."""
+        (x0, y0), (x1, y1) = checked_point("stroke", x0, y0), checked_point("stroke", x1, y1)
+        self.pen_down(x0, y0)
+        self.pen_move(x1, y1)
+        self.pen_up()
+
     def _pen_down(self, x, y, width):
         x, y = checked_point("pen_down", x, y)
         self._last, self._width = (x, y), max(1, min(int(width), self.size))
         self._ops.append(["down", x, y, self._width])
-        self.stroke(x, y, x, y)
+        self._segment(x, y, x, y)
 
     def _pen_move(self, x, y):
         x, y = checked_point("pen_move", x, y)
         if self._last is not None:
-            self.stroke(*self._last, x, y)
+            self._segment(*self._last, x, y)
             self._last = (x, y)
             self._ops.append(["move", x, y])
 
-    def stroke(self, x0, y0, x1, y1):
+    def _segment(self, x0, y0, x1, y1):
         """Draw one segment of ink on the image that is read, as the browser draws it (round ends)."""
-        (x0, y0), (x1, y1) = checked_point("stroke", x0, y0), checked_point("stroke", x1, y1)
         self._pen.line([(x0, y0), (x1, y1)], fill=0, width=self._width)
         r = self._width / 2
         self._pen.ellipse([x1 - r, y1 - r, x1 + r, y1 + r], fill=0)
