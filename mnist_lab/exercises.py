@@ -531,7 +531,7 @@ class ReadingExercise:
         if C is None:
             return Result("wrong", "check(answer, C) のように、読んだ数と混同行列 C の 2 つを渡してください。")
         try:
-            C = M._matrix(C)
+            C = M.checked_matrix(C)
         except M.MetricInputError as e:
             return Result("wrong", f"2 つ目には、エクスプローラと同じ混同行列 C を渡してください（{e}）")
         if len(C) <= self.digit:
@@ -564,7 +564,7 @@ class ReadingExercise:
     def solution(self, C=None):
         """How the number is computed from C (and, given C, the number itself)."""
         try:
-            number = f"（この C では {shown(self.reference(M._matrix(C)))}）" if C is not None else ""
+            number = f"（この C では {shown(self.reference(M.checked_matrix(C)))}）" if C is not None else ""
         except Exception:  # noqa: BLE001 - a C that cannot be read: the formula alone
             number = ""
         show(Result("solution", f"{self.question}は {self.formula} で計算できます{number}。"))
