@@ -14,8 +14,9 @@ from matplotlib import font_manager
 from matplotlib.figure import Figure as _MplFigure
 
 from .data import denormalize
-from .errors import ArgumentError, explained_arguments
+from .errors import ArgumentError, explained_arguments, short
 from .history import MAX_EPOCHS, checked_history
+from .metrics import checked_matrix
 
 TAKES = {  # what each plot function draws from, as the lesson passes it
     "plot_samples": "画像 X（N×1×28×28 のテンソル）と同じ枚数のラベル y",
@@ -174,7 +175,7 @@ def plot_confusion_matrix(C):
 
     Introduced in the lesson: main.ipynb §7.
     """
-    C = np.asarray(C)
+    C = checked_matrix(C)  # counts only: a normalised (fractional) or negative matrix is refused in one line
     k = len(C)
     fig = Figure(figsize=(6.4, 5.6), layout="constrained")
     ax = fig.subplots()
@@ -227,6 +228,23 @@ def misclassified(y, probs):
     return wrong[np.argsort(-probs[wrong, y_hat[wrong]], kind="stable")]
 
 
+def _probabilities(probs):
+    """``probs`` as an N x 10 NumPy array of probabilities (each row from 0 to 1, summing to 1); else one line
+    saying what to pass: labels (``y_hat``), raw scores (``model(X)``) and log-probabilities are not."""
+    array = probs.detach().float().cpu().numpy() if hasattr(probs, "detach") else np.asarray(probs, dtype=np.float64)
+    if array.ndim == 1:
+        raise ArgumentError("plot_misclassified の probs が 1 次元です（予測 y_hat のようなラベルの並び）。"
+                            "確率の表 probs = predict_proba(model, X)（N×10）を渡してください。")
+    if array.ndim != 2 or array.shape[1] != 10:
+        raise ArgumentError(f"plot_misclassified の probs の形 {array.shape} は N×10 ではありません。"
+                            "probs = predict_proba(model, X) を渡してください。")
+    if not (np.isfinite(array).all() and (array >= 0).all() and (array <= 1).all()
+            and np.allclose(array.sum(1), 1, atol=1e-2)):
+        raise ArgumentError("plot_misclassified の probs が確率（0〜1 で、各行の合計が 1）ではありません。model(X) のスコアや "
+                            "log_softmax なら、probs = predict_proba(model, X)（または F.softmax(model(X), 1)）を渡してください。")
+    return array
+
+
 @explained_inputs
 def plot_misclassified(X, y, probs, n=24, ncols=8):
     """Return a gallery of up to ``n`` misclassified images: ``true -> predicted (confidence)``.
@@ -234,12 +252,12 @@ def plot_misclassified(X, y, probs, n=24, ncols=8):
     Introduced in the lesson: main.ipynb §9.
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ArgumentError(f"plot_misclassified の n は描く枚数（0 以上の整数）にしてください（今は {n!r}）。例: n=24")
+        raise ArgumentError(f"plot_misclassified の n は描く枚数（0 以上の整数）にしてください（今は {short(n)}）。例: n=24")
+    probs = _probabilities(probs)
     idx = misclassified(y, probs)[:n]
-    probs = np.asarray(probs)
     fig, axes = _grid(max(1, len(idx)), ncols)
     if len(idx) == 0:
-        axes[0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
+        axes[0].text(0.5, 0.5, label("間違いはありません", "no mistakes"), ha="center", va="center")
         return fig
     images = denormalize(X[idx].detach().cpu()).numpy()
     for ax, i, image in zip(axes, idx, images):

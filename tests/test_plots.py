@@ -5,7 +5,10 @@ import torch
 
 from mnist_lab import History, plots
 from mnist_lab.metrics import classification_table, confusion_matrix
+from mnist_lab.errors import ArgumentError, UserError
 from mnist_lab.plots import label
+
+from invariants import JAPANESE, assert_japanese_message
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -119,7 +122,8 @@ def test_misclassified_gallery_most_confident_first(images):
 def test_no_mistakes_is_said_not_crashed(images):
     X, y = images
     fig = plots.plot_misclassified(X, y, torch.nn.functional.one_hot(y, 10).float())
-    assert fig.axes[0].texts[0].get_text() == "no mistakes"
+    text = fig.axes[0].texts[0].get_text()
+    assert text and (not plots.JAPANESE or JAPANESE.search(text))  # said in Japanese where figures can show it
 
 
 def every_figure():
@@ -196,3 +200,31 @@ def test_per_class_bars_are_named_by_the_tables_own_digits_and_a_results_file_is
     for odd in (json.loads(json.dumps(results)), {}):
         with pytest.raises(UserError):
             plot_history(odd)
+
+
+@pytest.fixture
+def nothing_drawn(monkeypatch):
+    """Any figure made from now on fails the test: a refusal comes before drawing."""
+    def refused(*args, **kwargs):
+        raise AssertionError("a figure was made")
+    monkeypatch.setattr(plots, "Figure", refused)
+
+
+def test_a_normalised_or_negative_confusion_matrix_is_refused_like_the_metrics_refuse_it(nothing_drawn):
+    C = confusion_matrix(np.arange(100) % 10, (np.arange(100) + (np.arange(100) % 7 == 0)) % 10)
+    for odd in (C / C.sum(1, keepdims=True), -C, np.where(C > 0, np.inf, 0.0)):
+        with pytest.raises(UserError) as refused:
+            plots.plot_confusion_matrix(odd)
+        assert_japanese_message(refused.value)
+        with pytest.raises(UserError) as by_the_metrics:
+            classification_table(odd)
+        assert str(refused.value) == str(by_the_metrics.value)  # one place decides what a confusion matrix is
+
+
+def test_misclassified_takes_probabilities_not_scores_log_probabilities_or_labels(images, nothing_drawn):
+    X, y = images
+    scores = torch.randn(12, 10, generator=torch.Generator().manual_seed(1)) * 5
+    for odd in (scores, torch.log_softmax(scores, 1), scores.softmax(1).argmax(1), scores.softmax(1)[:, :9]):
+        with pytest.raises(ArgumentError) as refused:
+            plots.plot_misclassified(X, y, odd)
+        assert_japanese_message(refused.value)
