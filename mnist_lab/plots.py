@@ -268,6 +268,9 @@ def plot_misclassified(X, y, probs, n=24, ncols=8):
     return fig
 
 
+COMPARED = ("status", "errors", "seconds")  # the columns of compare's table that plot_comparison draws
+
+
 @explained_inputs
 def plot_comparison(table):
     """Return test errors (out of the test set) and training time per model, from ``compare``'s table. A model with
@@ -275,15 +278,20 @@ def plot_comparison(table):
 
     Introduced in the lesson: main.ipynb §12.
     """
+    missing = [column for column in COMPARED if column not in getattr(table, "columns", ())]
+    if missing or not hasattr(table, "index"):
+        raise ArgumentError(f"plot_comparison には compare(...) の表（列 {'・'.join(COMPARED)} のある表）を渡してください"
+                            f"（足りない列: {'・'.join(missing) or '表ではありません'}）。")
+    errors = table["errors"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
     fig = Figure(figsize=(10, 3.6), layout="constrained")
     ax_err, ax_time = fig.subplots(1, 2)
-    names = list(table.index)
-    errors = table["errors"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
-    ax_err.bar(names, np.nan_to_num(errors), color="tab:red")
+    at = np.arange(len(table))  # one slot per row, also for a name twice (pd.concat of two comparisons)
+    ax_err.bar(at, np.nan_to_num(errors), color="tab:red")
     ax_err.set_title(label("テストで間違えた枚数（少ないほどよい）", "Test errors (lower is better)"))
-    ax_time.bar(names, table["seconds"], color="tab:blue")
+    ax_time.bar(at, table["seconds"], color="tab:blue")
     ax_time.set_title(label("学習時間 [秒]", "Training time [s]"))
     for ax, values in ((ax_err, errors), (ax_time, np.asarray(table["seconds"], dtype=float))):
+        ax.set_xticks(at, _bar_names(table.index))
         for i, (value, status) in enumerate(zip(values, table["status"])):
             ax.text(i, np.nan_to_num(value), _bar_label(value, status), ha="center", va="bottom")
         ax.grid(axis="y", alpha=0.3)
@@ -291,6 +299,15 @@ def plot_comparison(table):
         ax_err.set_ylim(0, 1)
         ax_err.set_yticks([])
     return fig
+
+
+def _bar_names(index):
+    """The rows' names, a repeated one numbered (``quick``, ``quick #2``) so each bar says which row it is."""
+    seen, names = {}, []
+    for name in map(str, index):
+        seen[name] = seen.get(name, 0) + 1
+        names.append(name if seen[name] == 1 else f"{name} #{seen[name]}")
+    return names
 
 
 def _bar_label(value, status):

@@ -228,3 +228,27 @@ def test_misclassified_takes_probabilities_not_scores_log_probabilities_or_label
         with pytest.raises(ArgumentError) as refused:
             plots.plot_misclassified(X, y, odd)
         assert_japanese_message(refused.value)
+
+
+def test_comparisons_joined_with_a_name_twice_get_a_bar_each_with_its_own_number():
+    def table(errors, names):
+        return pd.DataFrame({"model": ["quick"] * len(names), "status": ["trained"] * len(names),
+                             "errors": pd.array(errors, dtype="Int64"), "seconds": [1.0] * len(names)}, index=names)
+
+    both = pd.concat([table([50, 70], ["quick", "mlp"]), table([40, 30], ["quick", "lenet"])])
+    errors, seconds = plots.plot_comparison(both).axes
+    bars = [(bar.get_x() + bar.get_width() / 2, bar.get_height()) for bar in errors.patches]
+    assert len({x for x, _ in bars}) == 4 and [h for _, h in bars] == [50, 70, 40, 30]
+    written = {text.get_position()[0]: text.get_text() for text in errors.texts}
+    assert [written[x] for x, _ in bars] == ["50", "70", "40", "30"]  # each number over its own bar
+    ticks = [t.get_text() for t in errors.get_xticklabels()]
+    assert len(set(ticks)) == 4 and ticks[1:4:2] == ["mlp", "lenet"]
+
+
+def test_a_comparison_without_its_columns_is_one_line(nothing_drawn):
+    table = pd.DataFrame({"errors": [3], "seconds": [1.0], "status": ["trained"]}, index=["quick"])
+    for odd, needed in ((table[["errors"]], "seconds"), (table.drop(columns="status"), "status"), (table.to_dict(), "")):
+        with pytest.raises(ArgumentError) as refused:
+            plots.plot_comparison(odd)
+        assert_japanese_message(refused.value)
+        assert needed in str(refused.value)  # names the column it needs
