@@ -10,6 +10,7 @@ import contextlib
 import html
 import io
 import math
+import warnings
 import weakref
 from pathlib import Path
 from typing import ClassVar
@@ -24,7 +25,7 @@ from PIL import Image, ImageDraw
 from .data import denormalize
 from .errors import ArgumentError, UserError
 from .inference import evaluation_mode
-from .metrics import confusion_matrix, f1, one_vs_rest, one_vs_rest_accuracy, precision, recall
+from .metrics import UndefinedMetricWarning, confusion_matrix, f1, one_vs_rest, one_vs_rest_accuracy, precision, recall
 from .ood import WARNING, probabilities_and_flag
 from .preprocess import EmptyImageError, mnist_like, model_input
 
@@ -359,11 +360,15 @@ class OneVsRestExplorer(widgets.VBox):
             f"<tr><th>本当は {k}</th>{_count_cell('TP', c.TP)}{_count_cell('FN', c.FN)}</tr>"
             f"<tr><th>本当は {k} 以外</th>{_count_cell('FP', c.FP)}{_count_cell('TN', c.TN)}</tr></table>")
         total = c.TP + c.FP + c.FN + c.TN
-        accuracy = one_vs_rest_accuracy(c)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UndefinedMetricWarning)  # 0/0 is 0, as in the table; said once below
+            accuracy, scores = one_vs_rest_accuracy(c), (precision(c), recall(c), f1(c))
         lines = [f"Accuracy（正解率、{k} か {k} 以外か） = (TP + TN) / 全部 = ({c.TP} + {c.TN}) / {total} = {accuracy:.4f}",
-                 f"Precision（適合率） = TP / (TP + FP) = {c.TP} / ({c.TP} + {c.FP}) = {precision(c):.4f}",
-                 f"Recall（再現率） = TP / (TP + FN) = {c.TP} / ({c.TP} + {c.FN}) = {recall(c):.4f}",
-                 f"F1 = 2TP / (2TP + FP + FN) = {2 * c.TP} / ({2 * c.TP} + {c.FP} + {c.FN}) = {f1(c):.4f}"]
+                 f"Precision（適合率） = TP / (TP + FP) = {c.TP} / ({c.TP} + {c.FP}) = {scores[0]:.4f}",
+                 f"Recall（再現率） = TP / (TP + FN) = {c.TP} / ({c.TP} + {c.FN}) = {scores[1]:.4f}",
+                 f"F1 = 2TP / (2TP + FP + FN) = {2 * c.TP} / ({2 * c.TP} + {c.FP} + {c.FN}) = {scores[2]:.4f}"]
+        if 0 in (c.TP + c.FP, c.TP + c.FN):
+            lines.append("※ 分母が 0 の式（0 / 0）は、classification_table と同じく 0 としています。")
         self.formulas.value = "<br>".join(html.escape(line) for line in lines)
         self.examples.value = "".join(self._strip(name, mask) for name, mask in (
             ("TP（当たり）", (self.y == k) & (self.y_hat == k)),

@@ -352,3 +352,17 @@ def test_the_page_shows_strokes_the_kernel_drew(chromium):
         page.evaluate("kernelDraws([])")  # pad.clear() or a wipe
         assert page.evaluate("ink()") == 0
         browser.close()
+
+
+def test_a_digit_never_predicted_shows_zero_without_an_english_warning():
+    import warnings
+
+    y = torch.arange(50) % 10
+    y_hat = torch.where(y == 3, 5, y)  # 3 is never predicted: its precision is 0 / 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        explorer = OneVsRestExplorer(torch.zeros(50, 1, 28, 28), y, y_hat, digit=3)
+        assert "TP / (TP + FP) = 0 / (0 + 0) = 0.0000" in explorer.formulas.value
+        explorer.digit.value = 4
+        explorer.digit.value = 3
+    assert not caught, [str(w.message) for w in caught]
