@@ -129,7 +129,7 @@ def _checked_curve_arguments(points, epochs):
         raise ArgumentError("plot_history の points は LiveCurves の points（{'epoch': 0.5, 'train_loss': 0.3, "
                             "'train_accuracy': 0.9} のような記録の並び）です。なければ省いて plot_history(history) としてください。")
     if epochs is not None and not _number(epochs, 0, MAX_EPOCHS):
-        raise ArgumentError(f"plot_history の epochs は学習のエポック数（0〜{MAX_EPOCHS} の数）です（今は {str(epochs)[:40]!r}）。"
+        raise ArgumentError(f"plot_history の epochs は学習のエポック数（0〜{MAX_EPOCHS} の数）です（今は {short(epochs)}）。"
                             "なければ省いてください。")
 
 

@@ -23,7 +23,7 @@ import traitlets
 from PIL import Image, ImageDraw
 
 from .data import denormalize
-from .errors import ArgumentError, UserError
+from .errors import ArgumentError, UserError, short
 from .inference import evaluation_mode
 from .metrics import UndefinedMetricWarning, confusion_matrix, f1, one_vs_rest, one_vs_rest_accuracy, precision, recall
 from .ood import WARNING, probabilities_and_flag
@@ -55,6 +55,9 @@ class PadCanvas(anywidget.AnyWidget):
 
 def checked_reader(model):
     """Return ``model`` if it reads a 1x1x28x28 picture into 10 scores; else one Japanese line saying what to pass."""
+    if isinstance(model, tuple) and model and isinstance(model[0], torch.nn.Module):
+        raise UserError("手書き欄に渡したのは load_checkpoint の結果（モデルと情報の組）です。"
+                        "model, info = load_checkpoint(...) と分けて、DrawPad(model) のように model を渡してください。")
     first = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
     if first is None:
         raise UserError(f"手書き欄には学習したモデルを渡してください（今は {type(model).__name__}）。例: DrawPad(model)。"
@@ -76,7 +79,7 @@ def checked_number(name, value, low, high):
     """``value`` as an int if it is a whole number from ``low`` to ``high``; else one Japanese line."""
     if (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating))
             or not low <= value <= high):  # NaN fails it too
-        raise UserError(f"{name} は {low} 以上 {high} 以下の数にしてください（今は {value!r}）。")
+        raise UserError(f"{name} は {low} 以上 {high} 以下の数にしてください（今は {short(value)}）。")
     return int(value)
 
 
@@ -86,7 +89,7 @@ def checked_point(function, x, y):
     for value in (x, y):
         if (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating))
                 or not math.isfinite(value)):
-            raise ArgumentError(f"{function} の座標は、手書き欄のピクセルを表す数にしてください（今は {str(x)[:20]!r}, {str(y)[:20]!r}）。"
+            raise ArgumentError(f"{function} の座標は、手書き欄のピクセルを表す数にしてください（今は {short(x, 20)}, {short(y, 20)}）。"
                                 "例: pad.stroke(140, 40, 140, 240)（左上が 0, 0）")
     return float(x), float(y)
 
@@ -321,7 +324,7 @@ def explorer_inputs(X, y, probs):
 def checked_whole(name, value, low, high):
     """``value`` as an int if it is a whole number (not a bool) from ``low`` to ``high``; else one line."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
-        raise ArgumentError(f"OneVsRestExplorer の {name} は {low} 以上 {high} 以下の整数にしてください（今は {repr(value)[:20]}）。"
+        raise ArgumentError(f"OneVsRestExplorer の {name} は {low} 以上 {high} 以下の整数にしてください（今は {short(value, 20)}）。"
                             "例: OneVsRestExplorer(data.X_test, data.y_test, probs, digit=3)")
     return int(value)
 

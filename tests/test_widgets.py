@@ -366,3 +366,31 @@ def test_a_digit_never_predicted_shows_zero_without_an_english_warning():
         explorer.digit.value = 4
         explorer.digit.value = 3
     assert not caught, [str(w.message) for w in caught]
+
+
+def test_a_wrong_value_in_a_message_is_cut_short_to_one_line():
+    from mnist_lab import plots
+
+    model = build_model("quick", seed=0)
+    X = torch.zeros(50, 1, 28, 28)
+    for call in (lambda: DrawPad(model, model.state_dict()), lambda: DrawPad(model, line_width=model.state_dict()),
+                 lambda: DrawPad(model, size=X), lambda: LiveCurves(X),
+                 lambda: plots.plot_misclassified(X, torch.zeros(50).long(), torch.eye(10)[torch.zeros(50).long()], n=X),
+                 lambda: OneVsRestExplorer(X, torch.zeros(50).long(), torch.zeros(50).long(), digit=X)):
+        with pytest.raises(UserError) as refused:
+            call()
+        text = str(refused.value)
+        assert "\n" not in text and len(text) < 300, (len(text), text[:200])
+
+
+def test_the_pair_load_checkpoint_returns_is_told_to_be_unpacked(tmp_path):
+    from mnist_lab.checkpoint import load_checkpoint, save_checkpoint
+
+    model = build_model("quick", seed=0)
+    save_checkpoint(tmp_path / "m.pt", model, {"model": "quick_cnn"})
+    with pytest.raises(UserError) as plain:
+        DrawPad("model.pt")
+    with pytest.raises(UserError) as pair:
+        DrawPad(load_checkpoint(tmp_path / "m.pt"))
+    assert "\n" not in str(pair.value) and str(pair.value) != str(plain.value)
+    assert "load_checkpoint(" in str(pair.value)  # shows the call that unpacks it
