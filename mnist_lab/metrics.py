@@ -113,7 +113,7 @@ def _integers(array, name, what):
     return array.astype(np.int64) if array.dtype != np.uint64 or not array.size or array.max() < 2**63 else array
 
 
-def _labels(y, name="y", num_classes=10):
+def checked_labels(y, name="y", num_classes=10):
     """Return the labels ``y`` as a 1-D int64 array, each in ``0..num_classes-1``; else MetricInputError."""
     y = _array(y, name)
     if y.ndim == 2 and y.shape[1] == num_classes and y.shape[0] and y.dtype.kind == "f":
@@ -167,7 +167,7 @@ def confusion_matrix(y_true, y_pred=_MISSING, num_classes=10):
         raise MetricInputError("confusion_matrix には正解と予測の 2 つを渡してください（例: confusion_matrix(y, y_hat)）。")
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or not 1 <= num_classes <= 1000:
         raise MetricInputError(f"num_classes は 1〜1000 の整数にしてください（今は {short(num_classes)}）。")
-    y_true, y_pred = _labels(y_true, "y_true", num_classes), _labels(y_pred, "y_pred", num_classes)
+    y_true, y_pred = checked_labels(y_true, "y_true", num_classes), checked_labels(y_pred, "y_pred", num_classes)
     if y_true.shape != y_pred.shape:
         raise MetricInputError(f"y_true は {y_true.size} 個、y_pred は {y_pred.size} 個です。同じ画像の正解と予測を、同じ数だけ渡してください。")
     return np.bincount(num_classes * y_true + y_pred, minlength=num_classes**2).reshape(num_classes, num_classes)

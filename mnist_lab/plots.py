@@ -16,7 +16,7 @@ from matplotlib.figure import Figure as _MplFigure
 from .data import denormalize
 from .errors import ArgumentError, explained_arguments, short
 from .history import MAX_EPOCHS, checked_history
-from .metrics import checked_matrix
+from .metrics import MetricInputError, checked_labels, checked_matrix
 
 TAKES = {  # what each plot function draws from, as the lesson passes it
     "plot_samples": "画像 X（N×1×28×28 のテンソル）と同じ枚数のラベル y",
@@ -86,6 +86,33 @@ def _grid(n, ncols, cell=1.2):
     return fig, axes
 
 
+MAX_SAMPLES = 100  # images plot_samples draws at most: 1,000 take over a minute, all 60,000 over an hour
+
+
+def _checked_samples(X, y, y_hat):
+    """Return the labels ``y`` and ``y_hat`` (or ``None``) of the images ``X`` as int arrays, before anything is
+    drawn; else one line: ``X`` no stack of at most ``MAX_SAMPLES`` images, labels not whole numbers 0-9 or
+    not one per image."""
+    shape = tuple(getattr(X, "shape", ()))
+    if not hasattr(X, "detach") or len(shape) != 4 or shape[1:] != (1, 28, 28):
+        raise ArgumentError(f"plot_samples の X は N×1×28×28 の画像のテンソルです（今は {shape or type(X).__name__}）。"
+                            "1 枚だけなら X[:1], y[:1] のように渡してください。")
+    if len(X) > MAX_SAMPLES:
+        raise ArgumentError(f"plot_samples で描くのは {MAX_SAMPLES} 枚までです（今は {len(X)} 枚。全部だと何十分もかかります）。"
+                            "plot_samples(X[:32], y[:32]) のように一部を渡してください。")
+    checked = []
+    for name, labels in (("y", y), ("y_hat", y_hat)):
+        try:
+            labels = None if labels is None and name == "y_hat" else checked_labels(labels, name)
+        except MetricInputError as e:
+            raise ArgumentError(f"plot_samples の {e}") from e
+        if labels is not None and len(labels) != len(X):
+            raise ArgumentError(f"plot_samples の画像 X は {len(X)} 枚、{name} は {len(labels)} 個です。同じ数にしてください"
+                                "（例: plot_samples(X[:8], y[:8])）。")
+        checked.append(labels)
+    return checked
+
+
 @explained_inputs
 def plot_samples(X, y, y_hat=None, ncols=8):
     """Return a grid of the images ``X`` titled with their labels ``y``.
@@ -94,10 +121,7 @@ def plot_samples(X, y, y_hat=None, ncols=8):
 
     Introduced in the lesson: main.ipynb §3.
     """
-    for name, labels in (("y", y), ("y_hat", y_hat)):
-        if labels is not None and len(labels) != len(X):
-            raise ArgumentError(f"plot_samples の画像 X は {len(X)} 枚、{name} は {len(labels)} 個です。同じ数にしてください"
-                                "（例: plot_samples(X[:8], y[:8])）。")
+    y, y_hat = _checked_samples(X, y, y_hat)
     images = denormalize(X.detach().cpu()).numpy()
     fig, axes = _grid(len(images), ncols)
     for i, (ax, image) in enumerate(zip(axes, images)):
@@ -375,12 +399,33 @@ def plot_feature_maps(image, maps, n=8):
     return fig
 
 
+def _checked_energy_arguments(digits, non_digits, threshold):
+    """Return ``threshold`` as a float (or ``None``); refuse, in one line, energies that are a table (such as
+    probabilities, N x 10) and a threshold that is no finite number."""
+    for values in (digits, non_digits):
+        shape = tuple(getattr(values, "shape", None) or np.shape(values))
+        if sum(n > 1 for n in shape) > 1:
+            raise ArgumentError(f"plot_energies に渡したものが表（形 {shape}）です。エネルギーは画像 1 枚に 1 つの数です:"
+                                " energies(model, X) の結果を渡してください（predict_proba の確率ではありません）。")
+    if threshold is None:
+        return None
+    try:
+        value = math.nan if isinstance(threshold, (str, bytes, bool, np.bool_)) else float(threshold)
+    except (TypeError, ValueError, RuntimeError):  # a list, a tensor of several values...
+        value = math.nan
+    if not math.isfinite(value):
+        raise ArgumentError(f"plot_energies の threshold は境目のエネルギー（数）です（今は {short(threshold)}）。"
+                            "threshold_of(...) の結果を渡すか、省いてください。")
+    return value
+
+
 @explained_inputs
 def plot_energies(digits, non_digits, threshold=None, title=None):
     """Histograms of the energies of digits and of non-digits (the same model), with the threshold if given.
 
     Introduced in the lesson: main.ipynb §10.
     """
+    threshold = _checked_energy_arguments(digits, non_digits, threshold)
     digits, non_digits = _values(digits), _values(non_digits)
     if not (digits.size and non_digits.size and np.isfinite(digits).all() and np.isfinite(non_digits).all()):
         raise ArgumentError("plot_energies に渡したエネルギーが空か、NaN・無限大を含みます。energies(model, X) の結果を"

@@ -252,3 +252,39 @@ def test_a_comparison_without_its_columns_is_one_line(nothing_drawn):
             plots.plot_comparison(odd)
         assert_japanese_message(refused.value)
         assert needed in str(refused.value)  # names the column it needs
+
+
+def test_samples_are_a_stack_of_a_few_images_with_labels_0_to_9(images, nothing_drawn):
+    X, y = images
+    odd_calls = [(X[0], y[0]), (X[0, 0], y[:1]), (X[:2], torch.tensor([0.5, 1.5])), (X[:2], torch.tensor([27, 1])),
+                 (X[:2], y[:2], torch.tensor([11, 1])), (X[:2], y[:2], torch.softmax(torch.zeros(2, 10), 1)),
+                 (torch.zeros(plots.MAX_SAMPLES + 1, 1, 28, 28), torch.zeros(plots.MAX_SAMPLES + 1).long())]
+    for args in odd_calls:
+        with pytest.raises(ArgumentError) as refused:
+            plots.plot_samples(*args)
+        assert_japanese_message(refused.value)
+
+
+def test_all_the_training_images_are_refused_at_once_not_drawn_for_an_hour(nothing_drawn):
+    import time
+
+    X, y = torch.zeros(1, 1, 28, 28).expand(60_000, -1, -1, -1), torch.zeros(60_000, dtype=torch.long)  # data.X_train
+    start = time.perf_counter()
+    with pytest.raises(ArgumentError) as refused:
+        plots.plot_samples(X, y)
+    assert time.perf_counter() - start < 5 and "X[:" in str(refused.value)  # shows how to take a few
+
+
+def test_energies_are_one_number_per_image_and_the_threshold_a_number(nothing_drawn):
+    e = torch.randn(50)
+    probs = torch.softmax(torch.randn(50, 10), 1)
+    for args in ((probs, probs), (e, probs), (e, e, "x"), (e, e, float("nan")), (e, e, [1.0, 2.0])):
+        with pytest.raises(ArgumentError) as refused:
+            plots.plot_energies(*args)
+        assert_japanese_message(refused.value)
+
+
+def test_energies_take_a_threshold_as_any_kind_of_number():
+    e = torch.randn(50)
+    for threshold in (1.5, np.float32(1.5), torch.tensor(1.5), 2):
+        assert plots.plot_energies(e, e + 1, threshold).axes[0].lines[0].get_xdata()[0] == pytest.approx(float(threshold))
