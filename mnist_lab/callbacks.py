@@ -13,7 +13,7 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from .errors import TrainingDiverged, UserError
+from .errors import TrainingDiverged, UserError, short
 
 
 class Callback:
@@ -110,7 +110,7 @@ class AverageWeights(Callback):
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
         if isinstance(decay, bool) or not isinstance(decay, numbers.Real) or not 0 <= decay < 1:
-            raise UserError(f"AverageWeights の decay は 0 以上 1 未満の数にしてください（例: 0.999。今は {decay!r}）。")
+            raise UserError(f"AverageWeights の decay は 0 以上 1 未満の数にしてください（例: 0.999。今は {short(decay)}）。")
         if not isinstance(model, torch.nn.Module):
             raise UserError(f"AverageWeights の最初には学習するモデルを渡してください（今は {type(model).__name__}）。")
 
@@ -173,7 +173,7 @@ class TensorBoardLogger(Callback):
 
     def __init__(self, log_dir):
         if not isinstance(log_dir, (str, os.PathLike)) or not str(log_dir).strip():
-            raise UserError(f"TensorBoardLogger にはログを書くフォルダの名前を渡してください（例: \"runs/tb\"。今は {log_dir!r}）。")
+            raise UserError(f"TensorBoardLogger にはログを書くフォルダの名前を渡してください（例: \"runs/tb\"。今は {short(log_dir)}）。")
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as e:
@@ -213,7 +213,7 @@ class LiveCurves(Callback):
     def __init__(self, points_per_epoch=20, seconds=2.0):
         for name, value, low in (("points_per_epoch", points_per_epoch, 1), ("seconds", seconds, 0)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < float("inf"):
-                raise UserError(f"LiveCurves の {name} は {low} 以上の数にしてください（今は {value!r}）。例: LiveCurves()")
+                raise UserError(f"LiveCurves の {name} は {low} 以上の数にしてください（今は {short(value)}）。例: LiveCurves()")
         self.points_per_epoch, self.seconds = int(points_per_epoch), seconds
         self.handle, self.history, self.points, self.epochs, self.steps_per_epoch = None, None, [], 0, 1
         self.every, self.step, self.next_draw, self._sums = 1, 0, 0.0, [0.0, 0, 0]

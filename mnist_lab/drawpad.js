@@ -4,7 +4,8 @@
 // as a list of operations ("down" x y width, "move" x y, "up", "clear"), which it draws the same way on the image
 // the model reads. One batch is in flight at a time: the next leaves when the kernel has read the drawing ("read"),
 // and no sooner than `every` seconds after the one before while the pen moves (at once when it is lifted). So a
-// busy kernel gets one batch with everything it missed, and reads the drawing once for it.
+// busy kernel gets one batch with everything it missed, and reads the drawing once for it. Whenever the kernel's
+// drawing changes (also by strokes drawn from Python), the canvas is redrawn from it.
 
 function paint(ctx, size, ops) {
   // Draw `ops` on `ctx` as the kernel draws them (a round-capped line per segment); "clear" wipes to white.
@@ -58,6 +59,7 @@ function render({ model, el }) {
   paint(ctx, size, [["clear"], ...model.get("ops")]); // what was drawn before this page showed the pad
 
   let queue = [];        // operations not yet sent
+  let sent = [];         // the batch with the kernel
   let waiting = false;   // a batch is with the kernel
   let sentAt = -Infinity;
   let timer = null;
@@ -75,6 +77,7 @@ function render({ model, el }) {
     clearTimeout(timer);
     timer = null;
     model.send({ ops: queue });
+    sent = queue;
     queue = [];
     waiting = true;
     sentAt = performance.now();
@@ -141,8 +144,14 @@ function render({ model, el }) {
       paint(ctx, size, [["clear"]]);
     }
   }
+  // The kernel's drawing changed (a batch read, or strokes drawn from Python: pad.stroke, pen_down/move/up): show
+  // what the kernel reads, with what this page drew since that it has not read yet.
+  function repaint() {
+    paint(ctx, size, [["clear"], ...model.get("ops"), ...(waiting ? sent : []), ...queue]);
+  }
   model.on("msg:custom", onMessage);
-  return () => model.off("msg:custom", onMessage);
+  model.on("change:ops", repaint);
+  return () => { model.off("msg:custom", onMessage); model.off("change:ops", repaint); };
 }
 
 export default { render };

@@ -51,6 +51,20 @@ def explained_arguments(takes):
     return decorate
 
 
+def short(value, limit=40):
+    """A one-line text of at most ``limit`` characters for any value (a tensor, a model, a whole checkpoint), for
+    messages that show what was passed; never raises.
+
+    >>> short(list(range(100)))
+    '[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11...'
+    """
+    try:
+        text = " ".join(repr(value).split())
+    except Exception:  # noqa: BLE001 -- a value whose repr fails is still named by its type
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def checked_seed(seed):
     """Return ``seed`` as the int ``torch.manual_seed`` takes (0 <= seed < 2**64; a NumPy or PyTorch integer too);
     else :class:`UserError`, one line."""

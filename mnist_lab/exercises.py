@@ -11,6 +11,8 @@ as it stops any cell. It shows one verdict:
 - ``no_return``: something is written but nothing is returned (no ``return`` with a value);
 - ``wrong``: a case gave another value, or a value of another kind (the message names the case, what came back
   and a hint that fits that case, never the formula);
+- ``fixed_size``: wrong on a case's small matrix but right on a 10 x 10 one: the function loops over ten digits
+  (``range(10)``) where it should loop over ``range(len(C))``; the message says so;
 - ``correct``.
 
 Every case runs on fresh copies of its data, so a function that changes its argument cannot spoil the next case,
@@ -40,7 +42,9 @@ from . import metrics as M
 
 STYLE = {"correct": ("#2e7d32", "正解！"), "wrong": ("#c62828", "もう少し"),
          "unwritten": ("#1565c0", "まだ書かれていません"), "no_return": ("#1565c0", "return がありません"),
-         "hint": ("#6a1b9a", "ヒント"), "solution": ("#455a64", "解答例")}
+         "fixed_size": ("#c62828", "もう少し"), "hint": ("#6a1b9a", "ヒント"), "solution": ("#455a64", "解答例")}
+FIXED_SIZE = ("10×10 の C では正しい値が返りました。C は 10×10 とは限りません: range(10) ではなく "
+              "for k in range(len(C)) のように、C の大きさで数字を回してください。")
 NO_MORE_HINTS = "ヒントはここまでです。解答例は ex.{name}.solution() で見られます。"
 
 
@@ -368,7 +372,7 @@ class Exercise:
         if kind == "raised":
             if isinstance(got, NotImplementedError):
                 return Result("unwritten", "関数の中身を書いてから、もう一度このセルを実行してください。")
-            return self._wrong(f"{case} で{raised(got)}。", args)
+            return self._wrong(f"{case} で{raised(got)}。", args, fn)
         if got is None or got is Ellipsis:
             return Result("no_return", f"{case} で答えが返りませんでした（{got!r}）。計算した答えを return で返してください"
                                        "（return のない道筋で関数が終わっていませんか？）。")
@@ -377,18 +381,35 @@ class Exercise:
             why = ("自分自身を中に含む並びか、入れ子が深すぎる値です" if isinstance(judged, RecursionError)
                    else f"{judged:g} 秒たっても読み終わりません" if kind == "slow" else raised(judged))
             return self._wrong(f"{case} で返した値 {shown(got)} を読み取れず、答えと比べられませんでした（{why}）。"
-                               "数か、数を , で並べたもの（return a, b）を返してください。", args)
+                               "数か、数を , で並べたもの（return a, b）を返してください。", args, fn)
         problem, equal, got = judged
         if problem:
-            return self._wrong(f"{case} のとき、{problem}。", args)
+            return self._wrong(f"{case} のとき、{problem}。", args, fn)
         if not equal:
-            return self._wrong(f"{case} のとき {shown(want)} になるはずが、{shown(got)} が返りました。", args)
+            return self._wrong(f"{case} のとき {shown(want)} になるはずが、{shown(got)} が返りました。", args, fn)
         return None
 
-    def _wrong(self, text, args):
+    def _wrong(self, text, args, fn=None):
+        if fn is not None and self._right_on_ten(fn, args):
+            return Result("fixed_size", f"{text}\n{FIXED_SIZE}")
         hint = self.case_hint(*args) or self.hints[0]
         self._shown.add(hint)
         return Result("wrong", f"{text}\n{hint}")
+
+    def _right_on_ten(self, fn, args):
+        """Whether ``fn``, wrong on ``args`` whose matrix is smaller than 10 x 10, is right on that matrix padded to
+        10 x 10 (:func:`_padded`): then it loops over ten digits, not over ``len(C)``."""
+        if not (args and isinstance(args[0], np.ndarray) and args[0].ndim == 2 and len(args[0]) < DIGITS):
+            return False
+        ten = (_padded(args[0]), *args[1:])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", M.UndefinedMetricWarning)
+            want = self.reference(*copy.deepcopy(ten))
+        kind, got = call_safely(fn, copy.deepcopy(ten))
+        if kind != "value":
+            return False
+        kind, judged = call_safely(judge, (got, want))
+        return kind == "value" and not judged[0] and judged[1]
 
     def check(self, fn=None, *extra, **named):
         """Show the verdict for ``fn`` (see :meth:`result`); anything more is answered with how to call it."""
@@ -461,6 +482,19 @@ def _always_not(y, k):
     return M.one_vs_rest_accuracy(c), M.recall(c)
 
 
+DIGITS = 10  # the lesson's matrices are 10 x 10; a check's cases are smaller, so a loop over range(10) shows
+
+
+def _padded(C):
+    """``C`` as the top-left corner of a 10 x 10 matrix whose other digits are all read right (a distinct count
+    each): every metric of ``C``'s own digits stays as it was, 0/0 included."""
+    ten = np.zeros((DIGITS, DIGITS), dtype=C.dtype)
+    ten[:len(C), :len(C)] = C
+    rest = np.arange(len(C), DIGITS)
+    ten[rest, rest] = 10 + rest
+    return ten
+
+
 # Rows are not symmetric to columns and TP != TN, so swapped rows/columns or swapped counts fail.
 MATRICES = [np.array([[5, 1, 0], [2, 7, 1], [0, 3, 9]]), np.array([[50, 4, 1], [9, 30, 6], [2, 0, 11]]),
             np.array([[8, 0, 2, 0], [1, 6, 0, 3], [0, 0, 9, 1], [4, 0, 0, 5]])]
@@ -531,7 +565,7 @@ class ReadingExercise:
         if C is None:
             return Result("wrong", "check(answer, C) のように、読んだ数と混同行列 C の 2 つを渡してください。")
         try:
-            C = M._matrix(C)
+            C = M.checked_matrix(C)
         except M.MetricInputError as e:
             return Result("wrong", f"2 つ目には、エクスプローラと同じ混同行列 C を渡してください（{e}）")
         if len(C) <= self.digit:
@@ -564,7 +598,7 @@ class ReadingExercise:
     def solution(self, C=None):
         """How the number is computed from C (and, given C, the number itself)."""
         try:
-            number = f"（この C では {shown(self.reference(M._matrix(C)))}）" if C is not None else ""
+            number = f"（この C では {shown(self.reference(M.checked_matrix(C)))}）" if C is not None else ""
         except Exception:  # noqa: BLE001 - a C that cannot be read: the formula alone
             number = ""
         show(Result("solution", f"{self.question}は {self.formula} で計算できます{number}。"))

@@ -37,7 +37,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from .errors import UserError
+from .errors import UserError, short
 
 AVERAGES = ("macro", "micro", "weighted")
 
@@ -72,11 +72,11 @@ def _array(x, name):
             x = x.detach().cpu()
             x = (x.float() if str(x.dtype) == "torch.bfloat16" else x).numpy()  # NumPy has no bfloat16
         except Exception as e:  # a tensor with no values (device="meta"), of a type NumPy lacks...
-            raise MetricInputError(f"{name} のテンソル（{_short(getattr(x, 'dtype', ''))}, "
-                                   f"{_short(getattr(x, 'device', ''))}）から値を取り出せません。"
+            raise MetricInputError(f"{name} のテンソル（{short(getattr(x, 'dtype', ''))}, "
+                                   f"{short(getattr(x, 'device', ''))}）から値を取り出せません。"
                                    "値の入った整数のテンソル（例: y_hat = probs.argmax(1)）を渡してください。") from e
     if isinstance(x, (str, bytes)):
-        raise MetricInputError(f"{name} が文字列 {_short(x)} です。数の配列を渡してください。")
+        raise MetricInputError(f"{name} が文字列 {short(x)} です。数の配列を渡してください。")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -89,9 +89,9 @@ def _array(x, name):
     except MetricInputError:
         raise
     except Exception as e:  # whatever an odd object raises, the student is told what it is
-        raise MetricInputError(f"{name} を数の配列にできません（長さの違う行や、数でない値 {_short(x)} が入っています）。") from e
+        raise MetricInputError(f"{name} を数の配列にできません（長さの違う行や、数でない値 {short(x)} が入っています）。") from e
     if array.dtype.kind in "USa":
-        example = f"（例: {_short(array.ravel()[0])}）" if array.size else ""
+        example = f"（例: {short(array.ravel()[0])}）" if array.size else ""
         raise MetricInputError(f"{name} に文字列{example}が入っています。int(...) などで整数にしてから渡してください。")
     if array.dtype.kind == "b":
         raise MetricInputError(f"{name} が True/False の配列です。0〜9 のような数の配列を渡してください。")
@@ -113,22 +113,13 @@ def _integers(array, name, what):
     return array.astype(np.int64) if array.dtype != np.uint64 or not array.size or array.max() < 2**63 else array
 
 
-def _short(value):
-    """A short one-line text for any value; never raises."""
-    try:
-        text = " ".join(repr(value).split())
-    except Exception:  # noqa: BLE001 -- a value whose repr fails is still named by its type
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _labels(y, name="y", num_classes=10):
+def checked_labels(y, name="y", num_classes=10):
     """Return the labels ``y`` as a 1-D int64 array, each in ``0..num_classes-1``; else MetricInputError."""
     y = _array(y, name)
     if y.ndim == 2 and y.shape[1] == num_classes and y.shape[0] and y.dtype.kind == "f":
         raise MetricInputError(f"{name} は確率（またはスコア）の表 {y.shape} です。数字にするには {name}.argmax(1) を渡してください。")
     if y.ndim == 0:
-        raise MetricInputError(f"{name} が 1 つの数 {_short(y.item())} です。ラベルの配列（リストなど）を渡してください。")
+        raise MetricInputError(f"{name} が 1 つの数 {short(y.item())} です。ラベルの配列（リストなど）を渡してください。")
     if y.ndim > 1 and sum(n > 1 for n in y.shape) > 1:
         raise MetricInputError(f"{name} の形 {y.shape} は扱えません。1 次元のラベルの配列を渡してください。")
     y = _integers(y.ravel(), name, "ラベルは 0〜9 のような整数です（小数を整数にすると切り捨てられてしまいます）。"
@@ -139,7 +130,7 @@ def _labels(y, name="y", num_classes=10):
     return y.astype(np.int64)
 
 
-def _matrix(C):
+def checked_matrix(C):
     """Return ``C`` as a square int64 matrix of counts; MetricInputError saying what is wrong otherwise."""
     C = _array(C, "C")
     if C.ndim == 1:
@@ -157,7 +148,7 @@ def _matrix(C):
 
 def _digit(k, C):
     if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or not 0 <= k < len(C):
-        raise MetricInputError(f"k は 0〜{len(C) - 1} の整数（数字）にしてください（今は {_short(k)}）。")
+        raise MetricInputError(f"k は 0〜{len(C) - 1} の整数（数字）にしてください（今は {short(k)}）。")
     return int(k)
 
 
@@ -175,8 +166,8 @@ def confusion_matrix(y_true, y_pred=_MISSING, num_classes=10):
     if y_pred is _MISSING:
         raise MetricInputError("confusion_matrix には正解と予測の 2 つを渡してください（例: confusion_matrix(y, y_hat)）。")
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or not 1 <= num_classes <= 1000:
-        raise MetricInputError(f"num_classes は 1〜1000 の整数にしてください（今は {_short(num_classes)}）。")
-    y_true, y_pred = _labels(y_true, "y_true", num_classes), _labels(y_pred, "y_pred", num_classes)
+        raise MetricInputError(f"num_classes は 1〜1000 の整数にしてください（今は {short(num_classes)}）。")
+    y_true, y_pred = checked_labels(y_true, "y_true", num_classes), checked_labels(y_pred, "y_pred", num_classes)
     if y_true.shape != y_pred.shape:
         raise MetricInputError(f"y_true は {y_true.size} 個、y_pred は {y_pred.size} 個です。同じ画像の正解と予測を、同じ数だけ渡してください。")
     return np.bincount(num_classes * y_true + y_pred, minlength=num_classes**2).reshape(num_classes, num_classes)
@@ -187,7 +178,7 @@ def one_vs_rest(C, k):
 
     Introduced in the lesson: main.ipynb §7.
     """
-    C = _matrix(C)
+    C = checked_matrix(C)
     k = _digit(k, C)
     TP = int(C[k, k])
     FP = int(C[:, k].sum()) - TP
@@ -197,7 +188,7 @@ def one_vs_rest(C, k):
 
 def class_counts(C):
     """Return the :class:`Counts` of every digit at once, as arrays indexed by digit."""
-    C = _matrix(C)
+    C = checked_matrix(C)
     TP = np.diag(C)
     FP = C.sum(axis=0) - TP
     FN = C.sum(axis=1) - TP
@@ -207,7 +198,7 @@ def class_counts(C):
 def _as_counts(c):
     """Return ``c`` (Counts, or any 4 values TP, FP, FN, TN) as Counts of whole, non-negative numbers."""
     if not isinstance(c, (tuple, list)) or len(c) != 4:
-        raise MetricInputError(f"Counts（TP, FP, FN, TN の 4 つ）を渡してください（今は {_short(c)}）。"
+        raise MetricInputError(f"Counts（TP, FP, FN, TN の 4 つ）を渡してください（今は {short(c)}）。"
                                "one_vs_rest(C, k) が返すものです。")
     fields = []
     for name, value in zip(Counts._fields, c):
@@ -276,7 +267,7 @@ def specificity(c):
 def multiclass_accuracy(C):
     """trace(C) / sum(C): the share of all images whose digit was predicted right, over all ten digits (sklearn's
     accuracy_score; ``summary(C)["accuracy"]``, :func:`mnist_lab.inference.evaluate` and ``test_accuracy``)."""
-    C = _matrix(C)
+    C = checked_matrix(C)
     return _divide(np.trace(C), C.sum(), "accuracy")
 
 
@@ -287,7 +278,7 @@ def _metric_values(metric, counts, shape):
     """Return ``metric(counts)`` as a float array of ``shape``; MetricInputError naming what the metric must be."""
     what = ("averaged の metric は precision・recall・f1 のように Counts（TP, FP, FN, TN）を受け取り、数字ごとの値を"
             "返す関数にしてください（multiclass_accuracy のように C を受け取るものは、multiclass_accuracy(C) と直接呼びます）")
-    name = getattr(metric, "__name__", None) or _short(metric)
+    name = getattr(metric, "__name__", None) or short(metric)
     try:
         values = np.asarray(metric(counts), dtype=np.float64)
     except Exception as e:  # whatever the metric raised, the student is told what it must be
@@ -305,9 +296,9 @@ def averaged(metric, C, average):
     (0.9, 0.875)
     """
     if not isinstance(average, str) or average not in AVERAGES:
-        raise MetricInputError(f"average は {', '.join(map(repr, AVERAGES))} のどれかにしてください（今は {_short(average)}）。")
+        raise MetricInputError(f"average は {', '.join(map(repr, AVERAGES))} のどれかにしてください（今は {short(average)}）。")
     if not callable(metric):
-        raise MetricInputError(f"metric には precision・recall・f1 のような関数そのものを渡してください（今は {_short(metric)}）。")
+        raise MetricInputError(f"metric には precision・recall・f1 のような関数そのものを渡してください（今は {short(metric)}）。")
     c = class_counts(C)
     if average == "micro":
         return float(_metric_values(metric, Counts(*(x.sum() for x in c)), ()))
@@ -334,7 +325,7 @@ def classification_table(C):
 
 def averages_table(C):
     """Return a DataFrame of precision, recall and f1 averaged three ways (rows ``macro``, ``micro``, ``weighted``)."""
-    C = _matrix(C)
+    C = checked_matrix(C)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)
         rows = {avg: {name: averaged(metric, C, avg) for name, metric in METRICS.items()} for avg in AVERAGES}
@@ -343,7 +334,7 @@ def averages_table(C):
 
 def summary(C):
     """Return a flat dict of the headline numbers: accuracy and every averaged metric."""
-    C = _matrix(C)
+    C = checked_matrix(C)
     flat = {"accuracy": multiclass_accuracy(C)}
     flat.update({f"{name}_{avg}": float(value) for avg, row in averages_table(C).iterrows() for name, value in row.items()})
     return flat

@@ -14,8 +14,9 @@ from matplotlib import font_manager
 from matplotlib.figure import Figure as _MplFigure
 
 from .data import denormalize
-from .errors import ArgumentError, explained_arguments
+from .errors import ArgumentError, explained_arguments, short
 from .history import MAX_EPOCHS, checked_history
+from .metrics import MetricInputError, checked_labels, checked_matrix
 
 TAKES = {  # what each plot function draws from, as the lesson passes it
     "plot_samples": "画像 X（N×1×28×28 のテンソル）と同じ枚数のラベル y",
@@ -85,6 +86,33 @@ def _grid(n, ncols, cell=1.2):
     return fig, axes
 
 
+MAX_SAMPLES = 100  # images plot_samples draws at most: 1,000 take over a minute, all 60,000 over an hour
+
+
+def _checked_samples(X, y, y_hat):
+    """Return the labels ``y`` and ``y_hat`` (or ``None``) of the images ``X`` as int arrays, before anything is
+    drawn; else one line: ``X`` no stack of at most ``MAX_SAMPLES`` images, labels not whole numbers 0-9 or
+    not one per image."""
+    shape = tuple(getattr(X, "shape", ()))
+    if not hasattr(X, "detach") or len(shape) != 4 or shape[1:] != (1, 28, 28):
+        raise ArgumentError(f"plot_samples の X は N×1×28×28 の画像のテンソルです（今は {shape or type(X).__name__}）。"
+                            "1 枚だけなら X[:1], y[:1] のように渡してください。")
+    if len(X) > MAX_SAMPLES:
+        raise ArgumentError(f"plot_samples で描くのは {MAX_SAMPLES} 枚までです（今は {len(X)} 枚。全部だと何十分もかかります）。"
+                            "plot_samples(X[:32], y[:32]) のように一部を渡してください。")
+    checked = []
+    for name, labels in (("y", y), ("y_hat", y_hat)):
+        try:
+            labels = None if labels is None and name == "y_hat" else checked_labels(labels, name)
+        except MetricInputError as e:
+            raise ArgumentError(f"plot_samples の {e}") from e
+        if labels is not None and len(labels) != len(X):
+            raise ArgumentError(f"plot_samples の画像 X は {len(X)} 枚、{name} は {len(labels)} 個です。同じ数にしてください"
+                                "（例: plot_samples(X[:8], y[:8])）。")
+        checked.append(labels)
+    return checked
+
+
 @explained_inputs
 def plot_samples(X, y, y_hat=None, ncols=8):
     """Return a grid of the images ``X`` titled with their labels ``y``.
@@ -93,10 +121,7 @@ def plot_samples(X, y, y_hat=None, ncols=8):
 
     Introduced in the lesson: main.ipynb §3.
     """
-    for name, labels in (("y", y), ("y_hat", y_hat)):
-        if labels is not None and len(labels) != len(X):
-            raise ArgumentError(f"plot_samples の画像 X は {len(X)} 枚、{name} は {len(labels)} 個です。同じ数にしてください"
-                                "（例: plot_samples(X[:8], y[:8])）。")
+    y, y_hat = _checked_samples(X, y, y_hat)
     images = denormalize(X.detach().cpu()).numpy()
     fig, axes = _grid(len(images), ncols)
     for i, (ax, image) in enumerate(zip(axes, images)):
@@ -128,7 +153,7 @@ def _checked_curve_arguments(points, epochs):
         raise ArgumentError("plot_history の points は LiveCurves の points（{'epoch': 0.5, 'train_loss': 0.3, "
                             "'train_accuracy': 0.9} のような記録の並び）です。なければ省いて plot_history(history) としてください。")
     if epochs is not None and not _number(epochs, 0, MAX_EPOCHS):
-        raise ArgumentError(f"plot_history の epochs は学習のエポック数（0〜{MAX_EPOCHS} の数）です（今は {str(epochs)[:40]!r}）。"
+        raise ArgumentError(f"plot_history の epochs は学習のエポック数（0〜{MAX_EPOCHS} の数）です（今は {short(epochs)}）。"
                             "なければ省いてください。")
 
 
@@ -174,7 +199,7 @@ def plot_confusion_matrix(C):
 
     Introduced in the lesson: main.ipynb §7.
     """
-    C = np.asarray(C)
+    C = checked_matrix(C)  # counts only: a normalised (fractional) or negative matrix is refused in one line
     k = len(C)
     fig = Figure(figsize=(6.4, 5.6), layout="constrained")
     ax = fig.subplots()
@@ -227,6 +252,23 @@ def misclassified(y, probs):
     return wrong[np.argsort(-probs[wrong, y_hat[wrong]], kind="stable")]
 
 
+def _probabilities(probs):
+    """``probs`` as an N x 10 NumPy array of probabilities (each row from 0 to 1, summing to 1); else one line
+    saying what to pass: labels (``y_hat``), raw scores (``model(X)``) and log-probabilities are not."""
+    array = probs.detach().float().cpu().numpy() if hasattr(probs, "detach") else np.asarray(probs, dtype=np.float64)
+    if array.ndim == 1:
+        raise ArgumentError("plot_misclassified の probs が 1 次元です（予測 y_hat のようなラベルの並び）。"
+                            "確率の表 probs = predict_proba(model, X)（N×10）を渡してください。")
+    if array.ndim != 2 or array.shape[1] != 10:
+        raise ArgumentError(f"plot_misclassified の probs の形 {array.shape} は N×10 ではありません。"
+                            "probs = predict_proba(model, X) を渡してください。")
+    if not (np.isfinite(array).all() and (array >= 0).all() and (array <= 1).all()
+            and np.allclose(array.sum(1), 1, atol=1e-2)):
+        raise ArgumentError("plot_misclassified の probs が確率（0〜1 で、各行の合計が 1）ではありません。model(X) のスコアや "
+                            "log_softmax なら、probs = predict_proba(model, X)（または F.softmax(model(X), 1)）を渡してください。")
+    return array
+
+
 @explained_inputs
 def plot_misclassified(X, y, probs, n=24, ncols=8):
     """Return a gallery of up to ``n`` misclassified images: ``true -> predicted (confidence)``.
@@ -234,12 +276,12 @@ def plot_misclassified(X, y, probs, n=24, ncols=8):
     Introduced in the lesson: main.ipynb §9.
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ArgumentError(f"plot_misclassified の n は描く枚数（0 以上の整数）にしてください（今は {n!r}）。例: n=24")
+        raise ArgumentError(f"plot_misclassified の n は描く枚数（0 以上の整数）にしてください（今は {short(n)}）。例: n=24")
+    probs = _probabilities(probs)
     idx = misclassified(y, probs)[:n]
-    probs = np.asarray(probs)
     fig, axes = _grid(max(1, len(idx)), ncols)
     if len(idx) == 0:
-        axes[0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
+        axes[0].text(0.5, 0.5, label("間違いはありません", "no mistakes"), ha="center", va="center")
         return fig
     images = denormalize(X[idx].detach().cpu()).numpy()
     for ax, i, image in zip(axes, idx, images):
@@ -250,6 +292,9 @@ def plot_misclassified(X, y, probs, n=24, ncols=8):
     return fig
 
 
+COMPARED = ("status", "errors", "seconds")  # the columns of compare's table that plot_comparison draws
+
+
 @explained_inputs
 def plot_comparison(table):
     """Return test errors (out of the test set) and training time per model, from ``compare``'s table. A model with
@@ -257,15 +302,20 @@ def plot_comparison(table):
 
     Introduced in the lesson: main.ipynb §12.
     """
+    missing = [column for column in COMPARED if column not in getattr(table, "columns", ())]
+    if missing or not hasattr(table, "index"):
+        raise ArgumentError(f"plot_comparison には compare(...) の表（列 {'・'.join(COMPARED)} のある表）を渡してください"
+                            f"（足りない列: {'・'.join(missing) or '表ではありません'}）。")
+    errors = table["errors"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
     fig = Figure(figsize=(10, 3.6), layout="constrained")
     ax_err, ax_time = fig.subplots(1, 2)
-    names = list(table.index)
-    errors = table["errors"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
-    ax_err.bar(names, np.nan_to_num(errors), color="tab:red")
+    at = np.arange(len(table))  # one slot per row, also for a name twice (pd.concat of two comparisons)
+    ax_err.bar(at, np.nan_to_num(errors), color="tab:red")
     ax_err.set_title(label("テストで間違えた枚数（少ないほどよい）", "Test errors (lower is better)"))
-    ax_time.bar(names, table["seconds"], color="tab:blue")
+    ax_time.bar(at, table["seconds"], color="tab:blue")
     ax_time.set_title(label("学習時間 [秒]", "Training time [s]"))
     for ax, values in ((ax_err, errors), (ax_time, np.asarray(table["seconds"], dtype=float))):
+        ax.set_xticks(at, _bar_names(table.index))
         for i, (value, status) in enumerate(zip(values, table["status"])):
             ax.text(i, np.nan_to_num(value), _bar_label(value, status), ha="center", va="bottom")
         ax.grid(axis="y", alpha=0.3)
@@ -273,6 +323,15 @@ def plot_comparison(table):
         ax_err.set_ylim(0, 1)
         ax_err.set_yticks([])
     return fig
+
+
+def _bar_names(index):
+    """The rows' names, a repeated one numbered (``quick``, ``quick #2``) so each bar says which row it is."""
+    seen, names = {}, []
+    for name in map(str, index):
+        seen[name] = seen.get(name, 0) + 1
+        names.append(name if seen[name] == 1 else f"{name} #{seen[name]}")
+    return names
 
 
 def _bar_label(value, status):
@@ -340,12 +399,33 @@ def plot_feature_maps(image, maps, n=8):
     return fig
 
 
+def _checked_energy_arguments(digits, non_digits, threshold):
+    """Return ``threshold`` as a float (or ``None``); refuse, in one line, energies that are a table (such as
+    probabilities, N x 10) and a threshold that is no finite number."""
+    for values in (digits, non_digits):
+        shape = tuple(getattr(values, "shape", None) or np.shape(values))
+        if sum(n > 1 for n in shape) > 1:
+            raise ArgumentError(f"plot_energies に渡したものが表（形 {shape}）です。エネルギーは画像 1 枚に 1 つの数です:"
+                                " energies(model, X) の結果を渡してください（predict_proba の確率ではありません）。")
+    if threshold is None:
+        return None
+    try:
+        value = math.nan if isinstance(threshold, (str, bytes, bool, np.bool_)) else float(threshold)
+    except (TypeError, ValueError, RuntimeError):  # a list, a tensor of several values...
+        value = math.nan
+    if not math.isfinite(value):
+        raise ArgumentError(f"plot_energies の threshold は境目のエネルギー（数）です（今は {short(threshold)}）。"
+                            "threshold_of(...) の結果を渡すか、省いてください。")
+    return value
+
+
 @explained_inputs
 def plot_energies(digits, non_digits, threshold=None, title=None):
     """Histograms of the energies of digits and of non-digits (the same model), with the threshold if given.
 
     Introduced in the lesson: main.ipynb §10.
     """
+    threshold = _checked_energy_arguments(digits, non_digits, threshold)
     digits, non_digits = _values(digits), _values(non_digits)
     if not (digits.size and non_digits.size and np.isfinite(digits).all() and np.isfinite(non_digits).all()):
         raise ArgumentError("plot_energies に渡したエネルギーが空か、NaN・無限大を含みます。energies(model, X) の結果を"

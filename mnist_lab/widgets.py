@@ -10,6 +10,7 @@ import contextlib
 import html
 import io
 import math
+import warnings
 import weakref
 from pathlib import Path
 from typing import ClassVar
@@ -22,9 +23,9 @@ import traitlets
 from PIL import Image, ImageDraw
 
 from .data import denormalize
-from .errors import ArgumentError, UserError
+from .errors import ArgumentError, UserError, short
 from .inference import evaluation_mode
-from .metrics import confusion_matrix, f1, one_vs_rest, one_vs_rest_accuracy, precision, recall
+from .metrics import UndefinedMetricWarning, confusion_matrix, f1, one_vs_rest, one_vs_rest_accuracy, precision, recall
 from .ood import WARNING, probabilities_and_flag
 from .preprocess import EmptyImageError, mnist_like, model_input
 
@@ -54,6 +55,9 @@ class PadCanvas(anywidget.AnyWidget):
 
 def checked_reader(model):
     """Return ``model`` if it reads a 1x1x28x28 picture into 10 scores; else one Japanese line saying what to pass."""
+    if isinstance(model, tuple) and model and isinstance(model[0], torch.nn.Module):
+        raise UserError("手書き欄に渡したのは load_checkpoint の結果（モデルと情報の組）です。"
+                        "model, info = load_checkpoint(...) と分けて、DrawPad(model) のように model を渡してください。")
     first = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
     if first is None:
         raise UserError(f"手書き欄には学習したモデルを渡してください（今は {type(model).__name__}）。例: DrawPad(model)。"
@@ -75,7 +79,7 @@ def checked_number(name, value, low, high):
     """``value`` as an int if it is a whole number from ``low`` to ``high``; else one Japanese line."""
     if (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating))
             or not low <= value <= high):  # NaN fails it too
-        raise UserError(f"{name} は {low} 以上 {high} 以下の数にしてください（今は {value!r}）。")
+        raise UserError(f"{name} は {low} 以上 {high} 以下の数にしてください（今は {short(value)}）。")
     return int(value)
 
 
@@ -85,7 +89,7 @@ def checked_point(function, x, y):
     for value in (x, y):
         if (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating))
                 or not math.isfinite(value)):
-            raise ArgumentError(f"{function} の座標は、手書き欄のピクセルを表す数にしてください（今は {str(x)[:20]!r}, {str(y)[:20]!r}）。"
+            raise ArgumentError(f"{function} の座標は、手書き欄のピクセルを表す数にしてください（今は {short(x, 20)}, {short(y, 20)}）。"
                                 "例: pad.stroke(140, 40, 140, 240)（左上が 0, 0）")
     return float(x), float(y)
 
@@ -205,22 +209,29 @@ class DrawPad(widgets.HBox):
             self.canvas.ops = list(self._ops)
             self.predict()
 
+    def stroke(self, x0, y0, x1, y1):
+        """Draw a straight stroke from ``(x0, y0)`` to ``(x1, y1)`` as the pen would: pen down, move, pen up. It
+        shows on the page like a drawn stroke, and the pad reads the drawing at once."""
+        (x0, y0), (x1, y1) = checked_point("stroke", x0, y0), checked_point("stroke", x1, y1)
+        self.pen_down(x0, y0)
+        self.pen_move(x1, y1)
+        self.pen_up()
+
     def _pen_down(self, x, y, width):
         x, y = checked_point("pen_down", x, y)
         self._last, self._width = (x, y), max(1, min(int(width), self.size))
         self._ops.append(["down", x, y, self._width])
-        self.stroke(x, y, x, y)
+        self._segment(x, y, x, y)
 
     def _pen_move(self, x, y):
         x, y = checked_point("pen_move", x, y)
         if self._last is not None:
-            self.stroke(*self._last, x, y)
+            self._segment(*self._last, x, y)
             self._last = (x, y)
             self._ops.append(["move", x, y])
 
-    def stroke(self, x0, y0, x1, y1):
+    def _segment(self, x0, y0, x1, y1):
         """Draw one segment of ink on the image that is read, as the browser draws it (round ends)."""
-        (x0, y0), (x1, y1) = checked_point("stroke", x0, y0), checked_point("stroke", x1, y1)
         self._pen.line([(x0, y0), (x1, y1)], fill=0, width=self._width)
         r = self._width / 2
         self._pen.ellipse([x1 - r, y1 - r, x1 + r, y1 + r], fill=0)
@@ -313,7 +324,7 @@ def explorer_inputs(X, y, probs):
 def checked_whole(name, value, low, high):
     """``value`` as an int if it is a whole number (not a bool) from ``low`` to ``high``; else one line."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
-        raise ArgumentError(f"OneVsRestExplorer の {name} は {low} 以上 {high} 以下の整数にしてください（今は {repr(value)[:20]}）。"
+        raise ArgumentError(f"OneVsRestExplorer の {name} は {low} 以上 {high} 以下の整数にしてください（今は {short(value, 20)}）。"
                             "例: OneVsRestExplorer(data.X_test, data.y_test, probs, digit=3)")
     return int(value)
 
@@ -352,11 +363,15 @@ class OneVsRestExplorer(widgets.VBox):
             f"<tr><th>本当は {k}</th>{_count_cell('TP', c.TP)}{_count_cell('FN', c.FN)}</tr>"
             f"<tr><th>本当は {k} 以外</th>{_count_cell('FP', c.FP)}{_count_cell('TN', c.TN)}</tr></table>")
         total = c.TP + c.FP + c.FN + c.TN
-        accuracy = one_vs_rest_accuracy(c)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UndefinedMetricWarning)  # 0/0 is 0, as in the table; said once below
+            accuracy, scores = one_vs_rest_accuracy(c), (precision(c), recall(c), f1(c))
         lines = [f"Accuracy（正解率、{k} か {k} 以外か） = (TP + TN) / 全部 = ({c.TP} + {c.TN}) / {total} = {accuracy:.4f}",
-                 f"Precision（適合率） = TP / (TP + FP) = {c.TP} / ({c.TP} + {c.FP}) = {precision(c):.4f}",
-                 f"Recall（再現率） = TP / (TP + FN) = {c.TP} / ({c.TP} + {c.FN}) = {recall(c):.4f}",
-                 f"F1 = 2TP / (2TP + FP + FN) = {2 * c.TP} / ({2 * c.TP} + {c.FP} + {c.FN}) = {f1(c):.4f}"]
+                 f"Precision（適合率） = TP / (TP + FP) = {c.TP} / ({c.TP} + {c.FP}) = {scores[0]:.4f}",
+                 f"Recall（再現率） = TP / (TP + FN) = {c.TP} / ({c.TP} + {c.FN}) = {scores[1]:.4f}",
+                 f"F1 = 2TP / (2TP + FP + FN) = {2 * c.TP} / ({2 * c.TP} + {c.FP} + {c.FN}) = {scores[2]:.4f}"]
+        if 0 in (c.TP + c.FP, c.TP + c.FN):
+            lines.append("※ 分母が 0 の式（0 / 0）は、classification_table と同じく 0 としています。")
         self.formulas.value = "<br>".join(html.escape(line) for line in lines)
         self.examples.value = "".join(self._strip(name, mask) for name, mask in (
             ("TP（当たり）", (self.y == k) & (self.y_hat == k)),

@@ -214,3 +214,28 @@ def test_the_reading_exercise_never_raises_whatever_it_is_given(monkeypatch):
 
     monkeypatch.setattr(ex.explorer_fp, "reference", too_big)
     assert ex.explorer_fp.result(3, np.zeros((10, 10), int)).status == "wrong"
+
+
+def test_a_loop_over_ten_digits_is_told_to_loop_over_len_C():
+    def over(digits, zero_rule=True):
+        def my_macro_f1(C):
+            scores = []
+            for k in digits(C):
+                TP, FP, FN, _ = right_counts(C, k)
+                if zero_rule:
+                    scores.append(2 * TP / (2 * TP + FP + FN) if TP + FP + FN else 0.0)
+                else:  # through precision and recall: 0/0 (NaN) for a digit never predicted
+                    P, R = np.float64(TP) / (TP + FP), np.float64(TP) / (TP + FN)
+                    scores.append(2 * P * R / (P + R))
+            return sum(scores) / len(scores)
+        return my_macro_f1
+
+    assert ex.macro_f1.result(over(lambda C: range(10))).status == "fixed_size"
+    assert ex.macro_f1.result(over(lambda C: range(len(C)))).status == "correct"
+    assert ex.macro_f1.result(over(lambda C: range(10), zero_rule=False)).status == "fixed_size"  # its first mistake
+    never_predicted = ex.macro_f1.result(over(lambda C: range(len(C)), zero_rule=False))  # 0/0 is its mistake, not 10
+    assert never_predicted.status == "wrong" and ex.macro_f1.case_hint(ex.macro_f1.cases[-1][0]) in never_predicted.message
+    for other in WRONG["macro_f1"]:  # wrong on 10 x 10 too: the hint about the average, not about the size
+        assert ex.macro_f1.result(other).status == "wrong"
+    counts_of_ten = ex.counts.result(lambda C, k: right_counts(C, k) if len(C) == 10 else (0, 0, 0, 0))
+    assert counts_of_ten.status == "fixed_size" and counts_of_ten.message

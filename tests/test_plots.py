@@ -5,7 +5,10 @@ import torch
 
 from mnist_lab import History, plots
 from mnist_lab.metrics import classification_table, confusion_matrix
+from mnist_lab.errors import ArgumentError, UserError
 from mnist_lab.plots import label
+
+from invariants import JAPANESE, assert_japanese_message
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -119,7 +122,8 @@ def test_misclassified_gallery_most_confident_first(images):
 def test_no_mistakes_is_said_not_crashed(images):
     X, y = images
     fig = plots.plot_misclassified(X, y, torch.nn.functional.one_hot(y, 10).float())
-    assert fig.axes[0].texts[0].get_text() == "no mistakes"
+    text = fig.axes[0].texts[0].get_text()
+    assert text and (not plots.JAPANESE or JAPANESE.search(text))  # said in Japanese where figures can show it
 
 
 def every_figure():
@@ -196,3 +200,91 @@ def test_per_class_bars_are_named_by_the_tables_own_digits_and_a_results_file_is
     for odd in (json.loads(json.dumps(results)), {}):
         with pytest.raises(UserError):
             plot_history(odd)
+
+
+@pytest.fixture
+def nothing_drawn(monkeypatch):
+    """Any figure made from now on fails the test: a refusal comes before drawing."""
+    def refused(*args, **kwargs):
+        raise AssertionError("a figure was made")
+    monkeypatch.setattr(plots, "Figure", refused)
+
+
+def test_a_normalised_or_negative_confusion_matrix_is_refused_like_the_metrics_refuse_it(nothing_drawn):
+    C = confusion_matrix(np.arange(100) % 10, (np.arange(100) + (np.arange(100) % 7 == 0)) % 10)
+    for odd in (C / C.sum(1, keepdims=True), -C, np.where(C > 0, np.inf, 0.0)):
+        with pytest.raises(UserError) as refused:
+            plots.plot_confusion_matrix(odd)
+        assert_japanese_message(refused.value)
+        with pytest.raises(UserError) as by_the_metrics:
+            classification_table(odd)
+        assert str(refused.value) == str(by_the_metrics.value)  # one place decides what a confusion matrix is
+
+
+def test_misclassified_takes_probabilities_not_scores_log_probabilities_or_labels(images, nothing_drawn):
+    X, y = images
+    scores = torch.randn(12, 10, generator=torch.Generator().manual_seed(1)) * 5
+    for odd in (scores, torch.log_softmax(scores, 1), scores.softmax(1).argmax(1), scores.softmax(1)[:, :9]):
+        with pytest.raises(ArgumentError) as refused:
+            plots.plot_misclassified(X, y, odd)
+        assert_japanese_message(refused.value)
+
+
+def test_comparisons_joined_with_a_name_twice_get_a_bar_each_with_its_own_number():
+    def table(errors, names):
+        return pd.DataFrame({"model": ["quick"] * len(names), "status": ["trained"] * len(names),
+                             "errors": pd.array(errors, dtype="Int64"), "seconds": [1.0] * len(names)}, index=names)
+
+    both = pd.concat([table([50, 70], ["quick", "mlp"]), table([40, 30], ["quick", "lenet"])])
+    errors, seconds = plots.plot_comparison(both).axes
+    bars = [(bar.get_x() + bar.get_width() / 2, bar.get_height()) for bar in errors.patches]
+    assert len({x for x, _ in bars}) == 4 and [h for _, h in bars] == [50, 70, 40, 30]
+    written = {text.get_position()[0]: text.get_text() for text in errors.texts}
+    assert [written[x] for x, _ in bars] == ["50", "70", "40", "30"]  # each number over its own bar
+    ticks = [t.get_text() for t in errors.get_xticklabels()]
+    assert len(set(ticks)) == 4 and ticks[1:4:2] == ["mlp", "lenet"]
+
+
+def test_a_comparison_without_its_columns_is_one_line(nothing_drawn):
+    table = pd.DataFrame({"errors": [3], "seconds": [1.0], "status": ["trained"]}, index=["quick"])
+    for odd, needed in ((table[["errors"]], "seconds"), (table.drop(columns="status"), "status"), (table.to_dict(), "")):
+        with pytest.raises(ArgumentError) as refused:
+            plots.plot_comparison(odd)
+        assert_japanese_message(refused.value)
+        assert needed in str(refused.value)  # names the column it needs
+
+
+def test_samples_are_a_stack_of_a_few_images_with_labels_0_to_9(images, nothing_drawn):
+    X, y = images
+    odd_calls = [(X[0], y[0]), (X[0, 0], y[:1]), (X[:2], torch.tensor([0.5, 1.5])), (X[:2], torch.tensor([27, 1])),
+                 (X[:2], y[:2], torch.tensor([11, 1])), (X[:2], y[:2], torch.softmax(torch.zeros(2, 10), 1)),
+                 (torch.zeros(plots.MAX_SAMPLES + 1, 1, 28, 28), torch.zeros(plots.MAX_SAMPLES + 1).long())]
+    for args in odd_calls:
+        with pytest.raises(ArgumentError) as refused:
+            plots.plot_samples(*args)
+        assert_japanese_message(refused.value)
+
+
+def test_all_the_training_images_are_refused_at_once_not_drawn_for_an_hour(nothing_drawn):
+    import time
+
+    X, y = torch.zeros(1, 1, 28, 28).expand(60_000, -1, -1, -1), torch.zeros(60_000, dtype=torch.long)  # data.X_train
+    start = time.perf_counter()
+    with pytest.raises(ArgumentError) as refused:
+        plots.plot_samples(X, y)
+    assert time.perf_counter() - start < 5 and "X[:" in str(refused.value)  # shows how to take a few
+
+
+def test_energies_are_one_number_per_image_and_the_threshold_a_number(nothing_drawn):
+    e = torch.randn(50)
+    probs = torch.softmax(torch.randn(50, 10), 1)
+    for args in ((probs, probs), (e, probs), (e, e, "x"), (e, e, float("nan")), (e, e, [1.0, 2.0])):
+        with pytest.raises(ArgumentError) as refused:
+            plots.plot_energies(*args)
+        assert_japanese_message(refused.value)
+
+
+def test_energies_take_a_threshold_as_any_kind_of_number():
+    e = torch.randn(50)
+    for threshold in (1.5, np.float32(1.5), torch.tensor(1.5), 2):
+        assert plots.plot_energies(e, e + 1, threshold).axes[0].lines[0].get_xdata()[0] == pytest.approx(float(threshold))

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from mnist_lab import History, build_model
 from mnist_lab.callbacks import LiveCurves
+from mnist_lab.errors import ArgumentError, UserError
 from mnist_lab.metrics import confusion_matrix, one_vs_rest
 from mnist_lab.widgets import DrawPad, OneVsRestExplorer
 
@@ -290,3 +291,106 @@ def test_the_pad_takes_numpy_and_fractional_sizes_as_numbers():
     pad.set_line_width(np.int64(10))
     assert pad.line_width == 10
     assert DrawPad(model, size=np.int64(200)).canvas.size == 200
+
+
+def test_a_stroke_from_python_is_drawn_shown_and_read_like_a_drawn_one():
+    model = build_model("quick", seed=0)
+    typed, drawn = DrawPad(model), DrawPad(model)
+    typed.stroke(140, 40, 140, 240)
+    drawn._on_message(None, {"ops": [["down", 140, 40, drawn.line_width], ["move", 140, 240], ["up"]]}, [])
+    assert typed.canvas.ops == drawn.canvas.ops and [op[0] for op in typed.canvas.ops] == ["down", "move", "up"]
+    assert typed.image.tobytes() == drawn.image.tobytes()
+    assert typed.probabilities is not None and torch.equal(typed.probabilities, drawn.probabilities)
+    typed._on_message(None, {"ops": [["down", 60, 140, 22], ["move", 220, 140], ["up"]]}, [])  # then the browser
+    drawn._on_message(None, {"ops": [["down", 60, 140, 22], ["move", 220, 140], ["up"]]}, [])
+    assert typed.canvas.ops == drawn.canvas.ops and torch.equal(typed.probabilities, drawn.probabilities)
+
+
+def test_a_stroke_with_a_bad_point_draws_nothing():
+    pad = DrawPad(build_model("quick", seed=0))
+    with pytest.raises(ArgumentError):
+        pad.stroke(140, 40, 140, float("nan"))
+    assert pad.canvas.ops == [] and pad.image.getextrema() == (255, 255)
+
+
+PAGE = """<canvas></canvas><script type="module">
+const ops = [];
+const handlers = {};
+const model = {get: (name) => ({size: 280, line_width: 22, every: 0.25, ops})[name],
+               on: (name, f) => { handlers[name] = f; }, off: () => {}, send: () => {}};
+const module = await import("data:text/javascript;base64," + JS);
+module.default.render({model, el: document.body});
+window.ink = () => { const c = document.querySelector("canvas.mnist-pad-canvas");
+  const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+  let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i] < 128) n++; return n; };
+window.kernelDraws = (drawn) => { ops.splice(0, ops.length, ...drawn); handlers["change:ops"](); };
+window.ready = true;
+</script>"""
+
+
+def test_the_page_shows_strokes_the_kernel_drew(chromium):
+    """The canvas in the browser redraws when the kernel's drawing changes (pad.stroke from Python)."""
+    import base64
+    import json
+    from pathlib import Path
+
+    from playwright.sync_api import sync_playwright
+
+    import mnist_lab
+
+    js = base64.b64encode((Path(mnist_lab.__file__).with_name("drawpad.js")).read_bytes()).decode()
+    pad = DrawPad(build_model("quick", seed=0))
+    pad.stroke(140, 40, 140, 240)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.set_content(PAGE.replace("+ JS", f"+ {json.dumps(js)}"))
+        page.wait_for_function("window.ready === true")
+        assert page.evaluate("ink()") == 0
+        page.evaluate(f"kernelDraws({json.dumps(pad.canvas.ops)})")
+        assert page.evaluate("ink()") > 22 * 200 * 0.8  # a 22-pixel-wide line 200 pixels long
+        page.evaluate("kernelDraws([])")  # pad.clear() or a wipe
+        assert page.evaluate("ink()") == 0
+        browser.close()
+
+
+def test_a_digit_never_predicted_shows_zero_without_an_english_warning():
+    import warnings
+
+    y = torch.arange(50) % 10
+    y_hat = torch.where(y == 3, 5, y)  # 3 is never predicted: its precision is 0 / 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        explorer = OneVsRestExplorer(torch.zeros(50, 1, 28, 28), y, y_hat, digit=3)
+        assert "TP / (TP + FP) = 0 / (0 + 0) = 0.0000" in explorer.formulas.value
+        explorer.digit.value = 4
+        explorer.digit.value = 3
+    assert not caught, [str(w.message) for w in caught]
+
+
+def test_a_wrong_value_in_a_message_is_cut_short_to_one_line():
+    from mnist_lab import plots
+
+    model = build_model("quick", seed=0)
+    X = torch.zeros(50, 1, 28, 28)
+    for call in (lambda: DrawPad(model, model.state_dict()), lambda: DrawPad(model, line_width=model.state_dict()),
+                 lambda: DrawPad(model, size=X), lambda: LiveCurves(X),
+                 lambda: plots.plot_misclassified(X, torch.zeros(50).long(), torch.eye(10)[torch.zeros(50).long()], n=X),
+                 lambda: OneVsRestExplorer(X, torch.zeros(50).long(), torch.zeros(50).long(), digit=X)):
+        with pytest.raises(UserError) as refused:
+            call()
+        text = str(refused.value)
+        assert "\n" not in text and len(text) < 300, (len(text), text[:200])
+
+
+def test_the_pair_load_checkpoint_returns_is_told_to_be_unpacked(tmp_path):
+    from mnist_lab.checkpoint import load_checkpoint, save_checkpoint
+
+    model = build_model("quick", seed=0)
+    save_checkpoint(tmp_path / "m.pt", model, {"model": "quick_cnn"})
+    with pytest.raises(UserError) as plain:
+        DrawPad("model.pt")
+    with pytest.raises(UserError) as pair:
+        DrawPad(load_checkpoint(tmp_path / "m.pt"))
+    assert "\n" not in str(pair.value) and str(pair.value) != str(plain.value)
+    assert "load_checkpoint(" in str(pair.value)  # shows the call that unpacks it
