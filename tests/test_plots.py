@@ -2,13 +2,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from invariants import JAPANESE, assert_japanese_message
 
 from mnist_lab import History, plots
-from mnist_lab.metrics import classification_table, confusion_matrix
 from mnist_lab.errors import ArgumentError, UserError
+from mnist_lab.metrics import classification_table, confusion_matrix
 from mnist_lab.plots import label
-
-from invariants import JAPANESE, assert_japanese_message
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -236,7 +235,7 @@ def test_comparisons_joined_with_a_name_twice_get_a_bar_each_with_its_own_number
                              "errors": pd.array(errors, dtype="Int64"), "seconds": [1.0] * len(names)}, index=names)
 
     both = pd.concat([table([50, 70], ["quick", "mlp"]), table([40, 30], ["quick", "lenet"])])
-    errors, seconds = plots.plot_comparison(both).axes
+    errors, _ = plots.plot_comparison(both).axes
     bars = [(bar.get_x() + bar.get_width() / 2, bar.get_height()) for bar in errors.patches]
     assert len({x for x, _ in bars}) == 4 and [h for _, h in bars] == [50, 70, 40, 30]
     written = {text.get_position()[0]: text.get_text() for text in errors.texts}
