@@ -109,6 +109,9 @@ class DrawPad(widgets.HBox):
     _open: ClassVar[weakref.WeakSet] = weakref.WeakSet()  # the pads not closed yet (close_all)
 
     def __init__(self, model, size=280, line_width=22):
+        if isinstance(size, dict):  # DrawPad(model, info) after model, info = load_checkpoint(...)
+            raise UserError("DrawPad(model, size=280) の 2 つ目は手書き欄の大きさ（ピクセル）です。load_checkpoint の情報 info は"
+                            "渡さず、DrawPad(model) としてください。")
         self.model, self.size = checked_reader(model), checked_number("size", size, 56, 2000)
         line_width = checked_number("line_width", line_width, 2, 40)
         DrawPad._open.add(self)

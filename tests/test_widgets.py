@@ -394,3 +394,16 @@ def test_the_pair_load_checkpoint_returns_is_told_to_be_unpacked(tmp_path):
         DrawPad(load_checkpoint(tmp_path / "m.pt"))
     assert "\n" not in str(pair.value) and str(pair.value) != str(plain.value)
     assert "load_checkpoint(" in str(pair.value)  # shows the call that unpacks it
+
+
+def test_the_info_of_a_checkpoint_given_as_the_size_is_named(tmp_path):
+    from mnist_lab.checkpoint import load_checkpoint, save_checkpoint
+
+    save_checkpoint(tmp_path / "m.pt", build_model("quick", seed=0), {"model": "quick_cnn"})
+    model, info = load_checkpoint(tmp_path / "m.pt")
+    with pytest.raises(UserError) as small:
+        DrawPad(model, 10)
+    with pytest.raises(UserError) as given_info:
+        DrawPad(model, info)  # the pair unpacked, then both passed on
+    assert "\n" not in str(given_info.value) and str(given_info.value) != str(small.value)
+    assert "DrawPad(model)" in str(given_info.value)  # shows the call to make
