@@ -7,6 +7,7 @@ code when it is opened. Saving is atomic (:mod:`mnist_lab.files`): a crash or a 
 import dataclasses
 import io
 import os
+import shutil
 import warnings
 from pathlib import Path
 
@@ -52,18 +53,71 @@ def save_checkpoint(path, model, config=None, results=None):
     model = unwrapped(model)
     folder = writable_path(_path(path)).parent
     if (folder / "model.pt").is_file() and any((folder / name).is_file() for name in RUN_RECORDS):
-        raise UserError(f"{folder} は train が書いた学習結果のフォルダなので、そこには保存しません（記録や図と合わなくなります）。"
-                        "別の保存先（例: runs/notebook/model.pt）を指定するか、学習し直すなら train --force を使ってください。")
+        other = folder.with_name(f"{folder.name}-2") / "model.pt"
+        raise UserError(f"{folder} は学習結果のフォルダ（model.pt と記録 results.json がある）なので、そこには保存しません（記録や"
+                        f"図と合わなくなります）。別の保存先（例: {other}）を指定するか、学習し直すなら train --force を使ってください。")
     real = writable_path(_path(path))
-    if real in _WRITTEN and _identity(real) not in (None, _WRITTEN[real]):
-        print(f"お知らせ: {path} は、ここで保存したあとに別のところ（別のノートブックやコマンド）から書き換えられていました。"
-              "それをこのモデルで置き換えます。")
-    written = write_checkpoint(path, model, config, results)
+    _check_replaceable(real, path)
+    _note_other_recipe(model, config)
+    aside = _kept_aside(real) if real.is_file() and _WRITTEN.get(real) != _identity(real) else None  # not ours
+    try:
+        written = write_checkpoint(path, model, config, results)
+    except BaseException:
+        if aside is not None:  # nothing was replaced: the copy kept aside goes again
+            aside[0].unlink(missing_ok=True)
+        raise
+    if aside is not None:
+        print(f"お知らせ: 前からあった {path}（{aside[1]}）は {aside[0]} に残しました。")
     _WRITTEN[real] = _identity(real)
     return written
 
 
 _WRITTEN = {}  # real path -> the identity of the checkpoint this process last wrote there (see load_checkpoint)
+SUFFIXES = (".pt", ".pth")  # what a checkpoint's name ends with: never main.ipynb, notes.txt, a picture...
+
+
+def _note_other_recipe(model, config):
+    """One note when the recipe saved with ``model`` names another model (a checkpoint of one preset loaded while
+    the lesson's PRESET is another): the file would say the model was trained by a recipe it was not."""
+    named = config.get("model") if isinstance(config, dict) else None
+    own = next((name for name, cls in MODELS.items() if type(model) is cls), None)
+    if isinstance(named, str) and own is not None and RENAMED_MODELS.get(named, named) != own:
+        print(f"お知らせ: 保存するモデルは {own} ですが、一緒に保存するレシピ config は {named} のものです。"
+              f"レシピも合わせるなら、そのモデルを学習したときの config を渡してください。")
+
+
+def _check_replaceable(real, path):
+    """Refuse a name that is no checkpoint's, and an existing file that is no checkpoint of ours (a notebook, a
+    student's notes): :class:`UserError`, one line, before anything is written."""
+    if real.suffix.lower() not in SUFFIXES:
+        raise UserError(f"{path} はチェックポイントの名前になりません。model.pt のように .pt で終わる名前にしてください"
+                        "（例: runs/notebook/model.pt）。")
+    if real.is_file():
+        try:
+            old = _unpickled(real)
+        except UserError:
+            old = None
+        if not isinstance(old, dict) or old.get("format") != FORMAT:
+            raise UserError(f"{path} にはチェックポイントではないファイルがあるので、上書きしません。別の名前"
+                            "（例: runs/notebook/model.pt）にしてください。")
+
+
+def _kept_aside(real):
+    """Keep the checkpoint at ``real``, which this kernel did not write (a model saved before a restart, or by
+    another notebook), as ``NAME.previous.pt`` (``-2``, ``-3``... when taken), a second name for the same file, so
+    that writing the new one replaces only the name ``real``; return ``(that path, what the checkpoint is)``."""
+    old = _unpickled(real)
+    results = old.get("results") or old.get("metrics") or {}
+    accuracy = results.get("test_accuracy") if isinstance(results, dict) else None
+    what = f"{old.get('model')}" + (f"、正解率 {accuracy:.2%}" if isinstance(accuracy, (int, float)) else "")
+    aside = next(p for p in (real.with_name(f"{real.stem}.previous{real.suffix}"),
+                             *(real.with_name(f"{real.stem}.previous-{i}{real.suffix}") for i in range(2, 10_000)))
+                 if not os.path.lexists(p))
+    try:
+        os.link(real, aside)
+    except OSError:  # a file system without hard links
+        shutil.copy2(real, aside)
+    return aside, what
 
 
 def _identity(path):

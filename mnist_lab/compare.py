@@ -14,9 +14,10 @@ COLUMNS = {"model": str, "status": str, "test_accuracy": float, "errors": "Int64
 
 
 @explained_arguments("load_mnist() のデータと、名前 → make_config(...) の辞書（1 つ以上）")
-def compare(data, configs, device=None, progress=True):
+def compare(data, configs, device=None, progress=True, models=None):
     """Train one model per ``{name: TrainConfig}``; return a table of test accuracy, mistakes out of the test set,
-    parameters, epochs run, training seconds and ``status`` (trained / interrupted / not trained).
+    parameters, epochs run, training seconds and ``status`` (trained / interrupted / not trained). With a dict as
+    ``models``, each model that trained (also one stopped by ■) is put in it under its name, to be used afterwards.
 
     Each model's epoch is chosen on validation when it has one; the test set is only measured, once, at the end.
     Ctrl+C (■) stops the whole comparison: the model being trained is measured as it is, the rest are listed as
@@ -26,13 +27,7 @@ def compare(data, configs, device=None, progress=True):
     """
     import pandas as pd
 
-    if not isinstance(configs, dict) or not configs:
-        raise ArgumentError("compare には、比べるレシピを 1 つ以上、名前 → make_config(...) の辞書で渡してください"
-                            f"（今は {'空の辞書' if isinstance(configs, dict) else type(configs).__name__}）。"
-                            "例: compare(data, {\"quick\": make_config(\"quick\")})")
-    device = usable_device(device)  # said here, before any model trains, and naming no other function
-    for config in configs.values():  # every recipe checked against the data first: a late mistake loses no model
-        checked_arguments(build_model(checked_config(config).model), data, config, device, [])
+    device = _checked(data, configs, device, models)
     rows, stopped = {}, False
     for name, config in configs.items():
         model = build_model(config.model, seed=config.seed)
@@ -40,6 +35,8 @@ def compare(data, configs, device=None, progress=True):
             rows[name] = _row(config, model, "not trained", 0, 0.0, data)
             continue
         print(f"--- {name} ---")
+        if models is not None:  # kept from the first step on: ■ at any moment leaves what it learnt so far
+            models[name] = model
         start, epochs = time.perf_counter(), 0
         try:
             history = fit(model, data, config, device, progress=progress)
@@ -50,6 +47,22 @@ def compare(data, configs, device=None, progress=True):
             stopped = True
             rows[name] = _row(config, model, "interrupted", 0, time.perf_counter() - start, data)
     return pd.DataFrame(rows).T.astype(COLUMNS)
+
+
+def _checked(data, configs, device, models):
+    """The device to train on, once every argument is checked and every recipe against the data: a late mistake
+    loses no model; else :class:`ArgumentError` (or the recipe's own :class:`UserError`), one line."""
+    if not isinstance(configs, dict) or not configs:
+        raise ArgumentError("compare には、比べるレシピを 1 つ以上、名前 → make_config(...) の辞書で渡してください"
+                            f"（今は {'空の辞書' if isinstance(configs, dict) else type(configs).__name__}）。"
+                            "例: compare(data, {\"quick\": make_config(\"quick\")})")
+    if models is not None and not isinstance(models, dict):
+        raise ArgumentError(f"compare の models には、学習したモデルを入れる辞書を渡してください（例: trained = {{}} と作って "
+                            f"models=trained。今は {type(models).__name__}）。")
+    device = usable_device(device)  # said here, before any model trains, and naming no other function
+    for config in configs.values():
+        checked_arguments(build_model(checked_config(config).model), data, config, device, [])
+    return device
 
 
 def _row(config, model, status, epochs, seconds, data):

@@ -465,13 +465,13 @@ def _macro_f1(C):
     return float(M.averaged(M.f1, C, "macro"))
 
 
-def _never_predicted(C):
+def _never_predicted(C, *_):
     """The hint for a matrix with a digit no image was predicted as: its precision is 0/0."""
     unseen = [k for k in range(len(C)) if not np.asarray(C)[:, k].sum()]
     if unseen:
         return (f"この C では数字 {unseen[0]} が一度も予測されていません（{unseen[0]} 列目が全部 0）。その数字の適合率は"
-                " 0/0 です（この授業と scikit-learn は 0 とします）。適合率と再現率から F1 を出しているなら、そこで"
-                "止まったり NaN になったりしていませんか？")
+                " 0/0 です（この授業と scikit-learn は 0 とします）。その割り算で止まったり NaN になったりしていませんか"
+                "（F1 を適合率と再現率から出すときも同じです）？")
     return None
 
 
@@ -508,16 +508,21 @@ counts = Exercise(
     "TP = C[k, k]\nFP = C[:, k].sum() - TP   # k と予測したもの（k 列目）のうち、本当は k でないもの\n"
     "FN = C[k, :].sum() - TP   # 本当は k のもの（k 行目）のうち、k と予測しなかったもの\n"
     "TN = C.sum() - TP - FP - FN\nreturn TP, FP, FN, TN", params="C, k")
+NEVER_PREDICTED = np.array([[3, 1, 0], [0, 4, 0], [2, 1, 0]])  # digit 2 is never predicted: its precision is 0/0
+
 precision_recall = Exercise(
-    "precision_recall", _precision_recall, [(C, k) for C in MATRICES for k in range(len(C))], _matrix_case,
+    "precision_recall", _precision_recall,
+    [(C, k) for C in MATRICES for k in range(len(C))] + [(NEVER_PREDICTED, 2)], _matrix_case,
     ["適合率は「k と予測したもの」が、再現率は「本当に k のもの」が分母です。それぞれ C のどの行か列に並んでいますか？",
      ("行が本当の数字、列が予測した数字なので、「k と予測したもの」は k 列目、「本当に k のもの」は k 行目に並んでいます。"
       "分子はどちらも TP（k 行 k 列）です。")],
-    "precision = C[k, k] / C[:, k].sum()   # k と予測したもののうち、本当に k\n"
-    "recall = C[k, k] / C[k, :].sum()      # 本当に k のもののうち、k と予測できた\nreturn precision, recall",
-    params="C, k")
+    "predicted, actual = C[:, k].sum(), C[k, :].sum()\n"
+    "precision = C[k, k] / predicted if predicted else 0.0  # k と予測したもののうち、本当に k（0/0 は 0）\n"
+    "recall = C[k, k] / actual if actual else 0.0           # 本当に k のもののうち、k と予測できた\n"
+    "return precision, recall",
+    params="C, k", case_hint=_never_predicted)
 macro_f1 = Exercise(
-    "macro_f1", _macro_f1, [(C,) for C in MATRICES] + [(np.array([[3, 1, 0], [0, 4, 0], [2, 1, 0]]),)],
+    "macro_f1", _macro_f1, [(C,) for C in MATRICES] + [(NEVER_PREDICTED,)],
     _matrix_case,
     [("macro 平均は「数字ごとに F1 を出して、その平均」です。全部の数字の TP・FP・FN を先に足してから 1 つの F1 を"
       "出すのは、別の平均（micro）です。"),

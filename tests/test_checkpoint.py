@@ -8,7 +8,7 @@ from invariants import assert_japanese_message, snapshot
 from test_faults import previous_run
 
 from mnist_lab import UserError, build_model, load_checkpoint, predict_proba, save_checkpoint
-from mnist_lab.checkpoint import read_checkpoint
+from mnist_lab.checkpoint import read_checkpoint, write_checkpoint
 from mnist_lab.runs import is_run
 
 
@@ -297,17 +297,22 @@ def test_any_metrics_round_trip_or_are_refused_before_writing(tmp_path_factory, 
     model, folder = build_model("quick"), tmp_path_factory.mktemp("metrics")
     monkeypatch.setattr("mnist_lab.files.os.fsync", lambda fd: None)  # durability is not what is tested here
 
+    write_checkpoint(folder / "earlier.pt", build_model("mlp"), {}, {"test_accuracy": 0.5})
+    earlier = (folder / "earlier.pt").read_bytes()
+
     @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(results=st.one_of(_metrics(), _metrics(unsupported_too=True)), config=_metrics())
     def check(results, config):
         path = folder / "model.pt"
-        path.write_bytes(b"an earlier checkpoint")
+        path.write_bytes(earlier)  # a checkpoint this kernel did not write: kept aside when replaced
         try:
             save_checkpoint(path, model, config, results)
         except UserError as e:
             assert_japanese_message(e)
-            assert path.read_bytes() == b"an earlier checkpoint" and _unsupported([results, config])
+            assert path.read_bytes() == earlier and _unsupported([results, config])
             return
+        assert (folder / "model.previous.pt").read_bytes() == earlier
+        (folder / "model.previous.pt").unlink()
         assert not _unsupported([results, config])
         ckpt = load_checkpoint(path)[1]
         assert _same(results, ckpt["results"]) and _same(config, ckpt["config"])
@@ -416,3 +421,48 @@ def test_a_checkpoint_another_process_overwrote_is_said_on_loading_it(tmp_path, 
                                                                   "PYTHONPATH": str(Path(__file__).parents[1])})
     model, _ = load_checkpoint(path)
     assert type(model).__name__ == "MLP" and "お知らせ" in capsys.readouterr().out
+
+
+def test_saving_never_replaces_what_is_no_checkpoint(tmp_path, monkeypatch):
+    """main.ipynb, notes, any file that is no checkpoint: refused before anything is written, left as it was."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "main.ipynb").write_text('{"cells": []}')
+    (tmp_path / "notes.pt").write_text("my notes")
+    for name in ("main.ipynb", "notes.pt", "requirements.txt", "runs/notebook/../../main.ipynb", "model.png"):
+        with pytest.raises(UserError) as refused:
+            save_checkpoint(name, build_model("quick", seed=0))
+        assert_japanese_message(refused.value)
+    assert (tmp_path / "main.ipynb").read_text() == '{"cells": []}' and (tmp_path / "notes.pt").read_text() == "my notes"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["main.ipynb", "notes.pt"]
+
+
+def test_a_checkpoint_saved_before_a_restart_is_kept_aside_not_replaced(tmp_path, monkeypatch, capsys):
+    """A trained model saved by an earlier kernel (or another notebook), then a model saved to the same name: the
+    earlier one is moved aside with a note, and a model this kernel saved itself is simply replaced."""
+    from mnist_lab import checkpoint
+
+    path = tmp_path / "runs" / "notebook" / "model.pt"
+    trained = build_model("quick", seed=1)
+    save_checkpoint(path, trained, {}, {"test_accuracy": 0.92})
+    monkeypatch.setattr(checkpoint, "_WRITTEN", {})  # a new kernel: it has saved nothing yet
+    capsys.readouterr()
+    save_checkpoint(path, build_model("original", seed=0), {}, {"test_accuracy": 0.09})
+    assert [line for line in capsys.readouterr().out.splitlines() if line.startswith("お知らせ: ")]
+    aside = path.with_name("model.previous.pt")
+    assert load_checkpoint(aside)[1]["model"] == "quick_cnn" and load_checkpoint(path)[1]["model"] == "original_cnn"
+    assert all(torch.equal(p, q) for p, q in zip(load_checkpoint(aside)[0].state_dict().values(),
+                                                 trained.state_dict().values()))
+    save_checkpoint(path, build_model("mlp", seed=0))  # this kernel's own checkpoint: replaced, nothing new aside
+    assert sorted(p.name for p in path.parent.iterdir()) == ["model.previous.pt", "model.pt"]
+
+
+def test_a_recipe_of_another_model_saved_with_a_model_is_pointed_out(tmp_path, capsys):
+    from dataclasses import asdict
+
+    from mnist_lab import make_config
+
+    save_checkpoint(tmp_path / "same.pt", build_model("quick", seed=0), asdict(make_config("quick")))
+    assert not capsys.readouterr().out
+    save_checkpoint(tmp_path / "other.pt", build_model("quick", seed=0), asdict(make_config("original")))
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("お知らせ: ")]
+    assert len(notes) == 1 and "original_cnn" in notes[0] and "quick_cnn" in notes[0]

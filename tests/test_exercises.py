@@ -25,7 +25,7 @@ def right_always_not(y, k):
 
 RIGHT = {
     "counts": right_counts,
-    "precision_recall": lambda C, k: (C[k, k] / C[:, k].sum(), C[k, k] / C[k].sum()),
+    "precision_recall": lambda C, k: (C[k, k] / max(C[:, k].sum(), 1), C[k, k] / max(C[k].sum(), 1)),  # 0/0 is 0
     "macro_f1": right_macro_f1,
     "always_not": right_always_not,
     "specificity": lambda TP, FP, FN, TN: TN / (TN + FP),
@@ -239,3 +239,17 @@ def test_a_loop_over_ten_digits_is_told_to_loop_over_len_C():
         assert ex.macro_f1.result(other).status == "wrong"
     counts_of_ten = ex.counts.result(lambda C, k: right_counts(C, k) if len(C) == 10 else (0, 0, 0, 0))
     assert counts_of_ten.status == "fixed_size" and counts_of_ten.message
+
+
+def test_precision_and_recall_are_checked_on_a_digit_never_predicted():
+    """The 0/0 rule the lesson teaches (cell 71) is checked in exercise 2 too, and its own solution keeps it: a
+    function that returns NaN there is not judged right, and the reference answer is."""
+    def naive(C, k):  # as a student writes it
+        return C[k, k] / C[:, k].sum(), C[k, k] / C[k].sum()
+
+    with np.errstate(all="ignore"):
+        assert ex.precision_recall.result(naive).status == "wrong"
+    namespace, code = {"np": np}, ex.precision_recall._solution.splitlines()
+    source = "def answer(C, k):\n" + "\n".join("    " + line for line in code)
+    exec(source, namespace)  # noqa: S102 -- the package's own reference answer
+    assert ex.precision_recall.result(namespace["answer"]).status == "correct"

@@ -324,7 +324,7 @@ def going_back(run, accuracy):
     checkpoint holds that model with its own accuracy."""
     nb = run.nb
     back = [code_index(nb, pattern) for pattern in (r"^cnn = build_model", r"y_hat_part =", r"most_confident\(model")]
-    again = [i for i in run.section(7) if i >= code_index(nb, r"^digit = ")] + run.section(11)
+    again = [i for i in run.section(7) if i >= code_index(nb, r"^k = 3")] + run.section(11)
     for i in back + again:
         run.run(i, i)
     run.check(back + again)
@@ -332,6 +332,17 @@ def going_back(run, accuracy):
     assert got["accuracy"] == accuracy and got["agrees_with_sklearn"] and got["loaded_predicts_the_same"]
     assert run.probe("load_checkpoint(path)[1]['results']['test_accuracy'] == evaluate(model, data.X_test, "
                      "data.y_test)[1] and bool(same_digit)")
+    typo = code_index(nb, r"^k = 3")  # a digit that is none: refused, and the cells after go on with digit 3
+    original = nb.cells[typo].source
+    nb.cells[typo].source = original.replace("k = 3", "k = 12", 1)
+    with pytest.raises(__import__("nbclient.exceptions").exceptions.CellExecutionError):
+        run.run(typo, typo)
+    nb.cells[typo].source = original
+    later = [code_index(nb, pattern) for pattern in (r"1 対他の正解率", r"^lazy = Counts", r"^same_digit = ")]
+    for i in later:
+        run.run(i, i)
+    run.check(later)
+    assert run.probe("digit") == 3 and run.probe("bool(same_digit)")
 
 
 def test_a_student_on_a_slow_machine_presses_stop_and_follows_the_advice(mnist_root, tmp_path):

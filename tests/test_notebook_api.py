@@ -738,11 +738,12 @@ def test_right_answers_as_fractions_decimals_or_pandas_are_judged_right():
 
     import pandas as pd
 
-    def as_fractions(C, k):
-        return Fraction(int(C[k, k]), int(C[:, k].sum())), Fraction(int(C[k, k]), int(C[k, :].sum()))
+    def as_fractions(C, k):  # 0/0 is 0, as the lesson decides
+        return Fraction(int(C[k, k]), max(int(C[:, k].sum()), 1)), Fraction(int(C[k, k]), max(int(C[k, :].sum()), 1))
 
     def as_decimals(C, k):
-        return Decimal(int(C[k, k])) / Decimal(int(C[:, k].sum())), Decimal(int(C[k, k])) / Decimal(int(C[k, :].sum()))
+        return (Decimal(int(C[k, k])) / Decimal(max(int(C[:, k].sum()), 1)),
+                Decimal(int(C[k, k])) / Decimal(max(int(C[k, :].sum()), 1)))
 
     def as_series(C, k):
         TP, FP, FN = C[k, k], C[:, k].sum() - C[k, k], C[k, :].sum() - C[k, k]

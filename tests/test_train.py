@@ -309,9 +309,12 @@ def test_ctrl_c_stops_the_whole_comparison_and_the_table_says_so(monkeypatch):
     monkeypatch.setattr(compare_module, "fit", fit_interrupted_in_the_second)
     configs = {"a": make_config("quick", epochs=1, batch_size=64), "b": make_config("quick", model="lenet5"),
                "c": make_config("original", epochs=1)}
-    table = compare(tiny_data(), configs, device="cpu", progress=False)
+    trained = {}
+    table = compare(tiny_data(), configs, device="cpu", progress=False, models=trained)
     assert calls == ["quick_cnn", "lenet5"], "the third model must not be trained"
     assert list(table["status"]) == ["trained", "interrupted", "not trained"]
+    assert list(trained) == ["a", "b"]  # the finished model and the stopped one are the student's to use
+    assert evaluate(trained["a"], tiny_data().X_test, tiny_data().y_test)[1] == table.loc["a", "test_accuracy"]
     assert table.loc["a", "test_accuracy"] > 0.5 and table.loc[["b", "c"], "test_accuracy"].isna().all()
     assert table.loc["c", "epochs"] == 0 and table["errors"].isna().tolist() == [False, True, True]
 
