@@ -23,7 +23,7 @@ from pathlib import Path
 
 import ipywidgets as widgets
 
-from .checkpoint import load_checkpoint, read_checkpoint
+from .checkpoint import load_checkpoint, read_checkpoint, unfinished
 from .console import one_line
 from .errors import UserError
 from .interrupts import NAMES, Interrupted
@@ -61,7 +61,8 @@ def drawing_app(checkpoint=None):
                             ).add_class("mnist-model-error")
     accuracy = ckpt.get("results", {}).get("test_accuracy")
     score = f"、MNIST テスト正解率 {accuracy:.2%}" if isinstance(accuracy, float) else ""
-    source = widgets.HTML(html.escape(f"モデル: {words} — {ckpt['model']}{score}")).add_class("mnist-model-source")
+    note = f"（{unfinished(ckpt)}）" if unfinished(ckpt) else ""
+    source = widgets.HTML(html.escape(f"モデル: {words} — {ckpt['model']}{score}{note}")).add_class("mnist-model-source")
     return widgets.VBox([source, DrawPad(model)])
 
 
@@ -173,7 +174,9 @@ def serve(checkpoint=None, host="127.0.0.1", port=8866, token=None):
     2 (one line) when its page cannot be made.
     """
     path, words = model_source(checkpoint)
-    read_checkpoint(path)
+    note = unfinished(read_checkpoint(path))
+    if note:
+        print(f"お知らせ: {note}", file=sys.stderr)
     token = checked_address(host, port, token)
     if usable_home_folders():  # Jupyter, IPython and matplotlib, here and in the page's kernels
         raise UserError("ホームフォルダにも一時フォルダにも書き込めないため、アプリを起動できません。"

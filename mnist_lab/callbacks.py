@@ -102,19 +102,35 @@ class StopOnNonFiniteLoss(Callback):
             raise TrainingDiverged(self.step, loss, self.lr)
 
 
+def _ema_warming_up(decay):
+    """The EMA update with a warm-up: after ``n`` updates the decay is ``min(decay, (1 + n) / (10 + n))``, so the
+    average soon forgets the untrained starting weights (a fixed 0.999 would still hold 63 % of them after one
+    epoch of 469 steps: quick with --ema 0.999 fell from 99 % to 92 %)."""
+    @torch.no_grad()
+    def update(averaged, current, n_averaged):
+        n = int(n_averaged)
+        weight = 1 - min(decay, (1 + n) / (10 + n))
+        if torch.is_floating_point(averaged[0]) or torch.is_complex(averaged[0]):
+            torch._foreach_lerp_(averaged, current, weight)
+        else:  # BatchNorm's count of batches (integers): as PyTorch's own EMA does
+            for a, c in zip(averaged, current, strict=True):
+                a.copy_(a * (1 - weight) + c * weight)
+    return update
+
+
 class AverageWeights(Callback):
     """EMA: keeps an exponential moving average of the weights (and BatchNorm statistics); the model is evaluated,
     kept and returned with the averaged weights, and trains on with its own between evaluations."""
 
     def __init__(self, model, decay):
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+        from torch.optim.swa_utils import AveragedModel
 
         if isinstance(decay, bool) or not isinstance(decay, numbers.Real) or not 0 <= decay < 1:
             raise UserError(f"AverageWeights の decay は 0 以上 1 未満の数にしてください（例: 0.999。今は {short(decay)}）。")
         if not isinstance(model, torch.nn.Module):
             raise UserError(f"AverageWeights の最初には学習するモデルを渡してください（今は {type(model).__name__}）。")
 
-        self.average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+        self.average = AveragedModel(model, multi_avg_fn=_ema_warming_up(decay), use_buffers=True)
         self.own = None
 
     def on_step(self, model, loss, correct, size):

@@ -76,6 +76,17 @@ _WRITTEN = {}  # real path -> the identity of the checkpoint this process last w
 SUFFIXES = (".pt", ".pth")  # what a checkpoint's name ends with: never main.ipynb, notes.txt, a picture...
 
 
+def unfinished(ckpt):
+    """One Japanese sentence when ``ckpt``'s training was a ``--dry-run`` or was stopped (its answers mean little),
+    else ``None``: ``predict``, ``evaluate`` and the app say it beside their answers."""
+    results = ckpt.get("results") if isinstance(ckpt.get("results"), dict) else {}
+    if results.get("dry_run"):
+        return "このモデルは --dry-run（1 バッチだけ）で学習したものです。答えに意味はありません。"
+    if results.get("interrupted"):
+        return "このモデルの学習は途中で止められました。答えは最後まで学習したモデルより当たりません。"
+    return None
+
+
 def _note_other_recipe(model, config):
     """One note when the recipe saved with ``model`` names another model (a checkpoint of one preset loaded while
     the lesson's PRESET is another): the file would say the model was trained by a recipe it was not."""

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from .callbacks import Callback, TensorBoardLogger
-from .checkpoint import checkpoint_size, load_checkpoint
+from .checkpoint import checkpoint_size, load_checkpoint, unfinished
 from .console import lost_output, one_line, safe_output
 from .data import DEFAULT_FOLDER, ENV_ROOT, RAW_FILES, load_mnist, mnist_folder
 from .device import DEVICE_CHOICES, best_device
@@ -336,11 +336,8 @@ class BestEffort(Callback):
 
 def note_unfinished(ckpt):
     """One note on stderr for a checkpoint whose training was a --dry-run or was stopped: its answers mean little."""
-    results = ckpt.get("results") if isinstance(ckpt.get("results"), dict) else {}
-    if results.get("dry_run"):
-        print("お知らせ: このモデルは --dry-run（1 バッチだけ）で学習したものです。答えに意味はありません。", file=sys.stderr)
-    elif results.get("interrupted"):
-        print("お知らせ: このモデルの学習は途中で止められました。答えは最後まで学習したモデルより当たりません。", file=sys.stderr)
+    if unfinished(ckpt):
+        print(f"お知らせ: {unfinished(ckpt)}", file=sys.stderr)
 
 
 def evaluate_command(args):

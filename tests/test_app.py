@@ -528,3 +528,21 @@ def test_an_address_that_cannot_be_listened_on_is_one_japanese_line(host):
         checked_address(host, free_port(), None)
     assert "\n" not in str(refused.value)
     assert not re.search(r"[A-Za-z]{3,} [a-z]{2,} [a-z]{2,}", str(refused.value)), str(refused.value)  # no OS English
+
+
+def test_the_page_says_when_its_model_was_a_dry_run_or_stopped(tmp_path):
+    from mnist_lab import build_model, save_checkpoint
+    from mnist_lab.app import drawing_app
+    from mnist_lab.checkpoint import unfinished
+
+    shown = {}
+    for name, results in (("whole", {"test_accuracy": 0.99}), ("dry", {"test_accuracy": 0.13, "dry_run": True}),
+                          ("stopped", {"test_accuracy": 0.9, "interrupted": True})):
+        save_checkpoint(tmp_path / f"{name}.pt", build_model("quick", seed=0), {}, results)
+        page = drawing_app(str(tmp_path / f"{name}.pt"))
+        shown[name] = page.children[0].value
+        page.children[1].close()
+    assert unfinished({"results": {"dry_run": True}}) and unfinished({"results": {"interrupted": True}})
+    assert html.escape(unfinished({"results": {"dry_run": True}})) in shown["dry"]
+    assert html.escape(unfinished({"results": {"interrupted": True}})) in shown["stopped"]
+    assert not any(html.escape(unfinished({"results": {k: True}})) in shown["whole"] for k in ("dry_run", "interrupted"))
