@@ -306,6 +306,30 @@ def raised(e):
     return f"エラーになりました（{type(e).__name__}: {text}）" if text else f"エラーになりました（{type(e).__name__}）"
 
 
+FORMS = {"percent": "値は合っていますが、100 倍したパーセントになっています。割合は 0〜1 の数で返してください。",
+         "rounded": ("値は合っていますが、丸めてあります。round などで丸めずに、計算した数をそのまま返してください"
+                     "（丸めるのは表示のときだけ）。")}
+
+
+def _numbers(value):
+    """``value`` as a flat float array, or ``None`` when it is no finite numbers."""
+    try:
+        a = np.asarray(value, dtype=float).ravel()
+    except (TypeError, ValueError):
+        return None
+    return a if a.size and np.isfinite(a).all() else None
+
+
+def _forms(got, want):
+    """The forms in which ``got`` is ``want``: ``("percent", None)`` (x 100) or ``("rounded", d)`` (to ``d``
+    decimals, 1 to 6); empty when it is in none."""
+    a, b = _numbers(got), _numbers(want)
+    if a is None or b is None or a.shape != b.shape:
+        return []
+    found = [("percent", None)] if np.abs(b).max() <= 1 and np.allclose(a, b * 100, rtol=1e-3) else []
+    return found + [("rounded", d) for d in range(1, 7) if np.allclose(a, np.round(b, d), rtol=0, atol=1e-12)]
+
+
 class Exercise:
     """One exercise: the cases a function must pass, the reference answer, its hints and a solution.
 
@@ -341,7 +365,7 @@ class Exercise:
             return Result("unwritten", "`...` の行を消して、関数の中身を書いてから、もう一度このセルを実行してください。")
         if state == "no_return":
             return Result("no_return", "計算はありますが、答えを返していません。最後に return で答えを返してください。")
-        arity = self._arity_problem(fn)
+        arity = self._arity_problem(fn) or self._order_problem(fn)
         if arity:
             return Result("wrong", arity)
         for args in self.cases:
@@ -358,6 +382,31 @@ class Exercise:
             return f"この関数は {self.params} の {count} つを受け取るはずです（def my_{self.name}({self.params}): のように書きます）。"
         except ValueError:  # no signature to read (some builtins): the call itself will tell
             pass
+        return None
+
+    def _form_everywhere(self, fn, forms):
+        """The form (a key of :data:`FORMS`) in which ``fn`` returns the right answer for every case, or ``None``: a
+        right formula rounded or as a percentage, never a wrong one that happens to match one case."""
+        for form in forms:
+            if all(form in _forms(call_safely(fn, copy.deepcopy(args))[1], self._want(args)) for args in self.cases):
+                return form[0]
+        return None
+
+    def _want(self, args):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", M.UndefinedMetricWarning)
+            return self.reference(*copy.deepcopy(args))
+
+    def _order_problem(self, fn):
+        """The parameters named as the exercise names them, in another order (``def my_counts(k, C)``)."""
+        try:
+            names = list(inspect.signature(fn).parameters)
+        except (TypeError, ValueError):
+            return None
+        wanted = [name.strip() for name in self.params.split(",")]
+        if names != wanted and sorted(names) == sorted(wanted):
+            return (f"引数の順番が違います: def my_{self.name}({', '.join(names)}) ではなく "
+                    f"def my_{self.name}({self.params}) の順に受け取ってください。")
         return None
 
     def _verdict(self, fn, args):
@@ -386,7 +435,9 @@ class Exercise:
         if problem:
             return self._wrong(f"{case} のとき、{problem}。", args, fn)
         if not equal:
-            return self._wrong(f"{case} のとき {shown(want)} になるはずが、{shown(got)} が返りました。", args, fn)
+            text = f"{case} のとき {shown(want)} になるはずが、{shown(got)} が返りました。"
+            form = self._form_everywhere(fn, _forms(got, want))
+            return Result("wrong", f"{text}\n{FORMS[form]}") if form else self._wrong(text, args, fn)
         return None
 
     def _wrong(self, text, args, fn=None):

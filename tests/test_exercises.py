@@ -253,3 +253,33 @@ def test_precision_and_recall_are_checked_on_a_digit_never_predicted():
     source = "def answer(C, k):\n" + "\n".join("    " + line for line in code)
     exec(source, namespace)  # noqa: S102 -- the package's own reference answer
     assert ex.precision_recall.result(namespace["answer"]).status == "correct"
+
+
+def test_a_right_answer_in_the_wrong_form_is_told_what_form():
+    """Rounded, as a percentage, or with the parameters in another order: a verdict of its own, not the hint about
+    the formula (the formula is right)."""
+    def right(C, k):
+        predicted, actual = C[:, k].sum(), C[k].sum()
+        return C[k, k] / predicted if predicted else 0.0, C[k, k] / actual if actual else 0.0
+
+    def rounded(C, k):
+        return tuple(round(float(v), 2) for v in right(C, k))
+
+    def percent(C, k):
+        return tuple(100 * v for v in right(C, k))
+
+    def swapped(k, C):
+        return right(C, k)
+
+    def formula_wrong(C, k):
+        return tuple(reversed(right(C, k)))
+
+    def guess(C, k):
+        return 1.0, 1.0
+
+    assert ex.precision_recall.result(right).status == "correct"
+    formula_hint = ex.precision_recall.result(formula_wrong).message.splitlines()[-1]
+    forms = {fn.__name__: ex.precision_recall.result(fn) for fn in (rounded, percent, swapped)}
+    assert all(r.status == "wrong" for r in forms.values())
+    assert len({r.message.splitlines()[-1] for r in forms.values()} | {formula_hint}) == 4, forms
+    assert ex.precision_recall.result(guess).message.splitlines()[-1] == formula_hint  # no form to blame
