@@ -21,8 +21,8 @@ def best_device(name="auto"):
 
     Introduced in the lesson: main.ipynb §1.
     """
-    if isinstance(name, torch.device):  # a device already: this machine must have it
-        return usable_device(name)
+    if isinstance(name, torch.device) or (isinstance(name, str) and name.startswith("cuda:")):  # one device named
+        return usable_device(name)  # (the second GPU of a lab server is "cuda:1"): this machine must have it
     if name not in DEVICE_CHOICES:
         raise UserError(f"デバイス '{name}' は使えません。{', '.join(DEVICE_CHOICES)} のどれかを指定してください。")
     if name == "auto":

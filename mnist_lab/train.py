@@ -118,6 +118,7 @@ def fit(model, data, config, device=None, callbacks=(), progress=True):
 def checked_callbacks(callbacks):
     """``callbacks`` as a list of callback objects; else :class:`UserError` (a class instead of an object, one
     callback not in a list)."""
+    callbacks = () if callbacks is None else callbacks  # None: no callbacks, as Python says it
     if not isinstance(callbacks, (list, tuple)) or any(isinstance(c, type) for c in callbacks):
         given = type(callbacks).__name__ if not isinstance(callbacks, (list, tuple)) else "クラスのまま"
         raise UserError(f"fit の callbacks には、作ったコールバックをリストにして渡してください（今は {given}）。"

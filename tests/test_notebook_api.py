@@ -926,3 +926,21 @@ def test_the_ways_a_student_means_it_work(small_data, capsys, monkeypatch):
     assert evaluate(MODEL, raw, small_data.y_test) and evaluate(MODEL, raw, small_data.y_test)
     notes = capsys.readouterr().err.splitlines()
     assert len(notes) == 1 and JAPANESE.search(notes[0]), notes  # said once, the answer still given
+
+
+def test_one_gpu_named_by_number_and_no_callbacks_as_none_are_understood():
+    from test_train import tiny_data
+
+    from mnist_lab import best_device, fit, make_config
+
+    if torch.cuda.device_count() > 1:
+        assert best_device("cuda:1") == torch.device("cuda", 1)
+    else:  # a machine without a second GPU: told that it lacks it, not that "cuda:1" is no name
+        with pytest.raises(UserError) as lacking:
+            best_device("cuda:1")
+        with pytest.raises(UserError) as nonsense:
+            best_device("gpu")
+        assert str(lacking.value) != str(nonsense.value)
+    history = fit(build_model("quick", seed=0), tiny_data(64), make_config("quick", batch_size=16), "cpu",
+                  callbacks=None, progress=False)
+    assert len(history) == 1
