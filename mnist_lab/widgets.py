@@ -345,6 +345,9 @@ class OneVsRestExplorer(widgets.VBox):
 
     def __init__(self, X, y, probs, digit=3, n_examples=8):
         self.X, self.y, self.y_hat = explorer_inputs(X, y, probs)
+        if len(self.y) >= 100 and bool((self.y == self.y_hat).all()):  # no model is right on 100 images and more
+            print("お知らせ: 正解 y と予測がすべて同じです。2 つ目には正解（data.y_test）、3 つ目には予測の確率（probs）を"
+                  "渡しているか確かめてください。")
         digit = checked_whole("digit", digit, 0, 9)
         self.C = confusion_matrix(self.y, self.y_hat, num_classes=10)
         self.n_examples = checked_whole("n_examples", n_examples, 0, 100)

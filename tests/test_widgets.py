@@ -407,3 +407,12 @@ def test_the_info_of_a_checkpoint_given_as_the_size_is_named(tmp_path):
         DrawPad(model, info)  # the pair unpacked, then both passed on
     assert "\n" not in str(given_info.value) and str(given_info.value) != str(small.value)
     assert "DrawPad(model)" in str(given_info.value)  # shows the call to make
+
+
+def test_the_explorer_points_out_labels_that_are_the_predictions(capsys):
+    X, y = torch.zeros(200, 1, 28, 28), torch.arange(200) % 10
+    probs = torch.softmax(torch.randn(200, 10, generator=torch.Generator().manual_seed(0)), 1)
+    OneVsRestExplorer(X, y, probs)
+    assert not capsys.readouterr().out.strip()
+    OneVsRestExplorer(X, probs.argmax(1), probs)  # the predictions given as the labels
+    assert [line for line in capsys.readouterr().out.splitlines() if line.startswith("お知らせ: ")]
