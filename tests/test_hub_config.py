@@ -577,3 +577,12 @@ def test_the_entrypoint_leaves_an_existing_mnist_folder_and_a_missing_mount_alon
     nowhere = tmp_path / "no" / "data"
     assert run_entrypoint(tmp_path, nowhere, "true").returncode == 0 and not nowhere.parent.exists()
     assert (tmp_path / "passwd").is_file()
+
+
+@pytest.mark.parametrize("line, want", [  # each as `docker-compose config` reads it (compose v2.40)
+    ('B="8g"junk', "8g"), ("B=a#b", "a#b"), ("B=a #b", "a"), ("B=$$A", "$A"), ("B=\\$A", "\\file"), ('B="\\$A"', "$A"),
+    ('B="x\\\\y\\"z\\q"', 'x\\y"z\\q'), ("B=a\\tb", "a\\tb"), ("B='x\\ty'", "x\\ty"), ('B="a\\tb"', "a\tb"),
+    ("B=${A}${A:-z}$A.", "filefilefile."), ('B= "q" ', "q"), ("B=${NOPE}", ""), ("B=${A:+r}${NOPE+r}", "r"),
+    ("B=$Aq", ""), ('B="${A}"#c', "file"), ("B='l1\nl2'", "l1\nl2"), ("B=${NOPE:-4}", "4"), ("B='${A}'", "${A}")])
+def test_hub_env_is_read_as_compose_reads_it(line, want):
+    assert settings.parse(f"A=file\n{line}\nC=3\n", environ={}) == {"A": "file", "B": want, "C": "3"}

@@ -226,3 +226,38 @@ def test_a_gpu_asked_for_by_number_still_keeps_to_the_maximum(tmp_path, server, 
     said = refused(capsys, "--output", str(tmp_path / ".env"), "--gpu", "1", "--max-per-gpu", "1")
     assert "--max-per-gpu" in said
     assert make_env.main(["--output", str(tmp_path / ".env"), "--gpu", "0", "--max-per-gpu", "1"]) == 0
+
+
+def with_hub_env(tmp_path, monkeypatch, name, lines):
+    """hub/.env with its ``name`` line replaced by ``lines``, as make_env's settings."""
+    env = tmp_path / "hub.env"
+    env.write_text(re.sub(rf"(?m)^{name}=.*$", lambda _: lines, settings.SOURCE.read_text()))
+    monkeypatch.setattr(settings, "SOURCE", env)
+
+
+@pytest.mark.parametrize("name, lines, shell, want", [
+    ("MEM_LIMIT", 'MEM_LIMIT="8g"  # per student', {}, "8g"),
+    ("CPUS", "NCPU=2\nCPUS=${NCPU:-4}", {}, "2"),
+    ("CPUS", "CPUS=${NCPU:-4} # cores", {}, "4"),
+    ("CPUS", "NCPU=2\nCPUS=${NCPU}", {"NCPU": "3"}, "3"),  # compose: the shell's value wins
+    ("BASE_IMAGE", "IMG=python:3.11.11-slim-bookworm\nBASE_IMAGE=${IMG}", {}, "python:3.11.11-slim-bookworm"),
+    ("BASE_IMAGE", "IMG=python:3.11.11-slim-bookworm\nBASE_IMAGE=$IMG", {}, "python:3.11.11-slim-bookworm"),
+    ("MEM_LIMIT", 'MEM_LIMIT=4g\nNOTE="two\nlines"', {}, "4g"),  # a multi-line value elsewhere is no reason to stop
+])
+def test_hub_env_values_are_interpolated_as_compose_does(tmp_path, server, monkeypatch, name, lines, shell, want):
+    monkeypatch.delenv("NCPU", raising=False)
+    for variable, value in shell.items():
+        monkeypatch.setenv(variable, value)
+    with_hub_env(tmp_path, monkeypatch, name, lines)
+    assert make_env.main(["--output", str(tmp_path / ".env"), "--gpu", "none"]) == 0
+    assert written(tmp_path / ".env")[name] == want
+
+
+@pytest.mark.parametrize("name, lines", [("BASE_IMAGE", 'BASE_IMAGE="python:3.11\nslim"'), ("BASE_IMAGE", "BASE_IMAGE=${IMG}"),
+                                         ("CPUS", "CPUS=${NCPU:?set NCPU}"), ("CUDA", 'CUDA="cu126')])
+def test_a_hub_env_value_that_cannot_be_copied_whole_is_one_line(tmp_path, server, monkeypatch, capsys, name, lines):
+    monkeypatch.delenv("IMG", raising=False)
+    monkeypatch.delenv("NCPU", raising=False)
+    with_hub_env(tmp_path, monkeypatch, name, lines)
+    said = refused(capsys, "--output", str(tmp_path / ".env"), "--gpu", "none")
+    assert "hub.env" in said and not (tmp_path / ".env").exists()
