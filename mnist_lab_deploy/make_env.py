@@ -161,13 +161,15 @@ def given_gpu(gpu):
 
 
 def chosen_gpu(args, previous, claimed_gpus):
-    """``(GPU_ID, GPUS)`` to write: --gpu, else gpu_policy's choice among the server's GPUs; ``(0, "none")`` on a
-    server without any."""
+    """``(GPU_ID, GPUS)`` to write: --gpu, else none when the earlier .env had none, else gpu_policy's choice among
+    the server's GPUs; ``(0, "none")`` on a server without any."""
     if args.gpu is not None:
         if args.max_per_gpu is not None and claimed_gpus.count(args.gpu) >= args.max_per_gpu:
             sys.exit(f"エラー: GPU {args.gpu} はすでに {args.max_per_gpu} 人（--max-per-gpu）が使っています。"
                      "--gpu を省くと空いている GPU を選びます。")
         return given_gpu(args.gpu)
+    if previous.get("GPUS") == "none":
+        return 0, "none"  # chosen before (--gpu none): kept, as an earlier GPU is
     try:
         gpus = server_gpus()
     except NvidiaSmiError as e:
@@ -219,7 +221,7 @@ def parser(deployment):
     """make_env's options; the defaults are ``deployment``'s (hub/.env)."""
     p = Parser(description=".env を作る（docker compose 用。既定値は hub/.env）")
     p.add_argument("--gpu", type=gpu_argument, default=None,
-                   help="使う GPU の番号か none（既定: 前の .env の GPU、なければほかの人が一番少ない GPU）")
+                   help="使う GPU の番号か none（既定: 前の .env の GPU か none、なければほかの人が一番少ない GPU）")
     p.add_argument("--max-per-gpu", type=students_argument, default=None, help="1 つの GPU を使う人数の上限（既定: なし）")
     p.add_argument("--memory", help=f"コンテナのメモリの上限（既定: hub/.env の MEM_LIMIT = {deployment['MEM_LIMIT']}）")
     p.add_argument("--cpus", help=f"コンテナが使える CPU コア数（既定: hub/.env の CPUS = {deployment['CPUS']}）")

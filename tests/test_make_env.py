@@ -90,8 +90,17 @@ def test_no_gpu_can_be_asked_for_and_a_broken_driver_says_so(tmp_path, server, c
     assert make_env.main(["--output", str(path), "--gpu", "none"]) == 0
     assert written(path)["GPUS"] == "none"
     smi(tmp_path, "No devices were found", code=6)
-    said = refused(capsys, "--output", str(path), "--force")
+    said = refused(capsys, "--output", str(tmp_path / "new.env"))
     assert "--gpu none" in said
+
+
+def test_no_gpu_chosen_before_is_kept_until_a_gpu_is_asked_for(tmp_path, server):
+    path = tmp_path / ".env"
+    assert make_env.main(["--output", str(path), "--gpu", "none"]) == 0
+    assert make_env.main(["--output", str(path), "--force", "--memory", "4g"]) == 0
+    assert written(path)["GPUS"] == "none" and written(path)["MEM_LIMIT"] == "4g"
+    assert make_env.main(["--output", str(path), "--force", "--gpu", "1"]) == 0
+    assert (written(path)["GPUS"], written(path)["GPU_ID"]) == ("one", "1")
 
 
 @pytest.mark.parametrize("names", [("山田", "佐藤"), ("..", "__"), ("Taro.Yamada", "taro-yamada")])
