@@ -121,9 +121,10 @@ def claims_of(container):
 
 
 def docker_claims(own_project):
-    """Return ``(ports, gpus)``: the host ports and GPU indices of the other mnist-lab containers, running or
-    stopped, as ``docker inspect`` reports them; empty when docker cannot be asked (then a one-line note)."""
-    ports, gpus = set(), []
+    """Return ``(ports, gpus, own ports)``: the host ports and GPU indices of the other mnist-lab containers, running
+    or stopped, as ``docker inspect`` reports them, and the ports of your own project's; empty when docker cannot be
+    asked (then a one-line note)."""
+    ports, gpus, own = set(), [], set()
     try:
         ids = subprocess.run(["docker", "ps", "-aq", "--filter", "label=com.docker.compose.service=jupyter"],
                              capture_output=True, text=True, check=True, timeout=30).stdout.split()
@@ -131,10 +132,12 @@ def docker_claims(own_project):
             if project != own_project:
                 ports |= its_ports
                 gpus += its_gpus
+            else:
+                own |= its_ports
     except (OSError, subprocess.SubprocessError, ValueError, TypeError):
         print(NOTE_NO_DOCKER, file=sys.stderr)
-        return set(), []
-    return ports, gpus
+        return set(), [], set()
+    return ports, gpus, own
 
 
 def previous_values(path):
@@ -251,16 +254,31 @@ def chosen_limits(args, deployment):
     return {name: f"{limits[name]:g}" if name == "CPUS" else limits[name] for name in SHARED}
 
 
-def check_port(port):
-    """A --port the student's container can be given: 1024 to 65535, and free."""
+def check_port(port, own=()):
+    """A --port the student's container can be given: 1024 to 65535, and free (or held by ``own``, your own
+    container's ports)."""
     if port is None:
         return
     if not 1 <= port <= 65535:
         sys.exit(f"エラー: ポート {port} はありません。1024〜65535 の番号にするか、--port を省いてください。")
     if port < 1024:
         sys.exit(f"エラー: ポート {port} は特権ポート（1024 未満）なので使えません。1024〜65535 にするか、--port を省いてください。")
-    if not port_is_free(port):
+    if port not in own and not port_is_free(port):
         sys.exit(f"エラー: ポート {port} は使われています。別の番号にするか、--port を省いてください。")
+
+
+def chosen_port(asked, uid, previous, claimed, own):
+    """The port to write: ``asked`` (--port), else the earlier .env's while it is still yours (your own container
+    holds it, or it is free and no other container claims it: your ssh -L line stays), else a free one."""
+    if asked is not None:
+        if asked in claimed:
+            sys.exit(f"エラー: ポート {asked} は止まっているほかのコンテナが使う番号です。別の番号にするか、--port を省いてください。")
+        check_port(asked, own)
+        return asked
+    earlier = int(previous["HOST_PORT"]) if previous.get("HOST_PORT", "").isdigit() else None
+    if earlier in own or (earlier and 1024 <= earlier <= 65535 and earlier not in claimed and port_is_free(earlier)):
+        return earlier
+    return free_port(uid, claimed)
 
 
 def login_name():
@@ -320,18 +338,16 @@ def main(argv=None):
         gpu_share = memory_share(args.gpu_share, args.max_per_gpu)
     except ValueError as e:
         sys.exit(f"エラー: --gpu-share: {e}")
-    check_port(args.port)
     uid, gid = os.getuid(), os.getgid()
     if uid == 0:
         sys.exit("エラー: root では .env を作りません（コンテナを root で動かさないため）。自分のユーザーで実行してください。")
     user = user_name(login_name(), uid)
     check_docker_version()
-    claimed_ports, claimed_gpus = docker_claims(f"mnist-lab-{user}")
-    if args.port is not None and args.port in claimed_ports:
-        sys.exit(f"エラー: ポート {args.port} は止まっているほかのコンテナが使う番号です。別の番号にするか、--port を省いてください。")
-    port = args.port or free_port(uid, claimed_ports)
+    claimed_ports, claimed_gpus, own_ports = docker_claims(f"mnist-lab-{user}")
+    previous = previous_values(path)
+    port = chosen_port(args.port, uid, previous, claimed_ports, own_ports)
     token = secrets.token_hex(24)
-    gpu, gpus = chosen_gpu(args, previous_values(path), claimed_gpus)
+    gpu, gpus = chosen_gpu(args, previous, claimed_gpus)
     write_private(path, env_text(student_env(user, uid, gid, port, token, gpu, gpus, gpu_share, **limits)))
     print(f"{path} を書きました（ユーザー {user}, UID {uid}, ポート {port}, GPU {gpu if gpus == 'one' else 'なし'}）。次に:\n"
           f"  docker compose up -d\n"

@@ -5,6 +5,7 @@ an exit, never a traceback, never a file written somewhere else, never a limit s
 import json
 import os
 import re
+import socket
 import stat
 
 import pytest
@@ -270,3 +271,23 @@ def test_a_hub_env_value_that_cannot_be_copied_whole_is_one_line(tmp_path, serve
     with_hub_env(tmp_path, monkeypatch, name, lines)
     said = refused(capsys, "--output", str(tmp_path / ".env"), "--gpu", "none")
     assert "hub.env" in said and not (tmp_path / ".env").exists()
+
+
+def test_your_own_running_container_keeps_its_port(tmp_path, server, monkeypatch):
+    """--force while your own container runs (its port held, as by docker-proxy): the port stays, so does your ssh -L
+    line; --port with that same port is yours too. A port another student's container claims is never kept."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        path = tmp_path / ".env"
+        path.write_text(f"HOST_PORT={port}\nGPU_ID=1\nGPUS=one\n")
+        server.write_text(json.dumps([{**container("hanako", port, 1), "Id": "mine"}, container("taro", 8900, 0)]))
+        monkeypatch.setenv("FAKE_DOCKER_IDS", "mine taro")
+        assert make_env.main(["--output", str(path), "--force"]) == 0
+        assert written(path)["HOST_PORT"] == str(port)
+        assert make_env.main(["--output", str(path), "--force", "--port", str(port)]) == 0
+        assert written(path)["HOST_PORT"] == str(port)
+    path.write_text("HOST_PORT=8900\n")
+    assert make_env.main(["--output", str(path), "--force"]) == 0
+    assert written(path)["HOST_PORT"] != "8900"
