@@ -324,6 +324,14 @@ def write_private(path, text):
                  "--output で別の場所を指定してください。")
 
 
+def note_shell_values(values):
+    """One line when your shell exports one of ``values`` with another value: compose would take the shell's."""
+    differing = [name for name, value in values.items() if os.environ.get(name, str(value)) != str(value)]
+    if differing:
+        print(f"注意: シェルの環境変数 {', '.join(differing)} が .env と違います。docker compose はシェルの値を使うので、"
+              f"先に unset {' '.join(differing)} してください（~/.bashrc にあればそこからも消します）。", file=sys.stderr)
+
+
 def main(argv=None):
     try:
         deployment = load_settings()
@@ -348,7 +356,9 @@ def main(argv=None):
     port = chosen_port(args.port, uid, previous, claimed_ports, own_ports)
     token = secrets.token_hex(24)
     gpu, gpus = chosen_gpu(args, previous, claimed_gpus)
-    write_private(path, env_text(student_env(user, uid, gid, port, token, gpu, gpus, gpu_share, **limits)))
+    values = student_env(user, uid, gid, port, token, gpu, gpus, gpu_share, **limits)
+    write_private(path, env_text(values))
+    note_shell_values(values)
     print(f"{path} を書きました（ユーザー {user}, UID {uid}, ポート {port}, GPU {gpu if gpus == 'one' else 'なし'}）。次に:\n"
           f"  docker compose up -d\n"
           f"手元の PC で:  ssh -L {port}:127.0.0.1:{port} あなた@サーバー\n"

@@ -291,3 +291,16 @@ def test_your_own_running_container_keeps_its_port(tmp_path, server, monkeypatch
     path.write_text("HOST_PORT=8900\n")
     assert make_env.main(["--output", str(path), "--force"]) == 0
     assert written(path)["HOST_PORT"] != "8900"
+
+
+def test_a_shell_export_compose_would_use_instead_is_one_note(tmp_path, server, monkeypatch, capsys):
+    monkeypatch.setenv("JUPYTER_TOKEN", "mytoken123")
+    monkeypatch.setenv("CPUS", "64")
+    monkeypatch.setenv("HOST_PORT", "8842")
+    assert make_env.main(["--output", str(tmp_path / ".env"), "--port", "8842", "--gpu", "none"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "JUPYTER_TOKEN" in line]
+    assert len(notes) == 1 and "CPUS" in notes[0] and "HOST_PORT" not in notes[0]  # the same value is no conflict
+    monkeypatch.delenv("JUPYTER_TOKEN")
+    monkeypatch.delenv("CPUS")
+    assert make_env.main(["--output", str(tmp_path / ".env"), "--force", "--gpu", "none"]) == 0
+    assert "CPUS" not in capsys.readouterr().err
