@@ -156,8 +156,11 @@ def given_gpu(gpu):
         gpus = server_gpus()
     except NvidiaSmiError:
         return gpu, "one"  # the driver may be fine for Docker: the student's choice
+    if not gpus:
+        sys.exit(f"エラー: このサーバーには nvidia-smi がないので GPU {gpu} は使えません（NVIDIA の GPU かドライバーが"
+                 "ありません）。GPU なしで使うなら --gpu none にしてください。")
     if gpu not in [g.index for g in gpus]:
-        listed = ", ".join(str(g.index) for g in gpus) or "なし"
+        listed = ", ".join(str(g.index) for g in gpus)
         sys.exit(f"エラー: GPU {gpu} はこのサーバーにありません（nvidia-smi の GPU: {listed}）。"
                  "番号を選び直すか、GPU なしなら --gpu none にしてください。")
     return gpu, "one"

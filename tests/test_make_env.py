@@ -304,3 +304,10 @@ def test_a_shell_export_compose_would_use_instead_is_one_note(tmp_path, server, 
     monkeypatch.delenv("CPUS")
     assert make_env.main(["--output", str(tmp_path / ".env"), "--force", "--gpu", "none"]) == 0
     assert "CPUS" not in capsys.readouterr().err
+
+
+def test_a_gpu_asked_for_on_a_server_without_nvidia_smi_says_there_is_none(tmp_path, server, capsys):
+    (tmp_path / "bin" / "nvidia-smi").unlink()
+    said = refused(capsys, "--output", str(tmp_path / ".env"), "--gpu", "0")
+    assert "nvidia-smi" in said and "--gpu none" in said and "GPU: " not in said  # no empty list of GPUs
+    assert make_env.main(["--output", str(tmp_path / ".env"), "--gpu", "none"]) == 0
