@@ -12,6 +12,8 @@ command and the URL to open. Every mistake is one line. Standard library only: r
 """
 
 import argparse
+import contextlib
+import fcntl
 import getpass
 import json
 import os
@@ -22,6 +24,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from . import settings
@@ -33,6 +36,13 @@ PORTS = range(8800, 9000)
 MIN_DOCKER = (28, 0)  # older engines expose ports published on 127.0.0.1 to the local network (moby#45610)
 
 
+# What make_env chose for each student lately, one "UID PORT GPU|- TIME" line each, read and written under flock so
+# that two students at the same moment, or before either has a container, never get the same port or exceed a GPU's
+# maximum. /tmp, so that every student can make it (0666; /tmp's sticky bit keeps others from replacing it).
+RESERVATIONS = Path("/tmp/mnist-lab-make_env.reservations")
+RESERVED_FOR = 900  # seconds a student has to start the container make_env chose for them
+LOCK_WAIT = 30
+NOTE_NO_LOCK = "注意: ほかの人の make_env が今選んだポートと GPU を確かめられなかったので、それを考えずに選びます。"
 NOTE_NO_DOCKER = "注意: docker に聞けなかったので、ほかの人のコンテナのポートと GPU を考えずに選びます。"
 ARGPARSE_JA = [  # argparse's English messages -> one Japanese sentence each
     (r"argument (\S+): invalid \w+ value: '(.*)'", r"\1 の値 '\2' は使えません"),
@@ -188,6 +198,79 @@ def chosen_gpu(args, previous, claimed_gpus):
     if gpu is None:
         sys.exit(f"エラー: どの GPU もすでに {args.max_per_gpu} 人が使っています。空くのを待つか、先生に相談してください。")
     return gpu, "one"
+
+
+def reservation_file():
+    """An open descriptor of :data:`RESERVATIONS` (made 0666 when new, never through a link); None when it cannot
+    be opened. An existing file is opened without O_CREAT: fs.protected_regular refuses that in /tmp for a file
+    another user owns."""
+    flags = os.O_RDWR | getattr(os, "O_NOFOLLOW", 0)
+    for _ in range(2):
+        try:
+            return os.open(RESERVATIONS, flags)
+        except FileNotFoundError:
+            with contextlib.suppress(FileExistsError):
+                fd = os.open(RESERVATIONS, flags | os.O_CREAT | os.O_EXCL, 0o666)
+                with contextlib.suppress(OSError):
+                    os.fchmod(fd, 0o666)  # whatever the umask
+                return fd
+        except OSError:
+            return None
+    return None
+
+
+def held(fd):
+    """Whether the lock on ``fd`` was taken within LOCK_WAIT seconds."""
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        except OSError:
+            return False
+
+
+def recent_reservations(fd, uid):
+    """The other students' reservations in ``fd`` younger than RESERVED_FOR: ``[(uid, port, gpu or None, time)]``;
+    a line that is not one is dropped."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    found, now = [], time.time()
+    for line in os.read(fd, 1 << 20).decode("ascii", errors="replace").splitlines():
+        fields = line.split()
+        if len(fields) == 4 and fields[0].isdigit() and fields[1].isdigit() and re.fullmatch(r"\d+|-", fields[2]) \
+                and re.fullmatch(r"\d+", fields[3]) and int(fields[0]) != uid and 0 <= now - int(fields[3]) < RESERVED_FOR:
+            found.append((int(fields[0]), int(fields[1]), None if fields[2] == "-" else int(fields[2]), int(fields[3])))
+    return found
+
+
+@contextlib.contextmanager
+def reservations(uid, docker_ports):
+    """Hold the server's reservations while choosing: yields ``(ports, gpus, keep)``, the ports and GPUs other
+    students were given lately (a GPU not counted again once that student's container, holding the port, exists),
+    and ``keep(port, gpu)`` to record yours. Without the file or its lock: nothing reserved, one note."""
+    fd = reservation_file()
+    try:
+        if fd is None or not held(fd):
+            print(NOTE_NO_LOCK, file=sys.stderr)
+            yield set(), [], lambda port, gpu: None
+            return
+        others = recent_reservations(fd, uid)
+
+        def keep(port, gpu):
+            lines = [*others, (uid, port, gpu, int(time.time()))]
+            text = "".join(f"{u} {p} {'-' if g is None else g} {t}\n" for u, p, g, t in lines)
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, text.encode(), 0)
+
+        yield {p for _, p, _, _ in others}, [g for _, p, g, _ in others if g is not None and p not in docker_ports], keep
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def check_docker_version():
@@ -356,11 +439,13 @@ def main(argv=None):
     check_docker_version()
     claimed_ports, claimed_gpus, own_ports = docker_claims(f"mnist-lab-{user}")
     previous = previous_values(path)
-    port = chosen_port(args.port, uid, previous, claimed_ports, own_ports)
-    token = secrets.token_hex(24)
-    gpu, gpus = chosen_gpu(args, previous, claimed_gpus)
-    values = student_env(user, uid, gid, port, token, gpu, gpus, gpu_share, **limits)
-    write_private(path, env_text(values))
+    with reservations(uid, claimed_ports) as (reserved_ports, reserved_gpus, keep):
+        port = chosen_port(args.port, uid, previous, claimed_ports | reserved_ports, own_ports)
+        token = secrets.token_hex(24)
+        gpu, gpus = chosen_gpu(args, previous, claimed_gpus + reserved_gpus)
+        values = student_env(user, uid, gid, port, token, gpu, gpus, gpu_share, **limits)
+        write_private(path, env_text(values))
+        keep(port, gpu if gpus == "one" else None)
     note_shell_values(values)
     print(f"{path} を書きました（ユーザー {user}, UID {uid}, ポート {port}, GPU {gpu if gpus == 'one' else 'なし'}）。次に:\n"
           f"  docker compose up -d\n"

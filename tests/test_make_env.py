@@ -27,6 +27,13 @@ esac
 """
 
 
+@pytest.fixture(autouse=True)
+def reservations(tmp_path, monkeypatch):
+    """The server's reservations file, this test's own."""
+    monkeypatch.setattr(make_env, "RESERVATIONS", tmp_path / "reservations", raising=False)
+    return tmp_path / "reservations"
+
+
 @pytest.fixture
 def server(tmp_path, monkeypatch):
     """A student (UID 2000, "hanako") on a server with two GPUs and no other container; returns the state file."""
@@ -311,3 +318,32 @@ def test_a_gpu_asked_for_on_a_server_without_nvidia_smi_says_there_is_none(tmp_p
     said = refused(capsys, "--output", str(tmp_path / ".env"), "--gpu", "0")
     assert "nvidia-smi" in said and "--gpu none" in said and "GPU: " not in said  # no empty list of GPUs
     assert make_env.main(["--output", str(tmp_path / ".env"), "--gpu", "none"]) == 0
+
+
+def test_two_students_before_either_has_a_container_get_their_own_port_and_gpu(tmp_path, server, monkeypatch,
+                                                                               reservations):
+    """UIDs 4242 and 4442 try the same port first; nothing holds it until a container exists."""
+    def student(uid, *argv):
+        monkeypatch.setattr(os, "getuid", lambda: uid)
+        monkeypatch.setattr(make_env.getpass, "getuser", lambda: f"s{uid}")
+        assert make_env.main(["--output", str(tmp_path / f"{uid}.env"), "--max-per-gpu", "1", *argv]) == 0
+        return written(tmp_path / f"{uid}.env")
+
+    first, second = student(4242), student(4442)
+    assert first["HOST_PORT"] != second["HOST_PORT"] and first["GPU_ID"] != second["GPU_ID"]
+    assert student(4242, "--force")["HOST_PORT"] == first["HOST_PORT"]  # your own reservation is yours
+    with pytest.raises(SystemExit):
+        student(4642)  # both GPUs taken (--max-per-gpu 1), though no container runs yet
+    assert stat.S_IMODE(reservations.stat().st_mode) == 0o666
+    monkeypatch.setattr(make_env, "RESERVED_FOR", 0)  # reservations that were never started expire
+    assert student(4642)["HOST_PORT"] == first["HOST_PORT"]
+
+
+def test_a_reservations_lock_held_too_long_is_a_note_not_a_hang(tmp_path, server, monkeypatch, capsys, reservations):
+    import fcntl
+
+    monkeypatch.setattr(make_env, "LOCK_WAIT", 0.3)
+    with open(reservations, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert make_env.main(["--output", str(tmp_path / ".env")]) == 0
+    assert re.search(r"[\u3040-\u30ff]", capsys.readouterr().err)
