@@ -4,8 +4,11 @@ limits of the deployment's settings (hub/.env, :mod:`.settings`), each of which 
     python3 -m mnist_lab_deploy.make_env [--gpu N|none] [--port P] [--cuda CU] [--memory M] [--cpus C] [--gpu-share F] [--force]
 
 The GPU follows :mod:`.gpu_policy`: the one you had (from an earlier .env), else the one with the fewest other
-mnist-lab containers, capped by --max-per-gpu. The port is one no container, running or stopped, has claimed (a
-stopped one wants its port back on its next start). On a server without NVIDIA GPUs (no nvidia-smi), or with
+mnist-lab containers, capped by --max-per-gpu. The port is the earlier .env's while it is still yours, else one no
+container, running or stopped, has claimed (a stopped one wants its port back on its next start). What make_env
+chose for each student is kept for RESERVED_FOR seconds under a lock every user shares (RESERVATIONS), so two
+students before either has a container never get the same port or GPU. A variable the shell exports with another
+value than the .env's is noted (compose would take the shell's). On a server without NVIDIA GPUs (no nvidia-smi), or with
 --gpu none, GPUS=none: the container asks for none. The kernels' share of the GPU's memory (GPU_MEMORY_SHARE, kept to by
 :mod:`.gpu_share`) is --gpu-share, else derived from --max-per-gpu (gpu_policy.memory_share). Prints the ssh -L
 command and the URL to open. Every mistake is one line. Standard library only: run it with the server's python3.
