@@ -6,7 +6,8 @@ server spawned by the hub works in ``/work``, the student's own volume. At every
 - a lesson file the folder does not have is copied in (the first start copies them all);
 - a file the student has not changed since it was copied is brought up to date when the image has a newer one;
 - a file the student changed is kept as it is; the image's new version is left beside it as ``NAME.new``
-  (once: a later start with the same image leaves that ``.new`` alone).
+  (once: a later start with the same image leaves that ``.new`` alone; "offered" in what :func:`synced` returns,
+  else "kept").
 
 "Changed" means: different from what was copied last time, recorded in ``.mnist-lab-lesson.json`` in the folder.
 Standard library only; run by docker/start-singleuser as the student.
@@ -44,15 +45,17 @@ def read_record(path):
 
 def offered(source, target, new, record, key):
     """Leave the image's ``new`` version beside the student's changed ``target``, once per version: as
-    ``NAME.new``, or ``NAME.new2``... when the student changed the ``.new`` offered before (theirs, kept too)."""
+    ``NAME.new``, or ``NAME.new2``... when the student changed the ``.new`` offered before (theirs, kept too).
+    Return whether it did (False: this version was offered before)."""
     if new in (record.get(key), record.get(key + ".new")):
-        return
+        return False
     for n in range(1, 100):
         spare, spare_key = (target.with_name(f"{target.name}.new{n if n > 1 else ''}"), f"{key}.new{n if n > 1 else ''}")
         if not spare.exists() or (spare.is_file() and digest(spare) == record.get(spare_key)):
             shutil.copyfile(source, spare)
             record[spare_key] = record[key + ".new"] = new
-            return
+            return True
+    return False
 
 
 def sync_one(source, target, key, record):
@@ -62,8 +65,8 @@ def sync_one(source, target, key, record):
         record[key] = new
         return "same"
     if have is not None and have != record.get(key):
-        offered(source, target, new, record, key)
-        return "kept"  # the student's own version stays
+        # the student's own version stays; "offered" when the image's new one was just put beside it
+        return "offered" if offered(source, target, new, record, key) else "kept"
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, target)  # new, or untouched by the student: the image's version
     record[key] = new
@@ -89,12 +92,19 @@ def synced(lesson, work):
     return done
 
 
+def summary(done):
+    """What :func:`synced` did (its ``done``), in one Japanese line for the server's log."""
+    n = {what: sum(1 for v in done.values() if v == what) for what in ("copied", "updated", "kept", "offered")}
+    said = [f"{n['copied']} 個を新しく置き" if n["copied"] else "", f"{n['updated']} 個を新しい版にし" if n["updated"] else "",
+            f"あなたが変えた {n['kept'] + n['offered']} 個はそのままにし" if n["kept"] + n["offered"] else "",
+            f"そのうち {n['offered']} 個の新しい版を横に .new の付いた名前で置き" if n["offered"] else ""]
+    said = "、".join(part for part in said if part)
+    return f"lesson: 授業のファイル: {said}ました。" if said else "lesson: 授業のファイルは最新です（変更なし）。"
+
+
 def main(argv):
     lesson, work = map(Path, argv)
-    done = synced(lesson, work)
-    counts = {what: sum(1 for v in done.values() if v == what) for what in ("copied", "updated", "kept")}
-    print(f"lesson: {counts['copied']} copied, {counts['updated']} updated, {counts['kept']} of yours kept "
-          f"(their new version beside them as .new)", file=sys.stderr)
+    print(summary(synced(lesson, work)), file=sys.stderr)
     return 0
 
 

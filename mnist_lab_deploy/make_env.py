@@ -4,14 +4,19 @@ limits of the deployment's settings (hub/.env, :mod:`.settings`), each of which 
     python3 -m mnist_lab_deploy.make_env [--gpu N|none] [--port P] [--cuda CU] [--memory M] [--cpus C] [--gpu-share F] [--force]
 
 The GPU follows :mod:`.gpu_policy`: the one you had (from an earlier .env), else the one with the fewest other
-mnist-lab containers, capped by --max-per-gpu. The port is one no container, running or stopped, has claimed (a
-stopped one wants its port back on its next start). On a server without NVIDIA GPUs (no nvidia-smi), or with
+mnist-lab containers, capped by --max-per-gpu. The port is the earlier .env's while it is still yours, else one no
+container, running or stopped, has claimed (a stopped one wants its port back on its next start). What make_env
+chose for each student is kept for RESERVED_FOR seconds under a lock every user shares (RESERVATIONS), so two
+students before either has a container never get the same port or GPU. A variable the shell exports with another
+value than the .env's is noted (compose would take the shell's). On a server without NVIDIA GPUs (no nvidia-smi), or with
 --gpu none, GPUS=none: the container asks for none. The kernels' share of the GPU's memory (GPU_MEMORY_SHARE, kept to by
 :mod:`.gpu_share`) is --gpu-share, else derived from --max-per-gpu (gpu_policy.memory_share). Prints the ssh -L
 command and the URL to open. Every mistake is one line. Standard library only: run it with the server's python3.
 """
 
 import argparse
+import contextlib
+import fcntl
 import getpass
 import json
 import os
@@ -22,6 +27,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from . import settings
@@ -33,6 +39,13 @@ PORTS = range(8800, 9000)
 MIN_DOCKER = (28, 0)  # older engines expose ports published on 127.0.0.1 to the local network (moby#45610)
 
 
+# What make_env chose for each student lately, one "UID PORT GPU|- TIME" line each, read and written under flock so
+# that two students at the same moment, or before either has a container, never get the same port or exceed a GPU's
+# maximum. /tmp, so that every student can make it (0666; /tmp's sticky bit keeps others from replacing it).
+RESERVATIONS = Path("/tmp/mnist-lab-make_env.reservations")
+RESERVED_FOR = 900  # seconds a student has to start the container make_env chose for them
+LOCK_WAIT = 30
+NOTE_NO_LOCK = "注意: ほかの人の make_env が今選んだポートと GPU を確かめられなかったので、それを考えずに選びます。"
 NOTE_NO_DOCKER = "注意: docker に聞けなかったので、ほかの人のコンテナのポートと GPU を考えずに選びます。"
 ARGPARSE_JA = [  # argparse's English messages -> one Japanese sentence each
     (r"argument (\S+): invalid \w+ value: '(.*)'", r"\1 の値 '\2' は使えません"),
@@ -121,9 +134,10 @@ def claims_of(container):
 
 
 def docker_claims(own_project):
-    """Return ``(ports, gpus)``: the host ports and GPU indices of the other mnist-lab containers, running or
-    stopped, as ``docker inspect`` reports them; empty when docker cannot be asked (then a one-line note)."""
-    ports, gpus = set(), []
+    """Return ``(ports, gpus, own ports)``: the host ports and GPU indices of the other mnist-lab containers, running
+    or stopped, as ``docker inspect`` reports them, and the ports of your own project's; empty when docker cannot be
+    asked (then a one-line note)."""
+    ports, gpus, own = set(), [], set()
     try:
         ids = subprocess.run(["docker", "ps", "-aq", "--filter", "label=com.docker.compose.service=jupyter"],
                              capture_output=True, text=True, check=True, timeout=30).stdout.split()
@@ -131,10 +145,12 @@ def docker_claims(own_project):
             if project != own_project:
                 ports |= its_ports
                 gpus += its_gpus
+            else:
+                own |= its_ports
     except (OSError, subprocess.SubprocessError, ValueError, TypeError):
         print(NOTE_NO_DOCKER, file=sys.stderr)
-        return set(), []
-    return ports, gpus
+        return set(), [], set()
+    return ports, gpus, own
 
 
 def previous_values(path):
@@ -153,21 +169,26 @@ def given_gpu(gpu):
         gpus = server_gpus()
     except NvidiaSmiError:
         return gpu, "one"  # the driver may be fine for Docker: the student's choice
+    if not gpus:
+        sys.exit(f"エラー: このサーバーには nvidia-smi がないので GPU {gpu} は使えません（NVIDIA の GPU かドライバーが"
+                 "ありません）。GPU なしで使うなら --gpu none にしてください。")
     if gpu not in [g.index for g in gpus]:
-        listed = ", ".join(str(g.index) for g in gpus) or "なし"
+        listed = ", ".join(str(g.index) for g in gpus)
         sys.exit(f"エラー: GPU {gpu} はこのサーバーにありません（nvidia-smi の GPU: {listed}）。"
                  "番号を選び直すか、GPU なしなら --gpu none にしてください。")
     return gpu, "one"
 
 
 def chosen_gpu(args, previous, claimed_gpus):
-    """``(GPU_ID, GPUS)`` to write: --gpu, else gpu_policy's choice among the server's GPUs; ``(0, "none")`` on a
-    server without any."""
+    """``(GPU_ID, GPUS)`` to write: --gpu, else none when the earlier .env had none, else gpu_policy's choice among
+    the server's GPUs; ``(0, "none")`` on a server without any."""
     if args.gpu is not None:
         if args.max_per_gpu is not None and claimed_gpus.count(args.gpu) >= args.max_per_gpu:
             sys.exit(f"エラー: GPU {args.gpu} はすでに {args.max_per_gpu} 人（--max-per-gpu）が使っています。"
                      "--gpu を省くと空いている GPU を選びます。")
         return given_gpu(args.gpu)
+    if previous.get("GPUS") == "none":
+        return 0, "none"  # chosen before (--gpu none): kept, as an earlier GPU is
     try:
         gpus = server_gpus()
     except NvidiaSmiError as e:
@@ -180,6 +201,79 @@ def chosen_gpu(args, previous, claimed_gpus):
     if gpu is None:
         sys.exit(f"エラー: どの GPU もすでに {args.max_per_gpu} 人が使っています。空くのを待つか、先生に相談してください。")
     return gpu, "one"
+
+
+def reservation_file():
+    """An open descriptor of :data:`RESERVATIONS` (made 0666 when new, never through a link); None when it cannot
+    be opened. An existing file is opened without O_CREAT: fs.protected_regular refuses that in /tmp for a file
+    another user owns."""
+    flags = os.O_RDWR | getattr(os, "O_NOFOLLOW", 0)
+    for _ in range(2):
+        try:
+            return os.open(RESERVATIONS, flags)
+        except FileNotFoundError:
+            with contextlib.suppress(FileExistsError):
+                fd = os.open(RESERVATIONS, flags | os.O_CREAT | os.O_EXCL, 0o666)
+                with contextlib.suppress(OSError):
+                    os.fchmod(fd, 0o666)  # whatever the umask
+                return fd
+        except OSError:
+            return None
+    return None
+
+
+def held(fd):
+    """Whether the lock on ``fd`` was taken within LOCK_WAIT seconds."""
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        except OSError:
+            return False
+
+
+def recent_reservations(fd, uid):
+    """The other students' reservations in ``fd`` younger than RESERVED_FOR: ``[(uid, port, gpu or None, time)]``;
+    a line that is not one is dropped."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    found, now = [], time.time()
+    for line in os.read(fd, 1 << 20).decode("ascii", errors="replace").splitlines():
+        fields = line.split()
+        if len(fields) == 4 and fields[0].isdigit() and fields[1].isdigit() and re.fullmatch(r"\d+|-", fields[2]) \
+                and re.fullmatch(r"\d+", fields[3]) and int(fields[0]) != uid and 0 <= now - int(fields[3]) < RESERVED_FOR:
+            found.append((int(fields[0]), int(fields[1]), None if fields[2] == "-" else int(fields[2]), int(fields[3])))
+    return found
+
+
+@contextlib.contextmanager
+def reservations(uid, docker_ports):
+    """Hold the server's reservations while choosing: yields ``(ports, gpus, keep)``, the ports and GPUs other
+    students were given lately (a GPU not counted again once that student's container, holding the port, exists),
+    and ``keep(port, gpu)`` to record yours. Without the file or its lock: nothing reserved, one note."""
+    fd = reservation_file()
+    try:
+        if fd is None or not held(fd):
+            print(NOTE_NO_LOCK, file=sys.stderr)
+            yield set(), [], lambda port, gpu: None
+            return
+        others = recent_reservations(fd, uid)
+
+        def keep(port, gpu):
+            lines = [*others, (uid, port, gpu, int(time.time()))]
+            text = "".join(f"{u} {p} {'-' if g is None else g} {t}\n" for u, p, g, t in lines)
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, text.encode(), 0)
+
+        yield {p for _, p, _, _ in others}, [g for _, p, g, _ in others if g is not None and p not in docker_ports], keep
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def check_docker_version():
@@ -219,7 +313,7 @@ def parser(deployment):
     """make_env's options; the defaults are ``deployment``'s (hub/.env)."""
     p = Parser(description=".env を作る（docker compose 用。既定値は hub/.env）")
     p.add_argument("--gpu", type=gpu_argument, default=None,
-                   help="使う GPU の番号か none（既定: 前の .env の GPU、なければほかの人が一番少ない GPU）")
+                   help="使う GPU の番号か none（既定: 前の .env の GPU か none、なければほかの人が一番少ない GPU）")
     p.add_argument("--max-per-gpu", type=students_argument, default=None, help="1 つの GPU を使う人数の上限（既定: なし）")
     p.add_argument("--memory", help=f"コンテナのメモリの上限（既定: hub/.env の MEM_LIMIT = {deployment['MEM_LIMIT']}）")
     p.add_argument("--cpus", help=f"コンテナが使える CPU コア数（既定: hub/.env の CPUS = {deployment['CPUS']}）")
@@ -249,16 +343,31 @@ def chosen_limits(args, deployment):
     return {name: f"{limits[name]:g}" if name == "CPUS" else limits[name] for name in SHARED}
 
 
-def check_port(port):
-    """A --port the student's container can be given: 1024 to 65535, and free."""
+def check_port(port, own=()):
+    """A --port the student's container can be given: 1024 to 65535, and free (or held by ``own``, your own
+    container's ports)."""
     if port is None:
         return
     if not 1 <= port <= 65535:
         sys.exit(f"エラー: ポート {port} はありません。1024〜65535 の番号にするか、--port を省いてください。")
     if port < 1024:
         sys.exit(f"エラー: ポート {port} は特権ポート（1024 未満）なので使えません。1024〜65535 にするか、--port を省いてください。")
-    if not port_is_free(port):
+    if port not in own and not port_is_free(port):
         sys.exit(f"エラー: ポート {port} は使われています。別の番号にするか、--port を省いてください。")
+
+
+def chosen_port(asked, uid, previous, claimed, own):
+    """The port to write: ``asked`` (--port), else the earlier .env's while it is still yours (your own container
+    holds it, or it is free and no other container claims it: your ssh -L line stays), else a free one."""
+    if asked is not None:
+        if asked in claimed:
+            sys.exit(f"エラー: ポート {asked} は止まっているほかのコンテナが使う番号です。別の番号にするか、--port を省いてください。")
+        check_port(asked, own)
+        return asked
+    earlier = int(previous["HOST_PORT"]) if previous.get("HOST_PORT", "").isdigit() else None
+    if earlier in own or (earlier and 1024 <= earlier <= 65535 and earlier not in claimed and port_is_free(earlier)):
+        return earlier
+    return free_port(uid, claimed)
 
 
 def login_name():
@@ -304,6 +413,14 @@ def write_private(path, text):
                  "--output で別の場所を指定してください。")
 
 
+def note_shell_values(values):
+    """One line when your shell exports one of ``values`` with another value: compose would take the shell's."""
+    differing = [name for name, value in values.items() if os.environ.get(name, str(value)) != str(value)]
+    if differing:
+        print(f"注意: シェルの環境変数 {', '.join(differing)} が .env と違います。docker compose はシェルの値を使うので、"
+              f"先に unset {' '.join(differing)} してください（~/.bashrc にあればそこからも消します）。", file=sys.stderr)
+
+
 def main(argv=None):
     try:
         deployment = load_settings()
@@ -318,19 +435,21 @@ def main(argv=None):
         gpu_share = memory_share(args.gpu_share, args.max_per_gpu)
     except ValueError as e:
         sys.exit(f"エラー: --gpu-share: {e}")
-    check_port(args.port)
     uid, gid = os.getuid(), os.getgid()
     if uid == 0:
         sys.exit("エラー: root では .env を作りません（コンテナを root で動かさないため）。自分のユーザーで実行してください。")
     user = user_name(login_name(), uid)
     check_docker_version()
-    claimed_ports, claimed_gpus = docker_claims(f"mnist-lab-{user}")
-    if args.port is not None and args.port in claimed_ports:
-        sys.exit(f"エラー: ポート {args.port} は止まっているほかのコンテナが使う番号です。別の番号にするか、--port を省いてください。")
-    port = args.port or free_port(uid, claimed_ports)
-    token = secrets.token_hex(24)
-    gpu, gpus = chosen_gpu(args, previous_values(path), claimed_gpus)
-    write_private(path, env_text(student_env(user, uid, gid, port, token, gpu, gpus, gpu_share, **limits)))
+    claimed_ports, claimed_gpus, own_ports = docker_claims(f"mnist-lab-{user}")
+    previous = previous_values(path)
+    with reservations(uid, claimed_ports) as (reserved_ports, reserved_gpus, keep):
+        port = chosen_port(args.port, uid, previous, claimed_ports | reserved_ports, own_ports)
+        token = secrets.token_hex(24)
+        gpu, gpus = chosen_gpu(args, previous, claimed_gpus + reserved_gpus)
+        values = student_env(user, uid, gid, port, token, gpu, gpus, gpu_share, **limits)
+        write_private(path, env_text(values))
+        keep(port, gpu if gpus == "one" else None)
+    note_shell_values(values)
     print(f"{path} を書きました（ユーザー {user}, UID {uid}, ポート {port}, GPU {gpu if gpus == 'one' else 'なし'}）。次に:\n"
           f"  docker compose up -d\n"
           f"手元の PC で:  ssh -L {port}:127.0.0.1:{port} あなた@サーバー\n"

@@ -17,6 +17,7 @@ Kubernetes check never disagree on what a value means, and none of them takes on
 """
 
 import math
+import os
 import re
 from pathlib import Path
 
@@ -36,29 +37,99 @@ class SettingsError(ValueError):
     """A settings file that cannot be read, or a value that cannot be used: ``str()`` is one Japanese line."""
 
 
-def value_of(raw):
-    """A value as compose reads it: quotes taken off, else an inline `` # comment`` and outer spaces dropped."""
+ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "$": "$"}  # inside "...", as compose
+VARIABLE = r"\$\$|\$\{(?P<name>[A-Za-z_]\w*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}|\$(?P<bare>[A-Za-z_]\w*)"
+UNQUOTED, QUOTED = re.compile(VARIABLE), re.compile(r"\\(?P<escaped>.)|" + VARIABLE, re.DOTALL)
+
+
+def substituted(match, lookup, quoted):
+    """One ``$$``, ``\\x``, ``$VAR`` or ``${VAR[:-+?]arg}`` as compose interpolates it; ValueError for ``${VAR:?why}``
+    when VAR is unset (or empty)."""
+    groups = match.groupdict()
+    if groups.get("escaped") is not None:
+        return ESCAPES.get(groups["escaped"], match[0])
+    if match[0] == "$$":
+        return "$"
+    value = lookup(groups["name"] or groups["bare"])
+    op, arg = groups["op"] or "", interpolated(groups["arg"] or "", lookup, quoted)
+    empty = value is None or (op.startswith(":") and value == "")
+    if op.endswith("-"):
+        return arg if empty else value
+    if op.endswith("+"):
+        return "" if empty else arg
+    if op.endswith("?") and empty:
+        raise ValueError(f"${{{groups['name']}}} が設定されていません（{arg}）")
+    return value or ""
+
+
+def interpolated(text, lookup, quoted=False):
+    """``text`` with its variables replaced as compose does (and, inside double quotes, its escapes)."""
+    return (QUOTED if quoted else UNQUOTED).sub(lambda m: substituted(m, lookup, quoted), text)
+
+
+def closing_quote(raw):
+    """The index of the quote that closes ``raw``'s opening one (a ``\\"`` inside "..." does not); None if none."""
+    quote, index = raw[0], 1
+    while index < len(raw):
+        if raw[index] == "\\" and quote == '"':
+            index += 2
+        elif raw[index] == quote:
+            return index
+        else:
+            index += 1
+    return None
+
+
+def value_of(raw, lookup=lambda name: None):
+    """A value as compose reads it: '...' as written; "..." with its escapes and variables; else an inline
+    `` # comment`` and outer spaces dropped, and variables (``lookup(name)``: their value, None if unset) replaced.
+
+    >>> value_of('"8g"  # per student'), value_of("${CPUS:-4} # cores"), value_of("'$A'"), value_of('"a$${B}"')
+    ('8g', '4', '$A', 'a${B}')
+    """
     raw = raw.strip()
-    if len(raw) >= 2 and raw[0] in "\"'" and raw[-1] == raw[0]:
-        return raw[1:-1]
-    return re.split(r"\s+#", raw, maxsplit=1)[0].strip()
+    end = closing_quote(raw) if raw[:1] in ("'", '"') else None
+    if end is not None:
+        return raw[1:end] if raw[0] == "'" else interpolated(raw[1:end], lookup, quoted=True)
+    return interpolated(re.split(r"\s+#", raw, maxsplit=1)[0].strip(), lookup)
 
 
-def parse(text, source="hub/.env", strict=True):
+def left_open(raw):
+    """Whether ``raw`` starts a quoted value that it does not close."""
+    return raw.strip()[:1] in ("'", '"') and closing_quote(raw.strip()) is None
+
+
+def continued(raw, lines, number):
+    """``raw`` and the lines after line ``number`` that a quoted value open at its end runs on to (compose reads a
+    quoted value over several lines); ``(raw, how many lines it took)``."""
+    taken = 0
+    while left_open(raw) and number + taken < len(lines):
+        raw, taken = raw + "\n" + lines[number + taken], taken + 1
+    return raw, taken
+
+
+def parse(text, source="hub/.env", strict=True, environ=None):
     """``NAME=value`` lines as compose reads a ``.env`` (comments and blank lines skipped, a BOM, ``export`` and
-    spaces around the name allowed), in order. A line compose would refuse: :class:`SettingsError` naming the file
-    and the line, or (``strict=False``) the line is skipped."""
-    found = {}
-    for number, line in enumerate(text.lstrip("\ufeff").splitlines(), 1):
+    spaces around the name allowed, a quoted value over several lines, ``$VAR`` and ``${VAR:-default}`` taken from
+    the environment, else from the file's earlier lines), in order. A line compose would refuse:
+    :class:`SettingsError` naming the file and the line, or (``strict=False``) the line is skipped."""
+    environ, found, lines = os.environ if environ is None else environ, {}, text.lstrip("\ufeff").splitlines()
+    number = 0
+    while number < len(lines):
+        line, number = lines[number], number + 1
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         name, equals, raw = line.partition("=")
         name = re.sub(r"^export\s+", "", name.strip())
-        if equals and NAME.fullmatch(name):
-            found[name] = value_of(raw)
-        elif strict:
-            raise SettingsError(f"エラー: {source} の {number} 行目「{line.strip()[:40]}」が読めません。"
-                                "NAME=値 の形に直してください（コメントは # で始めます）。")
+        raw, taken = continued(raw, lines, number)
+        try:
+            if not (equals and NAME.fullmatch(name)) or left_open(raw):
+                raise ValueError("NAME=値 の形に直してください（コメントは # で始め、引用符は閉じます）")
+            found[name] = value_of(raw, lambda var: environ.get(var, found.get(var)))
+        except ValueError as e:
+            if strict:
+                raise SettingsError(f"エラー: {source} の {number} 行目「{line.strip()[:40]}」が読めません。{e}。") from None
+        number += taken
     return found
 
 
@@ -171,7 +242,14 @@ def url(text):
     return text
 
 
-PARSERS = {"HUB_URL": url, "MEM_LIMIT": docker_size, "SHM_SIZE": docker_size, "CPUS": cpus, "PIDS_LIMIT": count, "CUDA": cuda,
+def image(text):
+    """A Docker image (``python:3.11-slim@sha256:...``): one word, not empty (compose would refuse the build)."""
+    if not re.fullmatch(r"\S+", text):
+        raise ValueError("python:3.11.11-slim-bookworm@sha256:... のような空白のない 1 語にしてください")
+    return text
+
+
+PARSERS = {"HUB_URL": url, "BASE_IMAGE": image, "MEM_LIMIT": docker_size, "SHM_SIZE": docker_size, "CPUS": cpus, "PIDS_LIMIT": count, "CUDA": cuda,
            "JUPYTER_PORT": port, "HUB_PORT": port, "DISK_QUOTA": positive_size, "DISK_RESERVE": size_in_bytes,
            "DISK_CHECK": count, "CULL_TIMEOUT": count, "MAX_PER_GPU": students, "MNIST_DIR": folder}
 
@@ -180,7 +258,10 @@ def checked(settings, name, source="hub/.env"):
     """``settings[name]`` read by its parser; :class:`SettingsError` naming ``source`` and the key."""
     parse_value = PARSERS.get(name, str)
     try:
+        if "\n" in settings[name]:
+            raise ValueError("値が複数行になっています。1 行に書いてください")
         return parse_value(settings[name])
     except (ValueError, OverflowError) as e:
-        where = f"{source} {settings[name]}" if source.startswith("--") else f"{source} の {name}={settings[name]}"
+        shown = settings[name].replace("\n", "\\n")
+        where = f"{source} {shown}" if source.startswith("--") else f"{source} の {name}={shown}"
         raise SettingsError(f"エラー: {where} は使えません（{e}）。直してください。") from None

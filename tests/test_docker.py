@@ -28,6 +28,12 @@ REPO = Path(__file__).resolve().parents[1]
 DEPLOYMENT = settings.load()  # hub/.env: the image and limits every mode follows
 
 
+@pytest.fixture(autouse=True)
+def reservations(tmp_path, monkeypatch):
+    """make_env's reservations file (the server's, under /tmp), this test's own."""
+    monkeypatch.setattr(make_env, "RESERVATIONS", tmp_path / "reservations", raising=False)
+
+
 def compose_config(tmp_path, env_text, *files):
     (tmp_path / ".env").write_text(env_text)
     shutil.copy(REPO / "docker-compose.yml", tmp_path / "docker-compose.yml")

@@ -10,6 +10,7 @@ import re
 import runpy
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -540,3 +541,48 @@ def test_a_hanging_nvidia_smi_reaches_the_student_as_one_line(tmp_path, monkeypa
     with pytest.raises(messages.StudentError) as error:
         start_server(load_config(monkeypatch), "aoi", docker)
     assert error.value.why == "nvidia-smi" and japanese_line(error.value.jupyterhub_message)
+
+
+def run_entrypoint(tmp_path, data, *command):
+    """docker/entrypoint.sh (its passwd copy written into ``tmp_path``) with MNIST_LAB_DATA=``data``, then
+    ``command``; returns the finished process."""
+    entrypoint = tmp_path / "entrypoint.sh"
+    entrypoint.write_text((REPO / "docker" / "entrypoint.sh").read_text().replace("/tmp/passwd", str(tmp_path / "passwd")))
+    env = {**os.environ, "MNIST_LAB_DATA": str(data), "HOME": str(tmp_path / "home")}
+    return subprocess.run(["sh", str(entrypoint), *command], env=env, capture_output=True, text=True, check=False)
+
+
+CHECKED = "import sys; from mnist_lab.data import _checked_root, UserError\ntry: _checked_root(None)\nexcept UserError: sys.exit(3)"
+
+
+def test_a_fresh_volume_gets_the_images_mnist_folder_and_the_lesson_accepts_it(tmp_path):
+    """The image's own MNIST_LAB_DATA with hub/.env as shipped (MNIST_DIR empty: the hub names no folder) on a fresh,
+    empty /work: the entrypoint makes the folder, so the lesson's first MNIST cell can download into it."""
+    image = re.search(r"^\s*MNIST_LAB_DATA=(\S+)", (REPO / "Dockerfile").read_text(), re.MULTILINE)[1]
+    assert hub_env()["MNIST_DIR"] == ""  # as shipped: each student downloads MNIST into their volume
+    data = tmp_path / "root" / image.lstrip("/")
+    data.parent.mkdir(parents=True)  # the volume, mounted and empty
+    result = run_entrypoint(tmp_path, data, sys.executable, "-c", CHECKED)
+    assert result.returncode == 0, result.stderr
+    assert data.is_dir()
+
+
+def test_the_entrypoint_leaves_an_existing_mnist_folder_and_a_missing_mount_alone(tmp_path):
+    mounted = tmp_path / "mnist"
+    mounted.mkdir()
+    (mounted / "MNIST").mkdir()
+    mounted.chmod(0o555)
+    assert run_entrypoint(tmp_path, mounted, "true").returncode == 0
+    assert [p.name for p in mounted.iterdir()] == ["MNIST"]
+    nowhere = tmp_path / "no" / "data"
+    assert run_entrypoint(tmp_path, nowhere, "true").returncode == 0 and not nowhere.parent.exists()
+    assert (tmp_path / "passwd").is_file()
+
+
+@pytest.mark.parametrize("line, want", [  # each as `docker-compose config` reads it (compose v2.40)
+    ('B="8g"junk', "8g"), ("B=a#b", "a#b"), ("B=a #b", "a"), ("B=$$A", "$A"), ("B=\\$A", "\\file"), ('B="\\$A"', "$A"),
+    ('B="x\\\\y\\"z\\q"', 'x\\y"z\\q'), ("B=a\\tb", "a\\tb"), ("B='x\\ty'", "x\\ty"), ('B="a\\tb"', "a\tb"),
+    ("B=${A}${A:-z}$A.", "filefilefile."), ('B= "q" ', "q"), ("B=${NOPE}", ""), ("B=${A:+r}${NOPE+r}", "r"),
+    ("B=$Aq", ""), ('B="${A}"#c', "file"), ("B='l1\nl2'", "l1\nl2"), ("B=${NOPE:-4}", "4"), ("B='${A}'", "${A}")])
+def test_hub_env_is_read_as_compose_reads_it(line, want):
+    assert settings.parse(f"A=file\n{line}\nC=3\n", environ={}) == {"A": "file", "B": want, "C": "3"}

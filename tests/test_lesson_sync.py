@@ -30,7 +30,7 @@ def test_an_image_update_keeps_the_students_edits_and_updates_the_rest(tmp_path)
     (work / "main.ipynb").write_text("v1 + my notes")
     write(image, {"main.ipynb": "v2", "mnist_lab/train.py": "loop v2", "mnist_lab/new.py": "new"})
     done = lesson.synced(image, work)
-    assert done == {"main.ipynb": "kept", "mnist_lab/train.py": "updated", "mnist_lab/new.py": "copied"}
+    assert done == {"main.ipynb": "offered", "mnist_lab/train.py": "updated", "mnist_lab/new.py": "copied"}
     assert (work / "main.ipynb").read_text() == "v1 + my notes"
     assert (work / "main.ipynb.new").read_text() == "v2"  # the new lesson beside the student's
     assert (work / "mnist_lab/train.py").read_text() == "loop v2"
@@ -54,8 +54,16 @@ def test_main_says_what_it_did_in_one_line(tmp_path, capsys):
     image, work = tmp_path / "image", tmp_path / "work"
     work.mkdir()
     write(image, {"a.txt": "a", "b.txt": "b"})
-    assert lesson.main([str(image), str(work)]) == 0
-    assert capsys.readouterr().err.strip().startswith("lesson: 2 copied, 0 updated, 0 of yours kept")
+    def said():
+        assert lesson.main([str(image), str(work)]) == 0
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert re.search(r"[\u3040-\u30ff]", line) and "copied" not in line, line
+        return line
+
+    assert "2" in said() and ".new" not in said()  # copied, then the same image again: nothing offered
+    (work / "a.txt").write_text("mine")
+    write(image, {"a.txt": "a2"})
+    assert ".new" in said() and ".new" not in said()  # offered once, then not again
 
 
 def test_a_new_version_the_student_worked_in_is_kept_like_their_other_files(tmp_path):

@@ -5,6 +5,7 @@ an exit, never a traceback, never a file written somewhere else, never a limit s
 import json
 import os
 import re
+import socket
 import stat
 
 import pytest
@@ -24,6 +25,13 @@ found = [c for c in state if c['Id'] in sys.argv[1:]]
 print(json.dumps(found)); sys.exit(0 if len(found) == len(sys.argv[1:]) else 1)" "$@" ;;
 esac
 """
+
+
+@pytest.fixture(autouse=True)
+def reservations(tmp_path, monkeypatch):
+    """The server's reservations file, this test's own."""
+    monkeypatch.setattr(make_env, "RESERVATIONS", tmp_path / "reservations", raising=False)
+    return tmp_path / "reservations"
 
 
 @pytest.fixture
@@ -90,8 +98,17 @@ def test_no_gpu_can_be_asked_for_and_a_broken_driver_says_so(tmp_path, server, c
     assert make_env.main(["--output", str(path), "--gpu", "none"]) == 0
     assert written(path)["GPUS"] == "none"
     smi(tmp_path, "No devices were found", code=6)
-    said = refused(capsys, "--output", str(path), "--force")
+    said = refused(capsys, "--output", str(tmp_path / "new.env"))
     assert "--gpu none" in said
+
+
+def test_no_gpu_chosen_before_is_kept_until_a_gpu_is_asked_for(tmp_path, server):
+    path = tmp_path / ".env"
+    assert make_env.main(["--output", str(path), "--gpu", "none"]) == 0
+    assert make_env.main(["--output", str(path), "--force", "--memory", "4g"]) == 0
+    assert written(path)["GPUS"] == "none" and written(path)["MEM_LIMIT"] == "4g"
+    assert make_env.main(["--output", str(path), "--force", "--gpu", "1"]) == 0
+    assert (written(path)["GPUS"], written(path)["GPU_ID"]) == ("one", "1")
 
 
 @pytest.mark.parametrize("names", [("山田", "佐藤"), ("..", "__"), ("Taro.Yamada", "taro-yamada")])
@@ -226,3 +243,107 @@ def test_a_gpu_asked_for_by_number_still_keeps_to_the_maximum(tmp_path, server, 
     said = refused(capsys, "--output", str(tmp_path / ".env"), "--gpu", "1", "--max-per-gpu", "1")
     assert "--max-per-gpu" in said
     assert make_env.main(["--output", str(tmp_path / ".env"), "--gpu", "0", "--max-per-gpu", "1"]) == 0
+
+
+def with_hub_env(tmp_path, monkeypatch, name, lines):
+    """hub/.env with its ``name`` line replaced by ``lines``, as make_env's settings."""
+    env = tmp_path / "hub.env"
+    env.write_text(re.sub(rf"(?m)^{name}=.*$", lambda _: lines, settings.SOURCE.read_text()))
+    monkeypatch.setattr(settings, "SOURCE", env)
+
+
+@pytest.mark.parametrize("name, lines, shell, want", [
+    ("MEM_LIMIT", 'MEM_LIMIT="8g"  # per student', {}, "8g"),
+    ("CPUS", "NCPU=2\nCPUS=${NCPU:-4}", {}, "2"),
+    ("CPUS", "CPUS=${NCPU:-4} # cores", {}, "4"),
+    ("CPUS", "NCPU=2\nCPUS=${NCPU}", {"NCPU": "3"}, "3"),  # compose: the shell's value wins
+    ("BASE_IMAGE", "IMG=python:3.11.11-slim-bookworm\nBASE_IMAGE=${IMG}", {}, "python:3.11.11-slim-bookworm"),
+    ("BASE_IMAGE", "IMG=python:3.11.11-slim-bookworm\nBASE_IMAGE=$IMG", {}, "python:3.11.11-slim-bookworm"),
+    ("MEM_LIMIT", 'MEM_LIMIT=4g\nNOTE="two\nlines"', {}, "4g"),  # a multi-line value elsewhere is no reason to stop
+])
+def test_hub_env_values_are_interpolated_as_compose_does(tmp_path, server, monkeypatch, name, lines, shell, want):
+    monkeypatch.delenv("NCPU", raising=False)
+    for variable, value in shell.items():
+        monkeypatch.setenv(variable, value)
+    with_hub_env(tmp_path, monkeypatch, name, lines)
+    assert make_env.main(["--output", str(tmp_path / ".env"), "--gpu", "none"]) == 0
+    assert written(tmp_path / ".env")[name] == want
+
+
+@pytest.mark.parametrize("name, lines", [("BASE_IMAGE", 'BASE_IMAGE="python:3.11\nslim"'), ("BASE_IMAGE", "BASE_IMAGE=${IMG}"),
+                                         ("CPUS", "CPUS=${NCPU:?set NCPU}"), ("CUDA", 'CUDA="cu126')])
+def test_a_hub_env_value_that_cannot_be_copied_whole_is_one_line(tmp_path, server, monkeypatch, capsys, name, lines):
+    monkeypatch.delenv("IMG", raising=False)
+    monkeypatch.delenv("NCPU", raising=False)
+    with_hub_env(tmp_path, monkeypatch, name, lines)
+    said = refused(capsys, "--output", str(tmp_path / ".env"), "--gpu", "none")
+    assert "hub.env" in said and not (tmp_path / ".env").exists()
+
+
+def test_your_own_running_container_keeps_its_port(tmp_path, server, monkeypatch):
+    """--force while your own container runs (its port held, as by docker-proxy): the port stays, so does your ssh -L
+    line; --port with that same port is yours too. A port another student's container claims is never kept."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        path = tmp_path / ".env"
+        path.write_text(f"HOST_PORT={port}\nGPU_ID=1\nGPUS=one\n")
+        server.write_text(json.dumps([{**container("hanako", port, 1), "Id": "mine"}, container("taro", 8900, 0)]))
+        monkeypatch.setenv("FAKE_DOCKER_IDS", "mine taro")
+        assert make_env.main(["--output", str(path), "--force"]) == 0
+        assert written(path)["HOST_PORT"] == str(port)
+        assert make_env.main(["--output", str(path), "--force", "--port", str(port)]) == 0
+        assert written(path)["HOST_PORT"] == str(port)
+    path.write_text("HOST_PORT=8900\n")
+    assert make_env.main(["--output", str(path), "--force"]) == 0
+    assert written(path)["HOST_PORT"] != "8900"
+
+
+def test_a_shell_export_compose_would_use_instead_is_one_note(tmp_path, server, monkeypatch, capsys):
+    monkeypatch.setenv("JUPYTER_TOKEN", "mytoken123")
+    monkeypatch.setenv("CPUS", "64")
+    monkeypatch.setenv("HOST_PORT", "8842")
+    assert make_env.main(["--output", str(tmp_path / ".env"), "--port", "8842", "--gpu", "none"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "JUPYTER_TOKEN" in line]
+    assert len(notes) == 1 and "CPUS" in notes[0] and "HOST_PORT" not in notes[0]  # the same value is no conflict
+    monkeypatch.delenv("JUPYTER_TOKEN")
+    monkeypatch.delenv("CPUS")
+    assert make_env.main(["--output", str(tmp_path / ".env"), "--force", "--gpu", "none"]) == 0
+    assert "CPUS" not in capsys.readouterr().err
+
+
+def test_a_gpu_asked_for_on_a_server_without_nvidia_smi_says_there_is_none(tmp_path, server, capsys):
+    (tmp_path / "bin" / "nvidia-smi").unlink()
+    said = refused(capsys, "--output", str(tmp_path / ".env"), "--gpu", "0")
+    assert "nvidia-smi" in said and "--gpu none" in said and "GPU: " not in said  # no empty list of GPUs
+    assert make_env.main(["--output", str(tmp_path / ".env"), "--gpu", "none"]) == 0
+
+
+def test_two_students_before_either_has_a_container_get_their_own_port_and_gpu(tmp_path, server, monkeypatch,
+                                                                               reservations):
+    """UIDs 4242 and 4442 try the same port first; nothing holds it until a container exists."""
+    def student(uid, *argv):
+        monkeypatch.setattr(os, "getuid", lambda: uid)
+        monkeypatch.setattr(make_env.getpass, "getuser", lambda: f"s{uid}")
+        assert make_env.main(["--output", str(tmp_path / f"{uid}.env"), "--max-per-gpu", "1", *argv]) == 0
+        return written(tmp_path / f"{uid}.env")
+
+    first, second = student(4242), student(4442)
+    assert first["HOST_PORT"] != second["HOST_PORT"] and first["GPU_ID"] != second["GPU_ID"]
+    assert student(4242, "--force")["HOST_PORT"] == first["HOST_PORT"]  # your own reservation is yours
+    with pytest.raises(SystemExit):
+        student(4642)  # both GPUs taken (--max-per-gpu 1), though no container runs yet
+    assert stat.S_IMODE(reservations.stat().st_mode) == 0o666
+    monkeypatch.setattr(make_env, "RESERVED_FOR", 0)  # reservations that were never started expire
+    assert student(4642)["HOST_PORT"] == first["HOST_PORT"]
+
+
+def test_a_reservations_lock_held_too_long_is_a_note_not_a_hang(tmp_path, server, monkeypatch, capsys, reservations):
+    import fcntl
+
+    monkeypatch.setattr(make_env, "LOCK_WAIT", 0.3)
+    with open(reservations, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert make_env.main(["--output", str(tmp_path / ".env")]) == 0
+    assert re.search(r"[\u3040-\u30ff]", capsys.readouterr().err)
