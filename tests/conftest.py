@@ -39,6 +39,16 @@ def _mnist_root():
     return Path(os.environ.get(ENV_ROOT) or REPO / "data")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_make_env_reservations(tmp_path_factory):
+    """make_env records its choices in a file every user of a server shares (under /tmp); a test never writes it."""
+    from mnist_lab_deploy import make_env
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(make_env, "RESERVATIONS", tmp_path_factory.mktemp("make_env") / "reservations")
+        yield
+
+
 @pytest.fixture(scope="session")
 def mnist_root():
     """The folder holding MNIST/raw/*: $MNIST_LAB_DATA, else ./data. Missing data fails under CI, skips elsewhere."""
