@@ -59,7 +59,7 @@ def save_checkpoint(path, model, config=None, results=None):
     real = writable_path(_path(path))
     _check_replaceable(real, path)
     _note_other_recipe(model, config)
-    aside = _kept_aside(real) if real.is_file() and _WRITTEN.get(real) != _identity(real) else None  # not ours
+    aside = _kept_aside(real, path, results) if real.is_file() and _WRITTEN.get(real) != _identity(real) else None
     try:
         written = write_checkpoint(path, model, config, results)
     except BaseException:
@@ -99,36 +99,54 @@ def _note_other_recipe(model, config):
 
 def _check_replaceable(real, path):
     """Refuse a name that is no checkpoint's, and an existing file that is no checkpoint of ours (a notebook, a
-    student's notes): :class:`UserError`, one line, before anything is written."""
-    if real.suffix.lower() not in SUFFIXES:
+    student's notes, weights saved alone): :class:`UserError`, one line, before anything is written."""
+    if _path(path).suffix.lower() not in SUFFIXES and real.suffix.lower() not in SUFFIXES:
         raise UserError(f"{path} はチェックポイントの名前になりません。model.pt のように .pt で終わる名前にしてください"
                         "（例: runs/notebook/model.pt）。")
-    if real.is_file():
-        try:
-            old = _unpickled(real)
-        except UserError:
-            old = None
-        if not isinstance(old, dict) or old.get("format") != FORMAT:
-            raise UserError(f"{path} にはチェックポイントではないファイルがあるので、上書きしません。別の名前"
-                            "（例: runs/notebook/model.pt）にしてください。")
+    if not real.is_file():
+        return
+    try:
+        old = _unpickled(real)
+    except UserError:
+        old = None
+    if isinstance(old, dict) and old.get("format") == FORMAT:
+        return
+    other = real.with_name(f"{real.stem}-2{real.suffix or '.pt'}")
+    what = ("別の版の mnist_lab のチェックポイント" if isinstance(old, dict) and str(old.get("format")).startswith("mnist_lab/")
+            else "torch.save(model.state_dict()) で保存した重みだけのファイル" if isinstance(old, dict) and old
+            and all(isinstance(v, torch.Tensor) for v in old.values()) else "チェックポイントではないファイル")
+    raise UserError(f"{path} には{what}があるので、上書きしません。別の名前（例: {other}）にしてください。")
 
 
-def _kept_aside(real):
+def _kept_aside(real, path, results):
     """Keep the checkpoint at ``real``, which this kernel did not write (a model saved before a restart, or by
     another notebook), as ``NAME.previous.pt`` (``-2``, ``-3``... when taken), a second name for the same file, so
-    that writing the new one replaces only the name ``real``; return ``(that path, what the checkpoint is)``."""
+    that writing the new one replaces only the name ``real``; return ``(that path, what the checkpoint is)``.
+    ``None`` when the new ``results`` are as accurate as the old (Restart and Run All: nothing to lose, and no pile
+    of copies)."""
     old = _unpickled(real)
-    results = old.get("results") or old.get("metrics") or {}
-    accuracy = results.get("test_accuracy") if isinstance(results, dict) else None
-    what = f"{old.get('model')}" + (f"、正解率 {accuracy:.2%}" if isinstance(accuracy, (int, float)) else "")
+    accuracy = _accuracy(old.get("results") or old.get("metrics"))
+    if accuracy is not None and _accuracy(results) is not None and _accuracy(results) >= accuracy:
+        return None
+    what = f"{old.get('model')}" + (f"、正解率 {accuracy:.2%}" if accuracy is not None else "")
     aside = next(p for p in (real.with_name(f"{real.stem}.previous{real.suffix}"),
                              *(real.with_name(f"{real.stem}.previous-{i}{real.suffix}") for i in range(2, 10_000)))
                  if not os.path.lexists(p))
     try:
-        os.link(real, aside)
-    except OSError:  # a file system without hard links
-        shutil.copy2(real, aside)
+        try:
+            os.link(real, aside)
+        except OSError:  # a file system without hard links
+            shutil.copy2(real, aside)
+    except OSError as e:
+        aside.unlink(missing_ok=True)
+        raise os_error(e, aside, "作れません") from e  # a read-only folder: said before anything is replaced
     return aside, what
+
+
+def _accuracy(results):
+    """The test accuracy recorded in ``results`` (a number), or ``None``."""
+    value = results.get("test_accuracy") if isinstance(results, dict) else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _identity(path):

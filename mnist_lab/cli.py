@@ -449,7 +449,7 @@ def parsed(argv):
         error = lost_output(sys.stdout) if e.code in (0, None) else None
         if error is None or getattr(error, "errno", None) == errno.EPIPE:  # shown, or read as far as wanted
             raise
-        print(one_line(f"エラー: 説明を標準出力に書けませんでした（{error.strerror or type(error).__name__}）。"), file=sys.stderr)
+        print(one_line(f"エラー: 説明（または版）を標準出力に書けませんでした（{error.strerror or type(error).__name__}）。"), file=sys.stderr)
         return None
 
 

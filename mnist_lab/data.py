@@ -226,13 +226,18 @@ def normalize(images):
     X = images if isinstance(images, torch.Tensor) else _pixels(images)
     if X.ndim not in (3, 4) or tuple(X.shape[-2:]) != (28, 28) or (X.ndim == 4 and X.shape[1] != 1):
         raise UserError(f"normalize に渡した画像の形 {tuple(X.shape)} は N×28×28（か N×1×28×28）ではありません。")
-    if X.dtype == torch.uint8:  # MNIST's own pixels: the path every training image takes
+    if X.dtype == torch.uint8 and (not X.numel() or X.max() > 1):  # MNIST's own pixels: every training image
         return ((X.float() / 255 - MEAN) / STD).reshape(len(X), 1, 28, 28)
-    if X.dtype == torch.bool or X.is_complex() or (X.numel() and X.min() < 0):
-        raise UserError("normalize に渡した画像は画素（0〜255 か 0〜1）ではありません（負の値があるなら、もう正規化されています: "
-                        "そのまま使ってください）。")
-    scale = 255 if X.numel() and X.max() > 1 else 1
-    return ((X.float() / scale - MEAN) / STD).reshape(len(X), 1, 28, 28)
+    if X.is_complex():
+        raise UserError("normalize に渡した画像が複素数です。0〜255 か 0〜1 の画素の画像を渡してください。")
+    X = X.to(torch.float64)  # bool, 0/1 masks, 16-bit pixels...: read as numbers
+    if X.numel() and not torch.isfinite(X).all():
+        raise UserError("normalize に渡した画像に NaN か無限大が入っています。数だけの画像を渡してください。")
+    if X.numel() and X.min() < 0:
+        raise UserError("normalize に渡した画像には負の値があります。もう正規化されているなら、そのまま使ってください。")
+    top = float(X.max()) if X.numel() else 1.0
+    scale = 1 if top <= 1 else 255 if top <= 255 else 65535  # 0-1 (a mask too), 0-255, or 16-bit pixels
+    return ((X / scale - MEAN) / STD).float().reshape(len(X), 1, 28, 28)
 
 
 def _pixels(images):

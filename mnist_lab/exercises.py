@@ -322,12 +322,12 @@ def _numbers(value):
 
 def _forms(got, want):
     """The forms in which ``got`` is ``want``: ``("percent", None)`` (x 100) or ``("rounded", d)`` (to ``d``
-    decimals, 1 to 6); empty when it is in none."""
+    decimals, 2 to 6); empty when it is in none."""
     a, b = _numbers(got), _numbers(want)
     if a is None or b is None or a.shape != b.shape:
         return []
     found = [("percent", None)] if np.abs(b).max() <= 1 and np.allclose(a, b * 100, rtol=1e-3) else []
-    return found + [("rounded", d) for d in range(1, 7) if np.allclose(a, np.round(b, d), rtol=0, atol=1e-12)]
+    return found + [("rounded", d) for d in range(2, 7) if np.allclose(a, np.round(b, d), rtol=0, atol=1e-12)]
 
 
 class Exercise:
@@ -387,8 +387,12 @@ class Exercise:
     def _form_everywhere(self, fn, forms):
         """The form (a key of :data:`FORMS`) in which ``fn`` returns the right answer for every case, or ``None``: a
         right formula rounded or as a percentage, never a wrong one that happens to match one case."""
+        answers = [(call_safely(fn, copy.deepcopy(args))[1], self._want(args)) for args in self.cases]
         for form in forms:
-            if all(form in _forms(call_safely(fn, copy.deepcopy(args))[1], self._want(args)) for args in self.cases):
+            fractional = form[0] != "rounded" or any(  # rounding that made 0.99 of 0.989, not only 1 of 0.999
+                _numbers(want) is not None and not np.allclose(np.round(_numbers(want), form[1]), np.round(_numbers(want)))
+                for _, want in answers)
+            if fractional and all(form in _forms(got, want) for got, want in answers):
                 return form[0]
         return None
 

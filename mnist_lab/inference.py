@@ -132,11 +132,14 @@ def labels_for(X, y):
 
 
 @explained_arguments("モデル、画像 X（N×1×28×28 のテンソル）、同じ枚数のラベル y（0〜9 の整数のテンソル）")
-def evaluate(model, X, y, batch_size=None):
+def evaluate(model, X, y=None, batch_size=None):
     """Return ``(mean cross-entropy loss, accuracy)`` of ``model`` on ``X, y``: sums counted, divided once.
 
     Introduced in the lesson: main.ipynb §6.
     """
+    if y is None:  # evaluate(model, data): the data, not its images and labels
+        raise ArgumentError("evaluate にはモデル・画像・ラベルの 3 つを渡してください（例: evaluate(model, data.X_test, "
+                            f"data.y_test)。今は 2 つ目が {type(X).__name__} で、ラベルがありません）。")
     X, y = images_for(model, X, "evaluate"), labels_for(X, y)
     device = device_of(model)
     batch_size = batch_size_for(device, batch_size, "evaluate")

@@ -75,6 +75,7 @@ def _refuse_index(config, key):
 TrainConfig.__setattr__ = _refuse_change  # set after the dataclass is made: frozen dataclasses may not define it
 TrainConfig.__delattr__ = _refuse_change
 TrainConfig.__getitem__ = _refuse_index
+TrainConfig.__setitem__ = _refuse_change
 
 
 def _check_names(values, where):
@@ -268,7 +269,7 @@ def preset_name(name):
     return name
 
 
-def make_config(preset="quick", environ=None, **changes):
+def make_config(preset="quick", *extra, environ=None, **changes):
     """Return the preset's :class:`TrainConfig` with the ``changes`` that are not ``None`` applied and checked.
 
     Fields not named in ``changes`` may be set by ``MNIST_LAB_<FIELD>`` environment variables
@@ -281,10 +282,13 @@ def make_config(preset="quick", environ=None, **changes):
 
     Introduced in the lesson: main.ipynb §2.
     """
+    if extra:
+        raise UserError(f"make_config に 2 つ目の値 {_shown(extra[0])} を名前なしで渡しています。変える設定は "
+                        "make_config(\"quick\", model=\"lenet5\", lr=0.005) のように名前を付けて渡してください。")
     _check_names(changes, "make_config")
     base = checked_config(preset) if isinstance(preset, TrainConfig) else PRESETS[preset_name(preset)]  # or a recipe
     named = {k: v for k, v in changes.items() if v is not None}
-    from_env = env_changes(base, environ)
+    from_env = {} if isinstance(preset, TrainConfig) else env_changes(base, environ)  # a recipe keeps its values
     try:
         config = replace(base, **{**from_env, **named})  # checked as it is made (TrainConfig)
     except UserError as e:

@@ -466,3 +466,45 @@ def test_a_recipe_of_another_model_saved_with_a_model_is_pointed_out(tmp_path, c
     save_checkpoint(tmp_path / "other.pt", build_model("quick", seed=0), asdict(make_config("original")))
     notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("お知らせ: ")]
     assert len(notes) == 1 and "original_cnn" in notes[0] and "quick_cnn" in notes[0]
+
+
+def test_what_stands_at_the_name_is_named_and_a_read_only_folder_is_one_line(tmp_path, monkeypatch):
+    from mnist_lab import checkpoint
+
+    weights = tmp_path / "weights.pt"
+    torch.save(build_model("quick", seed=0).state_dict(), weights)  # the PyTorch examples' habit
+    notes = tmp_path / "notes.pt"
+    notes.write_text("my notes")
+    messages = []
+    for target in (weights, notes):
+        with pytest.raises(UserError) as refused:
+            save_checkpoint(target, build_model("quick", seed=0))
+        messages.append(str(refused.value))
+        assert str(target) not in str(refused.value).split("例: ")[-1]  # the example is another name
+    assert messages[0] != messages[1].replace("notes.pt", "weights.pt")  # weights alone named as such
+    (tmp_path / "link.pt").symlink_to(tmp_path / "notes.txt")
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(UserError):
+        save_checkpoint(tmp_path / "link.pt", build_model("quick", seed=0))
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+    path = tmp_path / "ro" / "model.pt"
+    save_checkpoint(path, build_model("quick", seed=1), {}, {"test_accuracy": 0.9})
+    monkeypatch.setattr(checkpoint, "_WRITTEN", {})  # a new kernel
+    monkeypatch.setattr(checkpoint.os, "link", lambda *a: (_ for _ in ()).throw(OSError(30, "Read-only file system")))
+    monkeypatch.setattr(checkpoint.shutil, "copy2", lambda *a: (_ for _ in ()).throw(PermissionError(13, "denied")))
+    before = path.read_bytes()
+    with pytest.raises(UserError) as refused:
+        save_checkpoint(path, build_model("quick", seed=0), {}, {"test_accuracy": 0.1})
+    assert_japanese_message(refused.value)
+    assert path.read_bytes() == before and sorted(p.name for p in path.parent.iterdir()) == ["model.pt"]
+
+
+def test_restart_and_run_all_does_not_pile_up_copies(tmp_path, monkeypatch):
+    from mnist_lab import checkpoint
+
+    path = tmp_path / "model.pt"
+    for accuracy in (0.9, 0.9, 0.95):  # each a new kernel saving as good a model or better
+        monkeypatch.setattr(checkpoint, "_WRITTEN", {})
+        save_checkpoint(path, build_model("quick", seed=0), {}, {"test_accuracy": accuracy})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]

@@ -283,3 +283,13 @@ def test_a_right_answer_in_the_wrong_form_is_told_what_form():
     assert all(r.status == "wrong" for r in forms.values())
     assert len({r.message.splitlines()[-1] for r in forms.values()} | {formula_hint}) == 4, forms
     assert ex.precision_recall.result(guess).message.splitlines()[-1] == formula_hint  # no form to blame
+
+
+def test_a_constant_or_another_formula_is_never_called_rounded():
+    """1.0 for every case rounds the right answers at one decimal, and a right answer rounded to 2 decimals is one
+    whose cases mostly keep a fraction: only that is told it is rounded."""
+    right = ex.specificity.result(lambda TP, FP, FN, TN: round(TN / (TN + FP), 2)).message.splitlines()[-1]
+    for wrong in (lambda TP, FP, FN, TN: 1.0, lambda TP, FP, FN, TN: round(TN / (TN + FP), 1),
+                  lambda TP, FP, FN, TN: (TN + FP) / (FP + TN)):
+        result = ex.specificity.result(wrong)
+        assert result.status == "wrong" and result.message.splitlines()[-1] != right

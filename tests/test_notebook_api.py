@@ -944,3 +944,36 @@ def test_one_gpu_named_by_number_and_no_callbacks_as_none_are_understood():
     history = fit(build_model("quick", seed=0), tiny_data(64), make_config("quick", batch_size=16), "cpu",
                   callbacks=None, progress=False)
     assert len(history) == 1
+
+
+ROUND12_MISTAKES = {
+    "make_config('quick', 'lenet5')": lambda c: __import__("mnist_lab").make_config("quick", "lenet5"),
+    "make_config('quick', 0.001)": lambda c: __import__("mnist_lab").make_config("quick", 0.001),
+    "config['lr'] = 0.005": lambda c: c.__setitem__("lr", 0.005),
+    "normalize(NaN images)": lambda c: __import__("mnist_lab.data").data.normalize(np.full((1, 28, 28), np.nan)),
+    "evaluate(model, data)": lambda c: evaluate(MODEL, __import__("test_train").tiny_data(16)),
+}
+
+
+@pytest.mark.parametrize("mistake", list(ROUND12_MISTAKES))
+def test_round_twelve_mistakes_are_one_line(mistake):
+    from mnist_lab import make_config
+
+    config = make_config("quick")
+    with pytest.raises(UserError) as refused:
+        ROUND12_MISTAKES[mistake](config)
+    assert_says_itself_what_to_pass(refused.value)
+
+
+def test_masks_and_sixteen_bit_pixels_are_normalised_as_pixels(monkeypatch):
+    from mnist_lab import make_config
+    from mnist_lab.data import normalize
+
+    pixels = torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8)
+    mask = pixels > 128
+    for same in (mask.numpy().astype(np.uint8), mask):  # a 0/1 mask in uint8 or bool: ink is 1, not 1/255
+        assert torch.allclose(normalize(same), normalize(mask.float()))
+    assert torch.allclose(normalize(pixels.numpy().astype(np.uint16) * 257), normalize(pixels), atol=1e-5)
+    monkeypatch.setenv("MNIST_LAB_EPOCHS", "2")  # a class setting: it changes presets, never a recipe given
+    mine = make_config("quick", epochs=5, environ={})
+    assert make_config(mine).epochs == 5 and make_config(mine, lr=0.005).epochs == 5
