@@ -41,7 +41,8 @@ def explained_arguments(takes):
                 return function(*args, **kwargs)
             except UserError:
                 raise
-            except (TypeError, ValueError, IndexError, AttributeError, KeyError, RuntimeError, ZeroDivisionError) as e:
+            except (TypeError, ValueError, IndexError, AttributeError, KeyError, RuntimeError, ZeroDivisionError,
+                    OverflowError) as e:
                 text = str(e).splitlines()[0][:120] if str(e) else ""
                 if "out of memory" in text or "can't allocate memory" in text:
                     raise

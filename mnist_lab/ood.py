@@ -81,7 +81,8 @@ def most_confident(model, pictures):
     """
     from .preprocess import EmptyImageError, preprocess_drawing
 
-    if isinstance(pictures, (str, bytes)) or not hasattr(pictures, "__len__") or len(pictures) == 0:
+    if (isinstance(pictures, (str, bytes)) or not hasattr(pictures, "__len__") or getattr(pictures, "ndim", 1) == 0
+            or len(pictures) == 0):
         raise ArgumentError(f"most_confident には絵を 1 枚以上並べたリストを渡してください（今は {type(pictures).__name__}"
                             f"{'、空' if hasattr(pictures, '__len__') else ''}）。例: most_confident(model, non_digits(100, kinds=(\"letter\",)))")
     inked = []  # (index, image) of the pictures with ink: a blank one has nothing to read

@@ -362,7 +362,8 @@ def preprocess_all(images):
     """
     if isinstance(images, Image.Image) or (isinstance(images, np.ndarray) and images.ndim == 2):
         images = [images]  # one picture: a batch of one
-    if images is None or isinstance(images, (str, bytes)) or not hasattr(images, "__iter__"):
+    if (images is None or isinstance(images, (str, bytes)) or not hasattr(images, "__iter__")
+            or getattr(images, "ndim", 1) == 0):  # a number, also as a 0-d tensor or array
         raise UserError(f"preprocess_all には絵（PIL の画像や配列）のリストを渡してください（今は {type(images).__name__}）。"
                         "例: preprocess_all(non_digits(10))")
     X = []

@@ -17,6 +17,7 @@ from pathlib import Path
 from .gpu_policy import memory_share
 from .settings import REPO, SettingsError, checked, kube_quantity
 from .settings import load as load_settings
+from .usage import Parser
 
 VALUES = REPO / "hub" / "k8s" / "values.yaml"
 KEYS = ("CUDA", "JUPYTER_PORT", "MEM_LIMIT", "CPUS", "SHM_SIZE", "DISK_QUOTA", "GPU_MEMORY_SHARE", "MAX_PER_GPU",
@@ -90,4 +91,6 @@ def main(values_path=VALUES, settings=None):
 
 
 if __name__ == "__main__":
+    Parser(prog="python3 -m mnist_lab_deploy.kube",
+           description="Kubernetes の values ファイルが hub/.env と合っているか確かめる").parse_args()
     sys.exit(main())

@@ -21,6 +21,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from .usage import Parser
+
 RECORD = ".mnist-lab-lesson.json"
 
 
@@ -103,8 +105,12 @@ def summary(done):
 
 
 def main(argv):
-    lesson, work = map(Path, argv)
-    print(summary(synced(lesson, work)), file=sys.stderr)
+    p = Parser(prog="python3 -m mnist_lab_deploy.lesson",
+               description="イメージの授業のファイルを学生のフォルダに置く（学生が変えたファイルはそのまま）")
+    p.add_argument("lesson", type=Path, help="イメージの中の授業のフォルダ（例: /opt/mnist-lab/lesson）")
+    p.add_argument("work", type=Path, help="学生のフォルダ（例: /work）")
+    args = p.parse_args(argv)
+    print(summary(synced(args.lesson, args.work)), file=sys.stderr)
     return 0
 
 

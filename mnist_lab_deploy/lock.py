@@ -21,6 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .usage import Parser
+
 REPO = Path(__file__).resolve().parents[1]
 # The oldest Python the images run: Debian bookworm's 3.11.2 (CI builds them on a bookworm stand-in); the pinned
 # base image has 3.11.11. Resolving for the oldest keeps out releases that need a newer 3.11 (soupsieve 4.1 does).
@@ -73,7 +75,9 @@ def lock_text(versions, source):
             + "".join(f"{name}=={version}\n" for name, version in kept))
 
 
-def main():
+def main(argv=None):
+    Parser(prog="python3 -m mnist_lab_deploy.lock",
+           description="docker/requirements.lock と hub/requirements.lock を作り直す（PyPI につながるマシンで）").parse_args(argv)
     if sys.version_info[:2] != (3, 11):
         sys.exit("エラー: イメージと同じ Python 3.11 で実行してください。")
     hub = REPO / "hub" / "requirements.txt"

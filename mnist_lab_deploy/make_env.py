@@ -34,6 +34,7 @@ from . import settings
 from .gpu_policy import NvidiaSmiError, choose_gpu, memory_share, requested_gpus, server_gpus
 from .settings import REPO, SHARED, SettingsError, checked, parse
 from .settings import load as load_settings
+from .usage import Parser
 
 PORTS = range(8800, 9000)
 MIN_DOCKER = (28, 0)  # older engines expose ports published on 127.0.0.1 to the local network (moby#45610)
@@ -47,22 +48,6 @@ RESERVED_FOR = 900  # seconds a student has to start the container make_env chos
 LOCK_WAIT = 30
 NOTE_NO_LOCK = "注意: ほかの人の make_env が今選んだポートと GPU を確かめられなかったので、それを考えずに選びます。"
 NOTE_NO_DOCKER = "注意: docker に聞けなかったので、ほかの人のコンテナのポートと GPU を考えずに選びます。"
-ARGPARSE_JA = [  # argparse's English messages -> one Japanese sentence each
-    (r"argument (\S+): invalid \w+ value: '(.*)'", r"\1 の値 '\2' は使えません"),
-    (r"argument (\S+): expected one argument", r"\1 の後に値を 1 つ書いてください"),
-    (r"unrecognized arguments: (.*)", r"知らない引数があります: \1"),
-    (r"argument (\S+): (.*)", r"\1: \2"),  # our own types' Japanese messages
-]
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse whose usage mistakes are one Japanese line (exit status 2), as the main CLI's."""
-
-    def error(self, message):
-        said = next((re.sub(p, r, message) for p, r in ARGPARSE_JA if re.fullmatch(p, message)), message)
-        self.exit(2, f"エラー: {said}。--help で使い方を確認してください。\n")
-
-
 def gpu_argument(text):
     """``--gpu``: a GPU's index, or ``none`` (no GPU)."""
     if text.strip().lower() == "none":
@@ -311,7 +296,7 @@ def env_text(values):
 
 def parser(deployment):
     """make_env's options; the defaults are ``deployment``'s (hub/.env)."""
-    p = Parser(description=".env を作る（docker compose 用。既定値は hub/.env）")
+    p = Parser(prog="python3 -m mnist_lab_deploy.make_env", description=".env を作る（docker compose 用。既定値は hub/.env）")
     p.add_argument("--gpu", type=gpu_argument, default=None,
                    help="使う GPU の番号か none（既定: 前の .env の GPU か none、なければほかの人が一番少ない GPU）")
     p.add_argument("--max-per-gpu", type=students_argument, default=None, help="1 つの GPU を使う人数の上限（既定: なし）")

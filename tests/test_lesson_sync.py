@@ -94,3 +94,24 @@ def test_one_path_that_cannot_be_written_is_skipped_and_the_rest_arrives(tmp_pat
     said = capsys.readouterr().err.splitlines()
     assert len(said) == 3 and "main.ipynb" in said[0] and "mnist_lab" in said[1]
     assert re.search(r"[\u3040-\u30ff]", said[0])
+
+
+def test_the_deployment_commands_answer_help_and_usage_mistakes_in_one_japanese_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    locks = {p: p.read_bytes() for p in (repo / "docker" / "requirements.lock", repo / "hub" / "requirements.lock")}
+    for module in ("lesson", "make_env", "lock", "kube"):
+        shown = subprocess.run([sys.executable, "-m", f"mnist_lab_deploy.{module}", "--help"], capture_output=True,
+                               text=True, env=env, cwd=tmp_path, timeout=120, check=False)
+        assert shown.returncode == 0 and shown.stdout.startswith("使い方: ") and "Traceback" not in shown.stderr, shown
+    assert {p: p.read_bytes() for p in locks} == locks  # --help of lock wrote nothing
+    for argv in ([], ["only-one"], ["a", "b", "c"]):
+        wrong = subprocess.run([sys.executable, "-m", "mnist_lab_deploy.lesson", *argv], capture_output=True, text=True,
+                               env=env, cwd=tmp_path, timeout=120, check=False)
+        lines = [line for line in wrong.stderr.splitlines() if line.strip()]
+        assert wrong.returncode == 2 and len(lines) == 1 and lines[0].startswith("エラー: "), wrong.stderr

@@ -977,3 +977,15 @@ def test_masks_and_sixteen_bit_pixels_are_normalised_as_pixels(monkeypatch):
     monkeypatch.setenv("MNIST_LAB_EPOCHS", "2")  # a class setting: it changes presets, never a recipe given
     mine = make_config("quick", epochs=5, environ={})
     assert make_config(mine).epochs == 5 and make_config(mine, lr=0.005).epochs == 5
+
+
+def test_a_single_number_where_pictures_go_and_a_huge_threshold_are_one_line():
+    from mnist_lab.ood import most_confident
+    from mnist_lab.plots import plot_energies
+    from mnist_lab.preprocess import preprocess_all
+
+    for call in (lambda: most_confident(MODEL, torch.tensor(3)), lambda: preprocess_all(torch.tensor(3)),
+                 lambda: plot_energies([1.0, 2.0], [3.0], threshold=10**400)):
+        with pytest.raises(UserError) as refused:
+            call()
+        assert_japanese_message(refused.value)
