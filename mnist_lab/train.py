@@ -293,5 +293,16 @@ def interruption_note(history):
 
 
 def _call(callbacks, hook, *args):
+    """Call ``hook`` of every callback; a student's own callback that fails is named in one line (its error is no
+    mistake in fit's arguments), and the model keeps the weights it has learnt so far."""
     for callback in callbacks:
-        getattr(callback, hook)(*args)
+        try:
+            getattr(callback, hook)(*args)
+        except (UserError, KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as e:
+            if type(callback).__module__.startswith("mnist_lab."):
+                raise
+            text = str(e).splitlines()[0][:120] if str(e) else ""
+            raise UserError(f"コールバック {type(callback).__name__} の {hook} でエラーになりました（{type(e).__name__}: "
+                            f"{text}）。コールバックを直してください（モデルはそこまで学習した重みのままです）。") from e

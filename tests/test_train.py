@@ -535,3 +535,18 @@ def test_a_model_fit_cannot_train_is_named_before_training():
             fit(model, tiny_data(), make_config("quick", epochs=1), "cpu", progress=False)
         assert_japanese_message(refused.value)
         assert "fit に渡したもの" not in str(refused.value)
+
+
+def test_a_students_own_callback_that_fails_is_named_not_blamed_on_fits_arguments():
+    from mnist_lab.callbacks import Callback
+
+    class Mine(Callback):
+        def on_step(self, model, loss, correct, size):
+            raise ValueError("student bug")
+
+    model = build_model("quick", seed=0)
+    before = [p.clone() for p in model.parameters()]
+    with pytest.raises(UserError) as refused:
+        fit(model, tiny_data(64), make_config("quick", batch_size=16), "cpu", callbacks=[Mine()], progress=False)
+    assert "Mine" in str(refused.value) and "\n" not in str(refused.value)
+    assert not all(torch.equal(p, q) for p, q in zip(before, model.parameters()))  # the step it made is kept
