@@ -447,7 +447,8 @@ def parsed(argv):
         return build_parser().parse_args(argv)
     except SystemExit as e:
         error = lost_output(sys.stdout) if e.code in (0, None) else None
-        if error is None or getattr(error, "errno", None) == errno.EPIPE:  # shown, or read as far as wanted
+        if error is None or getattr(error, "errno", None) in (errno.EPIPE, errno.EBADF):  # shown, read as far as
+            # wanted (| head), or not wanted at all (>&-): only a failing output (a full disk) is a failure
             raise
         print(one_line(f"エラー: 説明（または版）を標準出力に書けませんでした（{error.strerror or type(error).__name__}）。"), file=sys.stderr)
         return None
