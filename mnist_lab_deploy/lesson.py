@@ -15,8 +15,10 @@ Standard library only; run by docker/start-singleuser as the student.
     python -m mnist_lab_deploy.lesson /opt/mnist-lab/lesson /work
 """
 
+import errno
 import hashlib
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -45,6 +47,18 @@ def read_record(path):
     return record if isinstance(record, dict) else {}
 
 
+def copied(source, target):
+    """Copy ``source`` to ``target`` whole or not at all: into a hidden file beside it, then renamed over it, so a
+    full disk never leaves a cut-off lesson file (which the next start would keep as the student's own)."""
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        shutil.copyfile(source, partial)
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
 def offered(source, target, new, record, key):
     """Leave the image's ``new`` version beside the student's changed ``target``, once per version: as
     ``NAME.new``, or ``NAME.new2``... when the student changed the ``.new`` offered before (theirs, kept too).
@@ -54,7 +68,7 @@ def offered(source, target, new, record, key):
     for n in range(1, 100):
         spare, spare_key = (target.with_name(f"{target.name}.new{n if n > 1 else ''}"), f"{key}.new{n if n > 1 else ''}")
         if not spare.exists() or (spare.is_file() and digest(spare) == record.get(spare_key)):
-            shutil.copyfile(source, spare)
+            copied(source, spare)
             record[spare_key] = record[key + ".new"] = new
             return True
     return False
@@ -70,7 +84,7 @@ def sync_one(source, target, key, record):
         # the student's own version stays; "offered" when the image's new one was just put beside it
         return "offered" if offered(source, target, new, record, key) else "kept"
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, target)  # new, or untouched by the student: the image's version
+    copied(source, target)  # new, or untouched by the student: the image's version
     record[key] = new
     return "copied" if have is None else "updated"
 
@@ -84,8 +98,10 @@ def synced(lesson, work):
         try:
             done[name.as_posix()] = sync_one(lesson / name, work / name, name.as_posix(), record)
         except OSError as e:
-            print(f"lesson: {name.as_posix()} を置けませんでした（{e.strerror or e}）。同じ名前のフォルダーやファイルを"
-                  "別の名前に変えてから、サーバーを起動し直してください。", file=sys.stderr)
+            how = ("/work の空きを作ってから" if e.errno in (errno.ENOSPC, errno.EDQUOT) else
+                   "同じ名前のフォルダーやファイルを別の名前に変えてから")
+            print(f"lesson: {name.as_posix()} を置けませんでした（{e.strerror or e}。前からあったものはそのままです）。{how}、"
+                  "サーバーを起動し直してください。", file=sys.stderr)
     try:
         record_path.write_text(json.dumps(record, indent=1, sort_keys=True))
     except OSError as e:

@@ -406,6 +406,12 @@ def note_shell_values(values):
               f"先に unset {' '.join(differing)} してください（~/.bashrc にあればそこからも消します）。", file=sys.stderr)
 
 
+def refuse_existing(path, force):
+    """Without ``--force``, an existing ``.env`` is never replaced (its token is in the URL the student uses)."""
+    if (path.exists() or path.is_symlink()) and not force:
+        sys.exit(f"エラー: {path} は既にあります（トークンが変わらないよう上書きしません）。作り直すなら --force を付けてください。")
+
+
 def main(argv=None):
     try:
         deployment = load_settings()
@@ -413,8 +419,7 @@ def main(argv=None):
         sys.exit(f"{e} 管理者に伝えてください。")
     args = parser(deployment).parse_args(argv)
     path = Path(args.output)
-    if (path.exists() or path.is_symlink()) and not args.force:
-        sys.exit(f"エラー: {path} は既にあります（トークンが変わらないよう上書きしません）。作り直すなら --force を付けてください。")
+    refuse_existing(path, args.force)
     limits = chosen_limits(args, deployment)
     try:
         gpu_share = memory_share(args.gpu_share, args.max_per_gpu)
@@ -428,6 +433,7 @@ def main(argv=None):
     claimed_ports, claimed_gpus, own_ports = docker_claims(f"mnist-lab-{user}")
     previous = previous_values(path)
     with reservations(uid, claimed_ports) as (reserved_ports, reserved_gpus, keep):
+        refuse_existing(path, args.force)  # again: another make_env of yours may have written it meanwhile
         port = chosen_port(args.port, uid, previous, claimed_ports | reserved_ports, own_ports)
         token = secrets.token_hex(24)
         gpu, gpus = chosen_gpu(args, previous, claimed_gpus + reserved_gpus)

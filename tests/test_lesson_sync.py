@@ -115,3 +115,28 @@ def test_the_deployment_commands_answer_help_and_usage_mistakes_in_one_japanese_
                                env=env, cwd=tmp_path, timeout=120, check=False)
         lines = [line for line in wrong.stderr.splitlines() if line.strip()]
         assert wrong.returncode == 2 and len(lines) == 1 and lines[0].startswith("エラー: "), wrong.stderr
+
+
+def test_a_full_disk_never_leaves_a_cut_off_lesson_file_kept_as_the_students(tmp_path, monkeypatch):
+    import errno
+    import shutil
+    from pathlib import Path
+
+    image, work = tmp_path / "image", tmp_path / "work"
+    work.mkdir()
+    write(image, {"main.ipynb": "v1", "mnist_lab/train.py": "loop v1"})
+    lesson.synced(image, work)
+    write(image, {"mnist_lab/train.py": "loop v2, much longer than the free space"})
+    real_copy = shutil.copyfile
+
+    def full_disk(source, target):
+        Path(target).write_text(Path(source).read_text()[:5])  # what fitted
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfile", full_disk)
+    lesson.synced(image, work)
+    assert (work / "mnist_lab/train.py").read_text() == "loop v1"  # whole, the old version
+    assert sorted(p.name for p in (work / "mnist_lab").iterdir()) == ["train.py"]  # nothing half written left
+    monkeypatch.setattr(shutil, "copyfile", real_copy)
+    assert lesson.synced(image, work)["mnist_lab/train.py"] == "updated"  # space again: updated, not "yours"
+    assert (work / "mnist_lab/train.py").read_text() == "loop v2, much longer than the free space"

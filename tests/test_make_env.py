@@ -347,3 +347,20 @@ def test_a_reservations_lock_held_too_long_is_a_note_not_a_hang(tmp_path, server
         fcntl.flock(held, fcntl.LOCK_EX)
         assert make_env.main(["--output", str(tmp_path / ".env")]) == 0
     assert re.search(r"[\u3040-\u30ff]", capsys.readouterr().err)
+
+
+def test_a_second_make_env_at_the_same_moment_never_replaces_the_first_ones_env(tmp_path, server, monkeypatch,
+                                                                              reservations):
+    """Two runs started together both pass the first check; the one that comes second to the lock must find the
+    first one's .env and leave it (its token is the one in the URL printed)."""
+    env = tmp_path / ".env"
+    real_claims = make_env.docker_claims
+
+    def meanwhile(project):
+        env.write_text("JUPYTER_TOKEN=the-first-runs-token\n")  # the other run wrote it while this one asked docker
+        return real_claims(project)
+
+    monkeypatch.setattr(make_env, "docker_claims", meanwhile)
+    with pytest.raises(SystemExit):
+        make_env.main(["--output", str(env)])
+    assert env.read_text() == "JUPYTER_TOKEN=the-first-runs-token\n"
