@@ -59,7 +59,7 @@ def save_checkpoint(path, model, config=None, results=None):
     real = writable_path(_path(path))
     _check_replaceable(real, path)
     _note_other_recipe(model, config)
-    aside = _kept_aside(real, path, results) if real.is_file() and _WRITTEN.get(real) != _identity(real) else None
+    aside = _kept_aside(real, results) if real.is_file() and _WRITTEN.get(real) != _identity(real) else None
     try:
         written = write_checkpoint(path, model, config, results)
     except BaseException:
@@ -118,7 +118,7 @@ def _check_replaceable(real, path):
     raise UserError(f"{path} には{what}があるので、上書きしません。別の名前（例: {other}）にしてください。")
 
 
-def _kept_aside(real, path, results):
+def _kept_aside(real, results):
     """Keep the checkpoint at ``real``, which this kernel did not write (a model saved before a restart, or by
     another notebook), as ``NAME.previous.pt`` (``-2``, ``-3``... when taken), a second name for the same file, so
     that writing the new one replaces only the name ``real``; return ``(that path, what the checkpoint is)``.
