@@ -55,15 +55,23 @@ def notebook(folder, preset=None):
 
 
 def compare_with(ref, preset, rounds=2):
-    """Run ``ref``'s notebook and this one alternately, ``rounds`` times each; print the totals and their ratio."""
+    """Run ``ref``'s notebook and this one alternately, ``rounds`` times each; print each section's seconds side by
+    side, the totals and their ratio."""
     with tempfile.TemporaryDirectory() as tmp:
         archive = subprocess.run(["git", "archive", ref], cwd=REPO, capture_output=True, check=True).stdout
         subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
-        totals = {ref: [], "this": []}
+        totals, sections = {ref: [], "this": []}, {ref: {}, "this": {}}
         for _ in range(rounds):
             for name, folder in ((ref, Path(tmp)), ("this", REPO)):
-                totals[name].append(section_times(notebook(folder, preset)[0], folder)[2])
-                print(f"{totals[name][-1]:7.1f} s  total, {name}", flush=True)
+                by_section, _, total = section_times(notebook(folder, preset)[0], folder)
+                totals[name].append(total)
+                for heading, seconds in by_section.items():
+                    sections[name][heading] = sections[name].get(heading, 0.0) + seconds
+                print(f"{total:7.1f} s  total, {name}", flush=True)
+    print(f"{ref:>9} {'this':>9}  section (seconds summed over {rounds} runs each)")
+    for heading in dict.fromkeys([*sections[ref], *sections["this"]]):
+        old, new = (sections[side].get(heading) for side in (ref, "this"))
+        print(" ".join(f"{s:9.1f}" if s is not None else f"{'-':>9}" for s in (old, new)) + f"  {heading}")
     ratio = sum(totals["this"]) / sum(totals[ref])
     print(f"ratio this / {ref}: {ratio:.2f} (same machine, alternating runs)")
 
