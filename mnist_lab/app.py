@@ -42,7 +42,20 @@ def model_source(checkpoint=None):
     path = checkpoint or env_path(CHECKPOINT_ENV)
     if path:
         return Path(user_path(path)), f"チェックポイント {path}"
+    if not _bundled(PAD_MODEL):  # replaced (by hand, or by a copy of the package): not the model the title describes
+        return PAD_MODEL, "mnist_lab/pad_model.pt（同梱のパッド用モデルではなく、あとから書き換えられたファイル）"
     return PAD_MODEL, "同梱のパッド用モデル mnist_lab/pad_model.pt（手書き風のデータ拡張で学習: --preset pad）"
+
+
+def _bundled(path):
+    """Whether the checkpoint at ``path`` is the pad model resources/make_pad_model.py writes: a pad_cnn whose
+    results say the ``pad`` recipe made it and hold its "not a digit" threshold."""
+    try:
+        ckpt = read_checkpoint(path)
+    except UserError:
+        return False
+    results = ckpt.get("results") if isinstance(ckpt.get("results"), dict) else {}
+    return ckpt["model"] == "pad_cnn" and results.get("preset") == "pad" and results.get("energy_threshold") is not None
 
 
 def drawing_app(checkpoint=None):

@@ -36,6 +36,7 @@ MAKE_ONE = "`mnist-lab train`（または `python -m mnist_lab train`）が書�
 
 
 RUN_RECORDS = ("results.json", "metrics.json")  # the record train writes beside model.pt (metrics.json: older runs)
+PACKAGE = Path(os.path.realpath(Path(__file__).parent))  # never saved into: the package's files (the app's pad_model.pt)
 
 
 def save_checkpoint(path, model, config=None, results=None):
@@ -98,8 +99,12 @@ def _note_other_recipe(model, config):
 
 
 def _check_replaceable(real, path):
-    """Refuse a name that is no checkpoint's, and an existing file that is no checkpoint of ours (a notebook, a
-    student's notes, weights saved alone): :class:`UserError`, one line, before anything is written."""
+    """Refuse a name that is no checkpoint's, a place inside the package (its bundled pad_model.pt: the app would
+    describe the student's model as the bundled one), and an existing file that is no checkpoint of ours (a
+    notebook, a student's notes, weights saved alone): :class:`UserError`, one line, before anything is written."""
+    if real.is_relative_to(PACKAGE):
+        raise UserError(f"{path} は mnist_lab パッケージの中（同梱のモデルなどの置き場所）なので、そこには保存しません。"
+                        f"別の名前（例: runs/notebook/{real.name}）にしてください。")
     if _path(path).suffix.lower() not in SUFFIXES and real.suffix.lower() not in SUFFIXES:
         raise UserError(f"{path} はチェックポイントの名前になりません。model.pt のように .pt で終わる名前にしてください"
                         "（例: runs/notebook/model.pt）。")

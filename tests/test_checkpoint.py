@@ -105,6 +105,26 @@ def test_the_shipped_pad_model_written_under_the_old_names_loads_under_the_new()
     assert type(model).__name__ == "PadCNN"
 
 
+def test_the_package_files_are_never_saved_over(tmp_path):
+    """save_checkpoint(PAD_MODEL, ...), copied from the lesson's load_checkpoint(PAD_MODEL), with results that claim
+    to be better (no copy would be kept aside): refused in one line, the bundled model and the package unchanged."""
+    from mnist_lab.app import PAD_MODEL
+
+    before = PAD_MODEL.read_bytes()
+    listed = sorted(p.name for p in PAD_MODEL.parent.iterdir())
+    (tmp_path / "link.pt").symlink_to(PAD_MODEL)
+    try:
+        for target in (PAD_MODEL, str(PAD_MODEL), PAD_MODEL.with_name("mine.pt"), tmp_path / "link.pt"):
+            with pytest.raises(UserError) as refused:
+                save_checkpoint(target, build_model("quick_cnn"), {"model": "quick_cnn"}, {"test_accuracy": 0.999})
+            assert_japanese_message(refused.value)
+            assert PAD_MODEL.read_bytes() == before and sorted(p.name for p in PAD_MODEL.parent.iterdir()) == listed
+    finally:  # a failing run must not leave the repository's pad model replaced
+        if PAD_MODEL.read_bytes() != before:
+            PAD_MODEL.write_bytes(before)
+        PAD_MODEL.with_name("mine.pt").unlink(missing_ok=True)
+
+
 def test_the_notebook_mistakes_are_one_line(tmp_path):
     """Arguments swapped, a model where a file name goes, a device this machine does not have."""
     model = build_model("quick")
