@@ -14,6 +14,10 @@ except FileNotFoundError:  # PyTorch's libraries cannot even load from a folder 
         print("エラー: 今いるフォルダが消されています。cd で別のフォルダに移ってから実行してください。", file=sys.stderr)
         raise SystemExit(2) from None
 
+from .interrupts import check_loadable, load_cut  # the standard library only: PyTorch is not loaded yet
+
+if not COMMAND:  # a kernel where an earlier import was cut halfway: one line saying to restart it
+    check_loadable()
 try:
     from .checkpoint import load_checkpoint, save_checkpoint
     from .data import MNISTData, load_mnist
@@ -26,9 +30,9 @@ try:
     from .preprocess import preprocess_drawing
     from .recipes import PRESETS, TrainConfig, make_config
     from .train import fit
-except KeyboardInterrupt:  # Ctrl+C while the command (python -m mnist_lab, mnist-lab) still loads PyTorch
-    if not COMMAND:
-        raise
+except KeyboardInterrupt:  # Ctrl+C or ■ while PyTorch still loads
+    if not COMMAND:  # a kernel: PyTorch stays half loaded, and only a restart mends that
+        raise load_cut() from None
     print("\n中断しました（まだ何も始めていません）。", file=sys.stderr)
     raise SystemExit(130) from None
 

@@ -10,9 +10,16 @@ signal ended. A signal that was ignored when the command started (``nohup`` igno
 
 import contextlib
 import signal
+import sys
 import threading
 
+from .errors import UserError
+
 NAMES = ("SIGINT", "SIGTERM", "SIGHUP")
+RESTART = ("読み込みの途中で止めたので、PyTorch などが読みかけのままです（このままでは読み込めません）。"
+           "Kernel → Restart Kernel してから、上から順に実行し直してください。")
+HALF_LOADED = ("torch", "numpy")  # cut while loading, these cannot be loaded again in the same process
+_cut = []  # not empty once an import of mnist_lab was cut halfway in this process: that is never undone
 
 
 class Interrupted(KeyboardInterrupt):
@@ -29,6 +36,33 @@ class StoppedBeforeStart(KeyboardInterrupt):
 
     def _render_traceback_(self):
         return [f"\x1b[1;33m中断:\x1b[0m {self}"]
+
+
+class LoadCut(KeyboardInterrupt):
+    """■ (or Ctrl+C) came while ``import mnist_lab`` was loading PyTorch and the other libraries. Python cannot undo
+    a half-loaded PyTorch, so every later import in this process would fail in English: a notebook shows this one
+    line (restart the kernel) instead of a traceback. Still a ``KeyboardInterrupt``, as the ■ was."""
+
+    def _render_traceback_(self):
+        return [f"\x1b[1;33m中断:\x1b[0m {self}"]
+
+
+class RestartNeeded(UserError):
+    """mnist_lab is imported again in a process where an earlier import was cut (:class:`LoadCut`)."""
+
+
+def load_cut():
+    """Record that this process's import of mnist_lab was cut halfway; return the :class:`LoadCut` to raise."""
+    _cut.append(True)
+    return LoadCut(RESTART)
+
+
+def check_loadable():
+    """Raise :class:`RestartNeeded` when an earlier import of mnist_lab was cut (:func:`load_cut`), or PyTorch or
+    NumPy were left half loaded (their modules loaded, not the package: ■ on a student's own ``import torch``)."""
+    prefixes = tuple(f"{name}." for name in HALF_LOADED if name not in sys.modules)
+    if _cut or (prefixes and any(name.startswith(prefixes) for name in list(sys.modules))):
+        raise RestartNeeded(RESTART)
 
 
 @contextlib.contextmanager

@@ -989,3 +989,59 @@ def test_a_single_number_where_pictures_go_and_a_huge_threshold_are_one_line():
         with pytest.raises(UserError) as refused:
             call()
         assert_japanese_message(refused.value)
+
+
+PAUSE_IN_PYTORCH = """
+import sys, time
+
+class Pause:  # stands still halfway through PyTorch's import (after its C library has loaded), until ■
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch.cpu":
+            sys.meta_path.remove(self)
+            open({reached!r}, "w").close()
+            time.sleep(120)
+
+sys.meta_path.insert(0, Pause())
+"""
+
+
+def test_the_stop_button_while_pytorch_loads_says_restart_the_kernel_every_time(tmp_path):
+    """■ while the lesson's first cell loads PyTorch (the only place it can land: a 15-second [*] on a cold machine).
+    PyTorch stays half loaded, so that cell, run again, and every later import of mnist_lab say the same one line
+    (restart the kernel) instead of a traceback in English."""
+    import json
+
+    from jupyter_client.manager import start_new_kernel
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(repo, "main.ipynb"), encoding="utf-8") as f:
+        first = next("".join(c["source"]) for c in json.load(f)["cells"] if c["cell_type"] == "code")
+    reached = tmp_path / "reached"
+    km, kc = start_new_kernel(kernel_name="python3", env={**os.environ, "PYTHONPATH": repo}, startup_timeout=120,
+                              cwd=str(tmp_path))
+
+    def press_stop():
+        deadline = time.monotonic() + 120
+        while not reached.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        km.interrupt_kernel()  # as JupyterLab's ■: SIGINT to the kernel
+
+    errors = []
+    try:
+        kc.execute_interactive(PAUSE_IN_PYTORCH.format(reached=str(reached)), timeout=60)
+        stop = threading.Thread(target=press_stop)
+        stop.start()
+        for code in (first, first, "from mnist_lab.data import load_mnist"):
+            errors.append([])
+            kc.execute_interactive(code, timeout=180, output_hook=lambda msg: errors[-1].append(msg["content"])
+                                   if msg["msg_type"] == "error" else None)
+        stop.join()
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    assert reached.exists()
+    for said in errors:
+        assert len(said) == 1 and len(said[0]["traceback"]) == 1, said  # one line, no traceback
+        line = re.sub(r"\x1b\[[0-9;]*m", "", said[0]["traceback"][0])
+        assert "\n" not in line and JAPANESE.search(line) and said[0]["evalue"] in line
+    assert len({said[0]["evalue"] for said in errors}) == 1  # the same line each time
