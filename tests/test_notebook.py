@@ -140,6 +140,41 @@ def test_the_mlp_comparison_follows_every_preset(preset):
     assert set(namespace["models"]) == {"MLP", "CNN"} and not namespace["mlp"].training
 
 
+def binds(source):
+    """The names a cell's code assigns or imports."""
+    tree = ast.parse(source)
+    return ({node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)}
+            | {(alias.asname or alias.name).split(".")[0] for node in ast.walk(tree)
+               if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names})
+
+
+def test_re_running_any_earlier_cell_leaves_the_loss_cell_one_batch(mnist_root, monkeypatch):
+    """Section 5.2 sends the tensors it reads (the batch section 5.1 took) through a new CNN at once. Re-running any
+    earlier cell and then 5.2 must still send that one batch: a cell that rebinds its name to all 60,000 training
+    images would make the first convolution alone allocate 6 GB (the kernel dies on a laptop)."""
+    import matplotlib
+    import torch
+
+    matplotlib.use("Agg")
+    monkeypatch.setenv("MNIST_LAB_DATA", str(mnist_root))
+    nb = cells()
+    (loss,) = [i + 1 + next(j for j, c in enumerate(nb[i + 1:]) if c["cell_type"] == "code") for i, c in enumerate(nb)
+               if c["cell_type"] == "markdown" and re.search(r"^### 5\.2\b", "".join(c["source"]), re.MULTILINE)]
+    read = {node.id for node in ast.walk(ast.parse("".join(nb[loss]["source"])))
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
+    earlier = {i: "".join(c["source"]) for i, c in enumerate(nb[:loss]) if c["cell_type"] == "code"}
+    namespace = {}
+    for i, source in earlier.items():
+        exec(compile(source, f"cell {i}", "exec"), namespace)  # noqa: S102 - our cells, in order
+    shapes = {name: namespace[name].shape for name in read if isinstance(namespace.get(name), torch.Tensor)}
+    assert shapes
+    for i, source in earlier.items():
+        if not read & binds(source):
+            continue  # leaves those names as they are
+        exec(compile(source, f"cell {i}", "exec"), namespace)  # noqa: S102 - one cell run again
+        assert {name: namespace[name].shape for name in shapes} == shapes, f"cell {i}"
+
+
 def test_code_lines_fit_the_notebook_width():
     """Lines over ~90 columns are cut off in JupyterLab; a Japanese character takes two columns."""
     import unicodedata
