@@ -175,6 +175,29 @@ def test_re_running_any_earlier_cell_leaves_the_loss_cell_one_batch(mnist_root, 
         assert {name: namespace[name].shape for name in shapes} == shapes, f"cell {i}"
 
 
+def test_the_letter_reading_cell_runs_with_a_model_that_has_no_threshold(capsys):
+    """Section 10 invites comparing models: ``pad_model = model`` (a model of any lesson recipe has no "not a digit"
+    threshold), then the cell that reads the letter again. It prints its lines and raises nothing."""
+    from mnist_lab import build_model
+    from mnist_lab.app import PAD_MODEL
+    from mnist_lab.checkpoint import load_checkpoint
+    from mnist_lab.ood import threshold_of
+    from mnist_lab.preprocess import preprocess_drawing
+    from mnist_lab.synthetic import non_digits
+
+    (source,) = [s for s in ("".join(c["source"]) for c in cells() if c["cell_type"] == "code")
+                 if re.search(r"\bread\(pad_model\b", s)]
+    letters = non_digits(3, seed=0, kinds=("letter",))
+    for model in (load_checkpoint(PAD_MODEL)[0], build_model("quick_cnn", seed=0)):
+        namespace = {"pad_model": model, "letters": letters, "i": 0, "preprocess_drawing": preprocess_drawing,
+                     "threshold_of": threshold_of}
+        exec(compile(source, "main.ipynb", "exec"), namespace)  # noqa: S102 - our cell
+        printed = capsys.readouterr().out
+        assert len(printed.splitlines()) >= 3
+        if threshold_of(model) is not None:
+            assert f"{threshold_of(model):.1f}" in printed
+
+
 def test_code_lines_fit_the_notebook_width():
     """Lines over ~90 columns are cut off in JupyterLab; a Japanese character takes two columns."""
     import unicodedata
