@@ -141,8 +141,10 @@ def test_the_mlp_comparison_follows_every_preset(preset):
 
 
 def binds(source):
-    """The names a cell's code assigns or imports."""
-    tree = ast.parse(source)
+    """The names a cell's code assigns or imports (IPython's %magic lines as IPython runs them)."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    tree = ast.parse(TransformerManager().transform_cell(source))
     return ({node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)}
             | {(alias.asname or alias.name).split(".")[0] for node in ast.walk(tree)
                if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names})
@@ -196,6 +198,24 @@ def test_the_letter_reading_cell_runs_with_a_model_that_has_no_threshold(capsys)
         assert len(printed.splitlines()) >= 3
         if threshold_of(model) is not None:
             assert f"{threshold_of(model):.1f}" in printed
+
+
+def test_every_name_the_prose_says_to_inspect_is_there_to_inspect():
+    """``NAME??`` in the prose (IPython shows NAME's source) works where the student reads it: NAME is bound by a
+    code cell above, or imported by an import statement the same prose gives (which runs)."""
+    nb = cells()
+    for i, cell in enumerate(nb):
+        if cell["cell_type"] != "markdown":
+            continue
+        text = "".join(cell["source"])
+        spans = re.findall(r"`([^`]+)`", text)
+        imports = [span for span in spans if re.match(r"(from \S+ )?import ", span)]
+        bound = set().union(*(binds("".join(c["source"])) for c in nb[:i] if c["cell_type"] == "code"),
+                            *(binds(span) for span in imports))
+        for span in imports:
+            exec(compile(span, f"cell {i}", "exec"), {})  # noqa: S102 - the prose's own import
+        for name in (span[:-2] for span in spans if re.fullmatch(r"[A-Za-z_][\w.]*\?\?", span)):
+            assert name.split(".")[0] in bound, f"cell {i}: {name}?? names nothing the student has"
 
 
 def test_code_lines_fit_the_notebook_width():
