@@ -66,6 +66,23 @@ def short(value, limit=40):
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def whole_number(value):
+    """``value`` as an int when it is one whole number: an int, a NumPy integer, or an integer scalar tensor or
+    array (``y_hat[0]``, a 0-d tensor, is a digit as ``3`` is); else ``None`` (True/False, fractions, a list
+    or a tensor of several numbers, a string).
+
+    >>> import torch
+    >>> whole_number(torch.tensor(7)), whole_number(torch.tensor([7])), whole_number(True), whole_number(3.0)
+    (7, None, None, None)
+    """
+    if isinstance(value, bool) or "bool" in str(getattr(value, "dtype", "")) or getattr(value, "ndim", 0) != 0:
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
 def checked_seed(seed):
     """Return ``seed`` as the int ``torch.manual_seed`` takes (0 <= seed < 2**64; a NumPy or PyTorch integer too);
     else :class:`UserError`, one line."""

@@ -37,7 +37,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from .errors import UserError, short
+from .errors import UserError, short, whole_number
 
 AVERAGES = ("macro", "micro", "weighted")
 
@@ -147,9 +147,10 @@ def checked_matrix(C):
 
 
 def _digit(k, C):
-    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or not 0 <= k < len(C):
+    value = whole_number(k)  # an int, a NumPy integer, or one of y_hat's elements (a 0-d tensor)
+    if value is None or not 0 <= value < len(C):
         raise MetricInputError(f"k は 0〜{len(C) - 1} の整数（数字）にしてください（今は {short(k)}）。")
-    return int(k)
+    return value
 
 
 _MISSING = object()

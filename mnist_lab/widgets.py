@@ -23,7 +23,7 @@ import traitlets
 from PIL import Image, ImageDraw
 
 from .data import denormalize
-from .errors import ArgumentError, UserError, short
+from .errors import ArgumentError, UserError, short, whole_number
 from .inference import evaluation_mode
 from .metrics import UndefinedMetricWarning, confusion_matrix, f1, one_vs_rest, one_vs_rest_accuracy, precision, recall
 from .ood import WARNING, probabilities_and_flag
@@ -326,10 +326,11 @@ def explorer_inputs(X, y, probs):
 
 def checked_whole(name, value, low, high):
     """``value`` as an int if it is a whole number (not a bool) from ``low`` to ``high``; else one line."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
+    number = whole_number(value)  # an int, a NumPy integer, or one of y_hat's elements (a 0-d tensor)
+    if number is None or not low <= number <= high:
         raise ArgumentError(f"OneVsRestExplorer の {name} は {low} 以上 {high} 以下の整数にしてください（今は {short(value, 20)}）。"
                             "例: OneVsRestExplorer(data.X_test, data.y_test, probs, digit=3)")
-    return int(value)
+    return number
 
 
 def _count_cell(name, value):

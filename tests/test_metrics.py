@@ -89,6 +89,22 @@ def test_property_counts_partition_every_sample(pairs):
     np.testing.assert_array_equal(M.class_counts(C).TN, [M.one_vs_rest(C, k).TN for k in range(10)])
 
 
+def test_a_digit_taken_from_a_tensor_counts_like_an_int():
+    """``k = y_hat[0]`` or ``data.y_test[0]`` (0-d tensors) is the digit, as ``np.int64(7)`` is; a bool, a fraction, a
+    tensor of several numbers or a digit out of range is still refused in one line."""
+    import torch
+    from invariants import assert_japanese_message
+
+    rng = np.random.default_rng(2)
+    C = M.confusion_matrix(rng.integers(0, 10, 300), rng.integers(0, 10, 300))
+    for k in (torch.tensor(7), torch.tensor(7, dtype=torch.uint8), np.array(7), np.int64(7)):
+        assert M.one_vs_rest(C, k) == M.one_vs_rest(C, 7)
+    for bad in (torch.tensor(True), np.bool_(True), torch.tensor(7.0), torch.tensor([7]), np.array([7]), torch.tensor(10)):
+        with pytest.raises(M.MetricInputError) as refused:
+            M.one_vs_rest(C, bad)
+        assert_japanese_message(refused.value)
+
+
 def test_one_vs_rest_accuracy_matches_binary_sklearn():
     rng = np.random.default_rng(1)
     y_true, y_pred = rng.integers(0, 10, 300), rng.integers(0, 10, 300)

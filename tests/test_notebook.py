@@ -84,14 +84,14 @@ def test_readme_has_a_row_for_each_section_of_the_notebook():
     assert [int(n) for n in rows] == notebook_sections()
 
 
-def preset_assignment(source):
-    """The statement of a cell's code that assigns ``PRESET`` (however it is spaced or commented), else None."""
+def preset_assignment(source, name="PRESET"):
+    """The statement of a cell's code that assigns ``name`` (however it is spaced or commented), else None."""
     try:
         body = ast.parse(source).body
     except SyntaxError:  # IPython's %magic lines
         return None
     return next((node for node in body if isinstance(node, ast.Assign)
-                 and any(isinstance(target, ast.Name) and target.id == "PRESET" for target in node.targets)), None)
+                 and any(isinstance(target, ast.Name) and target.id == name for target in node.targets)), None)
 
 
 def settings_cell():
@@ -99,16 +99,17 @@ def settings_cell():
     return source
 
 
-def with_preset(source, preset):
-    """``source`` with the value assigned to ``PRESET`` replaced by ``preset``, as a student edits it."""
-    value = preset_assignment(source).value
+def with_preset(source, preset, name="PRESET", code=None):
+    """``source`` with the value assigned to ``name`` replaced by ``preset`` (or by the code ``code``), as a
+    student edits it."""
+    value = preset_assignment(source, name).value
     lines = source.splitlines(keepends=True)
 
     def offset(line, column):  # ast counts columns in UTF-8 bytes
         return sum(map(len, lines[:line - 1])) + len(lines[line - 1].encode()[:column].decode())
 
     start, end = offset(value.lineno, value.col_offset), offset(value.end_lineno, value.end_col_offset)
-    return source[:start] + repr(preset) + source[end:]
+    return source[:start] + (repr(preset) if code is None else code) + source[end:]
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -216,6 +217,23 @@ def test_every_name_the_prose_says_to_inspect_is_there_to_inspect():
             exec(compile(span, f"cell {i}", "exec"), {})  # noqa: S102 - the prose's own import
         for name in (span[:-2] for span in spans if re.fullmatch(r"[A-Za-z_][\w.]*\?\?", span)):
             assert name.split(".")[0] in bound, f"cell {i}: {name}?? names nothing the student has"
+
+
+def test_a_digit_taken_from_the_predictions_goes_on_as_a_plain_digit():
+    """``k = y_hat[0]`` in the one-vs-rest cell (a 0-d tensor, as the predictions' elements are): counted like
+    ``k = 7``, and the ``digit`` it hands on reads as ``7`` (later cells look it up as ``str(digit)``)."""
+    import torch
+
+    from mnist_lab.metrics import confusion_matrix, one_vs_rest
+
+    (source,) = [s for s in ("".join(c["source"]) for c in cells() if c["cell_type"] == "code")
+                 if re.search(r"\bone_vs_rest\(C, k\)", s)]
+    y_hat = torch.tensor([7, 1, 7, 2])
+    C = confusion_matrix(torch.tensor([7, 1, 2, 2]), y_hat)
+    namespace = {"C": C, "y_hat": y_hat}
+    exec(compile(with_preset(source, None, name="k", code="y_hat[0]"), "main.ipynb", "exec"), namespace)  # noqa: S102
+    assert (namespace["TP"], namespace["FP"], namespace["FN"], namespace["TN"]) == tuple(one_vs_rest(C, 7))
+    assert str(namespace["digit"]) == "7"
 
 
 def test_code_lines_fit_the_notebook_width():

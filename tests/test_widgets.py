@@ -368,6 +368,12 @@ def test_a_digit_never_predicted_shows_zero_without_an_english_warning():
     assert not caught, [str(w.message) for w in caught]
 
 
+def test_the_explorer_takes_a_digit_from_a_tensor():
+    y = torch.arange(50) % 10
+    explorer = OneVsRestExplorer(torch.zeros(50, 1, 28, 28), y, y, digit=y[3])  # a 0-d tensor, as y_hat[0] is
+    assert explorer.digit.value == 3
+
+
 def test_a_wrong_value_in_a_message_is_cut_short_to_one_line():
     from mnist_lab import plots
 
