@@ -278,6 +278,10 @@ def plot_misclassified(X, y, probs, n=24, ncols=8):
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise ArgumentError(f"plot_misclassified の n は描く枚数（0 以上の整数）にしてください（今は {short(n)}）。例: n=24")
     probs = _probabilities(probs)
+    if not len(X) == len(y) == len(probs):  # else each title would belong to another image than the one drawn
+        raise ArgumentError(f"plot_misclassified の画像 X は {len(X)} 枚、ラベル y は {len(y)} 個、確率 probs は {len(probs)} 行"
+                            "で、数がそろっていません。同じ画像のものを渡してください"
+                            "（例: plot_misclassified(data.X_test, data.y_test, probs)）。")
     idx = misclassified(y, probs)[:n]
     fig, axes = _grid(max(1, len(idx)), ncols)
     if len(idx) == 0:
@@ -386,6 +390,7 @@ def plot_feature_maps(image, maps, n=8):
     if isinstance(maps, dict) and not maps:
         raise ArgumentError("plot_feature_maps に渡した特徴マップが空で、描くものがありません。"
                             "畳み込み層のあるモデル（CNN）の first_block(model) の層の activations を渡してください。")
+    maps = _one_image(maps)
     fig = Figure(figsize=(1.3 * (n + 1), 1.45 * len(maps)), layout="constrained")
     axes = fig.subplots(len(maps), n + 1, squeeze=False)
     for row, (title, channels) in zip(axes, maps.items()):
@@ -397,6 +402,18 @@ def plot_feature_maps(image, maps, n=8):
             ax.imshow(channel.numpy(), cmap="viridis")
             ax.set_title(f"{channel.shape[0]}×{channel.shape[1]}", fontsize=7)
     return fig
+
+
+def _one_image(maps):
+    """``maps`` as ``{title: channels x H x W}``: the maps ``activations(model, X[:1], ...)`` returns keep their
+    batch axis (1 x C x H x W), which is dropped; maps of several images are one line saying to take one."""
+    shown = {}
+    for title, channels in maps.items():
+        if getattr(channels, "ndim", 0) == 4 and len(channels) != 1:
+            raise ArgumentError(f"plot_feature_maps の {title!r} は {len(channels)} 枚分の特徴マップです（形 "
+                                f"{tuple(channels.shape)}）。maps[name][0] のように 1 枚分を渡してください。")
+        shown[title] = channels[0] if getattr(channels, "ndim", 0) == 4 else channels
+    return shown
 
 
 def _checked_energy_arguments(digits, non_digits, threshold):

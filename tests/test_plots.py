@@ -90,6 +90,19 @@ def test_nothing_to_draw_from_a_model_without_convolutions_is_one_japanese_line_
         assert_japanese_message(refused.value)
 
 
+def test_feature_maps_straight_from_activations_are_drawn_as_their_one_image():
+    """``activations(model, X[:1], names)`` keeps the batch axis (1 x C x H x W): passed as it is, it draws what the
+    lesson's ``maps[name][0]`` draws; maps of several images are refused in one line."""
+    g = torch.Generator().manual_seed(0)
+    image, maps = torch.randn(1, 28, 28, generator=g), torch.randn(1, 4, 28, 28, generator=g)
+    drawn = [plots.plot_feature_maps(image, {"conv": m}, n=4) for m in (maps, maps[0])]
+    pictures = [[im.get_array().tolist() for ax in fig.axes for im in ax.get_images()] for fig in drawn]
+    assert len(pictures[0]) == 5 and pictures[0] == pictures[1]
+    with pytest.raises(ArgumentError) as refused:
+        plots.plot_feature_maps(image, {"conv": torch.randn(2, 4, 28, 28)})
+    assert_japanese_message(refused.value)
+
+
 def test_confusion_heatmap_writes_every_count():
     C = confusion_matrix([0, 1, 2, 2, 1], [0, 1, 2, 1, 1], num_classes=3)
     fig = plots.plot_confusion_matrix(C)
@@ -116,6 +129,19 @@ def test_misclassified_gallery_most_confident_first(images):
     assert list(plots.misclassified(y, probs)) == [3, 7]
     fig = plots.plot_misclassified(X, y, probs)
     assert titles(fig) == ["3→5 (80%)", "7→8 (60%)"]
+
+
+def test_images_labels_and_probabilities_of_different_lengths_are_refused(images):
+    """``plot_misclassified(data.X_train, data.y_test, probs)``: each title would belong to another image than the
+    one drawn. Refused in one line that gives the counts, whichever of the three differs."""
+    X, y = images
+    probs = torch.nn.functional.one_hot((y + 1) % 10, 10).float()  # every prediction wrong
+    more = torch.cat([X, X[:8]])
+    for args in ((more, y, probs), (X, y, probs[:10]), (X, y[:5], probs[:5])):
+        with pytest.raises(ArgumentError) as refused:
+            plots.plot_misclassified(*args)
+        assert_japanese_message(refused.value)
+        assert all(str(len(a)) in str(refused.value) for a in args)
 
 
 def test_no_mistakes_is_said_not_crashed(images):
