@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .device import usable_device
-from .errors import UserError
+from .errors import UserError, short
 from .files import atomic_file, file_problem, os_error, writable_path
 from .models import MODELS, RENAMED_MODELS, build_model, model_name, module_of
 from .paths import user_path
@@ -355,6 +355,9 @@ def load_checkpoint(path, model=None, device="cpu"):
     name = ckpt["model"]
     if model is None:
         model = build_model(name)
+    elif isinstance(model, (str, torch.device, int)):  # load_checkpoint(path, device): the device in the model's place
+        raise UserError(f"load_checkpoint の 2 番目に渡すのはモデルです（今は {short(model)}）。デバイスは "
+                        "load_checkpoint(path, device=device) のように device= を付けて渡してください。")
     elif type(model) is not MODELS[name]:
         raise UserError(f"{path} は '{name}' モデルのチェックポイントですが、{type(model).__name__} に読み込もうとしました。"
                         f"build_model('{name}') で作ったモデルに読み込むか、model を指定せずに読み込んでください。")

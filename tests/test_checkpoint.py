@@ -137,6 +137,18 @@ def test_the_notebook_mistakes_are_one_line(tmp_path):
     assert not (tmp_path / "x.pt").exists()
 
 
+def test_a_device_given_in_the_models_place_is_named_as_the_mistake(tmp_path):
+    """``load_checkpoint(path, device)`` (cell 116 writes ``device=device``): one line saying the second argument is
+    the model and the device goes as ``device=``; with ``device=`` it loads."""
+    path = save_checkpoint(tmp_path / "m.pt", build_model("quick"))
+    for device in ("cpu", torch.device("cpu"), 0):
+        with pytest.raises(UserError) as refused:
+            load_checkpoint(path, device)
+        assert_japanese_message(refused.value)
+        assert "device=" in str(refused.value)  # the keyword to write, as code
+    assert load_checkpoint(path, device=torch.device("cpu"))[1]["model"] == "quick_cnn"
+
+
 # --- only a regular file is ever replaced ------------------------------------------------------------------------
 
 def _special_files(folder):
