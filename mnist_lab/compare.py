@@ -3,7 +3,7 @@
 import time
 
 from .device import usable_device
-from .errors import ArgumentError, explained_arguments
+from .errors import ArgumentError, UserError, explained_arguments
 from .inference import evaluate
 from .models import build_model, count_parameters
 from .recipes import checked_config
@@ -11,6 +11,24 @@ from .train import checked_arguments, fit
 
 COLUMNS = {"model": str, "status": str, "test_accuracy": float, "errors": "Int64", "parameters": int,
            "epochs": int, "seconds": float}
+
+
+class NotTrained(UserError, KeyError):
+    """A name :class:`Trained` has no model for: one line (a ``KeyError`` still, as a dict's missing key is)."""
+
+    def __str__(self):  # KeyError would show the message in quotes
+        return str(self.args[0])
+
+
+class Trained(dict):
+    """The models :func:`compare` trained, by name (``trained["quick"]``). A name it holds no model for (■ stopped
+    the comparison before that model, or no recipe had that name) is :class:`NotTrained`, one line naming those it
+    holds and what to do, instead of a bare ``KeyError``."""
+
+    def __missing__(self, name):
+        held = "、".join(map(str, self)) or "まだありません"
+        raise NotTrained(f"trained に {name!r} のモデルはありません（■ で止めたので学習していないか、configs にない名前です）。"
+                         f"学習したモデル: {held}。compare のセルを実行し直すと、全部学習します。")
 
 
 @explained_arguments("load_mnist() のデータと、名前 → make_config(...) の辞書（1 つ以上）")

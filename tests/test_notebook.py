@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from invariants import assert_japanese_message
 
 from mnist_lab.recipes import PRESETS as RECIPES  # every recipe, as preset_table() shows them
 
@@ -234,6 +235,31 @@ def test_a_digit_taken_from_the_predictions_goes_on_as_a_plain_digit():
     exec(compile(with_preset(source, None, name="k", code="y_hat[0]"), "main.ipynb", "exec"), namespace)  # noqa: S102
     assert (namespace["TP"], namespace["FP"], namespace["FN"], namespace["TN"]) == tuple(one_vs_rest(C, 7))
     assert str(namespace["digit"]) == "7"
+
+
+def test_after_stop_in_the_comparison_a_model_it_did_not_train_is_one_line(monkeypatch):
+    """■ during section 12's first model: ``trained`` holds that model only, and the prose's own example
+    (``trained["quick"]``, a model never trained) is one Japanese line naming what it holds, not a bare KeyError."""
+    import pandas as pd
+    from test_train import tiny_data
+
+    from mnist_lab import compare as compare_module
+    from mnist_lab.errors import UserError
+    from mnist_lab.history import History
+    from mnist_lab.recipes import make_config
+
+    monkeypatch.setattr(compare_module, "fit", lambda *args, **kwargs: History(interrupted=True))  # ■ at once
+    sources = ["".join(c["source"]) for c in cells() if c["cell_type"] == "code"]
+    namespace = {"make_config": make_config, "pd": pd, "data": tiny_data(), "device": "cpu"}
+    for source in ([s for s in sources if "configs" in binds(s)] + [s for s in sources if "trained" in binds(s)]):
+        exec(compile(source, "main.ipynb", "exec"), namespace)  # noqa: S102 - our cells
+    trained, configs = namespace["trained"], namespace["configs"]
+    assert list(trained) == list(configs)[:1]
+    for name in list(configs)[1:]:
+        with pytest.raises(KeyError) as refused:
+            trained[name]
+        assert isinstance(refused.value, UserError)
+        assert_japanese_message(refused.value)
 
 
 def test_code_lines_fit_the_notebook_width():
