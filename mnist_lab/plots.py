@@ -14,7 +14,7 @@ from matplotlib import font_manager
 from matplotlib.figure import Figure as _MplFigure
 
 from .data import denormalize
-from .errors import ArgumentError, explained_arguments, short
+from .errors import ArgumentError, explained_arguments, short, whole_number
 from .history import MAX_EPOCHS, checked_history
 from .metrics import MetricInputError, checked_labels, checked_matrix
 
@@ -76,6 +76,15 @@ class Figure(_MplFigure):
         return buffer.getvalue()
 
 
+def _columns(function, ncols):
+    """``ncols`` as an int of at least 1; else one line naming ``function``'s ``ncols`` (not its images)."""
+    value = whole_number(ncols)
+    if value is None or value < 1:
+        raise ArgumentError(f"{function} の ncols は 1 行に並べる枚数（1 以上の整数）にしてください（今は {short(ncols)}）。"
+                            "例: ncols=8")
+    return value
+
+
 def _grid(n, ncols, cell=1.2):
     ncols = max(1, min(ncols, n))
     nrows = max(1, -(-n // ncols))
@@ -122,6 +131,7 @@ def plot_samples(X, y, y_hat=None, ncols=8):
     Introduced in the lesson: main.ipynb §3.
     """
     y, y_hat = _checked_samples(X, y, y_hat)
+    ncols = _columns("plot_samples", ncols)
     images = denormalize(X.detach().cpu()).numpy()
     fig, axes = _grid(len(images), ncols)
     for i, (ax, image) in enumerate(zip(axes, images)):
@@ -225,7 +235,11 @@ def plot_per_class(table):
 
     Introduced in the lesson: main.ipynb §7.
     """
-    names = list(getattr(table, "index", ()))
+    if not hasattr(table, "columns"):  # a list or an array (the matrix C itself, C.tolist()): no table at all
+        hint = "混同行列 C なら plot_per_class(classification_table(C)) です。" if _rows(table) else ""
+        raise ArgumentError(f"plot_per_class には classification_table(C) の表を渡してください（今は {type(table).__name__}）。"
+                            + hint)
+    names = list(table.index)
     if not names or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and 0 <= d <= 9 for d in names):
         raise ArgumentError("plot_per_class には classification_table(C) の表（行が数字 0〜9）を渡してください"
                             f"（今の行: {[str(d) for d in names[:4]]}）。並べ替えた表や一部の行でもかまいません。")
@@ -242,6 +256,14 @@ def plot_per_class(table):
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, never over digit 9's
     ax.grid(axis="y", alpha=0.3)
     return fig
+
+
+def _rows(value):
+    """Whether ``value`` is a 2-D table of numbers (an array, a tensor or a list of lists)."""
+    try:
+        return np.ndim(value) == 2
+    except (ValueError, TypeError):  # rows of different lengths
+        return False
 
 
 def misclassified(y, probs):
@@ -277,7 +299,7 @@ def plot_misclassified(X, y, probs, n=24, ncols=8):
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise ArgumentError(f"plot_misclassified の n は描く枚数（0 以上の整数）にしてください（今は {short(n)}）。例: n=24")
-    probs = _probabilities(probs)
+    probs, ncols = _probabilities(probs), _columns("plot_misclassified", ncols)
     if not len(X) == len(y) == len(probs):  # else each title would belong to another image than the one drawn
         raise ArgumentError(f"plot_misclassified の画像 X は {len(X)} 枚、ラベル y は {len(y)} 個、確率 probs は {len(probs)} 行"
                             "で、数がそろっていません。同じ画像のものを渡してください"
@@ -360,7 +382,7 @@ def plot_filters(conv, ncols=8):
     if hasattr(conv, "named_modules") and not hasattr(conv, "weight"):  # the whole model, not its convolution
         raise ArgumentError(f"plot_filters に渡したのはモデル全体（{type(conv).__name__}）です。フィルタを持つ最初の畳み込み層 "
                             "first_convolution(model) を渡してください。")
-    weight = getattr(conv, "weight", conv)
+    weight, ncols = getattr(conv, "weight", conv), _columns("plot_filters", ncols)
     filters = weight.detach().float().cpu()[:, 0].numpy()
     fig, axes = _grid(len(filters), ncols, cell=0.9)
     for k, (ax, w) in enumerate(zip(axes, filters)):

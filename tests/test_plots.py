@@ -313,3 +313,30 @@ def test_energies_take_a_threshold_as_any_kind_of_number():
     e = torch.randn(50)
     for threshold in (1.5, np.float32(1.5), torch.tensor(1.5), 2):
         assert plots.plot_energies(e, e + 1, threshold).axes[0].lines[0].get_xdata()[0] == pytest.approx(float(threshold))
+
+
+def test_a_column_count_that_is_no_whole_number_from_1_names_ncols(images):
+    """``ncols="８"`` (full-width, from an input method), 0, -1, None, 2.5: one line about ``ncols``, never blaming the
+    images; NumPy and 0-d tensor integers are column counts as ints are."""
+    X, y = images
+    probs = torch.nn.functional.one_hot((y + 1) % 10, 10).float()
+    draws = ((plots.plot_samples, (X, y)), (plots.plot_misclassified, (X, y, probs)),
+             (plots.plot_filters, (torch.randn(4, 1, 3, 3),)))
+    for ncols in ("８", 0, -1, None, 2.5, True):
+        for draw, args in draws:
+            with pytest.raises(ArgumentError) as refused:
+                draw(*args, ncols=ncols)
+            assert_japanese_message(refused.value)
+            assert "ncols" in str(refused.value)
+    for ncols in (np.int64(3), torch.tensor(3)):
+        assert len(plots.plot_samples(X, y, ncols=ncols).axes) == 12
+
+
+def test_a_matrix_or_a_list_given_for_the_table_is_told_to_make_the_table():
+    """``plot_per_class(C)`` or ``plot_per_class(C.tolist())``: one line with no English error inside it."""
+    C = confusion_matrix(np.arange(100) % 10, (np.arange(100) + (np.arange(100) % 7 == 0)) % 10)
+    for given in (C, C.tolist(), [[1, 2], [3]], "table"):
+        with pytest.raises(ArgumentError) as refused:
+            plots.plot_per_class(given)
+        assert_japanese_message(refused.value)
+        assert "Error" not in str(refused.value) and "[]" not in str(refused.value)
