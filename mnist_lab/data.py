@@ -330,14 +330,19 @@ def read_split(root, train):
         raise os_error(e, e.filename or raw_dir(root), "読めません") from e
 
 
-def load_mnist(root=None, val_size=0, seed=0, download=True):
+def load_mnist(root=None, val_size=0, seed=0, download=True, **unknown):
     """Load, verify and normalise MNIST once; optionally hold out ``val_size`` training images for validation.
 
     The validation images are chosen by a permutation seeded with ``seed``, so they are the same every run and on
-    every device. The test set is never used to choose anything.
+    every device. The test set is never used to choose anything. Another keyword (``device=``: the data stays on
+    the CPU, ``fit`` moves each batch) is :class:`UserError`, one line.
 
     Introduced in the lesson: main.ipynb §3.
     """
+    if unknown:
+        why = "データは CPU に読み込み、学習のときに fit(..., device) が GPU に送ります。" if "device" in unknown else ""
+        raise UserError(f"load_mnist に {next(iter(unknown))}= は指定できません（指定できるのは root, val_size, seed, "
+                        f"download）。{why}")
     val_size = 0 if val_size is None else val_size  # None: the default, as make_config reads it
     if isinstance(val_size, bool) or not isinstance(val_size, int) and not hasattr(val_size, "__index__"):
         raise UserError(f"検証データの数 val_size は整数にしてください（今は {val_size!r}）。例: load_mnist(val_size=5000)")

@@ -86,13 +86,17 @@ def gpu_memory_mib(device=None):
     }
 
 
-def free_gpu_memory():
+def free_gpu_memory(*given):
     """Collect garbage and give PyTorch's cached CUDA memory back; returns :func:`gpu_memory_mib` afterwards.
 
-    Only tensors nobody references any more are freed: delete your variables first (``del model``).
+    Only tensors nobody references any more are freed: delete your variables first (``del model``). Anything
+    passed (``free_gpu_memory(model)``: the variable still holds it) is :class:`UserError`, one line saying so.
 
     Introduced in the lesson: main.ipynb §13.
     """
+    if given:
+        raise UserError("free_gpu_memory() には何も渡しません。モデルなどのメモリを返すなら、先に del model のように変数を消してから "
+                        "free_gpu_memory() を実行してください。")
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

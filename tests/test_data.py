@@ -281,3 +281,14 @@ def test_a_run_folder_named_as_the_mnist_folder_is_refused_before_any_download(t
         D.ensure_mnist(run, download=True)
     assert str(run) in str(refused.value) and "\n" not in str(refused.value)
     assert snapshot(run) == before
+
+
+def test_a_device_for_the_data_is_one_line_before_anything_is_read(tmp_path):
+    """``load_mnist(device="cuda")``: one line (the data stays on the CPU), before any folder is made or read."""
+    from invariants import assert_japanese_message
+
+    for keywords in ({"device": "cuda"}, {"batch_size": 64}):
+        with pytest.raises(UserError) as refused:
+            D.load_mnist(tmp_path / "nowhere", **keywords)
+        assert_japanese_message(refused.value)
+    assert list(tmp_path.iterdir()) == []

@@ -32,3 +32,12 @@ def test_asking_for_a_missing_gpu_explains_what_to_do(monkeypatch):
 
 def test_describe_cpu():
     assert describe_device("cpu") == f"cpu ({torch.get_num_threads()} threads)"
+
+
+def test_a_model_passed_to_free_gpu_memory_is_one_line():
+    """``free_gpu_memory(model)``: the variable still holds the model, so nothing could be freed; said in one line."""
+    from invariants import assert_japanese_message
+
+    with pytest.raises(UserError) as refused:
+        free_gpu_memory(torch.nn.Linear(2, 2))
+    assert_japanese_message(refused.value)
