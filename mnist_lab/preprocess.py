@@ -149,7 +149,8 @@ def to_pixels(image):
         raise UserError("画像が None です。描いた絵（PIL の画像や配列）を渡してください（load_image の結果など）。")
     if isinstance(image, (str, Path, bytes)):
         raise UserError(f"画像のファイル名（{str(image)[:60]}）ではなく、画像そのものを渡してください。"
-                        "ファイルなら load_image(ファイル名) で読み込んでから渡します。")
+                        "ファイルなら from mnist_lab.preprocess import load_image のあと、load_image(ファイル名) で"
+                        "読み込んでから渡します。")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

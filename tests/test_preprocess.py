@@ -309,3 +309,21 @@ def test_a_big_zero_drawn_to_the_edge_of_a_white_picture_is_ink_not_an_empty_she
     noisy = np.asarray(image, np.float32) / 255 + np.random.default_rng(0).normal(0, grain, (280, 280))
     for seen in mnist_like(image), mnist_like(noisy.clip(0, 1)):
         assert seen[14, 14] < 0.1 and seen[14, 4:8].max() > 0.5 and seen[4:8, 14].max() > 0.5  # a ring, hollow
+
+
+def test_a_file_name_given_as_the_image_is_told_an_import_that_works():
+    """``preprocess_drawing("7.png")`` names the function that reads the file with the import that brings it (the
+    lesson never imports it): that import runs."""
+    import re
+
+    from invariants import assert_japanese_message
+
+    with pytest.raises(UserError) as refused:
+        preprocess_drawing("7.png")
+    assert_japanese_message(refused.value)
+    imports = re.findall(r"from [\w.]+ import \w+", str(refused.value))
+    assert imports
+    namespace = {}
+    for line in imports:
+        exec(line, namespace)  # noqa: S102 - the message's own import
+    assert callable(namespace[imports[-1].split()[-1]])
