@@ -99,9 +99,14 @@ def _note_other_recipe(model, config):
 
 
 def _check_replaceable(real, path):
-    """Refuse a name that is no checkpoint's, a place inside the package (its bundled pad_model.pt: the app would
-    describe the student's model as the bundled one), and an existing file that is no checkpoint of ours (a
-    notebook, a student's notes, weights saved alone): :class:`UserError`, one line, before anything is written."""
+    """Refuse a name with spaces around a part, a name that is no checkpoint's, a place inside the package (its
+    bundled pad_model.pt: the app would describe the student's model as the bundled one), and an existing file that
+    is no checkpoint of ours (a notebook, a student's notes, weights saved alone): :class:`UserError`, one line,
+    before anything is written."""
+    parts = Path(os.fsdecode(path)).parts
+    if any(part != part.strip() for part in parts):  # "model.pt " from an input method: a name nobody means
+        raise UserError(f"保存先 {os.fsdecode(path)!r} の名前の前か後ろに空白があります。空白を消して "
+                        f"{os.path.join(*(part.strip() for part in parts))!r} のようにしてください。")
     if real.is_relative_to(PACKAGE):
         raise UserError(f"{path} は mnist_lab パッケージの中（同梱のモデルなどの置き場所）なので、そこには保存しません。"
                         f"別の名前（例: runs/notebook/{real.name}）にしてください。")

@@ -540,3 +540,14 @@ def test_restart_and_run_all_does_not_pile_up_copies(tmp_path, monkeypatch):
         monkeypatch.setattr(checkpoint, "_WRITTEN", {})
         save_checkpoint(path, build_model("quick", seed=0), {}, {"test_accuracy": accuracy})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+
+
+def test_a_name_with_spaces_around_it_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    """``"model.pt "`` or ``" model.pt"`` (an input method's space): one line, nothing written, not even the file named
+    with the space."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("model.pt ", " model.pt", "runs/ notebook/model.pt", "　model.pt"):
+        with pytest.raises(UserError) as refused:
+            save_checkpoint(name, build_model("quick"))
+        assert_japanese_message(refused.value)
+    assert list(tmp_path.iterdir()) == []
