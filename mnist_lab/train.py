@@ -115,6 +115,9 @@ def fit(model, data, config, device=None, callbacks=(), progress=True):
     return history
 
 
+HOOKS = [name for name in vars(Callback) if not name.startswith("_")]  # the hooks fit calls, in their order
+
+
 def checked_callbacks(callbacks):
     """``callbacks`` as a list of callback objects; else :class:`UserError` (a class instead of an object, one
     callback not in a list)."""
@@ -128,6 +131,13 @@ def checked_callbacks(callbacks):
         odd = odd[0]
         raise UserError(f"fit の callbacks に、コールバックでないもの（{type(odd).__name__}: {repr(odd)[:30]}）が入っています。"
                         "mnist_lab.callbacks のコールバックを () を付けて作って並べてください。例: callbacks=[LiveCurves()]")
+    for callback in callbacks:  # a hook fit never calls (Keras' on_batch_end) would silently do nothing
+        unknown = sorted(name for name in dir(type(callback)) if name.startswith(("on_", "before_", "after_"))
+                         and name not in HOOKS)
+        if unknown:
+            instead = "（1 バッチごとなら on_step です）" if "batch" in unknown[0] else ""
+            raise UserError(f"コールバック {type(callback).__name__} の {unknown[0]} は fit が呼ばないフックです{instead}。"
+                            f"fit が呼ぶのは {', '.join(HOOKS)} です。名前を直してください。")
     return list(callbacks)
 
 

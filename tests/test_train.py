@@ -537,6 +537,24 @@ def test_a_model_fit_cannot_train_is_named_before_training():
         assert "fit に渡したもの" not in str(refused.value)
 
 
+def test_a_hook_fit_never_calls_is_one_line_before_training():
+    """A student's callback with Keras' ``on_batch_end`` would silently never run: one line before any step."""
+    from invariants import assert_japanese_message
+
+    from mnist_lab.callbacks import Callback
+
+    class Keras(Callback):
+        def on_batch_end(self, batch, logs=None):
+            raise AssertionError("never called by fit")
+
+    model = build_model("quick", seed=0)
+    before = [p.clone() for p in model.parameters()]
+    with pytest.raises(UserError) as refused:
+        fit(model, tiny_data(64), make_config("quick", batch_size=16), "cpu", callbacks=[Keras()], progress=False)
+    assert_japanese_message(refused.value)
+    assert all(torch.equal(p, q) for p, q in zip(before, model.parameters()))  # not one step made
+
+
 def test_a_students_own_callback_that_fails_is_named_not_blamed_on_fits_arguments():
     from mnist_lab.callbacks import Callback
 
