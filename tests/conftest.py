@@ -173,6 +173,7 @@ SLOW = frozenset({
     "test_notebook.py::test_a_student_on_a_slow_machine_presses_stop_and_follows_the_advice",
     "test_notebook.py::test_every_preset_re_runs_and_a_fresh_kernel_runs_it_all_again",
     "test_notebook.py::test_missing_mnist_is_one_line_in_the_notebook_and_leaves_no_empty_folder",
+    "test_notebook.py::test_re_running_any_earlier_cell_leaves_the_loss_cell_one_batch",
     "test_ood.py::test_the_pad_model_flags_generated_non_digits_and_not_mnist_digits",
     "test_ood.py::test_the_threshold_is_chosen_on_validation_digits",
     "test_preprocess.py::test_photos_with_a_dark_border_read_right",
