@@ -10,14 +10,13 @@ past :data:`MAX_KERNELS` kernels a new page's kernel replaces one that no page e
 reloads without ever connecting cannot fill the memory. A page left open stays connected and keeps its kernel.
 
 Logs: the libraries' English lines (access lines, tracebacks of odd requests, the kernels' own output) go nowhere
-unless ``MNIST_LAB_DEBUG`` is set; then they all print, as the libraries print them.
+unless ``MNIST_LAB_DEBUG`` is set (:func:`~mnist_lab.errors.debugging`); then they all print, as the libraries print them.
 """
 
 import asyncio
 import contextlib
 import html
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -27,17 +26,14 @@ from voila.app import Voila
 from voila.tornado.handler import TornadoVoilaHandler
 from voila.voila_identity_provider import VoilaLoginHandler
 
-DEBUG_ENV = "MNIST_LAB_DEBUG"
+from .errors import debugging
+
 IDLE_SECONDS = 120  # a kernel no page has been connected to for this long is shut down (a phone's tab may sleep)
 NEVER_CONNECTED_SECONDS = 45  # ... and one whose page never connected at all (curl, a link preview): sooner
 MAX_KERNELS = 6  # kernels (a few hundred MB each) past which a new page's kernel replaces one no page ever used
 EVICT_AFTER = 10  # seconds a never-connected kernel is left alone before it may be replaced (its page may be loading)
 CULL_EVERY = 15  # seconds between looks for such kernels
 FILL_DELAY = 1  # seconds before the pool starts a new kernel for the next page (Voilà's default)
-
-
-def debugging():
-    return bool(os.environ.get(DEBUG_ENV))
 
 
 class AppKernels(AsyncMappingKernelManager):

@@ -34,7 +34,7 @@ from .checkpoint import checkpoint_size, load_checkpoint, unfinished
 from .console import lost_output, one_line, safe_output
 from .data import DEFAULT_FOLDER, ENV_ROOT, RAW_FILES, load_mnist, mnist_folder
 from .device import DEVICE_CHOICES, best_device
-from .errors import UserError
+from .errors import UserError, debugging
 from .files import DISK_FULL, os_error
 from .inference import evaluate, predict_proba
 from .interrupts import NAMES, Signals, stop_on_signals
@@ -364,7 +364,7 @@ def predict_command(args):
             if not all(map(math.isfinite, reading.probabilities)):
                 raise UserError("モデルの出力が数になりません（NaN）。学習し直したチェックポイントを使ってください。")
         except Exception as e:  # one bad image never stops the others
-            if isinstance(e, (MemoryError, torch.OutOfMemoryError)) or os.environ.get("MNIST_LAB_DEBUG"):
+            if isinstance(e, (MemoryError, torch.OutOfMemoryError)) or debugging():
                 raise
             error, code = explained(e, args)
             print(one_line(f"エラー: {error}" if str(Path(path)) in error else f"エラー: {path}: {error}"), file=sys.stderr)
@@ -433,7 +433,7 @@ def _main(argv):
                 print("\n中断しました（書きかけのファイルは残していません）。", file=sys.stderr)
                 return signals.exit_status(130)
             except Exception as e:
-                if os.environ.get("MNIST_LAB_DEBUG"):
+                if debugging():
                     raise
                 error, code = explained(e, args)
                 print(one_line(f"エラー: {error}"), file=sys.stderr)

@@ -303,3 +303,17 @@ def test_the_mnist_folder_in_a_message_can_be_pasted_into_a_shell(tmp_path, monk
     code = main(["train", "--dry-run", "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert code == 2 and shlex.quote(str(tmp_path / "mnist ")) in err
+
+
+@pytest.mark.parametrize("value", ["0", "false", "No", "off", ""])
+def test_debug_switched_off_in_words_shows_no_traceback(value, monkeypatch, capsys, tmp_path, checkpoint):
+    """MNIST_LAB_DEBUG=0 (false, no, off, empty) is off, as for every MNIST_LAB_ boolean: one line, status 2."""
+    monkeypatch.setenv("MNIST_LAB_DEBUG", value)
+    code, _, err = run_main(capsys, "predict", checkpoint, tmp_path / "missing.png")
+    assert_one_line_error(code, err, "missing.png")
+
+
+def test_debug_switched_on_shows_the_traceback(monkeypatch, capsys, tmp_path, checkpoint):
+    monkeypatch.setenv("MNIST_LAB_DEBUG", "1")
+    with pytest.raises(UserError):
+        main(["evaluate", str(tmp_path / "missing.pt")])
