@@ -44,7 +44,7 @@ from .ood import WARNING, read
 from .paths import usable_home_folders, user_path
 from .preprocess import load_image, preprocess_drawing
 from .recipes import MAX_BATCH_SIZE, PRESETS, SCHEDULES, TrainConfig, for_model, make_config, preset_help, preset_name
-from .runs import new_run, run_holding, write_run
+from .runs import finished_run, new_run, run_holding, write_run
 from .train import fit
 
 ARGPARSE_JA = [  # argparse's English messages -> one Japanese sentence each
@@ -207,6 +207,9 @@ def train_command(args):
     device = best_device(args.device)
     model = build_model(config.model, seed=config.seed)
     out = Path(args.out) if args.out else default_out(preset)
+    if args.dry_run and finished_run(out):  # a check that the pipeline runs never replaces a trained model
+        raise UserError(f"{out} には最後まで学習した結果があるので、--dry-run の結果では置き換えません（--force でも）。"
+                        "--dry-run には別の --out を指定してください。")
     with new_run(out, args.force, needed=checkpoint_size(model)) as run:  # checks --out before training
         callbacks = [tensorboard_logger(args.tensorboard, out, args.mnist_dir)] if args.tensorboard else []
         callbacks.append(HoldSignals(signals))  # training is over: from here on a signal waits until the run is saved
@@ -215,7 +218,8 @@ def train_command(args):
             data, config = data.head(config.batch_size, config.batch_size), replace(config, epochs=1)
         start = time.perf_counter()
         history = fit(model, data, config, device, callbacks, progress=sys.stderr.isatty())  # no bar in logs
-        run.keep_old = history.interrupted or bool(signals.received)  # --force replaces a run only with a whole one
+        # --force replaces a run only with a whole one (and a --dry-run never a finished one, should one appear meanwhile)
+        run.keep_old = history.interrupted or bool(signals.received) or args.dry_run and finished_run(out)
         seconds = time.perf_counter() - start
         test_loss, test_accuracy = evaluate(model, data.X_test, data.y_test)
         results = {"test_accuracy": test_accuracy, "test_loss": test_loss, "train_seconds": seconds,

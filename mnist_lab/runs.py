@@ -152,6 +152,18 @@ def _safe_is_run(folder):
         return False
 
 
+def finished_run(folder):
+    """Whether ``folder`` holds a run whose training finished (no ``--dry-run``, not stopped): a run that only
+    another finished one may replace. A record that cannot be read counts as finished (it is kept)."""
+    if not _safe_is_run(folder):
+        return False
+    try:
+        results = json.loads(record_path(folder).read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError, RecursionError):
+        return True
+    return not (isinstance(results, dict) and (results.get("dry_run") or results.get("interrupted")))
+
+
 def run_holding(path):
     """Return the run folder that ``path`` is or lies in (links resolved), or ``None``: a place where writing
     anything else would make an earlier run no run folder any more."""

@@ -268,7 +268,7 @@ def test_tensorboard_logs_never_go_into_a_run_folder_or_around_the_new_one(tmp_p
         logs, out = root / "logs", (root / "logs").joinpath(*deeper)
     else:
         logs, out = base, base
-    code, _, err = run_main(["train", "--dry-run", "--device", "cpu", "--out", out, "--tensorboard", logs,
+    code, _, err = run_main(["train", "--epochs", "1", "--device", "cpu", "--out", out, "--tensorboard", logs,
                              *(["--force"] if force else [])])
     assert code == 2 and not trained, err
     assert_one_japanese_line(err)
@@ -319,9 +319,22 @@ def test_force_onto_a_run_that_cannot_be_removed_is_refused_before_training(tmp_
     before = snapshot(run)
     subprocess.run(["chattr", attribute, str(run / where)], check=True)
     try:
-        code, out, err = run_main(["train", "--dry-run", "--device", "cpu", "--force", "--out", run])
+        code, out, err = run_main(["train", "--epochs", "1", "--device", "cpu", "--force", "--out", run])
     finally:  # wherever the file went (a failing version moves it aside): pytest must be able to remove it
         subprocess.run(["chattr", "-R", "-ia", str(tmp_path)], check=True)
     assert code == 2 and not out, (out, err)
     assert_one_japanese_line(err)
     assert snapshot(run) == before and not stray_folders(tmp_path)
+
+
+def test_a_dry_run_never_replaces_a_finished_run_even_with_force(tmp_path, monkeypatch):
+    """``--dry-run`` checks that everything runs (one batch): with ``--force`` over a finished run it would replace a
+    trained model by a meaningless one. Refused in one line before training; the run stays byte for byte."""
+    trained = []
+    monkeypatch.setattr("mnist_lab.cli.fit", lambda *a, **k: trained.append(1))
+    run = previous_run(tmp_path / "run")
+    before = snapshot(run)
+    code, out, err = run_main(["train", "--dry-run", "--device", "cpu", "--force", "--out", run])
+    assert code == 2 and not out and not trained, err
+    assert_one_japanese_line(err)
+    assert snapshot(run) == before and sorted(tmp_path.iterdir()) == [run]
