@@ -21,11 +21,12 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from invariants import assert_one_japanese_line
+from invariants import JAPANESE, assert_one_japanese_line
 from jupyter_helpers import CHROMIUM_ARGS, REPO, dark_run, free_port
 from test_cli import assert_one_line_error
 
@@ -289,6 +290,43 @@ def test_reloads_that_never_connect_cannot_fill_the_memory(monkeypatch):
             counts.append(len(app.kernels()))
         assert max(counts) <= 3 + 1 and drawing in app.kernels().values(), counts  # + the pool's waiting kernel
         websocket.close()
+
+
+BURST = ("import sys, mnist_lab.app_server as s; s.MAX_KERNELS, s.EVICT_AFTER = 3, 600; "
+         "from mnist_lab.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
+def test_a_burst_of_page_loads_never_runs_more_than_max_kernels(monkeypatch):
+    """Twelve pages loaded at the same moment (a script, a phone reopening its tabs): never more than MAX_KERNELS
+    kernels (3 here), the pool's waiting one and those starting included; the pages past it get a Japanese page
+    saying the app is full (503), and the others the app."""
+    monkeypatch.setattr(sys.modules[__name__], "FAST_CULLING", BURST)
+    with app_server(fast_culling=True) as app:
+        seen, done = [], threading.Event()
+
+        def watch():
+            while not done.is_set():
+                seen.append(len(app.kernels()))
+                time.sleep(0.05)
+
+        def load(_):
+            try:
+                with urllib.request.urlopen(app.url, timeout=120) as response:
+                    return response.status, response.read().decode()
+            except urllib.error.HTTPError as e:
+                return e.code, e.read().decode()
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        with ThreadPoolExecutor(12) as loads:
+            pages = list(loads.map(load, range(12)))
+        time.sleep(2)  # the pool refills FILL_DELAY (1 s) after a page took its kernel: it must wait for room
+        done.set()
+        watcher.join()
+    statuses = sorted(status for status, _ in pages)
+    assert max(seen) <= 3, seen
+    assert 200 in statuses and 503 in statuses and set(statuses) == {200, 503}, statuses
+    assert all(JAPANESE.search(text) for status, text in pages if status == 503)
 
 
 def test_odd_requests_print_nothing_and_the_app_goes_on():
