@@ -153,7 +153,7 @@ def _add_train(sub):
     _add_data_and_device(t)
     t.add_argument("--out", default=None, metavar="DIR", type=path_argument, help="結果を書くフォルダ（既定: runs/日時-プリセット名）")
     t.add_argument("--force", action="store_true",
-                   help="--out に前の学習結果があっても置き換える（既定: 置き換えずにエラーで止まる）")
+                   help="--out に前の学習結果があっても置き換える（--dry-run は最後まで学習した結果を置き換えない。既定: 置き換えずにエラーで止まる）")
     t.add_argument("--tensorboard", default=None, metavar="DIR", type=path_argument,
                    help="TensorBoard のログを書くフォルダ（既定: 書かない。tensorboard パッケージが必要）")
     t.add_argument("--dry-run", action="store_true",
