@@ -338,3 +338,16 @@ def test_a_dry_run_never_replaces_a_finished_run_even_with_force(tmp_path, monke
     assert code == 2 and not out and not trained, err
     assert_one_japanese_line(err)
     assert snapshot(run) == before and sorted(tmp_path.iterdir()) == [run]
+
+
+def test_a_checkpoint_of_weights_without_values_is_one_line(tmp_path, capsys):
+    """Tensors on the ``meta`` device (a model built under ``torch.device("meta")``) have shapes but no numbers."""
+    path = tmp_path / "meta.pt"
+    torch.save({"format": FORMAT, "model": "quick_cnn", "config": {}, "results": {},
+                "state_dict": {k: torch.empty_like(v, device="meta")
+                               for k, v in build_model("quick", seed=0).state_dict().items()}}, path)
+    seven(tmp_path / "seven.png")
+    for argv in (["predict", path, tmp_path / "seven.png"], ["evaluate", path]):
+        code, out, err = run_main(argv)
+        assert code == 2 and not out, err
+        assert_one_japanese_line(err)
