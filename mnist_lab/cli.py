@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from . import recipes
 from .callbacks import Callback, TensorBoardLogger
 from .checkpoint import checkpoint_size, load_checkpoint, unfinished
 from .console import lost_output, one_line, safe_output
@@ -245,11 +246,12 @@ def train_config(args, preset):
         config = make_config(preset, epochs=args.epochs, batch_size=args.batch_size,
                              lr=args.lr, seed=args.seed, schedule=args.schedule, val_size=args.val_size,
                              augment=args.augment, drawings=args.drawings, patience=args.patience, ema=args.ema)
-    except UserError as e:  # "epochs は 1 以上..." names the setting as the lesson does; here it is the flag typed
+    except UserError as e:  # "epochs は 1 以上..." names the setting as the lesson does; here the flag, if typed
         field = str(e).split(" ", 1)[0]
-        if field in {f.name for f in fields(TrainConfig)} - {"model"}:
+        if field in {f.name for f in fields(TrainConfig)} - {"model"} and getattr(args, field, None) is not None:
             raise UserError(f"--{field.replace('_', '-')} {str(e).split(' ', 1)[1]}") from e
-        raise
+        raise  # a value from MNIST_LAB_<FIELD>: the message names the variable
+    note_env_changes(args, preset)
     if args.model is None:
         return config
     model_config = for_model(config, args.model)
@@ -257,6 +259,18 @@ def train_config(args, preset):
         print(one_line(f"お知らせ: {model_config.model} には「数字ではない」の境目をしまう場所がないので、数字でない絵は教えません"
                        "（教えるのは pad_cnn のときだけです）。"), file=sys.stderr)
     return model_config
+
+
+def note_env_changes(args, preset):
+    """One note naming the ``MNIST_LAB_<FIELD>`` variables that changed the preset's recipe where no flag was typed
+    (one left from CI or the notebook's fast mode would change a training without a word)."""
+    base = PRESETS[preset]
+    changed = {field: value for field, value in recipes.env_changes(base).items()
+               if getattr(args, field, None) is None and value != getattr(base, field)}
+    if changed:
+        shown = ", ".join(f"{recipes.ENV_PREFIX}{field.upper()}={value}" for field, value in changed.items())
+        print(one_line(f"お知らせ: 環境変数 {shown} でプリセット {preset} のレシピを変えています。"
+                       "プリセットのままにするなら unset してください。"), file=sys.stderr)
 
 
 def default_out(preset):
