@@ -351,3 +351,19 @@ def test_a_checkpoint_of_weights_without_values_is_one_line(tmp_path, capsys):
         code, out, err = run_main(argv)
         assert code == 2 and not out, err
         assert_one_japanese_line(err)
+
+
+def test_a_record_saved_with_a_bom_is_read_and_a_broken_edit_is_pointed_at(run, tmp_path):
+    """Windows Notepad saves results.json with a UTF-8 BOM: read as it is. A hand edit that breaks the JSON (a
+    trailing comma) is refused in one line that gives the line of the edit, so it can be undone."""
+    folder = tmp_path / "run"
+    shutil.copytree(run, folder)
+    text = (run / "results.json").read_text(encoding="utf-8")
+    (folder / "results.json").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert read_run(folder)[0] == read_run(run)[0]
+    edited = text.rstrip().removesuffix("}").rstrip() + ",\n}\n"  # a trailing comma: JSON stops at the last line
+    (folder / "results.json").write_text(edited, encoding="utf-8")
+    with pytest.raises(UserError) as refused:
+        read_run(folder)
+    assert_japanese_message(refused.value)
+    assert str(edited.count("\n")) in str(refused.value).replace(str(folder), ""), refused.value  # the line
