@@ -25,7 +25,7 @@ import ipywidgets as widgets
 
 from .checkpoint import load_checkpoint, read_checkpoint, unfinished
 from .console import one_line
-from .errors import UserError
+from .errors import UserError, debugging
 from .interrupts import NAMES, Interrupted
 from .paths import env_path, usable_home_folders, user_path
 from .widgets import DrawPad
@@ -130,7 +130,7 @@ class _ReadyLine(logging.Handler):
                 for kernel in pool:
                     await (await kernel)["task"]
         except Exception as e:  # noqa: BLE001 -- whatever it was, no page would open: say so and stop
-            if os.environ.get("MNIST_LAB_DEBUG"):
+            if debugging():
                 traceback.print_exc()
             self.failed = e
             asyncio.get_running_loop().stop()

@@ -8,16 +8,18 @@ phone that never sends it) leaves its kernel, so :class:`AppKernels` shuts down 
 connected to for :data:`IDLE_SECONDS` (:data:`NEVER_CONNECTED_SECONDS` when no page ever connected to it), and
 past :data:`MAX_KERNELS` kernels a new page's kernel replaces one that no page ever connected to: a client that
 reloads without ever connecting cannot fill the memory. A page left open stays connected and keeps its kernel.
+:data:`MAX_KERNELS` is a hard cap, those being started included: when every kernel is in use (or too young to be
+replaced, as in a burst of page loads), a new page gets a short Japanese page saying the app is full (status 503)
+and the pool's next kernel waits for room.
 
 Logs: the libraries' English lines (access lines, tracebacks of odd requests, the kernels' own output) go nowhere
-unless ``MNIST_LAB_DEBUG`` is set; then they all print, as the libraries print them.
+unless ``MNIST_LAB_DEBUG`` is set (:func:`~mnist_lab.errors.debugging`); then they all print, as the libraries print them.
 """
 
 import asyncio
 import contextlib
 import html
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -27,17 +29,19 @@ from voila.app import Voila
 from voila.tornado.handler import TornadoVoilaHandler
 from voila.voila_identity_provider import VoilaLoginHandler
 
-DEBUG_ENV = "MNIST_LAB_DEBUG"
+from .errors import debugging
+
 IDLE_SECONDS = 120  # a kernel no page has been connected to for this long is shut down (a phone's tab may sleep)
 NEVER_CONNECTED_SECONDS = 45  # ... and one whose page never connected at all (curl, a link preview): sooner
 MAX_KERNELS = 6  # kernels (a few hundred MB each) past which a new page's kernel replaces one no page ever used
 EVICT_AFTER = 10  # seconds a never-connected kernel is left alone before it may be replaced (its page may be loading)
 CULL_EVERY = 15  # seconds between looks for such kernels
 FILL_DELAY = 1  # seconds before the pool starts a new kernel for the next page (Voilà's default)
+ROOM_WAIT = 1  # seconds between looks for room, for the pool's next kernel while MAX_KERNELS are alive
 
 
-def debugging():
-    return bool(os.environ.get(DEBUG_ENV))
+class KernelsFull(Exception):
+    """No room for one more kernel: :data:`MAX_KERNELS` are alive or starting, and none may be replaced now."""
 
 
 class AppKernels(AsyncMappingKernelManager):
@@ -51,25 +55,56 @@ class AppKernels(AsyncMappingKernelManager):
         super().__init__(**kwargs)
         self._alone_since = {}  # kernel id -> time.monotonic() when it was first seen with no page connected
         self._connected_once = set()  # kernel ids a page has connected to at least once
+        self._starting = 0  # kernels being started: counted against MAX_KERNELS before they are listed
+        self._closing = False  # the app is stopping: a kernel waiting for room gives up
         # Where the kernels write (stdout and stderr): a file in Voilà's folder for their connection files, which
         # it removes when it stops; closed by shutdown_all.
         self._output = None if debugging() else open(Path(self.connection_dir) / "kernels.log", "ab")  # noqa: SIM115
 
     async def start_kernel(self, *args, **kwargs):
-        await self._make_room()
-        if self._output is not None:  # a kernel's own output would be the terminal's: English notes, tracebacks
-            kwargs.setdefault("stdout", self._output)
-            kwargs.setdefault("stderr", self._output)
-        return await super().start_kernel(*args, **kwargs)
+        await self._reserve(waiting=(kwargs.get("env") or {}).get("VOILA_PREHEAT") == "True")
+        try:
+            if self._output is not None:  # a kernel's own output would be the terminal's: English notes, tracebacks
+                kwargs.setdefault("stdout", self._output)
+                kwargs.setdefault("stderr", self._output)
+            return await super().start_kernel(*args, **kwargs)
+        finally:
+            self._starting -= 1
+
+    def _alive(self):
+        """The kernels alive or starting (one that has just been listed may count twice for an instant: never less)."""
+        return len(self._kernels) + self._starting
+
+    def full(self):
+        """Whether a new page would be refused now: no kernel waiting for it in Voilà's pool, no room for its own,
+        and no kernel that may be replaced."""
+        pools = getattr(self, "_pools", {}).values()  # Voilà's pool (its manager is a subclass of this one)
+        ready = any(task.done() and not task.cancelled() and task.exception() is None for pool in pools for task in pool)
+        return not ready and self._alive() >= MAX_KERNELS and not self._unused(time.monotonic())
+
+    async def _reserve(self, waiting):
+        """Take a place for one more kernel, making room first (:meth:`_make_room`). Without room, the pool's next
+        kernel (``waiting``) looks again every :data:`ROOM_WAIT` seconds; a page's own kernel is refused at once
+        (:class:`KernelsFull`), as is any while the app stops."""
+        while True:
+            await self._make_room()
+            if self._alive() < MAX_KERNELS:
+                self._starting += 1  # no await since the count: no other start can slip in between
+                return
+            if not waiting or self._closing:
+                raise KernelsFull
+            await asyncio.sleep(ROOM_WAIT)
+
+    def _unused(self, now):
+        """The kernels no page ever connected to, alone for :data:`EVICT_AFTER` seconds or more, oldest first."""
+        return sorted((since, kernel_id) for kernel_id, since in self._alone_since.items()
+                      if kernel_id not in self._connected_once and now - since >= EVICT_AFTER)
 
     async def _make_room(self):
         """With :data:`MAX_KERNELS` kernels or more, shut down the kernels whose pages never connected (oldest
         first, each left alone for :data:`EVICT_AFTER` seconds at least), so that reloads by a client that never
         connects (or sends the page's shutdown) cannot fill the machine's memory."""
-        now = time.monotonic()
-        unused = sorted((since, kernel_id) for kernel_id, since in self._alone_since.items()
-                        if kernel_id not in self._connected_once and now - since >= EVICT_AFTER)
-        for _, kernel_id in unused[: max(0, len(self._kernels) - MAX_KERNELS + 1)]:
+        for _, kernel_id in self._unused(time.monotonic())[: max(0, self._alive() - MAX_KERNELS + 1)]:
             with contextlib.suppress(Exception):
                 await self.shutdown_kernel(kernel_id)
 
@@ -92,6 +127,7 @@ class AppKernels(AsyncMappingKernelManager):
     async def shutdown_all(self, *args, **kwargs):
         """As the base class, once the kernels still starting have started (the app stopped during its start-up):
         Jupyter Server refuses to shut down a kernel it does not list yet. One that failed to start is forgotten."""
+        self._closing = True
         while starting := [(kernel_id, task) for kernel_id, task in self._pending_kernels.items()
                            if kernel_id not in self._kernels]:
             for kernel_id, task in starting:
@@ -112,7 +148,25 @@ class AppPage(TornadoVoilaHandler):
 
     async def get(self, path=None):
         self.xsrf_token  # noqa: B018 -- reading it sets the cookie
-        return await super().get(path)
+        manager = self.kernel_manager
+        try:
+            if isinstance(manager, AppKernels) and manager.full():
+                raise KernelsFull
+            return await super().get(path)
+        except KernelsFull:  # raised before the page's first byte: its kernel was never started
+            self.set_status(503)
+            self.set_header("Retry-After", str(EVICT_AFTER))
+            self.finish(FULL_PAGE.format(limit=MAX_KERNELS))
+
+
+FULL_PAGE = """<!DOCTYPE html>
+<html lang="ja"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>手書き数字アプリ（満員）</title></head>
+<body style="font-family: sans-serif; max-width: 40em; margin: 2em auto; padding: 0 1em; line-height: 1.6">
+<p>いまこのアプリは開いているページでいっぱいです（同時に {limit} ページまで）。使っていないタブを閉じて、
+しばらくしてからこのページを開き直してください。</p>
+</body></html>
+"""
 
 
 LOGIN_PAGE = """<!DOCTYPE html>

@@ -315,6 +315,8 @@ def _impossible(name, value):
         return None  # refused as not fitting the model when it is loaded
     if value.layout != torch.strided:
         return f"重み {name} が普通の配列ではありません（{value.layout}）"
+    if value.is_meta:  # a model built under torch.device("meta"): shapes only, no numbers
+        return f"重み {name} に値が入っていません（meta デバイスの空の配列です）"
     if not (value.is_floating_point() or value.dtype in INTEGERS):
         return f"重み {name} が数の配列ではありません（{value.dtype}）"
     if value.is_floating_point() and not torch.isfinite(value).all() and not _unset(name, value):

@@ -29,12 +29,13 @@ from pathlib import Path
 
 import torch
 
+from . import recipes
 from .callbacks import Callback, TensorBoardLogger
 from .checkpoint import checkpoint_size, load_checkpoint, unfinished
 from .console import lost_output, one_line, safe_output
 from .data import DEFAULT_FOLDER, ENV_ROOT, RAW_FILES, load_mnist, mnist_folder
 from .device import DEVICE_CHOICES, best_device
-from .errors import UserError
+from .errors import UserError, debugging
 from .files import DISK_FULL, os_error
 from .inference import evaluate, predict_proba
 from .interrupts import NAMES, Signals, stop_on_signals
@@ -44,7 +45,7 @@ from .ood import WARNING, read
 from .paths import usable_home_folders, user_path
 from .preprocess import load_image, preprocess_drawing
 from .recipes import MAX_BATCH_SIZE, PRESETS, SCHEDULES, TrainConfig, for_model, make_config, preset_help, preset_name
-from .runs import new_run, run_holding, write_run
+from .runs import finished_run, new_run, run_holding, write_run
 from .train import fit
 
 ARGPARSE_JA = [  # argparse's English messages -> one Japanese sentence each
@@ -153,7 +154,7 @@ def _add_train(sub):
     _add_data_and_device(t)
     t.add_argument("--out", default=None, metavar="DIR", type=path_argument, help="結果を書くフォルダ（既定: runs/日時-プリセット名）")
     t.add_argument("--force", action="store_true",
-                   help="--out に前の学習結果があっても置き換える（既定: 置き換えずにエラーで止まる）")
+                   help="--out に前の学習結果があっても置き換える（--dry-run は最後まで学習した結果を置き換えない。既定: 置き換えずにエラーで止まる）")
     t.add_argument("--tensorboard", default=None, metavar="DIR", type=path_argument,
                    help="TensorBoard のログを書くフォルダ（既定: 書かない。tensorboard パッケージが必要）")
     t.add_argument("--dry-run", action="store_true",
@@ -207,6 +208,9 @@ def train_command(args):
     device = best_device(args.device)
     model = build_model(config.model, seed=config.seed)
     out = Path(args.out) if args.out else default_out(preset)
+    if args.dry_run and finished_run(out):  # a check that the pipeline runs never replaces a trained model
+        raise UserError(f"{out} には最後まで学習した結果があるので、--dry-run の結果では置き換えません（--force でも）。"
+                        "--dry-run には別の --out を指定してください。")
     with new_run(out, args.force, needed=checkpoint_size(model)) as run:  # checks --out before training
         callbacks = [tensorboard_logger(args.tensorboard, out, args.mnist_dir)] if args.tensorboard else []
         callbacks.append(HoldSignals(signals))  # training is over: from here on a signal waits until the run is saved
@@ -215,7 +219,8 @@ def train_command(args):
             data, config = data.head(config.batch_size, config.batch_size), replace(config, epochs=1)
         start = time.perf_counter()
         history = fit(model, data, config, device, callbacks, progress=sys.stderr.isatty())  # no bar in logs
-        run.keep_old = history.interrupted or bool(signals.received)  # --force replaces a run only with a whole one
+        # --force replaces a run only with a whole one (and a --dry-run never a finished one, should one appear meanwhile)
+        run.keep_old = history.interrupted or bool(signals.received) or args.dry_run and finished_run(out)
         seconds = time.perf_counter() - start
         test_loss, test_accuracy = evaluate(model, data.X_test, data.y_test)
         results = {"test_accuracy": test_accuracy, "test_loss": test_loss, "train_seconds": seconds,
@@ -241,11 +246,12 @@ def train_config(args, preset):
         config = make_config(preset, epochs=args.epochs, batch_size=args.batch_size,
                              lr=args.lr, seed=args.seed, schedule=args.schedule, val_size=args.val_size,
                              augment=args.augment, drawings=args.drawings, patience=args.patience, ema=args.ema)
-    except UserError as e:  # "epochs は 1 以上..." names the setting as the lesson does; here it is the flag typed
+    except UserError as e:  # "epochs は 1 以上..." names the setting as the lesson does; here the flag, if typed
         field = str(e).split(" ", 1)[0]
-        if field in {f.name for f in fields(TrainConfig)} - {"model"}:
+        if field in {f.name for f in fields(TrainConfig)} - {"model"} and getattr(args, field, None) is not None:
             raise UserError(f"--{field.replace('_', '-')} {str(e).split(' ', 1)[1]}") from e
-        raise
+        raise  # a value from MNIST_LAB_<FIELD>: the message names the variable
+    note_env_changes(args, preset)
     if args.model is None:
         return config
     model_config = for_model(config, args.model)
@@ -253,6 +259,18 @@ def train_config(args, preset):
         print(one_line(f"お知らせ: {model_config.model} には「数字ではない」の境目をしまう場所がないので、数字でない絵は教えません"
                        "（教えるのは pad_cnn のときだけです）。"), file=sys.stderr)
     return model_config
+
+
+def note_env_changes(args, preset):
+    """One note naming the ``MNIST_LAB_<FIELD>`` variables that changed the preset's recipe where no flag was typed
+    (one left from CI or the notebook's fast mode would change a training without a word)."""
+    base = PRESETS[preset]
+    changed = {field: value for field, value in recipes.env_changes(base).items()
+               if getattr(args, field, None) is None and value != getattr(base, field)}
+    if changed:
+        shown = ", ".join(f"{recipes.ENV_PREFIX}{field.upper()}={value}" for field, value in changed.items())
+        print(one_line(f"お知らせ: 環境変数 {shown} でプリセット {preset} のレシピを変えています。"
+                       "プリセットのままにするなら unset してください。"), file=sys.stderr)
 
 
 def default_out(preset):
@@ -364,7 +382,7 @@ def predict_command(args):
             if not all(map(math.isfinite, reading.probabilities)):
                 raise UserError("モデルの出力が数になりません（NaN）。学習し直したチェックポイントを使ってください。")
         except Exception as e:  # one bad image never stops the others
-            if isinstance(e, (MemoryError, torch.OutOfMemoryError)) or os.environ.get("MNIST_LAB_DEBUG"):
+            if isinstance(e, (MemoryError, torch.OutOfMemoryError)) or debugging():
                 raise
             error, code = explained(e, args)
             print(one_line(f"エラー: {error}" if str(Path(path)) in error else f"エラー: {path}: {error}"), file=sys.stderr)
@@ -433,7 +451,7 @@ def _main(argv):
                 print("\n中断しました（書きかけのファイルは残していません）。", file=sys.stderr)
                 return signals.exit_status(130)
             except Exception as e:
-                if os.environ.get("MNIST_LAB_DEBUG"):
+                if debugging():
                     raise
                 error, code = explained(e, args)
                 print(one_line(f"エラー: {error}"), file=sys.stderr)

@@ -16,6 +16,8 @@ import sys
 import threading
 import unicodedata
 
+from .errors import debugging
+
 
 def printable(text, encoding="utf-8"):
     """Return ``text`` with what ``encoding`` cannot write escaped: undecodable bytes of a file name as ``\\xNN``.
@@ -124,7 +126,7 @@ def safe_output():
     streams, hook = (sys.stdout, sys.stderr), threading.excepthook
     occupy_closed_descriptors()
     sys.stdout, sys.stderr = SafeStream(sys.stdout), SafeStream(sys.stderr)
-    if not os.environ.get("MNIST_LAB_DEBUG"):
+    if not debugging():
         threading.excepthook = lambda args: None  # the main thread meets the same error and explains it
     try:
         yield

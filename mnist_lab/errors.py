@@ -7,6 +7,20 @@ alone, in red, where a traceback would be (IPython asks an exception for ``_rend
 
 import functools
 import operator
+import os
+
+DEBUG_ENV = "MNIST_LAB_DEBUG"
+OFF = ("", "0", "false", "no", "off")  # what switches a setting off, as MNIST_LAB_<FIELD> booleans read it
+
+
+def debugging(environ=None):
+    """Whether ``MNIST_LAB_DEBUG`` asks for the full tracebacks: set to anything but empty, 0, false, no or off.
+
+    >>> debugging({"MNIST_LAB_DEBUG": "Off"}), debugging({"MNIST_LAB_DEBUG": "1"}), debugging({})
+    (False, True, False)
+    """
+    environ = os.environ if environ is None else environ
+    return environ.get(DEBUG_ENV, "").strip().lower() not in OFF
 
 
 class UserError(Exception):

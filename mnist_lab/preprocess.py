@@ -6,6 +6,7 @@ aspect ratio, with anti-aliasing), placed in a 28x28 field so that the ink's cen
 the CLI's ``predict`` uses it too, so both see exactly what the model sees.
 """
 
+import os
 import re
 import warnings
 from pathlib import Path
@@ -55,6 +56,9 @@ def load_image(path):
     if isinstance(path, str) and path.lower().startswith(("http://", "https://", "ftp://")):
         raise UserError(f"load_image が読むのはこのマシンのファイルです（{path} は URL）。ダウンロードして保存してから、"
                         "そのファイル名を渡してください。")
+    if str(path) == "-" and not os.path.lexists(path):  # the Unix habit `cat x.png | ... -`
+        raise UserError("- （標準入力）からは画像を読みません。画像をファイルに保存して、そのファイル名を指定してください"
+                        "（例: seven.png）。")
     path = Path(path)
     problem = file_problem(path, f"画像ファイル（この中の画像なら {path}/*.png のように）" if path.is_dir() else "画像ファイル")
     if problem:

@@ -53,10 +53,10 @@ def check_same_run(run_dir, results, ckpt):
     """:class:`UserError` when the folder's ``model.pt`` was not written with its record (a model copied in from
     another run): the figures would mix two runs. Both files keep the model's name and the training's time."""
     kept = ckpt.get("results") if isinstance(ckpt.get("results"), dict) else {}
-    for key in ("model", "train_seconds"):
+    for key, what in (("model", "モデル"), ("train_seconds", "学習時間（秒）")):
         if key in kept and key in results and kept[key] != results[key]:
-            raise UserError(f"{run_dir} の model.pt と {record_path(run_dir).name} は別々の学習のものです（モデル "
-                            f"{ckpt.get('model')} と {results.get('model')}）。図が 2 つの学習から混ざるので書きません。train が"
+            raise UserError(f"{run_dir} の model.pt と {record_path(run_dir).name} は別々の学習のものです（{what}が "
+                            f"{kept[key]} と {results[key]}）。図が 2 つの学習から混ざるので書きません。train が"
                             "書いたままのフォルダを指定するか、学習をやり直してください。")
 
 

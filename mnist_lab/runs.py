@@ -152,6 +152,18 @@ def _safe_is_run(folder):
         return False
 
 
+def finished_run(folder):
+    """Whether ``folder`` holds a run whose training finished (no ``--dry-run``, not stopped): a run that only
+    another finished one may replace. A record that cannot be read counts as finished (it is kept)."""
+    if not _safe_is_run(folder):
+        return False
+    try:
+        results = json.loads(record_path(folder).read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError, RecursionError):
+        return True
+    return not (isinstance(results, dict) and (results.get("dry_run") or results.get("interrupted")))
+
+
 def run_holding(path):
     """Return the run folder that ``path`` is or lies in (links resolved), or ``None``: a place where writing
     anything else would make an earlier run no run folder any more."""
@@ -518,12 +530,7 @@ def read_run(run_dir):
     if missing:
         raise UserError(f"{run_dir} に {'、'.join(missing)} がありません{_left_aside(run_dir)}。"
                         "`mnist-lab train --out フォルダ` が書いたフォルダを指定してください。")
-    try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise os_error(e, path, "読めません") from e
-    except (ValueError, RecursionError) as e:  # not JSON, not UTF-8, nested too deeply
-        raise UserError(f"{path} が壊れています（JSON として読めません）。学習をやり直してください。") from e
+    results = _record(path)
     if not isinstance(results, dict) or not isinstance(results.get("history"), dict):
         raise UserError(f"{path} に学習の履歴（history）がありません（古い形式か壊れています）。学習をやり直してください。")
     try:
@@ -531,6 +538,24 @@ def read_run(run_dir):
     except ValueError as e:
         raise UserError(f"{path} の学習の履歴が壊れています（{e}）。学習をやり直すか、手で直した所を元に戻してください。") from e
     return results, history
+
+
+def _record(path):
+    """The JSON in the run's record ``path`` (a BOM, as Windows editors write one, is skipped); :class:`UserError`
+    otherwise, pointing at the place a hand edit broke: the model is fine, only the record needs undoing."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8-sig"))
+    except OSError as e:
+        raise os_error(e, path, "読めません") from e
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} が UTF-8 ではありません（{e.start + 1} バイト目）。手で書き換えて別の文字コード（Shift_JIS など）で"
+                        "保存したなら、UTF-8 で保存し直すか書き換えを元に戻してください。") from e
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path} が JSON として読めません（{e.lineno} 行目 {e.colno} 文字目: {e.msg}）。手で書き換えたなら、その所を"
+                        "元に戻してください（モデルの model.pt はそのままです）。書き換えていないなら学習をやり直してください。") from e
+    except (ValueError, RecursionError) as e:  # nested too deeply, a number too long...
+        raise UserError(f"{path} が壊れています（JSON として読めません）。手で書き換えたなら元に戻し、書き換えていないなら"
+                        "学習をやり直してください。") from e
 
 
 def _left_aside(run_dir):

@@ -98,16 +98,25 @@ def synced(lesson, work):
         try:
             done[name.as_posix()] = sync_one(lesson / name, work / name, name.as_posix(), record)
         except OSError as e:
-            how = ("/work の空きを作ってから" if e.errno in (errno.ENOSPC, errno.EDQUOT) else
-                   "同じ名前のフォルダーやファイルを別の名前に変えてから")
-            print(f"lesson: {name.as_posix()} を置けませんでした（{e.strerror or e}。前からあったものはそのままです）。{how}、"
-                  "サーバーを起動し直してください。", file=sys.stderr)
+            print(f"lesson: {name.as_posix()} を置けませんでした（{e.strerror or e}。前からあったものはそのままです）。"
+                  f"{fix_for(e, name)}、サーバーを起動し直してください。", file=sys.stderr)
     try:
         record_path.write_text(json.dumps(record, indent=1, sort_keys=True))
     except OSError as e:
         print(f"lesson: {RECORD} を書けませんでした（{e.strerror or e}）。/work に空きと書く権限があるか確かめてください。",
               file=sys.stderr)
     return done
+
+
+def fix_for(error, name):
+    """What the student does about ``error`` (an OSError) before the next start, for the lesson file ``name``."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "/work の空きを作ってから"
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        folder = "/work" if name.parent == Path(".") else f"/work/{name.parent.as_posix()}"
+        return (f"{folder} とその中の {name.name} に書く権限があるか ls -l で確かめて直してから（自分のものなら chmod u+rwx、"
+                "ほかの人のものなら管理者に頼んで）")
+    return "同じ名前のフォルダーやファイルを別の名前に変えてから"
 
 
 def summary(done):

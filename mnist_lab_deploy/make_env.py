@@ -24,6 +24,7 @@ import re
 import secrets
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -378,12 +379,8 @@ def user_name(name, uid):
 
 def write_private(path, text):
     """Write ``text`` to ``path`` readable by you alone (0600 from the start), all or nothing: through a temporary
-    file renamed over it, so a failed write leaves the old file whole. A link is refused (never its target)."""
-    if path.is_symlink():
-        sys.exit(f"エラー: {path} はリンクです（先のファイルを書き換えないよう上書きしません）。リンクを消すか、"
-                 "--output で別のファイルを指定してください。")
-    if path.is_dir():
-        sys.exit(f"エラー: {path} はフォルダーです。--output でファイルの名前を指定してください。")
+    file renamed over it, so a failed write leaves the old file whole. A link or a folder there is refused just
+    before, under the lock (:func:`refuse_existing`)."""
     try:
         fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".env-", suffix=".tmp")  # mode 0600
         try:
@@ -406,9 +403,30 @@ def note_shell_values(values):
               f"先に unset {' '.join(differing)} してください（~/.bashrc にあればそこからも消します）。", file=sys.stderr)
 
 
+def output_path(text):
+    """The file ``--output`` names; an empty name (an unset shell variable) is refused rather than read as "."."""
+    if not text:
+        sys.exit("エラー: --output の名前が空です。書くファイルの名前を指定してください（例: --output .env）。")
+    return Path(text)
+
+
 def refuse_existing(path, force):
-    """Without ``--force``, an existing ``.env`` is never replaced (its token is in the URL the student uses)."""
-    if (path.exists() or path.is_symlink()) and not force:
+    """Refuse, in the order that leads to a fix, what ``path`` must not be: a place that cannot be looked at, a link
+    (its target is never written), a folder; and without ``--force`` an existing ``.env`` (its token is in the URL
+    the student uses)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return  # a new file; a folder missing on the way is told when it is written
+    except OSError as e:
+        sys.exit(f"エラー: {path} を調べられません（{e.strerror or e}）。そのフォルダーに入れるか確かめるか、"
+                 "--output で別の場所を指定してください。")
+    if stat.S_ISLNK(mode):
+        sys.exit(f"エラー: {path} はリンクです（先のファイルを書き換えないよう上書きしません）。リンクを消すか、"
+                 "--output で別のファイルを指定してください。")
+    if stat.S_ISDIR(mode):
+        sys.exit(f"エラー: {path} はフォルダーです。--output でファイルの名前を指定してください。")
+    if not force:
         sys.exit(f"エラー: {path} は既にあります（トークンが変わらないよう上書きしません）。作り直すなら --force を付けてください。")
 
 
@@ -418,7 +436,7 @@ def main(argv=None):
     except SettingsError as e:
         sys.exit(f"{e} 管理者に伝えてください。")
     args = parser(deployment).parse_args(argv)
-    path = Path(args.output)
+    path = output_path(args.output)
     refuse_existing(path, args.force)
     limits = chosen_limits(args, deployment)
     try:

@@ -158,6 +158,7 @@ SLOW_FIXTURES = {"trained"}  # trains the quick preset on all of MNIST: ~5 s on 
 # or 6 s or more by the clock where only a loaded run (load ~7) measured it. Add a test here when it crosses that; a
 # stale name stops a full run.
 SLOW = frozenset({
+    "test_app.py::test_a_burst_of_page_loads_never_runs_more_than_max_kernels",
     "test_app.py::test_a_signal_at_any_moment_of_the_start_is_one_line_at_most",
     "test_app.py::test_every_page_gives_its_kernel_back_once_closed_or_left_alone",
     "test_app.py::test_odd_requests_print_nothing_and_the_app_goes_on",

@@ -21,11 +21,12 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from invariants import assert_one_japanese_line
+from invariants import JAPANESE, assert_one_japanese_line
 from jupyter_helpers import CHROMIUM_ARGS, REPO, dark_run, free_port
 from test_cli import assert_one_line_error
 
@@ -307,6 +308,47 @@ def test_reloads_that_never_connect_cannot_fill_the_memory(monkeypatch):
             counts.append(len(app.kernels()))
         assert max(counts) <= 3 + 1 and drawing in app.kernels().values(), counts  # + the pool's waiting kernel
         websocket.close()
+
+
+BURST = ("import sys, mnist_lab.app_server as s; s.MAX_KERNELS, s.EVICT_AFTER = 2, 600; "
+         "from mnist_lab.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
+def test_a_burst_of_page_loads_never_runs_more_than_max_kernels(monkeypatch):
+    """Eight pages loaded at the same moment (a script, a phone reopening its tabs): never more than MAX_KERNELS
+    kernels (2 here), the pool's waiting one and those starting included; the pages past it get a Japanese page
+    saying the app is full (503), and the others the app (its kernel has started once its headers come)."""
+    monkeypatch.setattr(sys.modules[__name__], "FAST_CULLING", BURST)
+    with app_server(fast_culling=True) as app:
+        seen, done = [], threading.Event()
+
+        def watch():
+            while not done.is_set():
+                seen.append(len(app.kernels()))
+                time.sleep(0.05)
+
+        def load(_):
+            """The page's status and, when refused, its text; None for a page still loading after 5 s (its kernel
+            runs the app's cells first, a minute on a loaded machine): not refused, so counted as served."""
+            try:
+                with urllib.request.urlopen(app.url, timeout=5) as response:
+                    return response.status, ""
+            except urllib.error.HTTPError as e:
+                return e.code, e.read().decode()
+            except (TimeoutError, urllib.error.URLError):
+                return None, ""
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        with ThreadPoolExecutor(8) as loads:
+            pages = list(loads.map(load, range(8)))
+        time.sleep(2)  # the pool refills FILL_DELAY (1 s) after a page took its kernel: it must wait for room
+        done.set()
+        watcher.join()
+    statuses = [status for status, _ in pages]
+    assert max(seen) <= 2, seen
+    assert 200 in statuses and 503 in statuses and set(statuses) <= {200, 503, None}, statuses
+    assert all(JAPANESE.search(text) for status, text in pages if status == 503)
 
 
 def test_odd_requests_print_nothing_and_the_app_goes_on():

@@ -303,3 +303,50 @@ def test_the_mnist_folder_in_a_message_can_be_pasted_into_a_shell(tmp_path, monk
     code = main(["train", "--dry-run", "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert code == 2 and shlex.quote(str(tmp_path / "mnist ")) in err
+
+
+@pytest.mark.parametrize("value", ["0", "false", "No", "off", ""])
+def test_debug_switched_off_in_words_shows_no_traceback(value, monkeypatch, capsys, tmp_path, checkpoint):
+    """MNIST_LAB_DEBUG=0 (false, no, off, empty) is off, as for every MNIST_LAB_ boolean: one line, status 2."""
+    monkeypatch.setenv("MNIST_LAB_DEBUG", value)
+    code, _, err = run_main(capsys, "predict", checkpoint, tmp_path / "missing.png")
+    assert_one_line_error(code, err, "missing.png")
+
+
+def test_debug_switched_on_shows_the_traceback(monkeypatch, capsys, tmp_path, checkpoint):
+    monkeypatch.setenv("MNIST_LAB_DEBUG", "1")
+    with pytest.raises(UserError):
+        main(["evaluate", str(tmp_path / "missing.pt")])
+
+
+def test_environment_variables_that_change_the_recipe_are_named_in_one_note(monkeypatch, capsys):
+    """A MNIST_LAB_<FIELD> left from CI or the notebook's fast mode changes what ``train`` trains: one note names
+    each variable that did (not one overridden by a flag typed, nor one equal to the preset's value)."""
+    from dataclasses import replace
+
+    from mnist_lab.cli import build_parser, train_config
+    from mnist_lab.recipes import PRESETS
+
+    args = build_parser().parse_args(["train", "--preset", "original", "--epochs", "3"])
+    assert train_config(args, "original") == replace(PRESETS["original"], epochs=3)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv("MNIST_LAB_MODEL", "mlp")
+    monkeypatch.setenv("MNIST_LAB_EPOCHS", "1")
+    monkeypatch.setenv("MNIST_LAB_LR", str(PRESETS["original"].lr))
+    config = train_config(args, "original")
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert config.model == "mlp" and config.epochs == 3
+    assert len(notes) == 1 and "MNIST_LAB_MODEL" in notes[0], notes
+    assert "MNIST_LAB_EPOCHS" not in notes[0] and "MNIST_LAB_LR" not in notes[0], notes
+
+
+@pytest.mark.parametrize(("variable", "value", "flag"), [("MNIST_LAB_EMA", "nan", "--ema"),
+                                                         ("MNIST_LAB_EPOCHS", "0", "--epochs")])
+def test_a_bad_environment_value_names_the_variable_not_a_flag_never_typed(variable, value, flag, monkeypatch,
+                                                                           capsys, tmp_path):
+    monkeypatch.setenv(variable, value)
+    code, _, err = run_main(capsys, "train", "--dry-run", "--out", tmp_path / "run")
+    assert_one_line_error(code, err, variable)
+    assert flag not in err and not (tmp_path / "run").exists()
+    code, _, err = run_main(capsys, "train", "--dry-run", "--out", tmp_path / "run", flag, value)
+    assert_one_line_error(code, err, flag)

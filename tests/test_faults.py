@@ -130,7 +130,7 @@ def assert_nothing_lost(place, before):
     assert not list(place.glob(".*.partial-*")) and not list(place.glob(".*.replaced-*"))
 
 
-TRAIN = ["train", "--device", "cpu", "--dry-run"]
+TRAIN = ["train", "--device", "cpu", "--epochs", "1"]  # a whole training (on toy data): it may replace a run
 CASES = [  # (argv, exit status, a fragment of the one line)
     # output folders: checked before training, never replaced unless asked
     (TRAIN + ["--out", "TMP/run"], 2, "--force"),
@@ -224,7 +224,7 @@ def test_force_replaces_a_run_whole_and_drops_its_old_figures(place, capsys):
     code, _, err = run_cli(place, TRAIN + ["--out", "TMP/run", "--force"], capsys)
     assert code == 0, err
     assert sorted(p.name for p in (place / "run").iterdir()) == ["model.pt", "results.json"]
-    assert json.loads((place / "run" / "results.json").read_text())["dry_run"] is True
+    assert json.loads((place / "run" / "results.json").read_text())["dry_run"] is False
     assert not list(place.glob(".*"))
 
 
@@ -284,7 +284,7 @@ def crash(*args, **kwargs):
         os._exit(9)  # the process dies here: no cleanup, no finally
     return real(*args, **kwargs)
 {target} = crash
-mnist_lab.cli.main(["train", "--dry-run", "--device", "cpu", "--out", {out!r}, "--force"])
+mnist_lab.cli.main(["train", "--epochs", "1", "--device", "cpu", "--out", {out!r}, "--force"])
 """
 
 
@@ -318,7 +318,7 @@ def test_a_really_full_disk_keeps_the_previous_run(tmp_path, capsys, monkeypatch
         before = snapshot(disk / "run")
         (disk / "filler").write_bytes(b"\0" * (1024 * 1024 - sum(map(len, before.values())) - 200 * 1024))
         monkeypatch.setattr("mnist_lab.cli.load_mnist", lambda root=None, val_size=0, seed=0: tiny_data(256))
-        code, _, err = run_cli(disk, ["train", "--dry-run", "--device", "cpu", "--model", "original",
+        code, _, err = run_cli(disk, ["train", "--epochs", "1", "--device", "cpu", "--model", "original",
                                       "--out", "TMP/run", "--force"], capsys)
         assert_one_line(code, err, 2, "ディスクがいっぱい")
         assert_nothing_lost(disk, before)
@@ -365,7 +365,7 @@ def test_no_permission_is_one_line_and_loses_nothing(tmp_path):
     try:
         assert_permissions_apply(locked)
         for argv in (["train", "--dry-run", "--out", str(locked / "new")],
-                     ["train", "--dry-run", "--out", str(locked / "run"), "--force"],
+                     ["train", "--epochs", "1", "--out", str(locked / "run"), "--force"],
                      ["predict", str(tmp_path / "model.pt"), str(tmp_path / "secret.png")],
                      ["evaluate", str(tmp_path / "model.pt"), "--data", str(tmp_path / "data")]):
             result = without_root_powers(argv, tmp_path)

@@ -112,3 +112,19 @@ def test_reading_an_image_file_is_a_picture_or_one_user_error(place, generated):
         assert_japanese_message(e)
     else:
         assert X.shape == (1, 1, 28, 28) and bool(X.isfinite().all()), what
+
+
+def test_a_dash_for_standard_input_is_one_line_of_its_own_and_a_file_named_dash_is_read(tmp_path, monkeypatch):
+    """``cat x.png | mnist-lab predict model.pt -``: the image is never read from stdin; the line is not the one for a
+    missing file. A file really named ``-`` is an image like any other."""
+    save_checkpoint(tmp_path / "model.pt", build_model("quick", seed=0))
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_main(["predict", "model.pt", "-"])
+    missing = run_main(["predict", "model.pt", "gone.png"])[2]
+    assert code == 2 and not out and len(problem_lines(err)) == 1 and "Traceback" not in err, err
+    assert_japanese_message(problem_lines(err)[0])
+    assert err.replace("-", "") != missing.replace("gone.png", ""), (err, missing)
+    seven(tmp_path / "seven.png")
+    (tmp_path / "seven.png").rename(tmp_path / "-")
+    code, out, err = run_main(["predict", "model.pt", "-"])
+    assert code == 0 and out.startswith("-: "), (out, err)

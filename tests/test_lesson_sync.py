@@ -140,3 +140,28 @@ def test_a_full_disk_never_leaves_a_cut_off_lesson_file_kept_as_the_students(tmp
     monkeypatch.setattr(shutil, "copyfile", real_copy)
     assert lesson.synced(image, work)["mnist_lab/train.py"] == "updated"  # space again: updated, not "yours"
     assert (work / "mnist_lab/train.py").read_text() == "loop v2, much longer than the free space"
+
+
+def test_a_permission_problem_gets_other_advice_than_a_name_in_the_way(tmp_path, monkeypatch, capsys):
+    """Renaming fixes a folder where a file goes, not a file the student may not write: the two lines advise
+    differently (what the OS said aside), each one line, and nothing the student had is lost."""
+    import errno
+    import shutil
+
+    image, work = tmp_path / "image", tmp_path / "work"
+    write(image, {"main.ipynb": "m", "resources/a.png": "a"})
+    (work / "main.ipynb").mkdir(parents=True)  # a folder where a lesson file goes
+    real_copy = shutil.copyfile
+
+    def refused(source, target):
+        if "a.png" in str(target):
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real_copy(source, target)
+
+    monkeypatch.setattr(shutil, "copyfile", refused)
+    lesson.synced(image, work)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and all(re.search(r"[\u3040-\u30ff]", line) for line in lines), lines
+    advice = [re.sub(r"（[^）]*）", "", line).replace("resources/a.png", "").replace("main.ipynb", "") for line in lines]
+    assert advice[0] != advice[1], lines
+    assert (work / "main.ipynb").is_dir() and not (work / "resources" / "a.png").exists()

@@ -364,3 +364,42 @@ def test_a_second_make_env_at_the_same_moment_never_replaces_the_first_ones_env(
     with pytest.raises(SystemExit):
         make_env.main(["--output", str(env)])
     assert env.read_text() == "JUPYTER_TOKEN=the-first-runs-token\n"
+
+
+@pytest.mark.parametrize("shape", ["folder", "link"])
+def test_a_folder_or_link_as_output_is_refused_the_same_with_or_without_force(tmp_path, server, capsys, shape):
+    """The first refusal already says what is wrong: it never sends the student to --force, which then fails."""
+    path = tmp_path / "d.env"
+    if shape == "folder":
+        path.mkdir()
+    else:
+        (tmp_path / "hub.env").write_text("the admin's settings\n")
+        path.symlink_to(tmp_path / "hub.env")
+    assert refused(capsys, "--output", str(path)) == refused(capsys, "--output", str(path), "--force")
+    assert path.is_dir() if shape == "folder" else (tmp_path / "hub.env").read_text() == "the admin's settings\n"
+
+
+def test_an_empty_output_name_is_refused_and_nothing_is_written(tmp_path, server, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert refused(capsys, "--output", "") == refused(capsys, "--output", "", "--force")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_an_output_in_a_folder_that_cannot_be_searched_is_one_line(tmp_path, server, capsys, monkeypatch):
+    """A non-root user's ``--output /root/x.env``: looking at the name is refused (EACCES). Root may look anywhere,
+    so the refusal is injected where the file system gives it."""
+    path = tmp_path / "locked" / "x.env"
+    real_stat, real_lstat = os.stat, os.lstat
+
+    def refusing(real):
+        def look(target, *args, **kwargs):
+            if os.fspath(target) == str(path):
+                raise PermissionError(13, "Permission denied", str(path))
+            return real(target, *args, **kwargs)
+        return look
+
+    monkeypatch.setattr(os, "stat", refusing(real_stat))
+    monkeypatch.setattr(os, "lstat", refusing(real_lstat))
+    refused(capsys, "--output", str(path))
+    assert not (tmp_path / "locked").exists()

@@ -312,7 +312,7 @@ def test_what_a_killed_report_left_never_makes_a_run_look_foreign(tmp_path):
     """SIGKILL while a figure is half written leaves its temporary file: the folder is still a run, a run inside it
     is refused, and the next report or ``train --force`` removes the file."""
     run = previous_run(tmp_path / "run")
-    for follower in (["report", run, "--device", "cpu"], ["train", "--dry-run", "--device", "cpu", "--force", "--out", run]):
+    for follower in (["report", run, "--device", "cpu"], ["train", "--epochs", "1", "--device", "cpu", "--force", "--out", run]):
         process = start_report(run, "predictions.png")
         assert paused(process)
         process.kill()
@@ -353,7 +353,7 @@ def test_a_run_replaced_while_report_runs_never_gets_the_old_models_figures(tmp_
     old_model = (run / "model.pt").read_bytes()
     report = start_report(run, moment)
     assert paused(report)
-    train = subprocess.Popen([sys.executable, str(TOY), "train", "--dry-run", "--device", "cpu", "--force", "--out",
+    train = subprocess.Popen([sys.executable, str(TOY), "train", "--epochs", "1", "--device", "cpu", "--force", "--out",
                               run], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
     notes = []
     for line in iter(train.stderr.readline, b""):  # until it waits for the report (a note) or has ended

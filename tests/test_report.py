@@ -3,11 +3,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from invariants import JAPANESE, assert_one_japanese_line
 from PIL import Image
 from test_cli import assert_one_line_error
 
+from mnist_lab import UserError
 from mnist_lab.cli import main
+from mnist_lab.report import check_same_run
 
 REPO = Path(__file__).resolve().parents[1]
 FIGURES = ["training_curves.png", "predictions.png", "confusion_matrix.png", "misclassified.png"]
@@ -79,3 +82,14 @@ def test_a_home_folder_nothing_can_be_written_in_adds_no_line(tmp_path, mnist_ro
     for name in FIGURES:
         with Image.open(run / name) as image:
             assert image.format == "PNG"
+
+
+def test_a_model_from_another_run_is_told_by_what_differs(tmp_path):
+    """The line gives the two values that tell the runs apart (the same model trained twice: the training times)."""
+    for kept, recorded in ((("quick_cnn", 231.5), ("quick_cnn", 1.25)), (("quick_cnn", 2.0), ("mlp", 2.0))):
+        ckpt = {"model": kept[0], "results": {"model": kept[0], "train_seconds": kept[1]}}
+        with pytest.raises(UserError) as refused:
+            check_same_run(tmp_path, {"model": recorded[0], "train_seconds": recorded[1]}, ckpt)
+        said = str(refused.value).replace(str(tmp_path), "")
+        differing = [str(value) for pair in zip(kept, recorded) if pair[0] != pair[1] for value in pair]
+        assert all(value in said for value in differing) and JAPANESE.search(said), said

@@ -268,7 +268,7 @@ def test_tensorboard_logs_never_go_into_a_run_folder_or_around_the_new_one(tmp_p
         logs, out = root / "logs", (root / "logs").joinpath(*deeper)
     else:
         logs, out = base, base
-    code, _, err = run_main(["train", "--dry-run", "--device", "cpu", "--out", out, "--tensorboard", logs,
+    code, _, err = run_main(["train", "--epochs", "1", "--device", "cpu", "--out", out, "--tensorboard", logs,
                              *(["--force"] if force else [])])
     assert code == 2 and not trained, err
     assert_one_japanese_line(err)
@@ -319,9 +319,51 @@ def test_force_onto_a_run_that_cannot_be_removed_is_refused_before_training(tmp_
     before = snapshot(run)
     subprocess.run(["chattr", attribute, str(run / where)], check=True)
     try:
-        code, out, err = run_main(["train", "--dry-run", "--device", "cpu", "--force", "--out", run])
+        code, out, err = run_main(["train", "--epochs", "1", "--device", "cpu", "--force", "--out", run])
     finally:  # wherever the file went (a failing version moves it aside): pytest must be able to remove it
         subprocess.run(["chattr", "-R", "-ia", str(tmp_path)], check=True)
     assert code == 2 and not out, (out, err)
     assert_one_japanese_line(err)
     assert snapshot(run) == before and not stray_folders(tmp_path)
+
+
+def test_a_dry_run_never_replaces_a_finished_run_even_with_force(tmp_path, monkeypatch):
+    """``--dry-run`` checks that everything runs (one batch): with ``--force`` over a finished run it would replace a
+    trained model by a meaningless one. Refused in one line before training; the run stays byte for byte."""
+    trained = []
+    monkeypatch.setattr("mnist_lab.cli.fit", lambda *a, **k: trained.append(1))
+    run = previous_run(tmp_path / "run")
+    before = snapshot(run)
+    code, out, err = run_main(["train", "--dry-run", "--device", "cpu", "--force", "--out", run])
+    assert code == 2 and not out and not trained, err
+    assert_one_japanese_line(err)
+    assert snapshot(run) == before and sorted(tmp_path.iterdir()) == [run]
+
+
+def test_a_checkpoint_of_weights_without_values_is_one_line(tmp_path, capsys):
+    """Tensors on the ``meta`` device (a model built under ``torch.device("meta")``) have shapes but no numbers."""
+    path = tmp_path / "meta.pt"
+    torch.save({"format": FORMAT, "model": "quick_cnn", "config": {}, "results": {},
+                "state_dict": {k: torch.empty_like(v, device="meta")
+                               for k, v in build_model("quick", seed=0).state_dict().items()}}, path)
+    seven(tmp_path / "seven.png")
+    for argv in (["predict", path, tmp_path / "seven.png"], ["evaluate", path]):
+        code, out, err = run_main(argv)
+        assert code == 2 and not out, err
+        assert_one_japanese_line(err)
+
+
+def test_a_record_saved_with_a_bom_is_read_and_a_broken_edit_is_pointed_at(run, tmp_path):
+    """Windows Notepad saves results.json with a UTF-8 BOM: read as it is. A hand edit that breaks the JSON (a
+    trailing comma) is refused in one line that gives the line of the edit, so it can be undone."""
+    folder = tmp_path / "run"
+    shutil.copytree(run, folder)
+    text = (run / "results.json").read_text(encoding="utf-8")
+    (folder / "results.json").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert read_run(folder)[0] == read_run(run)[0]
+    edited = text.rstrip().removesuffix("}").rstrip() + ",\n}\n"  # a trailing comma: JSON stops at the last line
+    (folder / "results.json").write_text(edited, encoding="utf-8")
+    with pytest.raises(UserError) as refused:
+        read_run(folder)
+    assert_japanese_message(refused.value)
+    assert str(edited.count("\n")) in str(refused.value).replace(str(folder), ""), refused.value  # the line
