@@ -20,9 +20,11 @@ import asyncio
 import contextlib
 import html
 import logging
+import shutil
 import time
 from pathlib import Path
 
+from jupyter_core.utils import run_sync
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 from tornado.escape import url_escape
 from voila.app import Voila
@@ -204,6 +206,14 @@ class AppServer(Voila):
     def init_handlers(self):
         return [(pattern, AppPage if handler is TornadoVoilaHandler else handler, *rest)
                 for pattern, handler, *rest in super().init_handlers()]
+
+    def stop(self):
+        """Remove the kernels' connection folder as Voilà does, but never fail the stop over it: a kernel the pool
+        was starting as the app stopped can still write a file there ("Directory not empty"), and the student
+        would read an error for an app that did stop."""
+        shutil.rmtree(self.connection_dir, ignore_errors=True)
+        run_sync(self.kernel_manager.shutdown_all)()
+        shutil.rmtree(self.connection_dir, ignore_errors=True)  # what the kernels left as they went
 
 
 def server_arguments():

@@ -606,3 +606,34 @@ def test_the_page_says_when_its_model_was_a_dry_run_or_stopped(tmp_path):
     assert html.escape(unfinished({"results": {"dry_run": True}})) in shown["dry"]
     assert html.escape(unfinished({"results": {"interrupted": True}})) in shown["stopped"]
     assert not any(html.escape(unfinished({"results": {k: True}})) in shown["whole"] for k in ("dry_run", "interrupted"))
+
+
+def test_a_kernel_file_written_while_the_app_stops_never_fails_the_stop(tmp_path, monkeypatch):
+    """A kernel the pool was starting as the app stopped writes its connection file into the folder being removed
+    ("Directory not empty"): the app still stops, shuts every kernel down and leaves no folder behind."""
+    from mnist_lab import app_server
+
+    class Kernels:
+        shut = started = False
+
+        async def shutdown_all(self):
+            (folder / "kernel-late.json").write_text("{}")  # written as the kernels go
+            Kernels.shut = True
+
+    real_rmdir = os.rmdir
+
+    def rmdir_as_a_kernel_starts(path, *args, **kwargs):  # the folder emptied, then a new file appears in it once
+        if Path(path) == folder and not Kernels.started:
+            (folder / "kernel-starting.json").write_text("{}")
+            Kernels.started = True
+        return real_rmdir(path, *args, **kwargs)
+
+    folder = tmp_path / "voila_connections"
+    folder.mkdir()
+    (folder / "kernel-1.json").write_text("{}")
+    server = app_server.AppServer.__new__(app_server.AppServer)
+    monkeypatch.setattr(app_server.AppServer, "connection_dir", str(folder), raising=False)
+    monkeypatch.setattr(app_server.AppServer, "kernel_manager", Kernels(), raising=False)
+    monkeypatch.setattr(os, "rmdir", rmdir_as_a_kernel_starts)
+    server.stop()
+    assert Kernels.shut and not folder.exists()
