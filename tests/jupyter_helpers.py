@@ -25,6 +25,26 @@ LAB_SETTINGS = {
 }
 
 
+FIRST_IMAGES = (8000, 1000)  # training and test images kept by KEEP_FIRST_IMAGES: the lesson's paths, in seconds
+KEEP_FIRST_IMAGES = f"""
+import mnist_lab.data as _data
+_load_mnist = _data.load_mnist
+_data.load_mnist = lambda *args, **kwargs: _load_mnist(*args, **kwargs).head{FIRST_IMAGES}
+"""
+# Runs main.ipynb (in the current folder) top to bottom in a new kernel, as nbconvert --execute does, after a first
+# cell that keeps all of MNIST loaded but the lesson's work to the first images; saved to the path in argv[1]. For a
+# container: the lesson's paths, permissions and data are what is tested there, not the time of a full training.
+RUN_ON_FIRST_IMAGES = f"""
+import os, sys
+import nbformat
+from nbclient import NotebookClient
+nb = nbformat.read("main.ipynb", as_version=4)
+nb.cells.insert(0, nbformat.v4.new_code_cell({KEEP_FIRST_IMAGES!r}))
+NotebookClient(nb, timeout=1800, kernel_name="python3", resources={{"metadata": {{"path": os.getcwd()}}}}).execute()
+nbformat.write(nb, sys.argv[1])
+"""
+
+
 def require_browser():
     """Skip when Chromium or Playwright is missing, except under CI=true, where that is a failure."""
     import importlib.util

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from invariants import assert_japanese_message
+from jupyter_helpers import KEEP_FIRST_IMAGES
 
 from mnist_lab.recipes import PRESETS as RECIPES  # every recipe, as preset_table() shows them
 
@@ -276,12 +277,6 @@ def test_code_lines_fit_the_notebook_width():
 
 # --- the path matrix: real kernels ----------------------------------------------------------------------------
 
-FIRST_IMAGES = (8000, 1000)  # training and test images kept by the short kernel's hook
-KEEP_FIRST_IMAGES = f"""
-import mnist_lab.data as _data
-_load_mnist = _data.load_mnist
-_data.load_mnist = lambda *args, **kwargs: _load_mnist(*args, **kwargs).head{FIRST_IMAGES}
-"""
 
 
 def code_index(nb, pattern):
