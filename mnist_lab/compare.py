@@ -23,7 +23,10 @@ class NotTrained(UserError, KeyError):
 class Trained(dict):
     """The models :func:`compare` trained, by name (``trained["quick"]``). A name it holds no model for (■ stopped
     the comparison before that model, or no recipe had that name) is :class:`NotTrained`, one line naming those it
-    holds and what to do, instead of a bare ``KeyError``."""
+    holds and what to do, instead of a bare ``KeyError``.
+
+    Introduced in the lesson: main.ipynb §12.
+    """
 
     def __missing__(self, name):
         held = "、".join(map(str, self)) or "まだありません"

@@ -464,8 +464,8 @@ def going_back(run, accuracy):
 
 def test_a_student_on_a_slow_machine_presses_stop_and_follows_the_advice(mnist_root, tmp_path):
     """Full MNIST, the default PRESET: ■ during the training and on through the lesson with that model, ■ during
-    section 12's comparison; then, as the notebook advises, PRESET = "quick" and everything again from section 2;
-    then section 13."""
+    section 12's comparison; then, as the notebook advises, PRESET = "quick" and everything again from section 2 (on
+    the first images: the path is what is tested, and a full run's time is the notebook benchmark's); then section 13."""
     with lesson(tmp_path, {"MNIST_LAB_DATA": str(mnist_root), "MNIST_LAB_EPOCHS": "1"}) as run:
         run.set_preset("original")
         ran = run.run(0, run.release - 1, interrupt_at=(run.training, run.comparison))
@@ -476,12 +476,13 @@ def test_a_student_on_a_slow_machine_presses_stop_and_follows_the_advice(mnist_r
         assert got["fit_same_as_hand"] <= 1e-6
         assert_falling(got["hand_losses"])
 
+        run_extra_cell(run.client, run.nb, KEEP_FIRST_IMAGES)  # the same path again, on the first images only
         run.set_preset("quick")
         ran = run.run(run.settings, run.release - 1)
         run.check(ran)
         got = run.values()
         assert got["preset"] == "quick" and not got["interrupted"] and got["epochs"] >= 1
-        assert got["accuracy"] > 0.97 and got["statuses"] == ["trained", "trained"]
+        assert got["accuracy"] > 0.9 and got["statuses"] == ["trained", "trained"]
         assert got["agrees_with_sklearn"] and got["loaded_predicts_the_same"]
         assert_falling(got["hand_losses"])
         run.check(run.run(run.release))
