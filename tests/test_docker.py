@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from engine import compose_binary
-from jupyter_helpers import RUN_ON_FIRST_IMAGES
+from jupyter_helpers import RUN_ON_FIRST_IMAGES, every_cell_ran
 
 from mnist_lab_deploy import make_env, settings
 from mnist_lab_deploy.gpu_policy import GPU
@@ -325,7 +325,7 @@ def test_notebook_runs_inside_a_students_container(engine, classroom):
     aoi = classroom["aoi"]
     result = engine.docker("exec", "-e", "MNIST_LAB_EPOCHS=1", aoi["container"], "python", "-c", RUN_ON_FIRST_IMAGES,
                            "/tmp/executed.ipynb", check=False, timeout=900)  # every cell; its work on the first images
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0 and every_cell_ran(result.stdout), (result.stdout[-500:], result.stderr[-3000:])
     model = aoi["folder"] / "runs" / "notebook" / "model.pt"
     assert model.is_file() and model.stat().st_uid == aoi["uid"]  # written as the student, not root
 

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
-from jupyter_helpers import RUN_ON_FIRST_IMAGES
+from jupyter_helpers import RUN_ON_FIRST_IMAGES, every_cell_ran
 
 from mnist_lab_deploy import settings
 from mnist_lab_deploy.hub import messages  # what the student is told, compared by case, never by wording
@@ -585,7 +585,7 @@ def test_the_notebook_runs_inside_a_spawned_server(hub, servers):
     took = time.perf_counter() - start
     print(f"\nnotebook in the hub's server: {took:.0f} s; calibration {calibration:.2f} s "
           f"(ratio {took / calibration:.0f}); limit {limit:.0f} s")
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0 and every_cell_ran(result.stdout), (result.stdout[-500:], result.stderr[-3000:])
     said = run_in(hub.engine, "aoi", "stat -c %u /work/runs/notebook/model.pt; ls /work/data 2>&1 | head -1")
     assert said.split()[0] == "1000" and "No such file" in said  # MNIST read from the read-only copy
 
