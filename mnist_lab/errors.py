@@ -10,7 +10,8 @@ import operator
 import os
 
 DEBUG_ENV = "MNIST_LAB_DEBUG"
-OFF = ("", "0", "false", "no", "off")  # what switches a setting off, as MNIST_LAB_<FIELD> booleans read it
+OFF = ("", "0", "false", "no", "off")  # what switches a setting off (an empty value only MNIST_LAB_DEBUG)
+ON = ("1", "true", "yes", "on")  # what switches an MNIST_LAB_<FIELD> boolean on
 
 
 def debugging(environ=None):

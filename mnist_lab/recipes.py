@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from .errors import UserError, checked_seed
+from .errors import OFF, ON, UserError, checked_seed
 from .models import THRESHOLD_MODELS, checked_model_name
 
 SCHEDULES = ("constant", "onecycle", "cosine", "step")
@@ -368,7 +368,7 @@ def _note_misspelt(environ):
 
 def _parsed(name, text, kind):
     """Return ``text`` as a value of ``kind`` (bool, int, float or str); :class:`UserError` naming ``name``."""
-    words = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+    words = {**dict.fromkeys(ON, True), **dict.fromkeys(filter(None, OFF), False)}
     try:
         if kind is bool:
             return words[text.lower()]
